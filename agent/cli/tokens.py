@@ -1,0 +1,96 @@
+"""`zit tokens`: show the exact token ids Z-Image's encoder will read for an idea."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from agent.cli import app
+
+
+@app.command()
+def tokens(
+    idea: Annotated[str, typer.Argument(help="The prompt or idea (user turn).")],
+    system: Annotated[str | None, typer.Option(help="A system turn before the user turn.")] = None,
+    think: Annotated[
+        str | None, typer.Option(help="Think text of the assistant turn (think shape).")
+    ] = None,
+    assistant: Annotated[
+        str | None, typer.Option(help="Content of the assistant turn (answer shape).")
+    ] = None,
+    close: Annotated[
+        bool, typer.Option("--close", help="Close the assistant turn with <|im_end|>.")
+    ] = False,
+    tokenizer: Annotated[
+        str | None,
+        typer.Option(help="Tokenizer directory, Z-Image model directory or repo id."),
+    ] = None,
+    max_tokens: Annotated[
+        int | None, typer.Option(help="Token budget of the whole sequence (default 512).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Build the Z-Image chat sequence of IDEA and print its token ids.
+
+    With only IDEA: the `plain` shape, exactly what diffusers feeds the encoder. With --think: the
+    `think` shape; with only --assistant: the `answer` shape.
+    """
+    from agent.cli.common import print_json
+    from agent.errors import UserError
+    from agent.sequence import ChatSequence, assemble
+    from agent.settings import load_settings
+    from backends.tokenizer import QwenTokenizer
+
+    settings = load_settings(tokenizer=tokenizer)
+    budget = max_tokens or settings.render.max_tokens
+    if budget < 16:
+        raise UserError(f"--max-tokens {budget} is too small", hint="use 16 or more")
+    shape = "think" if think is not None else "answer" if assistant is not None else "plain"
+    if close and shape == "plain":
+        raise UserError("--close needs --think or --assistant", hint="the plain shape ends open")
+    if not idea.strip():
+        raise UserError("the idea is empty", hint="give an idea with some words in it")
+
+    tok = QwenTokenizer.from_pretrained(settings.tokenizer_spec, download=settings.download)
+    seq = ChatSequence.of_shape(shape, idea, think=think, answer=assistant, system=system, close=close)
+    result = assemble(seq, tok, max_tokens=budget)
+
+    if as_json:
+        print_json(
+            {
+                "token_ids": result.ids,
+                "text": result.text,
+                "count": result.count,
+                "budget": result.budget,
+                "shape": shape,
+                "cut": [c.model_dump() for c in result.cut] if result.cut else None,
+                "spans": [s.model_dump() for s in result.spans],
+                "tokenizer": tok.source,
+            }
+        )
+        return
+    _print_readable(result, tok, shape)
+
+
+def _print_readable(result, tok, shape: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title=f"{shape} sequence: {result.count} of {result.budget} tokens")
+    table.add_column("turn", justify="right")
+    table.add_column("part")
+    table.add_column("tokens", justify="right")
+    table.add_column("text", overflow="fold")
+    for span in result.spans:
+        text = tok.decode(result.ids[span.start : span.end])
+        table.add_row(str(span.turn), span.part, str(span.end - span.start), text)
+    console.print(table)
+    if result.cut:
+        for cut in result.cut:
+            console.print(
+                f"[yellow]cut[/]: {cut.removed} tokens from the {cut.part} of turn {cut.turn} "
+                f"({cut.kept} kept) to fit the budget"
+            )
+    console.print("[bold]ids[/]:", " ".join(map(str, result.ids)), highlight=False, soft_wrap=True)

@@ -1,0 +1,358 @@
+"""Z-Image chat sequences and their exact token ids.
+
+A `ChatSequence` is what Z-Image's text encoder reads: Qwen3 chat turns. The ids are assembled by
+splicing the template's fixed ids with each segment's ids, so a writer's generated ids reach the
+encoder verbatim (never decoded and re-tokenized), and text typed by a person is tokenized with
+special-token parsing off.
+
+Layout, as Qwen3's chat template renders it:
+
+    <|im_start|>{role}\\n{content}<|im_end|>\\n             system and user turns, closed assistant turns
+    <|im_start|>assistant\\n<think>\\n{think}\\n</think>\\n\\n{content}     an assistant turn with a think part
+    <|im_start|>assistant\\n                               the open header after a final user turn
+
+Shapes:
+- `plain`: user = prompt, open assistant header. Id for id what diffusers' `encode_prompt` feeds
+  Z-Image for the same prompt.
+- `think`: user = idea, assistant = think part + content.
+- `answer`: user = idea, assistant = content, no think part.
+
+Text segments are stripped of surrounding whitespace, as Qwen3's template does (a leading newline
+would also merge with the template's own and change the ids).
+
+The token budget (512 by default, as diffusers) is never exceeded and never cut silently; see
+`assemble`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from pydantic import BaseModel, Field, model_validator
+
+from agent.errors import UserError
+
+Role = Literal["system", "user", "assistant"]
+Part = Literal["system", "user", "think", "assistant"]
+Overflow = Literal["cut", "error"]
+SHAPES = ("plain", "think", "answer")
+
+# Budget cuts take from these parts in this order (see `assemble`).
+CUT_ORDER: tuple[Part, ...] = ("think", "assistant", "user")
+
+
+class Tokenizer(Protocol):
+    """What assembly needs from a tokenizer (`backends.tokenizer.QwenTokenizer` has it)."""
+
+    base_vocab_size: int
+
+    def encode_text(self, text: str) -> list[int]: ...
+    def decode(self, ids: list[int]) -> str: ...
+    def token_id(self, token: str) -> int: ...
+
+
+class Segment(BaseModel):
+    """One part of a turn: text, and the ids a writer generated for it when there are any.
+
+    When `ids` is set it is used verbatim and `text` is only for display.
+    """
+
+    text: str = ""
+    ids: list[int] | None = None
+
+    @classmethod
+    def of(cls, value: str | Segment | None) -> Segment | None:
+        if value is None or isinstance(value, Segment):
+            return value
+        return cls(text=value)
+
+
+class Turn(BaseModel):
+    role: Role
+    content: Segment = Field(default_factory=Segment)
+    think: Segment | None = None
+
+    @model_validator(mode="after")
+    def _think_only_for_assistant(self) -> Turn:
+        if self.think is not None and self.role != "assistant":
+            raise ValueError(f"a {self.role} turn cannot have a think part")
+        return self
+
+
+class ChatSequence(BaseModel):
+    """Turns of a Qwen3 conversation as Z-Image's encoder reads them.
+
+    After a final user turn the open assistant header is always added (as diffusers does). A final
+    assistant turn stays open unless `close_last`, which ends it with `<|im_end|>\\n`.
+    `drop_earlier_think` applies Qwen3's rule: think parts of assistant turns before the last user
+    turn are left out.
+    """
+
+    turns: list[Turn]
+    close_last: bool = False
+    drop_earlier_think: bool = True
+    shape: str | None = None
+
+    @model_validator(mode="after")
+    def _check_turns(self) -> ChatSequence:
+        if not any(t.role == "user" for t in self.turns):
+            raise ValueError("a chat sequence needs at least one user turn")
+        if any(t.role == "system" for t in self.turns[1:]):
+            raise ValueError("a system turn can only come first")
+        return self
+
+    # -- the named shapes --------------------------------------------------------------------------
+    @classmethod
+    def plain(cls, prompt: str | Segment, system: str | None = None) -> ChatSequence:
+        return cls(turns=_head(system) + [Turn(role="user", content=Segment.of(prompt))], shape="plain")
+
+    @classmethod
+    def think(
+        cls,
+        idea: str | Segment,
+        think: str | Segment,
+        answer: str | Segment = "",
+        *,
+        system: str | None = None,
+        close: bool = False,
+    ) -> ChatSequence:
+        assistant = Turn(role="assistant", content=Segment.of(answer), think=Segment.of(think))
+        user = Turn(role="user", content=Segment.of(idea))
+        return cls(turns=_head(system) + [user, assistant], close_last=close, shape="think")
+
+    @classmethod
+    def answer(
+        cls,
+        idea: str | Segment,
+        answer: str | Segment,
+        *,
+        system: str | None = None,
+        close: bool = False,
+    ) -> ChatSequence:
+        assistant = Turn(role="assistant", content=Segment.of(answer))
+        user = Turn(role="user", content=Segment.of(idea))
+        return cls(turns=_head(system) + [user, assistant], close_last=close, shape="answer")
+
+    @classmethod
+    def of_shape(
+        cls,
+        shape: str,
+        idea: str | Segment,
+        *,
+        think: str | Segment | None = None,
+        answer: str | Segment | None = None,
+        system: str | None = None,
+        close: bool = False,
+    ) -> ChatSequence:
+        """Build a named shape. For `plain` the prompt is `answer` when given (a writer's
+        rewrite), else the idea."""
+        if shape == "plain":
+            return cls.plain(answer if answer is not None else idea, system=system)
+        if shape == "think":
+            return cls.think(idea, think or "", answer or "", system=system, close=close)
+        if shape == "answer":
+            return cls.answer(idea, answer or "", system=system, close=close)
+        raise UserError(f"unknown sequence shape {shape!r}", hint=f"use one of {', '.join(SHAPES)}")
+
+
+def _head(system: str | None) -> list[Turn]:
+    return [Turn(role="system", content=Segment(text=system))] if system is not None else []
+
+
+# -- assembly ------------------------------------------------------------------------------------
+class Span(BaseModel):
+    """Where a segment's ids sit in the assembled sequence (`ids[start:end]`)."""
+
+    part: Part
+    turn: int
+    start: int
+    end: int
+
+
+class Cut(BaseModel):
+    """Tokens removed from the tail of one segment to fit the budget."""
+
+    part: Part
+    turn: int
+    removed: int
+    kept: int
+
+
+class Assembled(BaseModel):
+    """The ids Z-Image's encoder will read, and how they came about."""
+
+    ids: list[int]
+    text: str
+    budget: int
+    spans: list[Span]
+    cut: list[Cut] | None = None
+    shape: str | None = None
+
+    @property
+    def count(self) -> int:
+        return len(self.ids)
+
+
+@dataclass
+class _Piece:
+    part: Part | None  # None: fixed template ids
+    turn: int
+    ids: list[int]
+    from_writer: bool = False
+
+
+def assemble(
+    seq: ChatSequence,
+    tokenizer: Tokenizer,
+    *,
+    max_tokens: int = 512,
+    overflow: Overflow = "cut",
+) -> Assembled:
+    """Token ids of `seq`, at most `max_tokens` long.
+
+    Over budget with `overflow="cut"`, tokens are removed from the tails of segments in the order of
+    `CUT_ORDER`: think parts first (a think part cut to nothing is left out with its tags), then
+    assistant content, then user text (which keeps at least one token); older turns before newer
+    ones. System text and the template's fixed ids are never cut, so the sequence always keeps its
+    closing ids. What was cut is reported in `Assembled.cut`. When cutting cannot reach the budget,
+    or with `overflow="error"`, a `UserError` says by how much the sequence is over.
+    """
+    pieces = _pieces(seq, tokenizer)
+    total = sum(len(p.ids) for p in pieces)
+    cuts: list[Cut] = []
+    if total > max_tokens:
+        if overflow == "error":
+            raise UserError(
+                f"the chat sequence has {total} tokens, over the budget of {max_tokens}",
+                hint="shorten the text or raise --max-tokens",
+            )
+        pieces, cuts = _cut_to_budget(pieces, total - max_tokens, max_tokens)
+    ids: list[int] = []
+    spans: list[Span] = []
+    for piece in pieces:
+        if piece.part is not None:
+            spans.append(Span(part=piece.part, turn=piece.turn, start=len(ids), end=len(ids) + len(piece.ids)))
+        ids.extend(piece.ids)
+    return Assembled(
+        ids=ids, text=tokenizer.decode(ids), budget=max_tokens, spans=spans, cut=cuts or None, shape=seq.shape
+    )
+
+
+def _pieces(seq: ChatSequence, tok: Tokenizer) -> list[_Piece]:
+    fixed = _FixedIds(tok)
+    last_user = max(i for i, t in enumerate(seq.turns) if t.role == "user")
+    pieces: list[_Piece] = []
+    for i, turn in enumerate(seq.turns):
+        is_last = i == len(seq.turns) - 1
+        pieces.append(_Piece(None, i, fixed.header(turn.role)))
+        if turn.role == "assistant" and turn.think is not None and not (seq.drop_earlier_think and i < last_user):
+            think = _segment_piece("think", i, turn.think, tok, text_suffix="\n")
+            if think.ids and think.ids[-1] == fixed.newline:  # a lone "\n" belongs to the template
+                think.ids.pop()
+            pieces.append(_Piece(None, i, [fixed.think_open, fixed.newline]))
+            pieces.append(think)
+            pieces.append(_Piece(None, i, fixed.think_end(tok, think.ids)))
+        pieces.append(_segment_piece(turn.role, i, turn.content, tok))
+        open_end = turn.role == "assistant" and is_last and not seq.close_last
+        if not open_end:
+            pieces.append(_Piece(None, i, [fixed.im_end, fixed.newline]))
+    if seq.turns[-1].role != "assistant":
+        pieces.append(_Piece(None, len(seq.turns), fixed.header("assistant")))
+    _check_user_text(seq, pieces)
+    return pieces
+
+
+def _segment_piece(
+    part: Part, turn: int, seg: Segment, tok: Tokenizer, text_suffix: str = ""
+) -> _Piece:
+    """`text_suffix` is tokenized with the text: before `</think>` the template's newline can merge
+    with the text's last characters (".\n" is one token), so it must be tokenized together."""
+    if seg.ids is None:
+        text = seg.text.strip()
+        return _Piece(part, turn, tok.encode_text(text + text_suffix if text else ""))
+    bad = [i for i in seg.ids if not 0 <= i < tok.base_vocab_size]
+    if bad:
+        raise UserError(
+            f"the {part} ids of turn {turn} contain control, added or out-of-vocabulary ids {bad[:5]}",
+            hint="only template positions may hold control ids; clean the writer's output first",
+        )
+    return _Piece(part, turn, list(seg.ids), from_writer=True)
+
+
+def _check_user_text(seq: ChatSequence, pieces: list[_Piece]) -> None:
+    for piece in pieces:
+        if piece.part == "user" and not piece.ids:
+            raise UserError(
+                f"the user text of turn {piece.turn} is empty", hint="give an idea with some words in it"
+            )
+
+
+def _cut_to_budget(pieces: list[_Piece], excess: int, budget: int) -> tuple[list[_Piece], list[Cut]]:
+    cuts: list[Cut] = []
+    newline = next(p.ids[-1] for p in pieces if p.part is None)  # every header ends with "\n"
+    for part in CUT_ORDER:
+        for piece in [p for p in pieces if p.part == part]:
+            if excess <= 0:
+                break
+            floor = 1 if part == "user" else 0
+            take = min(excess, len(piece.ids) - floor)
+            if take <= 0:
+                continue
+            piece.ids = piece.ids[: len(piece.ids) - take]
+            excess -= take
+            if part == "think":
+                excess -= _after_think_cut(pieces, piece, newline)
+            cuts.append(Cut(part=part, turn=piece.turn, removed=take, kept=len(piece.ids)))
+    if excess > 0:
+        need = budget + excess
+        raise UserError(
+            f"the chat sequence needs at least {need} tokens after cutting, over the budget of {budget}",
+            hint="shorten the system text or raise --max-tokens",
+        )
+    return [p for p in pieces if p.ids or p.part in ("user", "assistant", "system")], cuts
+
+
+def _after_think_cut(pieces: list[_Piece], think: _Piece, newline: int) -> int:
+    """Fix the fixed ids around a cut think part; returns how many ids that freed (or, negative,
+    added). An emptied think part loses its tags; a shortened one lost its trailing newline (the
+    cut removed the last token), so `</think>` gets its own newline back."""
+    at = pieces.index(think)
+    before, after = pieces[at - 1], pieces[at + 1]
+    if not think.ids:
+        freed = len(before.ids) + len(after.ids)
+        before.ids, after.ids = [], []
+        return freed
+    if after.ids[0] != newline:
+        after.ids = [newline, *after.ids]
+        return -1
+    return 0
+
+
+class _FixedIds:
+    """The template's own ids, read from the tokenizer."""
+
+    def __init__(self, tok: Tokenizer):
+        self.im_start = tok.token_id("<|im_start|>")
+        self.im_end = tok.token_id("<|im_end|>")
+        self.think_open = tok.token_id("<think>")
+        self.think_close = tok.token_id("</think>")
+        self.newline = _single(tok, "\n")
+        self.blank_line = _single(tok, "\n\n")
+        self._roles = {role: tok.encode_text(role) for role in ("system", "user", "assistant")}
+
+    def think_end(self, tok: Tokenizer, think_ids: list[int]) -> list[int]:
+        """`\n</think>\n\n`, without the newline when the think ids already end with one."""
+        ends_with_newline = bool(think_ids) and tok.decode(think_ids[-1:]).endswith("\n")
+        newline = [] if ends_with_newline else [self.newline]
+        return [*newline, self.think_close, self.blank_line]
+
+    def header(self, role: Role) -> list[int]:
+        return [self.im_start, *self._roles[role], self.newline]
+
+
+def _single(tok: Tokenizer, text: str) -> int:
+    ids = tok.encode_text(text)
+    if len(ids) != 1:
+        raise UserError(f"tokenizer encodes {text!r} as {len(ids)} ids, expected 1: not a Qwen3 tokenizer")
+    return ids[0]

@@ -1,0 +1,133 @@
+"""The three kinds of backend, one protocol each with one required method, and the data they trade.
+
+- `Writer.write`: the writer's chat messages + sampling + seed -> a `Draft` (generated token ids).
+- `ImageBackend.render`: the token ids of a whole Z-Image chat sequence + seeds + options -> images.
+- `Embedder.embed`: images -> L2-normalised vectors (one row each).
+
+Everything here is plain data (pydantic models, lists of ints); no torch in signatures, so the
+agent's state can hold it and tests can fake any backend.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    import numpy as np
+    from PIL import Image
+
+
+# -- writers -------------------------------------------------------------------------------------
+class Message(BaseModel):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class Sampling(BaseModel):
+    """Writer sampling settings (Qwen3's recommended non-thinking values by default)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    temperature: float = Field(0.7, ge=0.0)
+    top_p: float = Field(0.8, gt=0.0, le=1.0)
+    top_k: int = Field(20, ge=0)
+    min_p: float = Field(0.0, ge=0.0, le=1.0)
+    repeat_penalty: float = Field(1.0, gt=0.0)
+    max_new_tokens: int = Field(400, ge=1)
+
+
+class TextIds(BaseModel):
+    """A run of generated ids and its text (the text is for people; the ids are what counts)."""
+
+    ids: list[int] = Field(default_factory=list)
+    text: str = ""
+
+
+FinishReason = Literal["stop", "length"]
+
+
+class WriterStats(BaseModel):
+    prompt_tokens: int
+    new_tokens: int
+    seconds: float
+    tokens_per_s: float
+    finish_reason: FinishReason
+
+
+class Draft(BaseModel):
+    """What a writer generated: the raw ids, and the think and answer parts split from them."""
+
+    model: str
+    generated_ids: list[int]
+    think: TextIds
+    answer: TextIds
+    stats: WriterStats
+    retokenized: bool = False
+    notes: list[str] = Field(default_factory=list)
+
+
+@runtime_checkable
+class Writer(Protocol):
+    name: str
+
+    def write(self, messages: list[Message], sampling: Sampling, seed: int) -> Draft: ...
+
+
+# -- image backends ------------------------------------------------------------------------------
+class NoiseSettings(BaseModel):
+    """Conditioning noise for breaking ruts (off when strength is 0)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    strength: float = Field(0.0, ge=0.0)
+    fraction: float = Field(0.5, gt=0.0, le=1.0, description="Share of embedding values noised.")
+    steps_share: float = Field(0.2, gt=0.0, le=1.0, description="Share of steps that get noise.")
+    seed: int = 0
+
+
+class RenderOptions(BaseModel):
+    """How to render. Defaults are Z-Image-Turbo's (see `agent.settings.RenderDefaults`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    width: int = 1024
+    height: int = 1024
+    steps: int = 8
+    guidance: float = 0.0
+    layer: int = -2
+    shift: float | None = None  # None: the model's own scheduler config
+    sampler: str = "euler"
+    negative_ids: list[int] | None = None  # used only when guidance > 0
+    noise: NoiseSettings | None = None
+    lora: str | None = None
+    lora_strength: float = 1.0
+
+
+class RenderedImage(BaseModel):
+    """One image and what made it. `record` is the provenance the backend knows."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    image: Any  # PIL.Image.Image
+    seed: int
+    record: dict[str, Any] = Field(default_factory=dict)
+
+
+@runtime_checkable
+class ImageBackend(Protocol):
+    name: str
+
+    def render(
+        self, token_ids: list[int], seeds: list[int], options: RenderOptions
+    ) -> list[RenderedImage]: ...
+
+
+# -- embedders -----------------------------------------------------------------------------------
+@runtime_checkable
+class Embedder(Protocol):
+    name: str
+
+    def embed(self, images: list[Image.Image]) -> np.ndarray: ...
+
