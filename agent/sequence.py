@@ -105,7 +105,9 @@ class ChatSequence(BaseModel):
     # -- the named shapes --------------------------------------------------------------------------
     @classmethod
     def plain(cls, prompt: str | Segment, system: str | None = None) -> ChatSequence:
-        return cls(turns=_head(system) + [Turn(role="user", content=Segment.of(prompt))], shape="plain")
+        return cls(
+            turns=_head(system) + [Turn(role="user", content=Segment.of(prompt))], shape="plain"
+        )
 
     @classmethod
     def think(
@@ -232,10 +234,19 @@ def assemble(
     spans: list[Span] = []
     for piece in pieces:
         if piece.part is not None:
-            spans.append(Span(part=piece.part, turn=piece.turn, start=len(ids), end=len(ids) + len(piece.ids)))
+            spans.append(
+                Span(
+                    part=piece.part, turn=piece.turn, start=len(ids), end=len(ids) + len(piece.ids)
+                )
+            )
         ids.extend(piece.ids)
     return Assembled(
-        ids=ids, text=tokenizer.decode(ids), budget=max_tokens, spans=spans, cut=cuts or None, shape=seq.shape
+        ids=ids,
+        text=tokenizer.decode(ids),
+        budget=max_tokens,
+        spans=spans,
+        cut=cuts or None,
+        shape=seq.shape,
     )
 
 
@@ -246,7 +257,11 @@ def _pieces(seq: ChatSequence, tok: Tokenizer) -> list[_Piece]:
     for i, turn in enumerate(seq.turns):
         is_last = i == len(seq.turns) - 1
         pieces.append(_Piece(None, i, fixed.header(turn.role)))
-        if turn.role == "assistant" and turn.think is not None and not (seq.drop_earlier_think and i < last_user):
+        if (
+            turn.role == "assistant"
+            and turn.think is not None
+            and not (seq.drop_earlier_think and i < last_user)
+        ):
             think = _segment_piece("think", i, turn.think, tok, text_suffix="\n")
             if think.ids and think.ids[-1] == fixed.newline:  # a lone "\n" belongs to the template
                 think.ids.pop()
@@ -284,11 +299,14 @@ def _check_user_text(seq: ChatSequence, pieces: list[_Piece]) -> None:
     for piece in pieces:
         if piece.part == "user" and not piece.ids:
             raise UserError(
-                f"the user text of turn {piece.turn} is empty", hint="give an idea with some words in it"
+                f"the user text of turn {piece.turn} is empty",
+                hint="give an idea with some words in it",
             )
 
 
-def _cut_to_budget(pieces: list[_Piece], excess: int, budget: int) -> tuple[list[_Piece], list[Cut]]:
+def _cut_to_budget(
+    pieces: list[_Piece], excess: int, budget: int
+) -> tuple[list[_Piece], list[Cut]]:
     cuts: list[Cut] = []
     newline = next(p.ids[-1] for p in pieces if p.part is None)  # every header ends with "\n"
     for part in CUT_ORDER:
@@ -354,5 +372,7 @@ class _FixedIds:
 def _single(tok: Tokenizer, text: str) -> int:
     ids = tok.encode_text(text)
     if len(ids) != 1:
-        raise UserError(f"tokenizer encodes {text!r} as {len(ids)} ids, expected 1: not a Qwen3 tokenizer")
+        raise UserError(
+            f"tokenizer encodes {text!r} as {len(ids)} ids, expected 1: not a Qwen3 tokenizer"
+        )
     return ids[0]

@@ -113,4 +113,6 @@ def load_settings(**overrides) -> Settings:
             hint=f"check {config_file()} and ZIT_* environment variables",
         ) from None
     except (OSError, ValueError) as err:  # unreadable or malformed TOML
-        raise UserError(f"cannot read {config_file()}: {err}", hint="fix or remove the file") from None
+        raise UserError(
+            f"cannot read {config_file()}: {err}", hint="fix or remove the file"
+        ) from None

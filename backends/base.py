@@ -130,4 +130,3 @@ class Embedder(Protocol):
     name: str
 
     def embed(self, images: list[Image.Image]) -> np.ndarray: ...
-

@@ -91,7 +91,9 @@ class QwenTokenizer:
     def from_pretrained(cls, spec: str | Path, *, download: bool = False) -> QwenTokenizer:
         """Load from a tokenizer directory, a Z-Image model directory (its `tokenizer/`), or a
         Hugging Face repo id (either layout) resolved through the hub cache."""
-        root = resolve_dir(spec, what="tokenizer", allow_patterns=TOKENIZER_FILES, download=download)
+        root = resolve_dir(
+            spec, what="tokenizer", allow_patterns=TOKENIZER_FILES, download=download
+        )
         for candidate in (root / "tokenizer.json", root / "tokenizer" / "tokenizer.json"):
             if candidate.is_file():
                 return cls.from_file(candidate)

@@ -8,8 +8,8 @@ import datetime as dt
 import importlib
 import json
 import os
-import platform
 import pkgutil
+import platform
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -17,7 +17,15 @@ from pathlib import Path
 from benchmarks.core import REGISTRY, Figure
 
 RESULTS = Path(__file__).parent / "results"
-LIBRARIES = ("torch", "diffusers", "transformers", "llama_cpp_python", "langgraph", "numpy", "imagehash")
+LIBRARIES = (
+    "torch",
+    "diffusers",
+    "transformers",
+    "llama_cpp_python",
+    "langgraph",
+    "numpy",
+    "imagehash",
+)
 
 
 def discover() -> None:
@@ -41,7 +49,12 @@ def machine() -> dict:
             versions[lib] = metadata.version(lib)
         except metadata.PackageNotFoundError:
             versions[lib] = None
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "libraries": versions}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "libraries": versions,
+    }
 
 
 def print_table(results: dict[str, list[Figure]]) -> None:

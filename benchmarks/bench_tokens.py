@@ -18,17 +18,27 @@ IDEAS = [
 @benchmark("startup")
 def startup(quick: bool) -> list[Figure]:
     """`zit --help` against `python -c pass` (target: under 0.3 s extra)."""
+
     def run(*args):
         return lambda: subprocess.run([sys.executable, *args], capture_output=True, check=True)
 
     t = interleaved(
-        {"base": run("-c", "pass"), "help": run("-m", "agent", "--help")}, repeats=5 if quick else 15
+        {"base": run("-c", "pass"), "help": run("-m", "agent", "--help")},
+        repeats=5 if quick else 15,
     )
     extra = t["help"].median - t["base"].median
     return [
-        Figure("zit --help", t["help"].median, "s", t["base"].median, "python -c pass",
-               target="extra < 0.3 s", met=extra < 0.3, spread=t["help"].spread,
-               extra={"extra_s": extra}),
+        Figure(
+            "zit --help",
+            t["help"].median,
+            "s",
+            t["base"].median,
+            "python -c pass",
+            target="extra < 0.3 s",
+            met=extra < 0.3,
+            spread=t["help"].spread,
+            extra={"extra_s": extra},
+        ),
     ]
 
 
@@ -59,11 +69,22 @@ def token_assembly(quick: bool) -> list[Figure]:
             tok.encode_text(t)
 
     n = 20 if quick else 100
-    t = interleaved({"assemble": lambda: [assemble_all() for _ in range(n)],
-                     "tokenize": lambda: [tokenize_all() for _ in range(n)]}, repeats=3 if quick else 7)
+    t = interleaved(
+        {
+            "assemble": lambda: [assemble_all() for _ in range(n)],
+            "tokenize": lambda: [tokenize_all() for _ in range(n)],
+        },
+        repeats=3 if quick else 7,
+    )
     rate = len(seqs) * n / t["assemble"].median
     base = len(texts) * n / t["tokenize"].median
-    return [Figure("sequences assembled", rate, "seq/s", base, "raw encode_text of the same texts",
-                   spread=t["assemble"].spread)]
-
-
+    return [
+        Figure(
+            "sequences assembled",
+            rate,
+            "seq/s",
+            base,
+            "raw encode_text of the same texts",
+            spread=t["assemble"].spread,
+        )
+    ]

@@ -72,7 +72,9 @@ def timed(fn: Callable[[], object], repeats: int, warmup: int = 1) -> Timing:
     return Timing.of(samples)
 
 
-def interleaved(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 1) -> dict[str, Timing]:
+def interleaved(
+    fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 1
+) -> dict[str, Timing]:
     """Time several callables in alternation (A B A B ...), so drift hits all of them alike."""
     for fn in fns.values():
         for _ in range(warmup):

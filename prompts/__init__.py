@@ -23,7 +23,9 @@ class Instruction(BaseModel):
 
 
 def available() -> list[str]:
-    return sorted(p.name[:-3] for p in resources.files(__package__).iterdir() if p.name.endswith(".md"))
+    return sorted(
+        p.name[:-3] for p in resources.files(__package__).iterdir() if p.name.endswith(".md")
+    )
 
 
 @cache
@@ -31,7 +33,9 @@ def load(name: str) -> Instruction:
     """The instruction `prompts/<name>.md`."""
     path = resources.files(__package__) / f"{name}.md"
     if not path.is_file():
-        raise UserError(f"unknown instruction {name!r}", hint=f"use one of {', '.join(available())}")
+        raise UserError(
+            f"unknown instruction {name!r}", hint=f"use one of {', '.join(available())}"
+        )
     text = path.read_text(encoding="utf-8")
     return Instruction(name=name, text=text, sha256=hashlib.sha256(text.encode()).hexdigest())
 

@@ -17,6 +17,8 @@ def parse_size(text: str) -> tuple[int, int]:
     """'1024x768' -> (1024, 768): width, height."""
     parts = text.lower().split("x")
     if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
-        raise UserError(f"bad size {text!r}", hint="write it as WIDTHxHEIGHT, for example 1024x1024")
+        raise UserError(
+            f"bad size {text!r}", hint="write it as WIDTHxHEIGHT, for example 1024x1024"
+        )
     width, height = (int(p) for p in parts)
     return width, height

@@ -53,7 +53,9 @@ def tokens(
         raise UserError("the idea is empty", hint="give an idea with some words in it")
 
     tok = QwenTokenizer.from_pretrained(settings.tokenizer_spec, download=settings.download)
-    seq = ChatSequence.of_shape(shape, idea, think=think, answer=assistant, system=system, close=close)
+    seq = ChatSequence.of_shape(
+        shape, idea, think=think, answer=assistant, system=system, close=close
+    )
     result = assemble(seq, tok, max_tokens=budget)
 
     if as_json:

@@ -40,7 +40,15 @@ def test_tokens_json_a_cat(tokenizer_dir):
 
 
 def test_tokens_cut_reported(tokenizer_dir, capsys):
-    main_args = ["tokens", "word " * 100, "--tokenizer", str(tokenizer_dir), "--max-tokens", "32", "--json"]
+    main_args = [
+        "tokens",
+        "word " * 100,
+        "--tokenizer",
+        str(tokenizer_dir),
+        "--max-tokens",
+        "32",
+        "--json",
+    ]
     with pytest.raises(SystemExit) as exit_info:
         main(main_args)
     assert exit_info.value.code == 0
@@ -50,7 +58,18 @@ def test_tokens_cut_reported(tokenizer_dir, capsys):
 
 def test_tokens_readable_view(tokenizer_dir, capsys):
     with pytest.raises(SystemExit):
-        main(["tokens", "a cat", "--think", "plan", "--assistant", "A cat.", "--tokenizer", str(tokenizer_dir)])
+        main(
+            [
+                "tokens",
+                "a cat",
+                "--think",
+                "plan",
+                "--assistant",
+                "A cat.",
+                "--tokenizer",
+                str(tokenizer_dir),
+            ]
+        )
     out = capsys.readouterr().out
     assert "think sequence" in out and "assistant" in out and "151667" in out
 

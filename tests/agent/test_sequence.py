@@ -67,7 +67,10 @@ def test_answer_shape_closed(qwen_tokenizer, hf_tokenizer):
     got = assemble(seq, qwen_tokenizer)
     assert got.ids[-2:] == [IM_END, NL]
     assert THINK not in got.ids
-    messages = [{"role": "user", "content": "a cat"}, {"role": "assistant", "content": "A tabby cat."}]
+    messages = [
+        {"role": "user", "content": "a cat"},
+        {"role": "assistant", "content": "A tabby cat."},
+    ]
     text = hf_tokenizer.apply_chat_template(messages, tokenize=False, enable_thinking=False)
     # Qwen3's template gives the last assistant turn an empty think block; ours has none.
     assert got.text == text.replace("<think>\n\n</think>\n\n", "")
@@ -89,7 +92,9 @@ def test_multi_turn_drops_earlier_think_by_default(qwen_tokenizer):
         Turn(role="user", content=Segment(text="a cat")),
         Turn(role="assistant", content=Segment(text="A cat."), think=Segment(text="old plan")),
         Turn(role="user", content=Segment(text="make it orange")),
-        Turn(role="assistant", content=Segment(text="An orange cat."), think=Segment(text="new plan")),
+        Turn(
+            role="assistant", content=Segment(text="An orange cat."), think=Segment(text="new plan")
+        ),
     ]
     kept = assemble(ChatSequence(turns=turns), qwen_tokenizer)
     assert kept.ids.count(THINK) == 1 and "old plan" not in kept.text and "new plan" in kept.text
@@ -158,7 +163,9 @@ def test_overflow_error_and_impossible_budget(qwen_tokenizer):
     with pytest.raises(UserError, match="over the budget"):
         assemble(seq, qwen_tokenizer, max_tokens=20, overflow="error")
     with pytest.raises(UserError, match="at least"):
-        assemble(ChatSequence.plain("a cat", system="long system " * 50), qwen_tokenizer, max_tokens=20)
+        assemble(
+            ChatSequence.plain("a cat", system="long system " * 50), qwen_tokenizer, max_tokens=20
+        )
 
 
 def test_sequence_never_exceeds_budget(qwen_tokenizer):

@@ -11,7 +11,13 @@ def test_defaults_are_turbo():
     assert s.image_model == DEFAULT_IMAGE_MODEL == "Tongyi-MAI/Z-Image-Turbo"
     r = s.render
     assert (r.steps, r.guidance, r.width, r.height, r.layer, r.max_tokens, r.shift) == (
-        8, 0.0, 1024, 1024, -2, 512, 3.0,
+        8,
+        0.0,
+        1024,
+        1024,
+        -2,
+        512,
+        3.0,
     )
 
 
