@@ -183,3 +183,17 @@ def test_turn_validation():
         ChatSequence(turns=[Turn(role="assistant", content=Segment(text="x"))])
     with pytest.raises(UserError, match="shape"):
         ChatSequence.of_shape("fancy", "a cat")
+
+
+def test_think_ending_in_punctuation_merges_newline_and_cut_restores_it(qwen_tokenizer, hf_tokenizer):
+    # "." and the template's "\n" before </think> form one token (".\n"); a cut removes that token,
+    # so </think> gets its own newline back and the block stays well formed.
+    seq = ChatSequence.think("a cat", "One. Two. Three.", "A cat.")
+    full = assemble(seq, qwen_tokenizer)
+    text = "<|im_start|>user\na cat<|im_end|>\n<|im_start|>assistant\n<think>\nOne. Two. Three.\n</think>\n\nA cat."
+    assert full.ids == hf_tokenizer(text).input_ids
+    cut = assemble(seq, qwen_tokenizer, max_tokens=full.count - 2)
+    assert cut.count <= full.count - 2
+    end = cut.ids.index(END_THINK)
+    assert cut.ids[end - 1] == NL and cut.ids[end + 1] == NLNL
+    assert qwen_tokenizer.decode(cut.ids).count("\n</think>\n\n") == 1
