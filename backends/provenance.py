@@ -1,0 +1,181 @@
+"""Provenance on every image: what made it, inside the PNG and in a JSON file beside it.
+
+A PNG written by `save_image` carries two text chunks:
+- `zit`: the JSON record (see `RECORD_KEYS`), read back with `read_record`;
+- `parameters`: an A1111-style summary, so common image tools (A1111, ComfyUI, Civitai, exiftool)
+  show the prompt and settings.
+
+The same record is written as `<name>.json` beside the image. Both files are written atomically: a
+hidden temporary file in the same folder, then a link to the final name, which fails instead of
+overwriting when that name was taken meanwhile. Names are never reused (`stem`, `stem-1`, ...).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+RECORD_CHUNK = "zit"
+PARAMETERS_CHUNK = "parameters"
+RECORD_KEYS = (
+    "idea",
+    "text",
+    "token_count",
+    "token_sha256",
+    "seed",
+    "width",
+    "height",
+    "steps",
+    "guidance",
+    "layer",
+    "sampler",
+    "shift",
+    "lora",
+    "lora_strength",
+    "noise",
+    "model",
+    "model_revision",
+    "writer",
+    "versions",
+    "timings",
+)
+VERSIONED_PACKAGES = ("zit-agent", "torch", "diffusers", "transformers", "peft")
+
+
+def token_sha256(ids: list[int]) -> str:
+    """A stable hash of a token-id sequence (the ids as comma-separated decimal text)."""
+    return hashlib.sha256(",".join(map(str, ids)).encode()).hexdigest()
+
+
+def package_versions() -> dict[str, str | None]:
+    found: dict[str, str | None] = {}
+    for name in VERSIONED_PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def a1111_parameters(record: dict[str, Any]) -> str:
+    """The record as A1111's `parameters` text: prompt, optional negative prompt, settings line."""
+    prompt = record.get("text") or record.get("idea") or ""
+    settings = {
+        "Steps": record.get("steps"),
+        "Sampler": record.get("sampler"),
+        "CFG scale": record.get("guidance"),
+        "Seed": record.get("seed"),
+        "Size": f"{record.get('width')}x{record.get('height')}",
+        "Model": record.get("model"),
+        "Shift": record.get("shift"),
+        "Text encoder layer": record.get("layer"),
+    }
+    if record.get("lora"):
+        settings["Lora"] = f"{Path(record['lora']).name}:{record.get('lora_strength')}"
+    noise = record.get("noise")
+    if noise and noise.get("strength"):
+        settings["Conditioning noise"] = noise["strength"]
+    line = ", ".join(f"{k}: {_a1111_value(v)}" for k, v in settings.items() if v is not None)
+    lines = [prompt]
+    if record.get("negative_text"):
+        lines.append(f"Negative prompt: {record['negative_text']}")
+    lines.append(line)
+    return "\n".join(lines)
+
+
+def _a1111_value(value: Any) -> str:
+    text = str(value)
+    return json.dumps(text) if "," in text or ":" in text else text
+
+
+def save_image(image: Image.Image, record: dict[str, Any], out_dir: Path, stem: str) -> Path:
+    """Write `image` as `<out_dir>/<stem>[-N].png` with `record` inside and beside it.
+
+    Returns the PNG's path. Never overwrites: the first free name is taken.
+    """
+    from PIL import PngImagePlugin
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt(RECORD_CHUNK, json.dumps(record, ensure_ascii=False, sort_keys=True))
+    info.add_itxt(PARAMETERS_CHUNK, a1111_parameters(record))
+    json_bytes = (json.dumps(record, ensure_ascii=False, indent=2, sort_keys=True) + "\n").encode()
+
+    png_tmp = _temp_path(out_dir, stem, ".png")
+    try:
+        with open(png_tmp, "wb") as fh:
+            image.save(fh, format="PNG", pnginfo=info)
+            fh.flush()
+            os.fsync(fh.fileno())
+        png_path = _link_to_free_name(png_tmp, out_dir, stem)
+    finally:
+        png_tmp.unlink(missing_ok=True)
+    _write_atomic(png_path.with_suffix(".json"), json_bytes)
+    return png_path
+
+
+def read_record(path: str | Path) -> dict[str, Any] | None:
+    """The `zit` record of a PNG written by `save_image`; None when it has none."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            img.load()
+            text = getattr(img, "text", {}).get(RECORD_CHUNK)
+    except (OSError, UnidentifiedImageError):
+        return None
+    if text is None:
+        return None
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    return record if isinstance(record, dict) else None
+
+
+# -- atomic, non-overwriting writes --------------------------------------------------------------
+def _temp_path(folder: Path, stem: str, suffix: str) -> Path:
+    return folder / f".{stem}.{os.getpid()}.{os.urandom(4).hex()}{suffix}.tmp"
+
+
+def _link_to_free_name(tmp: Path, folder: Path, stem: str) -> Path:
+    """Give `tmp` the first free name `stem.png`, `stem-1.png`, ... (a name counts as taken when
+    its PNG or its JSON exists). `os.link` fails if the name appeared meanwhile: no overwrite."""
+    n = 0
+    while True:
+        name = stem if n == 0 else f"{stem}-{n}"
+        target = folder / f"{name}.png"
+        n += 1
+        if target.exists() or target.with_suffix(".json").exists():
+            continue
+        try:
+            os.link(tmp, target)
+        except FileExistsError:
+            continue
+        except OSError:  # a filesystem without hard links: fall back to rename
+            if target.exists():
+                continue
+            os.replace(tmp, target)
+        return target
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = _temp_path(path.parent, path.stem, path.suffix)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
