@@ -1,0 +1,179 @@
+"""Splitting a writer's generated ids into a think part and an answer part, without going through
+text.
+
+Qwen3 writes `<think>\\n{plan}\\n</think>\\n\\n{answer}<|im_end|>`. The split happens on ids, so
+the answer's ids are exactly the ids the model generated (byte tokens that are not valid UTF-8 on
+their own included). Cases and their outcomes:
+
+| case                                                | outcome                                   |
+|-----------------------------------------------------|-------------------------------------------|
+| end-of-turn id (`<|im_end|>`, `<|endoftext|>`) last | clean: dropped                            |
+| `<think>` first (a thinking model opened it itself) | clean: dropped                            |
+| `</think>` present                                  | clean: think before it, answer after it   |
+| whitespace-only ids at the edges of a part          | clean: dropped (the template's separators)|
+| `<|im_start|>` inside content (a new turn begins)   | clean: the content ends before it (note)  |
+| other control or added ids inside content           | clean: those ids are dropped (note)       |
+| no `</think>`, think not opened                     | clean: everything is the answer           |
+| no `</think>`, think opened, stopped                | clean: everything is the answer (note)    |
+| no `</think>`, think opened, cut by the length limit| retry: the plan used up max-new-tokens    |
+| answer cut by the length limit                      | clean: the cut answer is kept (note)      |
+| empty answer                                        | retry                                     |
+
+"retry" raises `DraftProblem(retryable=True)`; `agent.drafting` retries with another seed and turns
+a last failure into a clear error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from agent.errors import UserError
+from backends.base import Draft, FinishReason, TextIds, WriterStats
+
+
+class DraftProblem(UserError):
+    """Generated ids that cannot become a draft. `retryable`: another seed may well succeed."""
+
+    def __init__(self, message: str, hint: str | None = None, *, retryable: bool = False):
+        super().__init__(message, hint)
+        self.retryable = retryable
+
+
+@dataclass(frozen=True)
+class SpecialIds:
+    """The ids parsing needs, read from the writer's own vocabulary."""
+
+    im_start: int
+    im_end: int
+    endoftext: int
+    think_open: int
+    think_close: int
+    base_vocab_size: int  # ids from here on are control or added tokens
+
+    @classmethod
+    def lookup(cls, token_id: Callable[[str], int], base_vocab_size: int) -> SpecialIds:
+        return cls(
+            im_start=token_id("<|im_start|>"),
+            im_end=token_id("<|im_end|>"),
+            endoftext=token_id("<|endoftext|>"),
+            think_open=token_id("<think>"),
+            think_close=token_id("</think>"),
+            base_vocab_size=base_vocab_size,
+        )
+
+    @property
+    def stop_ids(self) -> frozenset[int]:
+        return frozenset((self.im_end, self.endoftext))
+
+
+@dataclass
+class SplitIds:
+    think: list[int]
+    answer: list[int]
+    notes: list[str] = field(default_factory=list)
+
+
+def split_generated(
+    ids: list[int],
+    special: SpecialIds,
+    decode: Callable[[list[int]], str],
+    *,
+    finish_reason: FinishReason,
+    think_opened: bool = False,
+) -> SplitIds:
+    """Split `ids` (as generated, maybe ending with an end-of-turn id) into think and answer ids.
+
+    `think_opened`: the prompt already ended with `<think>\\n`, so generation starts inside the
+    think part. `decode` turns ids into text (to recognise whitespace-only tokens).
+    """
+    notes: list[str] = []
+    body = list(ids)
+    if body and body[-1] in special.stop_ids:
+        body.pop()
+    if body and body[0] == special.think_open:
+        body, think_opened = body[1:], True
+    if special.think_close in body:
+        at = body.index(special.think_close)
+        think, answer = body[:at], body[at + 1 :]
+    elif think_opened and finish_reason == "length":
+        raise DraftProblem(
+            f"the writer used all {len(ids)} new tokens on its plan and wrote no description",
+            hint="raise --max-new-tokens",
+            retryable=True,
+        )
+    else:
+        if think_opened:
+            notes.append("the plan was never closed with </think>: all of it is taken as answer")
+        think, answer = [], body
+    think = _clean(think, special, "think", notes)
+    answer = _clean(answer, special, "answer", notes)
+    think, answer = _trim(think, decode), _trim(answer, decode)
+    if not answer:
+        raise DraftProblem(
+            "the writer produced an empty description",
+            hint="try another --seed or a higher --temperature",
+            retryable=True,
+        )
+    if finish_reason == "length":
+        notes.append(f"the description was cut at max-new-tokens ({len(ids)} tokens)")
+    return SplitIds(think=think, answer=answer, notes=notes)
+
+
+def _clean(ids: list[int], special: SpecialIds, part: str, notes: list[str]) -> list[int]:
+    """Content ids only: cut at a new turn, drop other control and added ids."""
+    if special.im_start in ids:
+        at = ids.index(special.im_start)
+        notes.append(f"the {part} started a new turn; {len(ids) - at} ids after it dropped")
+        ids = ids[:at]
+    kept = [i for i in ids if 0 <= i < special.base_vocab_size]
+    if len(kept) != len(ids):
+        dropped = sorted({i for i in ids if not 0 <= i < special.base_vocab_size})
+        notes.append(f"control or added ids {dropped} dropped from the {part}")
+    return kept
+
+
+def _trim(ids: list[int], decode: Callable[[list[int]], str]) -> list[int]:
+    """Drop whitespace-only ids at both ends (the separators around `</think>` and after it)."""
+    start, end = 0, len(ids)
+    while start < end and _blank(decode, ids[start]):
+        start += 1
+    while end > start and _blank(decode, ids[end - 1]):
+        end -= 1
+    return ids[start:end]
+
+
+def _blank(decode: Callable[[list[int]], str], token: int) -> bool:
+    text = decode([token])
+    return text != "" and text.isspace()
+
+
+def draft_from_ids(
+    model: str,
+    generated: list[int],
+    special: SpecialIds,
+    decode: Callable[[list[int]], str],
+    *,
+    finish_reason: FinishReason,
+    think_opened: bool,
+    prompt_tokens: int,
+    seconds: float,
+) -> Draft:
+    """A `Draft` of `generated`: split, decoded for display, with its stats."""
+    split = split_generated(
+        generated, special, decode, finish_reason=finish_reason, think_opened=think_opened
+    )
+    return Draft(
+        model=model,
+        generated_ids=list(generated),
+        think=TextIds(ids=split.think, text=decode(split.think)),
+        answer=TextIds(ids=split.answer, text=decode(split.answer)),
+        stats=WriterStats(
+            prompt_tokens=prompt_tokens,
+            new_tokens=len(generated),
+            seconds=seconds,
+            tokens_per_s=len(generated) / seconds if seconds > 0 else 0.0,
+            finish_reason=finish_reason,
+        ),
+        notes=split.notes,
+    )
