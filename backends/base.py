@@ -103,6 +103,9 @@ class RenderOptions(BaseModel):
     noise: NoiseSettings | None = None
     lora: str | None = None
     lora_strength: float = 1.0
+    # More LoRA files stacked on top of `lora`, as (path, strength); the distilled model takes one
+    # well, so backends warn when this is used.
+    extra_loras: list[tuple[str, float]] = Field(default_factory=list)
 
 
 class RenderedImage(BaseModel):
