@@ -1,0 +1,556 @@
+"""`ZImageBackend`: token ids of a whole Z-Image chat sequence in, images with provenance out.
+
+diffusers' `ZImagePipeline` has no token-id input: it wraps a prompt string in the chat template and
+encodes it itself (FACTS.md section 2). This backend runs the pipeline's own text encoder on the ids
+it is given (`output_hidden_states=True`, hidden layer -2 by default) and passes the result as
+`prompt_embeds`, so the ids reach the encoder verbatim and nothing is wrapped twice. For a plain
+sequence the images equal `pipe(prompt=idea)` pixel for pixel.
+
+Render steps: 1. check options, 2. encode (cached by ids and layer), 3. sampler and LoRA state,
+4. denoise in batches of seeds, 5. attach the provenance record.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from agent.errors import ModelNotFoundError, UserError
+from backends.base import NoiseSettings, RenderedImage, RenderOptions
+from backends.hub import resolve_dir
+from backends.provenance import package_versions, token_sha256
+from backends.samplers import make_scheduler
+
+if TYPE_CHECKING:
+    import torch
+    from diffusers import ZImagePipeline
+
+log = logging.getLogger("zit.zimage")
+
+MAX_SIDE = 4096
+WARN_SIDE = 2048
+LORA_STRENGTH_RANGE = (-2.0, 2.0)
+PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".pkl", ".pickle")
+
+
+class ZImageBackend:
+    """Renders Z-Image chat sequences given as token ids. Build it with `from_pretrained`, or
+    hand it a ready `ZImagePipeline` (tests do)."""
+
+    name = "zimage"
+
+    def __init__(
+        self,
+        pipe: ZImagePipeline,
+        *,
+        model_id: str = "<memory>",
+        model_revision: str | None = None,
+        max_batch: int = 4,
+        cache_size: int = 32,
+    ):
+        self.pipe = pipe
+        self.model_id = model_id
+        self.model_revision = model_revision
+        self.max_batch = max(1, max_batch)
+        self._cache: OrderedDict[tuple[tuple[int, ...], int], torch.Tensor] = OrderedDict()
+        self._cache_size = cache_size
+        self._scheduler_config = dict(pipe.scheduler.config)
+        self._loras: dict[str, str] = {}  # resolved path -> adapter name
+        pipe.set_progress_bar_config(disable=True)
+
+    # -- loading ---------------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(
+        cls,
+        spec: str | Path,
+        *,
+        download: bool = False,
+        device: str | None = None,
+        dtype: str | None = None,
+        cpu_offload: bool = False,
+        attention: str | None = None,
+        compile: bool = False,
+        text_encoder: str | None = None,
+        vae: str | None = None,
+        transformer: str | None = None,
+        max_batch: int = 4,
+    ) -> ZImageBackend:
+        """Load a Z-Image diffusers directory or Hugging Face repo id (from the hub cache).
+
+        `dtype`: bf16 on CUDA and fp32 on CPU unless given ("bf16", "fp16", "fp32").
+        `text_encoder`: another Qwen3-4B-shaped encoder (directory or repo id); `vae`: another
+        Flux-layout VAE (directory, repo id, or a single `.safetensors`); `transformer`: a single
+        `.safetensors` file (ComfyUI layout) or a diffusers directory.
+        """
+        import torch
+        from diffusers import ZImagePipeline
+
+        root = resolve_dir(spec, what="image model", download=download)
+        if not (root / "model_index.json").is_file():
+            raise ModelNotFoundError(
+                f"image model: {root} has no model_index.json (not a diffusers Z-Image folder)",
+                hint="point --image-model at a Z-Image diffusers folder or repo id",
+            )
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        torch_dtype = _torch_dtype(dtype, device)
+        parts = _component_overrides(root, torch_dtype, text_encoder, vae, transformer, download)
+        try:
+            pipe = ZImagePipeline.from_pretrained(root, torch_dtype=torch_dtype, **parts)
+        except (OSError, ValueError, KeyError) as err:
+            raise ModelNotFoundError(
+                f"image model: cannot load {root}: {_first_line(err)}",
+                hint=f"re-fetch it with `hf download {spec}`" if not Path(spec).exists() else None,
+            ) from None
+        _check_encoder_fits(pipe)
+        if cpu_offload:
+            pipe.enable_model_cpu_offload(device=device)
+        else:
+            pipe.to(device)
+        if attention:
+            _set_attention(pipe, attention)
+        if compile:
+            pipe.transformer.compile(fullgraph=False)
+        return cls(pipe, model_id=str(spec), model_revision=_revision(root), max_batch=max_batch)
+
+    # -- the protocol ----------------------------------------------------------------------------
+    def render(
+        self, token_ids: list[int], seeds: list[int], options: RenderOptions
+    ) -> list[RenderedImage]:
+        # 1. Check inputs
+        self._check(token_ids, seeds, options)
+        # 2. Encode (the negative sequence too when CFG is on)
+        start = time.perf_counter()
+        embeds, cached = self.encode(token_ids, options.layer)
+        negative = None
+        if options.guidance > 0:
+            negative, _ = self.encode(self._negative_ids(options), options.layer)
+        encode_s = time.perf_counter() - start
+        # 3. Sampler and LoRA state
+        sampler, shift = self._use_sampler(options)
+        loras = self._use_loras(options)
+        # 4. Denoise, seeds in batches (stochastic samplers: one seed at a time, see _denoise)
+        batch = 1 if sampler.stochastic else self.max_batch
+        images: list[tuple[int, Any, float]] = []
+        for chunk in _chunks(seeds, batch):
+            images += self._denoise(embeds, negative, chunk, options, sampler.stochastic)
+        # 5. Provenance
+        base = self._record(token_ids, options, sampler.name, shift, loras)
+        timings = {"encode_s": round(encode_s, 4), "encode_cached": cached}
+        return [
+            RenderedImage(
+                image=img,
+                seed=seed,
+                record={**base, "seed": seed, "timings": {**timings, "render_s": round(sec, 4)}},
+            )
+            for seed, img, sec in images
+        ]
+
+    # -- encoding --------------------------------------------------------------------------------
+    def encode(self, token_ids: list[int], layer: int = -2) -> tuple[torch.Tensor, bool]:
+        """Hidden states `[len(ids), hidden]` of `layer` for these ids, and whether they came from
+        the cache. The model's own encoder, all positions unmasked (ids are the real sequence)."""
+        import torch
+
+        key = (tuple(token_ids), layer)
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key], True
+        device = self.pipe._execution_device
+        ids = torch.tensor([token_ids], dtype=torch.long, device=device)
+        with torch.inference_mode():
+            out = self.pipe.text_encoder(
+                input_ids=ids, attention_mask=torch.ones_like(ids), output_hidden_states=True
+            )
+        embeds = out.hidden_states[layer][0].to(self.pipe.transformer.dtype).clone()
+        self._cache[key] = embeds
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return embeds, False
+
+    @property
+    def layer_count(self) -> int:
+        return int(self.pipe.text_encoder.config.num_hidden_layers)
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.pipe.text_encoder.config.vocab_size)
+
+    def _negative_ids(self, options: RenderOptions) -> list[int]:
+        """The negative sequence: given ids, else the template around an empty prompt (what
+        diffusers encodes for `negative_prompt=None`)."""
+        if options.negative_ids:
+            return options.negative_ids
+        text = self.pipe.tokenizer.apply_chat_template(
+            [{"role": "user", "content": ""}],
+            tokenize=False,
+            add_generation_prompt=True,
+            enable_thinking=True,
+        )
+        return self.pipe.tokenizer(text, add_special_tokens=False).input_ids
+
+    # -- checks ----------------------------------------------------------------------------------
+    def _check(self, token_ids: list[int], seeds: list[int], options: RenderOptions) -> None:
+        if not token_ids:
+            raise UserError("no token ids to render", hint="give a non-empty chat sequence")
+        if not seeds:
+            raise UserError("no seeds to render", hint="give at least one seed")
+        for ids, what in ((token_ids, "sequence"), (options.negative_ids or [], "negative")):
+            bad = [i for i in ids if not 0 <= i < self.vocab_size]
+            if bad:
+                raise UserError(
+                    f"the {what} has token ids outside the encoder's vocabulary "
+                    f"(0..{self.vocab_size - 1}): {bad[:5]}",
+                    hint="use ids from the Qwen3 tokenizer of this model",
+                )
+        check_size(options.width, options.height)
+        if options.steps < 1:
+            raise UserError(f"steps {options.steps} is below 1", hint="Turbo uses 8")
+        if options.guidance < 0:
+            raise UserError(
+                f"guidance {options.guidance} is negative", hint="use 0 (Turbo) or more"
+            )
+        n = self.layer_count
+        if not -(n + 1) <= options.layer <= n:
+            raise UserError(
+                f"layer {options.layer} is out of range for a {n}-layer text encoder",
+                hint=f"use -{n + 1}..{n} (Z-Image uses -2)",
+            )
+
+    # -- sampler, LoRA ---------------------------------------------------------------------------
+    def _use_sampler(self, options: RenderOptions):
+        scheduler, sampler, shift = make_scheduler(
+            options.sampler, self._scheduler_config, options.shift
+        )
+        self.pipe.scheduler = scheduler
+        return sampler, shift
+
+    def _use_loras(self, options: RenderOptions) -> list[tuple[str, float]]:
+        """Load the LoRAs `options` asks for (once each) and set their strengths; no LoRA: all
+        loaded adapters are disabled. Returns (path, strength) as used."""
+        wanted = [(options.lora, options.lora_strength)] if options.lora else []
+        wanted += [(path, strength) for path, strength in options.extra_loras]
+        if len(wanted) > 1:
+            log.warning(
+                "stacking %d LoRAs: the distilled model handles one well; expect artefacts",
+                len(wanted),
+            )
+        if not wanted:
+            if self._loras:
+                self.pipe.disable_lora()
+            return []
+        names, weights = [], []
+        for path, strength in wanted:
+            check_lora_strength(strength)
+            names.append(self._load_lora(path))
+            weights.append(strength)
+        self.pipe.enable_lora()
+        self.pipe.set_adapters(names, adapter_weights=weights)
+        return [(str(Path(p).resolve()), s) for p, s in wanted]
+
+    def _load_lora(self, path: str) -> str:
+        resolved = str(Path(path).expanduser().resolve())
+        if resolved not in self._loras:
+            state = read_lora_file(path)
+            name = f"lora{len(self._loras)}"
+            try:
+                self.pipe.load_lora_weights(state, adapter_name=name)
+            except (ValueError, KeyError, RuntimeError) as err:
+                raise UserError(
+                    f"LoRA {path} does not fit this model: {_first_line(err)}",
+                    hint="use a Z-Image(-Turbo) LoRA",
+                ) from None
+            self._loras[resolved] = name
+        return self._loras[resolved]
+
+    # -- denoising -------------------------------------------------------------------------------
+    def _denoise(
+        self,
+        embeds: torch.Tensor,
+        negative: torch.Tensor | None,
+        seeds: list[int],
+        options: RenderOptions,
+        stochastic: bool,
+    ) -> list[tuple[int, Any, float]]:
+        import torch
+
+        device = self.pipe._execution_device
+        positive = [embeds] * len(seeds)
+        callback = None
+        if options.noise is not None and options.noise.strength > 0:
+            positive, callback = conditioning_noise(
+                embeds, len(seeds), options.noise, options.steps
+            )
+        kwargs: dict[str, Any] = {
+            "prompt_embeds": positive,
+            "negative_prompt_embeds": [negative] * len(seeds) if negative is not None else None,
+            "height": options.height,
+            "width": options.width,
+            "num_inference_steps": options.steps,
+            "guidance_scale": options.guidance,
+            "generator": [torch.Generator(device="cpu").manual_seed(s) for s in seeds],
+            "callback_on_step_end": callback,
+        }
+        start = time.perf_counter()
+        # Stochastic samplers draw step noise from torch's global generator (diffusers does not
+        # pass ours to `scheduler.step`): seed it per image, without disturbing the caller's.
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            if stochastic:
+                torch.manual_seed(seeds[0])
+            result = self._call_pipe(kwargs)
+        per_image = (time.perf_counter() - start) / len(seeds)
+        return [(s, img, per_image) for s, img in zip(seeds, result.images, strict=True)]
+
+    def _call_pipe(self, kwargs: dict[str, Any]):
+        import torch
+
+        try:
+            return self.pipe(**kwargs)
+        except torch.OutOfMemoryError:
+            n = len(kwargs["prompt_embeds"])
+            if n == 1:
+                raise UserError(
+                    "out of device memory for one image",
+                    hint="use a smaller --size, --cpu-offload or --dtype bf16",
+                ) from None
+            log.warning("out of memory for a batch of %d: splitting it", n)
+            torch.cuda.empty_cache()
+            half = n // 2
+            parts = [_batch_slice(kwargs, 0, half), _batch_slice(kwargs, half, n)]
+            results = [self._call_pipe(p) for p in parts]
+            results[0].images += results[1].images
+            return results[0]
+
+    # -- provenance ------------------------------------------------------------------------------
+    def _record(
+        self,
+        token_ids: list[int],
+        options: RenderOptions,
+        sampler: str,
+        shift: float,
+        loras: list[tuple[str, float]],
+    ) -> dict[str, Any]:
+        noise = options.noise if options.noise and options.noise.strength > 0 else None
+        return {
+            "idea": None,
+            "text": self.pipe.tokenizer.decode(token_ids),
+            "token_count": len(token_ids),
+            "token_sha256": token_sha256(token_ids),
+            "negative_text": self.pipe.tokenizer.decode(options.negative_ids)
+            if options.guidance > 0 and options.negative_ids
+            else None,
+            "width": options.width,
+            "height": options.height,
+            "steps": options.steps,
+            "guidance": options.guidance,
+            "layer": options.layer,
+            "sampler": sampler,
+            "shift": shift,
+            "lora": loras[0][0] if loras else None,
+            "lora_strength": loras[0][1] if loras else None,
+            "extra_loras": [list(x) for x in loras[1:]],
+            "noise": noise.model_dump() if noise else None,
+            "model": self.model_id,
+            "model_revision": self.model_revision,
+            "writer": None,
+            "versions": package_versions(),
+        }
+
+
+# -- checks shared with the CLI ------------------------------------------------------------------
+def check_size(width: int, height: int) -> None:
+    for side, value in (("width", width), ("height", height)):
+        if value < 16 or value > MAX_SIDE:
+            raise UserError(
+                f"{side} {value} is out of range", hint=f"use 16..{MAX_SIDE} (Turbo: 1024)"
+            )
+        if value % 16:
+            lower, upper = value // 16 * 16, value // 16 * 16 + 16
+            raise UserError(
+                f"{side} {value} is not a multiple of 16", hint=f"use {max(lower, 16)} or {upper}"
+            )
+    if max(width, height) > WARN_SIDE:
+        log.warning("%dx%d is above %d px: Z-Image's quality drops there", width, height, WARN_SIDE)
+
+
+def check_lora_strength(strength: float) -> None:
+    low, high = LORA_STRENGTH_RANGE
+    if not low <= strength <= high:
+        raise UserError(f"LoRA strength {strength} is out of range", hint=f"use {low}..{high}")
+
+
+def read_lora_file(path: str | Path) -> dict[str, Any]:
+    """A LoRA's tensors, from safetensors only: pickle formats can run code when loaded."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path).expanduser()
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        raise UserError(
+            f"LoRA {path} is a pickle file ({path.suffix}): refused, pickle can run code",
+            hint="use a .safetensors LoRA (convert it with a trusted tool first)",
+        )
+    if not path.is_file():
+        raise UserError(f"LoRA {path} does not exist", hint="check the path given to --lora")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise UserError(
+            f"LoRA {path} is not a readable safetensors file: {_first_line(err)}",
+            hint="use a .safetensors LoRA",
+        ) from None
+
+
+# -- conditioning noise --------------------------------------------------------------------------
+def conditioning_noise(embeds: torch.Tensor, count: int, noise: NoiseSettings, steps: int):
+    """Noised copies of `embeds` for the first steps, and the step callback that puts the clean
+    embeddings back afterwards.
+
+    Noise of `strength` times the embedding's standard deviation is added to a random `fraction`
+    of the values (chosen with `noise.seed`), for the first `ceil(steps_share * steps)` steps.
+    The pipeline calls the callback after each step, so the noised embeddings go in at the start.
+    """
+    import torch
+
+    gen = torch.Generator(device="cpu").manual_seed(noise.seed)
+    shape = tuple(embeds.shape)
+    mask = torch.rand(shape, generator=gen) < noise.fraction
+    values = torch.randn(shape, generator=gen) * noise.strength * embeds.float().std().item()
+    delta = (values * mask).to(device=embeds.device, dtype=embeds.dtype)
+    noisy = embeds + delta
+    noisy_steps = max(1, math.ceil(noise.steps_share * steps))
+
+    def restore_clean(pipe, step: int, timestep, callback_kwargs: dict) -> dict:
+        if step + 1 != noisy_steps:
+            return {}
+        return {"prompt_embeds": [embeds] * callback_kwargs["latents"].shape[0]}
+
+    return [noisy] * count, restore_clean
+
+
+# -- loading helpers -----------------------------------------------------------------------------
+def _torch_dtype(name: str | None, device: str):
+    import torch
+
+    names = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+    if name is None:
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    try:
+        return names[name.lower()]
+    except KeyError:
+        raise UserError(f"unknown dtype {name!r}", hint=f"use one of {', '.join(names)}") from None
+
+
+def _component_overrides(
+    root: Path,
+    torch_dtype,
+    text_encoder: str | None,
+    vae: str | None,
+    transformer: str | None,
+    download: bool,
+) -> dict[str, Any]:
+    parts: dict[str, Any] = {}
+    if text_encoder:
+        parts["text_encoder"] = _load_text_encoder(text_encoder, torch_dtype, download)
+    if vae:
+        parts["vae"] = _load_component("AutoencoderKL", vae, root, "vae", torch_dtype, download)
+    if transformer:
+        parts["transformer"] = _load_component(
+            "ZImageTransformer2DModel", transformer, root, "transformer", torch_dtype, download
+        )
+    return parts
+
+
+def _load_text_encoder(spec: str, torch_dtype, download: bool):
+    from transformers import AutoModel
+
+    root = resolve_dir(spec, what="text encoder", download=download)
+    sub = root / "text_encoder" if (root / "text_encoder" / "config.json").is_file() else root
+    try:
+        return AutoModel.from_pretrained(sub, dtype=torch_dtype)
+    except (OSError, ValueError, KeyError) as err:
+        raise ModelNotFoundError(
+            f"text encoder: cannot load {sub}: {_first_line(err)}",
+            hint="give a Qwen3 transformers folder (config.json + safetensors)",
+        ) from None
+
+
+def _load_component(
+    class_name: str, spec: str, root: Path, subfolder: str, torch_dtype, download: bool
+):
+    """A VAE or transformer from a single `.safetensors` file (config from the model's own
+    folder) or from a diffusers folder / repo id."""
+    import diffusers
+
+    cls = getattr(diffusers, class_name)
+    what = subfolder if subfolder != "vae" else "VAE"
+    path = Path(spec).expanduser()
+    try:
+        if path.suffix.lower() in PICKLE_SUFFIXES:
+            raise UserError(f"{what} {path}: pickle files are refused", hint="use .safetensors")
+        if path.suffix.lower() == ".safetensors":
+            if not path.is_file():
+                raise ModelNotFoundError(f"{what}: no file {path}")
+            return cls.from_single_file(
+                str(path), config=str(root), subfolder=subfolder, torch_dtype=torch_dtype
+            )
+        folder = resolve_dir(spec, what=what, download=download)
+        sub = folder / subfolder if (folder / subfolder / "config.json").is_file() else folder
+        return cls.from_pretrained(sub, torch_dtype=torch_dtype)
+    except (OSError, ValueError, KeyError, RuntimeError) as err:
+        raise UserError(
+            f"{what}: cannot load {spec}: {_first_line(err)}",
+            hint=f"give a {class_name} .safetensors file or diffusers folder",
+        ) from None
+
+
+def _check_encoder_fits(pipe: ZImagePipeline) -> None:
+    """Another encoder must have Z-Image's hidden size and the tokenizer's vocabulary."""
+    hidden = pipe.text_encoder.config.hidden_size
+    wanted = pipe.transformer.config.cap_feat_dim
+    if hidden != wanted:
+        raise UserError(
+            f"the text encoder's hidden size is {hidden}, the transformer needs {wanted}",
+            hint="use a Qwen3-4B-shaped encoder (hidden 2560) for Z-Image",
+        )
+    rows, tokens = pipe.text_encoder.config.vocab_size, len(pipe.tokenizer)
+    if rows < tokens:
+        raise UserError(
+            f"the text encoder has {rows} vocabulary rows, the tokenizer {tokens} tokens",
+            hint="use an encoder of the Qwen3 vocabulary (151936 rows)",
+        )
+
+
+def _set_attention(pipe: ZImagePipeline, backend: str) -> None:
+    try:
+        pipe.transformer.set_attention_backend(backend)
+    except (ValueError, ImportError, RuntimeError) as err:
+        raise UserError(
+            f"attention backend {backend!r} is not available: {_first_line(err)}",
+            hint="try native, flash or sage (the backend's package must be installed)",
+        ) from None
+
+
+def _revision(root: Path) -> str | None:
+    """The commit of a hub-cache snapshot (…/snapshots/<commit>); None for a plain folder."""
+    return root.name if root.parent.name == "snapshots" else None
+
+
+def _batch_slice(kwargs: dict[str, Any], start: int, end: int) -> dict[str, Any]:
+    part = dict(kwargs)
+    for key in ("prompt_embeds", "negative_prompt_embeds", "generator"):
+        if part[key] is not None:
+            part[key] = part[key][start:end]
+    return part
+
+
+def _chunks(items: list[int], size: int) -> list[list[int]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
