@@ -1,0 +1,166 @@
+"""`LlamaCppWriter`: a Qwen3 GGUF through llama-cpp-python, generating ids with `Llama.generate`.
+
+Prompt ids come from the model's own chat template (`backends.writers.template`); generation stops
+at an end-of-turn id (`<|im_end|>`, `<|endoftext|>`) or at `max_new_tokens`. The sampler is
+re-seeded on every call, so the same messages, sampling and seed give the same ids.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from agent.errors import UserError
+from backends.base import Draft, Message, Sampling
+from backends.hub import resolve_file
+from backends.tokenizer import VocabFingerprint, fingerprint_from
+from backends.writers.parse import SpecialIds, draft_from_ids
+from backends.writers.template import Prompt, render_prompt
+
+if TYPE_CHECKING:
+    import llama_cpp
+
+DEFAULT_N_CTX = 4096
+
+
+class LlamaCppWriter:
+    """A writer over a loaded `llama_cpp.Llama`.
+
+    `open_think`: end the prompt with `<think>\\n`, so an instruct model writes a short plan before
+    the description (a thinking model opens its think block by itself).
+    """
+
+    def __init__(self, llama: llama_cpp.Llama, *, name: str, open_think: bool = False):
+        self.llama = llama
+        self.name = name
+        self.open_think = open_think
+        self.special = SpecialIds.lookup(self._special_id, self._base_vocab_size())
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        spec: str,
+        *,
+        download: bool = False,
+        n_ctx: int = DEFAULT_N_CTX,
+        n_threads: int | None = None,
+        n_gpu_layers: int = -1,
+        open_think: bool = False,
+    ) -> LlamaCppWriter:
+        """Load `spec` (a .gguf path or ORG/REPO/FILE.gguf in the hub cache) with all cores and,
+        when llama.cpp was built with a GPU, all layers on it. The context holds `n_ctx` tokens
+        (prompt + new tokens; writer prompts are short, so the default leaves ample room)."""
+        import llama_cpp
+
+        path = resolve_file(spec, what="writer GGUF", download=download)
+        try:
+            llama = llama_cpp.Llama(
+                model_path=str(path),
+                n_ctx=n_ctx,
+                n_threads=n_threads or os.cpu_count(),
+                n_gpu_layers=n_gpu_layers,
+                verbose=False,
+            )
+        except ValueError as err:  # llama-cpp-python's "Failed to load model from file"
+            raise UserError(f"cannot load writer GGUF {path}: {err}") from None
+        return cls(llama, name=Path(path).name, open_think=open_think)
+
+    # -- Writer ----------------------------------------------------------------------------------
+    def write(self, messages: list[Message], sampling: Sampling, seed: int) -> Draft:
+        prompt = self.prompt(messages)
+        prompt_ids = self.prompt_ids(prompt)
+        self._check_room(len(prompt_ids), sampling.max_new_tokens)
+        start = time.perf_counter()
+        generated, finish = self.generate(prompt_ids, sampling, seed)
+        seconds = time.perf_counter() - start
+        return draft_from_ids(
+            self.name,
+            generated,
+            self.special,
+            self.decode,
+            finish_reason=finish,
+            think_opened=prompt.think_opened,
+            prompt_tokens=len(prompt_ids),
+            seconds=seconds,
+        )
+
+    # -- parts -----------------------------------------------------------------------------------
+    def prompt(self, messages: list[Message]) -> Prompt:
+        template = self.llama.metadata.get("tokenizer.chat_template")
+        return render_prompt(template, messages, open_think=self.open_think)
+
+    def prompt_ids(self, prompt: Prompt) -> list[int]:
+        return prompt.ids(
+            lambda text: self.llama.tokenize(text.encode(), add_bos=False, special=True),
+            lambda text: self.llama.tokenize(text.encode(), add_bos=False, special=False),
+        )
+
+    def generate(
+        self, prompt_ids: list[int], sampling: Sampling, seed: int
+    ) -> tuple[list[int], str]:
+        """Ids until an end-of-turn id (included) or `max_new_tokens`; and why it stopped."""
+        self.llama.set_seed(seed)  # generate() builds its sampler from this seed
+        generated: list[int] = []
+        for token in self.llama.generate(
+            prompt_ids,
+            temp=sampling.temperature,
+            top_k=sampling.top_k,
+            top_p=sampling.top_p,
+            min_p=sampling.min_p,
+            repeat_penalty=sampling.repeat_penalty,
+            reset=True,
+        ):
+            generated.append(token)
+            if token in self.special.stop_ids:
+                return generated, "stop"
+            if len(generated) >= sampling.max_new_tokens:
+                return generated, "length"
+        return generated, "stop"
+
+    def decode(self, ids: list[int]) -> str:
+        return self.llama.detokenize(ids, special=True).decode("utf-8", errors="replace")
+
+    @cached_property
+    def fingerprint(self) -> VocabFingerprint:
+        model = self.llama._model  # token strings as the GGUF stores them (byte-level BPE form)
+        return fingerprint_from(
+            model.token_get_text, self._maybe_special_id, self.special.base_vocab_size
+        )
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def _check_room(self, prompt_tokens: int, max_new_tokens: int) -> None:
+        need, have = prompt_tokens + max_new_tokens, self.llama.n_ctx()
+        if need > have:
+            raise UserError(
+                f"the writer needs {need} tokens of context ({prompt_tokens} prompt + "
+                f"{max_new_tokens} new), its context holds {have}",
+                hint="lower --max-new-tokens or load the writer with a larger n_ctx",
+            )
+
+    def _maybe_special_id(self, token: str) -> int | None:
+        ids = self.llama.tokenize(token.encode(), add_bos=False, special=True)
+        if len(ids) == 1 and self.llama._model.token_get_text(ids[0]) == token:
+            return ids[0]
+        return None
+
+    def _special_id(self, token: str) -> int:
+        found = self._maybe_special_id(token)
+        if found is None:
+            raise UserError(
+                f"writer model {self.name} has no {token} token: not a Qwen3 model",
+                hint="use a Qwen3 GGUF (any size; they share the encoder's vocabulary)",
+            )
+        return found
+
+    def _base_vocab_size(self) -> int:
+        """Ids below this are ordinary BPE tokens (added and padding tokens sit at the end)."""
+        from llama_cpp import LLAMA_TOKEN_ATTR_NORMAL
+
+        model = self.llama._model
+        size = self.llama.n_vocab()
+        while size > 0 and model.token_get_attr(size - 1) != LLAMA_TOKEN_ATTR_NORMAL:
+            size -= 1
+        return size
