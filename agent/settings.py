@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     writer: str | None = Field(
         None, description="Writer spec: gguf:PATH, gguf:REPO/FILE or hf:DIR_OR_REPO."
     )
+    embedder: str | None = Field(
+        None, description="Image embedder for rut checks: hash, hf:DIR_OR_REPO or dreamsim."
+    )
     download: bool = Field(
         False, description="Allow fetching missing model files from the Hugging Face Hub."
     )

@@ -1,0 +1,251 @@
+"""The rut detector: pure numpy on unit-length image vectors (newest last).
+
+For a window of images (one idea or session, the last `window` of them) it computes:
+- the pairwise cosine similarity matrix and its mean over pairs (`mean_similarity`);
+- the newest image's highest similarity to the others (`max_similarity`);
+- the Vendi score: exp of the entropy of the eigenvalues of K/n (K the similarity matrix);
+  n identical images give 1, n orthogonal ones give n ("how many different images");
+- the near-duplicate rate: the share of images with at least one other at or above
+  `thresholds.duplicate`, and the clusters of such images (connected groups);
+- optionally, against a wider window (the last N images across ideas), the newest image's highest
+  similarity there: the same face or layout coming back for a different idea.
+
+The reading is `rut` when the mean similarity reaches `thresholds.rut`, `warn` when it reaches
+`thresholds.warn`, else `ok`; a newest image that nearly duplicates one in the wider window reads at
+least `warn`. With `thresholds.consecutive = 2` the verdict says `rut` only after two rut readings
+in a row (pass the previous report); a single one says `warn`.
+
+Only the window is ever looked at, so the cost of checking one new image grows with the window,
+never with the whole history.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from agent.axes import AxisSummary, summarize
+
+Verdict = Literal["ok", "warn", "rut"]
+DEFAULT_WINDOW = 8
+
+
+class Thresholds(BaseModel):
+    """Similarity thresholds of one embedder family (cosine similarity, 1 = identical)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    warn: float = Field(description="Mean pairwise similarity from which the reading is warn.")
+    rut: float = Field(description="Mean pairwise similarity from which the reading is rut.")
+    duplicate: float = Field(description="Pairs at or above this are near-duplicates.")
+    consecutive: int = Field(1, ge=1, description="Rut readings in a row before the verdict.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Thresholds:
+        if not -1.0 <= self.warn <= self.rut <= 1.0 or not -1.0 <= self.duplicate <= 1.0:
+            raise ValueError("thresholds need -1 <= warn <= rut <= 1 and -1 <= duplicate <= 1")
+        return self
+
+
+# Starting points, per embedder family. hash: calibrated on the sketch renderer and synthetic
+# layouts (tests/agent/test_ruts.py); dreamsim: FACTS.md section 8 (distance < 0.15 over a window is
+# a rut, 0.15-0.19 a warning); dinov2/clip/siglip/vision: uncalibrated guesses (CLIP and SigLIP
+# are semantic, so their similarities run high). Override per call or with `zit ruts --rut/--warn`.
+DEFAULT_THRESHOLDS: dict[str, Thresholds] = {
+    "hash": Thresholds(warn=0.6, rut=0.75, duplicate=0.9),
+    "dreamsim": Thresholds(warn=0.81, rut=0.85, duplicate=0.95),
+    "dinov2": Thresholds(warn=0.75, rut=0.85, duplicate=0.95),
+    "clip": Thresholds(warn=0.88, rut=0.93, duplicate=0.98),
+    "siglip": Thresholds(warn=0.88, rut=0.93, duplicate=0.98),
+    "vision": Thresholds(warn=0.8, rut=0.9, duplicate=0.97),
+}
+
+
+def thresholds_for(family: str) -> Thresholds:
+    """The default thresholds of an embedder family (`embedder.family`)."""
+    return DEFAULT_THRESHOLDS.get(family, DEFAULT_THRESHOLDS["vision"])
+
+
+class WiderReading(BaseModel):
+    count: int = Field(description="Images in the wider window.")
+    max_similarity: float = Field(description="The newest image's highest similarity there.")
+    closest: str | None = Field(None, description="Label of that most similar image.")
+
+
+class RutReport(BaseModel):
+    verdict: Verdict
+    reading: Verdict = Field(description="This window's own reading, before `consecutive`.")
+    streak: int = Field(0, description="Rut readings in a row, this one included.")
+    reason: str
+    embedder: str
+    thresholds: Thresholds
+    count: int = Field(description="Images in the window.")
+    labels: list[str] = Field(
+        default_factory=list, description="The window's images, oldest first."
+    )
+    mean_similarity: float | None = None
+    max_similarity: float | None = None
+    vendi: float = 0.0
+    near_duplicate_rate: float = 0.0
+    clusters: list[list[str]] = Field(default_factory=list)
+    wider: WiderReading | None = None
+    axes: AxisSummary | None = Field(None, description="Unstated/repeated axes, when texts known.")
+
+    @property
+    def axes_to_vary(self) -> list[str]:
+        return self.axes.to_vary if self.axes else []
+
+
+# -- the measures --------------------------------------------------------------------------------
+def similarity_matrix(vectors: np.ndarray) -> np.ndarray:
+    """Cosine similarities of unit-length rows."""
+    vectors = np.asarray(vectors, dtype=np.float64)
+    return np.clip(vectors @ vectors.T, -1.0, 1.0)
+
+
+def mean_pairwise(sim: np.ndarray) -> float:
+    n = sim.shape[0]
+    if n < 2:
+        raise ValueError("mean pairwise similarity needs two or more images")
+    upper = np.triu_indices(n, k=1)
+    return float(sim[upper].mean())
+
+
+def vendi_score(sim: np.ndarray) -> float:
+    """exp(entropy of the eigenvalues of K/n): 1 for identical images, n for orthogonal ones."""
+    n = sim.shape[0]
+    if n == 0:
+        return 0.0
+    eigenvalues = np.clip(np.linalg.eigvalsh(sim / n), 0.0, None)
+    eigenvalues = eigenvalues[eigenvalues > 1e-12]
+    eigenvalues = eigenvalues / eigenvalues.sum()
+    return float(np.exp(-np.sum(eigenvalues * np.log(eigenvalues))))
+
+
+def duplicate_clusters(sim: np.ndarray, threshold: float) -> list[list[int]]:
+    """Groups (two or more) of images linked by similarities at or above `threshold`."""
+    n = sim.shape[0]
+    parent = list(range(n))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, j in zip(*np.nonzero(np.triu(sim >= threshold, k=1)), strict=True):
+        parent[root(int(i))] = root(int(j))
+    groups: dict[int, list[int]] = {}
+    for i in range(n):
+        groups.setdefault(root(i), []).append(i)
+    return [g for g in groups.values() if len(g) > 1]
+
+
+# -- the verdict ---------------------------------------------------------------------------------
+def judge(
+    vectors: np.ndarray,
+    *,
+    embedder: str,
+    thresholds: Thresholds,
+    window: int = DEFAULT_WINDOW,
+    labels: list[str] | None = None,
+    texts: list[str] | None = None,
+    wider: np.ndarray | None = None,
+    wider_labels: list[str] | None = None,
+    previous: RutReport | None = None,
+) -> RutReport:
+    """Judge the last `window` rows of `vectors` (newest last).
+
+    `labels` and `texts` (prompts) run parallel to `vectors`; texts let the report name the axes
+    the window leaves unstated or repeats. `wider`: vectors of recent images of other ideas (newest
+    last, the window's own images excluded). `previous`: the last report of the same window, for
+    `thresholds.consecutive`.
+    """
+    vectors = np.asarray(vectors)
+    labels = labels or [str(i) for i in range(len(vectors))]
+    _check_parallel(len(vectors), labels=labels, texts=texts)
+    if window < 2:
+        raise ValueError("the window must hold two or more images")
+    vectors, labels = vectors[-window:], labels[-window:]
+    texts = texts[-window:] if texts else None
+    base = {
+        "embedder": embedder,
+        "thresholds": thresholds,
+        "count": len(vectors),
+        "labels": labels,
+        "axes": summarize(texts) if texts else None,
+    }
+    if len(vectors) < 2:
+        return RutReport(verdict="ok", reading="ok", reason="fewer than two images", **base)
+
+    sim = similarity_matrix(vectors)
+    mean = mean_pairwise(sim)
+    clusters = duplicate_clusters(sim, thresholds.duplicate)
+    wider_reading = _wider(vectors[-1], wider, wider_labels)
+    reading, reason = _reading(mean, thresholds, wider_reading)
+    streak = _streak(reading, previous)
+    verdict = _verdict(reading, streak, thresholds)
+    if verdict != reading:
+        reason += f" (rut reading {streak} of {thresholds.consecutive} in a row)"
+    return RutReport(
+        verdict=verdict,
+        reading=reading,
+        streak=streak,
+        reason=reason,
+        mean_similarity=mean,
+        max_similarity=float(sim[-1, :-1].max()),
+        vendi=vendi_score(sim),
+        near_duplicate_rate=sum(len(c) for c in clusters) / len(vectors),
+        clusters=[[labels[i] for i in c] for c in clusters],
+        wider=wider_reading,
+        **base,
+    )
+
+
+def _check_parallel(n: int, **lists: list[str] | None) -> None:
+    for name, values in lists.items():
+        if values is not None and len(values) != n:
+            raise ValueError(f"{name} has {len(values)} entries for {n} vectors")
+
+
+def _wider(
+    newest: np.ndarray, wider: np.ndarray | None, labels: list[str] | None
+) -> WiderReading | None:
+    if wider is None or len(wider) == 0:
+        return None
+    sims = np.clip(np.asarray(wider, dtype=np.float64) @ newest.astype(np.float64), -1.0, 1.0)
+    best = int(sims.argmax())
+    return WiderReading(
+        count=len(wider),
+        max_similarity=float(sims[best]),
+        closest=labels[best] if labels else str(best),
+    )
+
+
+def _reading(
+    mean: float, thresholds: Thresholds, wider: WiderReading | None
+) -> tuple[Verdict, str]:
+    if mean >= thresholds.rut:
+        return "rut", f"mean similarity {mean:.3f} >= rut threshold {thresholds.rut}"
+    if mean >= thresholds.warn:
+        return "warn", f"mean similarity {mean:.3f} >= warn threshold {thresholds.warn}"
+    if wider is not None and wider.max_similarity >= thresholds.duplicate:
+        return "warn", (
+            f"the newest image nearly duplicates {wider.closest} from the wider window "
+            f"({wider.max_similarity:.3f} >= {thresholds.duplicate})"
+        )
+    return "ok", f"mean similarity {mean:.3f} < warn threshold {thresholds.warn}"
+
+
+def _streak(reading: Verdict, previous: RutReport | None) -> int:
+    if reading != "rut":
+        return 0
+    return (previous.streak if previous is not None and previous.reading == "rut" else 0) + 1
+
+
+def _verdict(reading: Verdict, streak: int, thresholds: Thresholds) -> Verdict:
+    if reading == "rut" and streak < thresholds.consecutive:
+        return "warn"
+    return reading
