@@ -16,12 +16,16 @@ import contextlib
 import hashlib
 import json
 import os
+import re
+import time
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from PIL import Image
+
+    from backends.base import RenderedImage
 
 RECORD_CHUNK = "zit"
 PARAMETERS_CHUNK = "parameters"
@@ -121,6 +125,31 @@ def save_image(image: Image.Image, record: dict[str, Any], out_dir: Path, stem: 
         png_tmp.unlink(missing_ok=True)
     _write_atomic(png_path.with_suffix(".json"), json_bytes)
     return png_path
+
+
+def save_rendered(
+    rendered: list[RenderedImage],
+    out_dir: Path,
+    *,
+    idea: str | None,
+    writer: dict[str, Any] | None = None,
+    prefix: str | None = None,
+) -> list[Path]:
+    """Save a backend's images with their records completed by what the caller knows (the idea,
+    the writer). Names: `<time>-<idea slug>-s<seed>.png`."""
+    prefix = prefix or time.strftime("%Y%m%d-%H%M%S")
+    paths = []
+    for item in rendered:
+        record = {**item.record, "idea": idea, "writer": writer, "seed": item.seed}
+        stem = f"{prefix}-{slug(idea or 'image')}-s{item.seed}"
+        paths.append(save_image(item.image, record, out_dir, stem))
+    return paths
+
+
+def slug(text: str, limit: int = 40) -> str:
+    """A file-name-safe short form of `text` (letters of any script kept)."""
+    words = re.findall(r"\w+", text.lower())
+    return "-".join(words)[:limit].strip("-") or "image"
 
 
 def read_record(path: str | Path) -> dict[str, Any] | None:

@@ -99,7 +99,7 @@ class ZImageBackend:
         torch_dtype = _torch_dtype(dtype, device)
         parts = _component_overrides(root, torch_dtype, text_encoder, vae, transformer, download)
         try:
-            pipe = ZImagePipeline.from_pretrained(root, torch_dtype=torch_dtype, **parts)
+            pipe = ZImagePipeline.from_pretrained(root, dtype=torch_dtype, **parts)
         except (OSError, ValueError, KeyError) as err:
             raise ModelNotFoundError(
                 f"image model: cannot load {root}: {_first_line(err)}",
@@ -206,18 +206,12 @@ class ZImageBackend:
                     f"(0..{self.vocab_size - 1}): {bad[:5]}",
                     hint="use ids from the Qwen3 tokenizer of this model",
                 )
-        check_size(options.width, options.height)
-        if options.steps < 1:
-            raise UserError(f"steps {options.steps} is below 1", hint="Turbo uses 8")
-        if options.guidance < 0:
-            raise UserError(
-                f"guidance {options.guidance} is negative", hint="use 0 (Turbo) or more"
-            )
+        check_options(options)
         n = self.layer_count
         if not -(n + 1) <= options.layer <= n:
             raise UserError(
                 f"layer {options.layer} is out of range for a {n}-layer text encoder",
-                hint=f"use -{n + 1}..{n} (Z-Image uses -2)",
+                hint=f"use -{n + 1}..{n}; Z-Image uses -2",
             )
 
     # -- sampler, LoRA ---------------------------------------------------------------------------
@@ -244,7 +238,6 @@ class ZImageBackend:
             return []
         names, weights = [], []
         for path, strength in wanted:
-            check_lora_strength(strength)
             names.append(self._load_lora(path))
             weights.append(strength)
         self.pipe.enable_lora()
@@ -361,6 +354,22 @@ class ZImageBackend:
 
 
 # -- checks shared with the CLI ------------------------------------------------------------------
+def check_options(options: RenderOptions) -> None:
+    """What can be checked without the model: size, steps, guidance, sampler, LoRA strengths."""
+    from backends.samplers import get_sampler
+
+    check_size(options.width, options.height)
+    if options.steps < 1:
+        raise UserError(f"steps {options.steps} is below 1", hint="Turbo uses 8")
+    if options.guidance < 0:
+        raise UserError(f"guidance {options.guidance} is negative", hint="use 0 (Turbo) or more")
+    get_sampler(options.sampler)
+    if options.lora:
+        check_lora_strength(options.lora_strength)
+    for _, strength in options.extra_loras:
+        check_lora_strength(strength)
+
+
 def check_size(width: int, height: int) -> None:
     for side, value in (("width", width), ("height", height)):
         if value < 16 or value > MAX_SIDE:
@@ -499,7 +508,7 @@ def _load_component(
             )
         folder = resolve_dir(spec, what=what, download=download)
         sub = folder / subfolder if (folder / subfolder / "config.json").is_file() else folder
-        return cls.from_pretrained(sub, torch_dtype=torch_dtype)
+        return cls.from_pretrained(sub, dtype=torch_dtype)
     except (OSError, ValueError, KeyError, RuntimeError) as err:
         raise UserError(
             f"{what}: cannot load {spec}: {_first_line(err)}",

@@ -1,0 +1,130 @@
+"""`zit generate`: render an idea with Z-Image from token ids, with provenance on every image.
+
+This build has the plain path (`--writer none --no-ruts`): the idea's plain chat sequence, id for id
+what diffusers would feed the encoder for `prompt=idea`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from agent.cli import app
+from agent.cli.render_flags import (
+    AttentionOpt,
+    BatchOpt,
+    CompileOpt,
+    CountOpt,
+    CpuOffloadOpt,
+    DeviceOpt,
+    DtypeOpt,
+    GuidanceOpt,
+    ImageModelOpt,
+    LayerOpt,
+    LoraOpt,
+    NegativeOpt,
+    NoiseFractionOpt,
+    NoiseOpt,
+    NoiseSeedOpt,
+    NoiseStepsOpt,
+    SamplerOpt,
+    SeedOpt,
+    ShiftOpt,
+    SizeOpt,
+    StepsOpt,
+    TextEncoderOpt,
+    TransformerOpt,
+    VaeOpt,
+)
+
+
+@app.command()
+def generate(
+    idea: Annotated[str, typer.Argument(help="What to picture.")],
+    writer: Annotated[
+        str | None, typer.Option(help="Writer spec; `none` renders the idea as it is.")
+    ] = None,
+    ruts: Annotated[
+        bool, typer.Option("--ruts/--no-ruts", help="Detect and escape ruts across seeds.")
+    ] = True,
+    image_model: ImageModelOpt = None,
+    count: CountOpt = 1,
+    seed: SeedOpt = None,
+    size: SizeOpt = None,
+    steps: StepsOpt = None,
+    guidance: GuidanceOpt = None,
+    negative: NegativeOpt = None,
+    layer: LayerOpt = None,
+    sampler: SamplerOpt = None,
+    shift: ShiftOpt = None,
+    lora: LoraOpt = None,
+    noise: NoiseOpt = None,
+    noise_fraction: NoiseFractionOpt = None,
+    noise_steps: NoiseStepsOpt = None,
+    noise_seed: NoiseSeedOpt = None,
+    text_encoder: TextEncoderOpt = None,
+    vae: VaeOpt = None,
+    transformer: TransformerOpt = None,
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = None,
+    cpu_offload: CpuOffloadOpt = False,
+    attention: AttentionOpt = None,
+    compile: CompileOpt = False,
+    batch: BatchOpt = 4,
+    out: Annotated[
+        Path | None, typer.Option(help="Output folder (default: ZIT_HOME/outputs).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Render IDEA. Each PNG carries its provenance (and a JSON file beside it)."""
+    from agent.cli.common import print_json
+    from agent.cli.render_flags import build_backend, render_choice, with_negative
+    from agent.errors import UserError
+    from agent.sequence import ChatSequence, assemble
+    from agent.settings import load_settings
+    from backends.provenance import save_rendered
+    from backends.tokenizer import QwenTokenizer
+
+    # 1. Parse
+    if writer != "none" or ruts:
+        raise UserError(
+            "this build renders only the plain sequence of the idea",
+            hint="add --writer none --no-ruts",
+        )
+    if not idea.strip():
+        raise UserError("the idea is empty", hint="give an idea with some words in it")
+    # 2. Settings
+    settings = load_settings(image_model=image_model)
+    choice = render_choice(
+        settings, count=count, seed=seed, size=size, steps=steps, guidance=guidance,
+        negative=negative, layer=layer, sampler=sampler, shift=shift, lora=lora, noise=noise,
+        noise_fraction=noise_fraction, noise_steps=noise_steps, noise_seed=noise_seed,
+        text_encoder=text_encoder, vae=vae, transformer=transformer, device=device, dtype=dtype,
+        cpu_offload=cpu_offload, attention=attention, compile=compile, batch=batch,
+    )  # fmt: skip
+    # 3. Build the backend; assemble the plain sequence
+    backend = build_backend(choice.backend)
+    tok = QwenTokenizer.from_pretrained(settings.tokenizer_spec, download=settings.download)
+    budget = settings.render.max_tokens
+    sequence = assemble(ChatSequence.plain(idea), tok, max_tokens=budget)
+    options = with_negative(choice, tok, budget)
+    # 4. Render
+    rendered = backend.render(sequence.ids, choice.seeds, options)
+    # 5. Save and print
+    paths = save_rendered(rendered, out or settings.outputs_dir, idea=idea)
+    if as_json:
+        print_json(
+            {
+                "images": [str(p) for p in paths],
+                "seeds": choice.seeds,
+                "token_count": sequence.count,
+                "model": choice.backend.model,
+                "options": options.model_dump(exclude={"negative_ids"}),
+                "negative": choice.negative,
+            }
+        )
+        return
+    for path in paths:
+        print(path)
