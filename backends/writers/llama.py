@@ -13,7 +13,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agent.errors import UserError
+from agent.errors import ModelNotFoundError, UserError
 from backends.base import Draft, Message, Sampling
 from backends.hub import resolve_file
 from backends.tokenizer import VocabFingerprint, fingerprint_from
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     import llama_cpp
 
 DEFAULT_N_CTX = 4096
+EXAMPLE_GGUF = ("Qwen/Qwen3-4B-GGUF", "Qwen3-4B-Q4_K_M.gguf")
 
 
 class LlamaCppWriter:
@@ -55,7 +56,7 @@ class LlamaCppWriter:
         (prompt + new tokens; writer prompts are short, so the default leaves ample room)."""
         import llama_cpp
 
-        path = resolve_file(spec, what="writer GGUF", download=download)
+        path = _resolve_gguf(spec, download)
         try:
             llama = llama_cpp.Llama(
                 model_path=str(path),
@@ -164,3 +165,17 @@ class LlamaCppWriter:
         while size > 0 and model.token_get_attr(size - 1) != LLAMA_TOKEN_ATTR_NORMAL:
             size -= 1
         return size
+
+
+def _resolve_gguf(spec: str, download: bool) -> Path:
+    try:
+        return resolve_file(spec, what="writer GGUF", download=download)
+    except ModelNotFoundError as err:
+        if "no file" not in str(err):  # a hub file: its own hint names the download
+            raise
+        repo, name = EXAMPLE_GGUF
+        raise ModelNotFoundError(
+            str(err),
+            hint=f"download a Qwen3 GGUF, e.g. `hf download {repo} {name} --local-dir models`, "
+            f"then pass --writer gguf:models/{name}",
+        ) from None

@@ -1,0 +1,176 @@
+"""`zit expand`: a local Qwen3 writer turns an idea into Z-Image's chat sequence, as token ids."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from agent.cli import app
+
+
+@app.command()
+def expand(
+    idea: Annotated[str, typer.Argument(help="The short idea to expand.")],
+    writer: Annotated[
+        str | None,
+        typer.Option(
+            help="gguf:PATH, gguf:ORG/REPO/FILE.gguf or hf:DIR_OR_REPO (default: setting)."
+        ),
+    ] = None,
+    shape: Annotated[str, typer.Option(help="Sequence shape: think, answer or plain.")] = "think",
+    instruction: Annotated[
+        str, typer.Option(help="Writer instruction from prompts/: expand, refine, vary.")
+    ] = "expand",
+    seed: Annotated[int, typer.Option(help="Sampling seed (same seed, same output).")] = 0,
+    temperature: Annotated[
+        float | None, typer.Option(help="Sampling temperature (0: greedy; default 0.7).")
+    ] = None,
+    max_new_tokens: Annotated[
+        int | None, typer.Option(help="Most tokens the writer may generate (default 400).")
+    ] = None,
+    target_words: Annotated[
+        int | None, typer.Option(help="Length of the description in words, roughly.")
+    ] = None,
+    open_think: Annotated[
+        bool,
+        typer.Option(
+            "--open-think", help="Open the answer with <think> so an instruct model plans first."
+        ),
+    ] = False,
+    retokenize: Annotated[
+        bool,
+        typer.Option(
+            "--retokenize", help="Allow a writer of another vocabulary (re-tokenizes its text)."
+        ),
+    ] = False,
+    tokenizer: Annotated[
+        str | None,
+        typer.Option(help="Encoder tokenizer: directory, Z-Image model directory or repo id."),
+    ] = None,
+    max_tokens: Annotated[
+        int | None, typer.Option(help="Token budget of the whole sequence (default 512).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Expand IDEA with a local writer model and print the Z-Image chat sequence it makes.
+
+    The writer's generated ids go into the sequence verbatim: think part and description in the
+    assistant turn (`think`), the description only (`answer`), or the description as the prompt
+    (`plain`).
+    """
+    from agent.drafting import expand_idea
+    from agent.errors import UserError
+    from agent.settings import load_settings
+    from backends.base import Sampling
+    from backends.tokenizer import QwenTokenizer
+    from backends.writers import SPEC_HINT, load_writer
+
+    # 1. Parse and resolve settings
+    settings = load_settings(tokenizer=tokenizer, writer=writer)
+    if not settings.writer:
+        raise UserError(
+            "no writer model given",
+            hint=f"pass --writer ({SPEC_HINT.removeprefix('use ')}) or set ZIT_WRITER",
+        )
+    sampling = _sampling(Sampling, temperature, max_new_tokens)
+    # 2. Load the encoder tokenizer (cheap, fails early), then the writer
+    tok = QwenTokenizer.from_pretrained(settings.tokenizer_spec, download=settings.download)
+    model = load_writer(settings.writer, download=settings.download, open_think=open_think)
+    # 3. Write and assemble
+    result = expand_idea(
+        model,
+        tok,
+        idea,
+        instruction=instruction,
+        target_words=target_words,
+        shape=shape,
+        sampling=sampling,
+        seed=seed,
+        retokenize=retokenize,
+        max_tokens=max_tokens or settings.render.max_tokens,
+    )
+    # 4. Show
+    for note in result.draft.notes:
+        print(f"zit: note: {note}", file=sys.stderr)
+    if as_json:
+        from agent.cli.common import print_json
+
+        print_json(as_dict(result))
+        return
+    _print_readable(result, tok)
+
+
+def _sampling(sampling_cls, temperature: float | None, max_new_tokens: int | None):
+    from pydantic import ValidationError
+
+    from agent.errors import UserError
+
+    given = {"temperature": temperature, "max_new_tokens": max_new_tokens}
+    try:
+        return sampling_cls(**{k: v for k, v in given.items() if v is not None})
+    except ValidationError as err:
+        first = err.errors()[0]
+        raise UserError(
+            f"bad --{first['loc'][0]}".replace("_", "-") + f": {first['msg']}"
+        ) from None
+
+
+def as_dict(result) -> dict:
+    draft = result.draft
+    return {
+        "token_ids": result.assembled.ids,
+        "text": result.assembled.text,
+        "think": draft.think.text,
+        "answer": draft.answer.text,
+        "shape": result.assembled.shape,
+        "count": result.assembled.count,
+        "budget": result.assembled.budget,
+        "cut": [c.model_dump() for c in result.assembled.cut] if result.assembled.cut else None,
+        "seed": result.seed,
+        "writer": {
+            "model": draft.model,
+            "generated_ids": draft.generated_ids,
+            "prompt_tokens": draft.stats.prompt_tokens,
+            "new_tokens": draft.stats.new_tokens,
+            "seconds": draft.stats.seconds,
+            "tokens_per_s": draft.stats.tokens_per_s,
+            "finish_reason": draft.stats.finish_reason,
+        },
+        "provenance": result.provenance,
+    }
+
+
+def _print_readable(result, tok) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    assembled, stats = result.assembled, result.draft.stats
+    table = Table(
+        title=f"{assembled.shape} sequence: {assembled.count} of {assembled.budget} tokens"
+    )
+    table.add_column("turn", justify="right")
+    table.add_column("part")
+    table.add_column("tokens", justify="right")
+    table.add_column("text", overflow="fold")
+    for span in assembled.spans:
+        text = tok.decode(assembled.ids[span.start : span.end])
+        table.add_row(str(span.turn), span.part, str(span.end - span.start), text)
+    console.print(table)
+    console.print(
+        f"writer [bold]{result.draft.model}[/]: {stats.new_tokens} new tokens in "
+        f"{stats.seconds:.2f} s ({stats.tokens_per_s:.1f} tokens/s), finish: {stats.finish_reason}, "
+        f"seed {result.seed}",
+        highlight=False,
+    )
+    if assembled.cut:
+        for cut in assembled.cut:
+            console.print(
+                f"[yellow]cut[/]: {cut.removed} tokens from the {cut.part} of turn {cut.turn} "
+                f"({cut.kept} kept) to fit the budget"
+            )
+    console.print(
+        "[bold]ids[/]:", " ".join(map(str, assembled.ids)), highlight=False, soft_wrap=True
+    )
