@@ -1,0 +1,161 @@
+"""`zit eval`: scripted eval runs of a suite, and `zit eval compare` of two runs.
+
+`zit eval SUITE ...` is short for `zit eval run SUITE ...`: the group runs `run` whenever its first
+argument is not one of its commands, so both forms parse.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import click
+import typer
+from typer.core import TyperGroup
+
+from agent.cli import app
+
+
+class _RunByDefault(TyperGroup):
+    """A group whose first argument, when it is not a command name or an option, starts `run`."""
+
+    default_command = "run"
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = [self.default_command, *args]
+        return super().parse_args(ctx, args)
+
+
+eval_app = typer.Typer(
+    cls=_RunByDefault,
+    no_args_is_help=True,
+    help="Run an eval suite (ideas x configurations x seeds) and compare runs. "
+    "`zit eval SUITE` is short for `zit eval run SUITE`.",
+)
+app.add_typer(eval_app, name="eval")
+
+
+@eval_app.command("run")
+def run(
+    suite: Annotated[str, typer.Argument(help="Suite YAML file, or a shipped suite: smoke, standard.")],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Output folder (default: ZIT_HOME/outputs/evals/SUITE_NAME)."),
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Finish a run in --out: do only what is missing.")
+    ] = False,
+    only: Annotated[
+        list[str] | None,
+        typer.Option("--only", help="Run only this configuration (repeatable)."),
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="Only the first N ideas.")
+    ] = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress bar; print only the report path.")
+    ] = False,
+) -> None:
+    """Run SUITE: every idea under every configuration with every seed, then write report.html,
+    summary.json, per_image.jsonl and config.json into the output folder."""
+    from agent.settings import load_settings
+    from evals.runner import RunContext, default_out_dir, run_suite
+    from evals.suite import load_suite
+
+    settings = load_settings()
+    chosen = load_suite(suite).select(only=_split(only), limit=limit)
+    out_dir = out or default_out_dir(chosen, settings)
+    result = run_suite(
+        chosen,
+        out_dir,
+        resume=resume,
+        quiet=quiet,
+        context=RunContext(chosen, settings),
+        source=suite,
+    )
+    if quiet:
+        typer.echo(str(result.out_dir / "report.html"))
+        return
+    _print_summary(result)
+
+
+def _split(values: list[str] | None) -> list[str] | None:
+    """`--only a --only b` and `--only a,b` both work."""
+    if not values:
+        return None
+    return [v.strip() for value in values for v in value.split(",") if v.strip()]
+
+
+def _print_summary(result) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from evals.report import HEADLINE, LABELS
+
+    summary = result.summary
+    console = Console()
+    table = Table(title=f"{summary['suite']}: {summary['counts']['images']} images")
+    table.add_column("config")
+    for key in HEADLINE:
+        table.add_column(LABELS[key], justify="right")
+    for name, entry in summary["configs"].items():
+        table.add_row(name, *(_cell(entry["metrics"][k]) for k in HEADLINE))
+    console.print(table)
+    console.print(
+        f"embedder {summary['embedder']['name']}, fidelity by {summary['fidelity']['method']}; "
+        f"ran {result.ran} jobs, {result.skipped} already done"
+    )
+    if summary["note"]:
+        console.print(f"[yellow]note[/]: {summary['note']}")
+    console.print(f"report: {result.out_dir / 'report.html'}")
+
+
+def _cell(metric: dict) -> str:
+    interval, diff = metric["interval"], metric["vs_baseline"]
+    if interval is None:
+        return "n/a"
+    text = f"{interval['mean']:.3f} [{interval['low']:.3f}, {interval['high']:.3f}]"
+    if diff is not None:
+        text += f"\nΔ {diff['mean']:+.3f} [{diff['low']:+.3f}, {diff['high']:+.3f}]"
+    return text
+
+
+@eval_app.command("compare")
+def compare_runs(
+    run_a: Annotated[Path, typer.Argument(help="Output folder of the first run (A).")],
+    run_b: Annotated[Path, typer.Argument(help="Output folder of the second run (B).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Print the differences between two eval runs: B minus A, configuration by configuration."""
+    from evals.report import LABELS, compare
+
+    diff = compare(run_a, run_b)
+    if as_json:
+        from agent.cli.common import print_json
+
+        print_json(diff)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    for key, values in diff["settings_differ"].items():
+        console.print(f"[yellow]{key} differs[/]: A {values['a']!r}, B {values['b']!r}")
+    for side in ("a", "b"):
+        if diff[f"only_in_{side}"]:
+            console.print(f"only in {side.upper()}: {', '.join(diff[f'only_in_{side}'])}")
+    table = Table(title=f"B ({run_b}) minus A ({run_a})")
+    for column in ("config", "metric", "A", "B", "B - A", "intervals"):
+        table.add_column(column, justify="left" if column in ("config", "metric") else "right")
+    for config, rows in diff["configs"].items():
+        for key, row in rows.items():
+            table.add_row(
+                config,
+                LABELS[key],
+                f"{row['a']:.3f}",
+                f"{row['b']:.3f}",
+                f"{row['b_minus_a']:+.3f}",
+                "apart" if row["separated"] else "overlap",
+            )
+    console.print(table)

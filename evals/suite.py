@@ -1,0 +1,287 @@
+"""Eval suites: YAML files that name ideas, seeds, configurations and the image backend.
+
+A suite is validated with pydantic; an error names the field and the line it sits on (read from the
+YAML node marks), so `configs.agent.strategy` on line 12 is reported as such. See docs/evals.md for
+the format. Shipped suites live in `evals/suites/` and can be named without a path (`smoke`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from agent.errors import UserError
+from backends.base import NoiseSettings, Sampling
+
+STRATEGIES = ("raw", "expanded", "think", "agent")
+WRITER_STRATEGIES = ("expanded", "think")
+DEFAULT_SHAPES = {"expanded": "plain", "think": "think"}
+
+
+class SuiteFieldError(UserError):
+    """A suite that parses but does not add up; `loc` is the path of the field at fault."""
+
+    def __init__(self, loc: tuple[Any, ...], message: str):
+        super().__init__(message)
+        self.loc = loc
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Idea(_Strict):
+    """One idea. `locked` attributes must survive a rewrite (fidelity); `tags` group ideas."""
+
+    id: str = ""
+    text: str = Field(min_length=1)
+    locked: list[str] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _check(self) -> Idea:
+        if not self.text.strip():
+            raise ValueError("the idea text is empty")
+        if not self.id:
+            self.id = slug(self.text)
+        missing = [a for a in self.locked if not attribute_present(a, self.text)]
+        if missing:
+            raise ValueError(
+                f"locked attributes {missing} are not in the idea text: lock only words it states"
+            )
+        return self
+
+
+class Config(_Strict):
+    """A strategy plus overrides. Unset overrides take the suite's or the backend's defaults."""
+
+    strategy: Literal["raw", "expanded", "think", "agent"]
+    description: str = ""
+    shape: Literal["plain", "think", "answer"] | None = None
+    writer: str | None = None
+    instruction: str = "expand"
+    sampling: Sampling = Field(default_factory=Sampling)
+    target_words: int | None = Field(None, ge=5)
+    layer: int | None = None
+    noise: NoiseSettings | None = None
+    steps: int | None = Field(None, ge=1)
+    max_tokens: int = Field(512, ge=16)
+    max_attempts: int = Field(4, ge=1, description="agent: renders before it gives up")
+
+    @model_validator(mode="after")
+    def _check(self) -> Config:
+        if self.shape is not None and self.strategy == "raw" and self.shape != "plain":
+            raise ValueError("the raw strategy has no writer: its shape is always plain")
+        return self
+
+    @property
+    def uses_writer(self) -> bool:
+        return self.strategy in WRITER_STRATEGIES or (
+            self.strategy == "agent" and self.writer not in (None, "none")
+        )
+
+    @property
+    def sequence_shape(self) -> str:
+        return self.shape or DEFAULT_SHAPES.get(self.strategy, "plain")
+
+
+class Backend(_Strict):
+    """The image backend: a Z-Image model, or the sketch stand-in (not an image model)."""
+
+    kind: Literal["zimage", "sketch"] = "zimage"
+    model: str | None = Field(None, description="zimage: a diffusers directory or repo id")
+    tokenizer: str | None = Field(None, description="default: the model's, or the bundled Qwen3")
+    width: int | None = Field(None, ge=16)
+    height: int | None = Field(None, ge=16)
+    steps: int | None = Field(None, ge=1)
+
+
+class Suite(_Strict):
+    name: str = Field(min_length=1)
+    description: str = ""
+    seeds: list[int] = Field(min_length=2, description="diversity needs two or more")
+    baseline: str = "raw"
+    backend: Backend = Field(default_factory=Backend)
+    writer: str | None = Field(None, description="the writer of configs that name none")
+    embedder: str = "hash"
+    fidelity: str = Field("auto", description="auto, attributes, or clip:DIR_OR_REPO")
+    ideas: list[Idea] = Field(min_length=1)
+    configs: dict[str, Config] = Field(min_length=1)
+
+    @field_validator("seeds", mode="before")
+    @classmethod
+    def _count_to_list(cls, value: Any) -> Any:
+        """`seeds: 4` means seeds 0..3."""
+        if isinstance(value, int) and not isinstance(value, bool):
+            if value < 2:
+                raise ValueError("give two or more seeds: diversity compares an idea's images")
+            return list(range(value))
+        return value
+
+    @field_validator("fidelity")
+    @classmethod
+    def _fidelity_kind(cls, value: str) -> str:
+        if value not in ("auto", "attributes") and not value.startswith("clip:"):
+            raise ValueError("use auto, attributes or clip:DIR_OR_REPO")
+        return value
+
+    @field_validator("configs")
+    @classmethod
+    def _config_names(cls, value: dict[str, Config]) -> dict[str, Config]:
+        bad = [n for n in value if not re.fullmatch(r"[A-Za-z0-9_.-]+", n)]
+        if bad:
+            raise ValueError(f"config names {bad} may use only letters, digits, '.', '_', '-'")
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> Suite:
+        if len(set(self.seeds)) != len(self.seeds):
+            raise SuiteFieldError(("seeds",), "seeds repeat")
+        ids = [i.id for i in self.ideas]
+        for n, idea_id in enumerate(ids):
+            if idea_id in ids[:n]:
+                raise SuiteFieldError(
+                    ("ideas", n), f"idea id {idea_id!r} repeats: give the ideas distinct `id`s"
+                )
+        if self.baseline not in self.configs:
+            raise SuiteFieldError(
+                ("baseline",), f"baseline {self.baseline!r} is not one of the configs"
+            )
+        for name, config in self.configs.items():
+            if config.strategy in WRITER_STRATEGIES and not self.writer_of(config):
+                raise SuiteFieldError(
+                    ("configs", name),
+                    f"the {config.strategy} strategy needs a writer: set `writer` on the config "
+                    "or on the suite",
+                )
+        return self
+
+    def writer_of(self, config: Config) -> str | None:
+        """The writer spec a config uses (None: no writer)."""
+        spec = config.writer or self.writer
+        return None if spec in (None, "none") else spec
+
+    def select(self, only: list[str] | None = None, limit: int | None = None) -> Suite:
+        """This suite with only the named configs and the first `limit` ideas."""
+        configs = self.configs
+        if only:
+            unknown = [n for n in only if n not in self.configs]
+            if unknown:
+                raise UserError(
+                    f"unknown config {', '.join(unknown)} for --only",
+                    hint=f"the suite has {', '.join(self.configs)}",
+                )
+            configs = {n: c for n, c in self.configs.items() if n in only}
+        ideas = self.ideas[:limit] if limit else self.ideas
+        baseline = self.baseline if self.baseline in configs else next(iter(configs))
+        return self.model_copy(update={"configs": configs, "ideas": ideas, "baseline": baseline})
+
+    def digest(self) -> str:
+        return hashlib.sha256(canonical_json(self.model_dump()).encode()).hexdigest()
+
+
+# -- helpers -------------------------------------------------------------------------------------
+def slug(text: str, width: int = 40) -> str:
+    words = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return words[:width].rstrip("-") or "idea"
+
+
+def attribute_present(attribute: str, text: str) -> bool:
+    """Whether `text` states `attribute`: its words, in order, as whole words (case-insensitive)."""
+    words = re.findall(r"\w+", attribute.lower())
+    if not words:
+        return False
+    pattern = r"\b" + r"\W+".join(map(re.escape, words)) + r"\b"
+    return re.search(pattern, text.lower()) is not None
+
+
+def canonical_json(data: Any) -> str:
+    return json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+# -- loading -------------------------------------------------------------------------------------
+def shipped_suites() -> list[str]:
+    folder = resources.files(__package__) / "suites"
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def resolve_suite_path(spec: str | Path) -> Path:
+    """A suite file: a path, or the name of a suite shipped in `evals/suites/`."""
+    path = Path(spec)
+    if path.is_file():
+        return path
+    shipped = Path(str(resources.files(__package__) / "suites" / f"{spec}.yaml"))
+    if not path.suffix and shipped.is_file():
+        return shipped
+    raise UserError(
+        f"no suite file {str(spec)!r}",
+        hint=f"give a YAML file or a shipped suite: {', '.join(shipped_suites())}",
+    )
+
+
+def load_suite(spec: str | Path) -> Suite:
+    path = resolve_suite_path(spec)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise UserError(f"cannot read suite {path}: {err}") from None
+    return parse_suite(text, source=str(path))
+
+
+def parse_suite(text: str, source: str = "<suite>") -> Suite:
+    """Validate suite YAML; errors name the field and its line."""
+    import yaml
+
+    try:
+        root = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark else source
+        problem = getattr(err, "problem", None) or str(err)
+        raise UserError(f"{where}: not valid YAML: {problem}", hint="fix the YAML syntax") from None
+    if not isinstance(data, dict):
+        raise UserError(
+            f"{source}: a suite is a YAML mapping with name, seeds, ideas and configs",
+            hint="see docs/evals.md for the format",
+        )
+    try:
+        return Suite.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        loc = [p for p in first["loc"] if p not in ("function-after", "function-before")]
+        raise _located(source, root, loc, first["msg"]) from None
+    except SuiteFieldError as err:
+        raise _located(source, root, list(err.loc), str(err)) from None
+
+
+def _located(source: str, root: Any, loc: list[Any], message: str) -> UserError:
+    field = ".".join(str(p) for p in loc) or "(suite)"
+    return UserError(
+        f"{source}:{_line_of(root, loc)}: field {field}: {message}",
+        hint="see docs/evals.md for the suite format",
+    )
+
+
+def _line_of(node: Any, loc: list[Any]) -> int:
+    """The 1-based line of the YAML node at `loc`, or of its nearest existing parent."""
+    import yaml
+
+    for key in loc:
+        child = None
+        if isinstance(node, yaml.MappingNode):
+            child = next((v for k, v in node.value if k.value == str(key)), None)
+            if child is None:  # an unknown key: point at the key itself
+                child = next((k for k, _ in node.value if k.value == str(key)), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+            child = node.value[key]
+        if child is None:
+            break
+        node = child
+    return node.start_mark.line + 1
