@@ -51,8 +51,10 @@ class ZImageBackend:
         model_revision: str | None = None,
         max_batch: int = 4,
         cache_size: int = 32,
+        pad_to: int = 512,
     ):
         self.pipe = pipe
+        self.pad_to = pad_to
         self.model_id = model_id
         self.model_revision = model_revision
         self.max_batch = max(1, max_batch)
@@ -60,6 +62,7 @@ class ZImageBackend:
         self._cache_size = cache_size
         self._scheduler_config = dict(pipe.scheduler.config)
         self._loras: dict[str, str] = {}  # resolved path -> adapter name
+        self._pad_id = pipe.tokenizer.pad_token_id or 0
         pipe.set_progress_bar_config(disable=True)
 
     # -- loading ---------------------------------------------------------------------------------
@@ -152,20 +155,29 @@ class ZImageBackend:
     # -- encoding --------------------------------------------------------------------------------
     def encode(self, token_ids: list[int], layer: int = -2) -> tuple[torch.Tensor, bool]:
         """Hidden states `[len(ids), hidden]` of `layer` for these ids, and whether they came from
-        the cache. The model's own encoder, all positions unmasked (ids are the real sequence)."""
+        the cache.
+
+        Shorter sequences are right-padded (masked) to `pad_to` as diffusers does: the real
+        positions never see the padding, but the same tensor shapes make the numbers, and so the
+        images, identical to diffusers' own prompt path bit for bit.
+        """
         import torch
 
         key = (tuple(token_ids), layer)
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key], True
+        count = len(token_ids)
+        padding = [self._pad_id] * max(0, self.pad_to - count)
         device = self.pipe._execution_device
-        ids = torch.tensor([token_ids], dtype=torch.long, device=device)
+        ids = torch.tensor([token_ids + padding], dtype=torch.long, device=device)
+        mask = torch.zeros_like(ids)
+        mask[0, :count] = 1
         with torch.inference_mode():
             out = self.pipe.text_encoder(
-                input_ids=ids, attention_mask=torch.ones_like(ids), output_hidden_states=True
+                input_ids=ids, attention_mask=mask, output_hidden_states=True
             )
-        embeds = out.hidden_states[layer][0].to(self.pipe.transformer.dtype).clone()
+        embeds = out.hidden_states[layer][0, :count].to(self.pipe.transformer.dtype).clone()
         self._cache[key] = embeds
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)

@@ -90,9 +90,8 @@ def tiny_text_encoder(seed: int, **overrides):
     from transformers import Qwen3Config, Qwen3Model
 
     torch.manual_seed(seed + 2)
-    config = Qwen3Config(
-        vocab_size=ENCODER_VOCAB_ROWS, tie_word_embeddings=True, **{**TINY_ENCODER, **overrides}
-    )
+    fields = {"vocab_size": ENCODER_VOCAB_ROWS, **TINY_ENCODER, **overrides}
+    config = Qwen3Config(tie_word_embeddings=True, **fields)
     return Qwen3Model(config).eval()
 
 

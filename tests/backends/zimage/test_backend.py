@@ -1,0 +1,201 @@
+"""ZImageBackend on a tiny random Z-Image: token ids in, the same images as diffusers out."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from agent.errors import ModelNotFoundError, UserError
+from backends.base import ImageBackend, NoiseSettings
+from backends.samplers import SAMPLERS
+from tests.backends.zimage.conftest import IDEA, SMALL
+
+
+def pixels(image) -> np.ndarray:
+    return np.asarray(image, dtype=np.int16)
+
+
+def same(a, b) -> bool:
+    return np.array_equal(pixels(a), pixels(b))
+
+
+def reference(pipe, seed: int, **kwargs):
+    """diffusers' own prompt-string path."""
+    args = {
+        "height": SMALL["height"],
+        "width": SMALL["width"],
+        "num_inference_steps": SMALL["steps"],
+    }
+    args |= {"guidance_scale": 0.0, **kwargs}
+    return pipe(prompt=IDEA, generator=torch.Generator().manual_seed(seed), **args).images[0]
+
+
+@pytest.fixture(scope="module")
+def baseline(backend, plain_ids, small_options):
+    return backend.render(plain_ids, [7], small_options)[0].image
+
+
+def test_is_an_image_backend(backend):
+    assert isinstance(backend, ImageBackend)
+
+
+def test_plain_idea_equals_diffusers_prompt_path_pixel_for_pixel(
+    backend, raw_pipe, plain_ids, small_options
+):
+    images = backend.render(plain_ids, [7, 8], small_options)  # one batch of two seeds
+    assert [r.seed for r in images] == [7, 8]
+    for rendered in images:
+        assert same(rendered.image, reference(raw_pipe, rendered.seed))
+    assert not same(images[0].image, images[1].image)
+
+
+def test_guidance_with_default_negative_equals_diffusers(
+    backend, raw_pipe, plain_ids, small_options
+):
+    options = small_options.model_copy(update={"guidance": 3.0})
+    image = backend.render(plain_ids, [7], options)[0].image
+    assert same(image, reference(raw_pipe, 7, guidance_scale=3.0))
+
+
+def test_another_layer_gives_another_image(backend, plain_ids, small_options, baseline):
+    other = backend.render(plain_ids, [7], small_options.model_copy(update={"layer": -3}))[0]
+    assert not same(other.image, baseline)
+    assert other.record["layer"] == -3
+
+
+def test_repeated_sequence_skips_the_encoder(backend, plain_ids, small_options):
+    options = small_options.model_copy(update={"layer": 1})
+    first = backend.render(plain_ids, [1], options)[0].record["timings"]
+    again = backend.render(plain_ids, [2], options)[0].record["timings"]
+    assert (first["encode_cached"], again["encode_cached"]) == (False, True)
+
+
+def test_noise_strength_zero_is_the_baseline(backend, plain_ids, small_options, baseline):
+    options = small_options.model_copy(update={"noise": NoiseSettings(strength=0.0)})
+    assert same(backend.render(plain_ids, [7], options)[0].image, baseline)
+
+
+def test_noise_changes_the_image_reproducibly_and_is_recorded(
+    backend, plain_ids, small_options, baseline
+):
+    noise = NoiseSettings(strength=2.0, fraction=0.5, steps_share=0.5, seed=4)
+    options = small_options.model_copy(update={"noise": noise})
+    first, again = (backend.render(plain_ids, [7], options)[0] for _ in range(2))
+    assert not same(first.image, baseline)
+    assert same(first.image, again.image)
+    assert first.record["noise"] == noise.model_dump()
+
+
+def test_lora_strength_zero_is_baseline_and_one_changes_the_image(
+    backend, plain_ids, small_options, baseline, lora_file
+):
+    def render(strength):
+        options = small_options.model_copy(
+            update={"lora": str(lora_file), "lora_strength": strength}
+        )
+        return backend.render(plain_ids, [7], options)[0]
+
+    assert same(render(0.0).image, baseline)
+    with_lora = render(1.0)
+    assert not same(with_lora.image, baseline)
+    assert with_lora.record["lora_strength"] == 1.0
+    assert with_lora.record["lora"].endswith(lora_file.name)
+    # Without a LoRA the loaded adapter is switched off again.
+    assert same(backend.render(plain_ids, [7], small_options)[0].image, baseline)
+
+
+def test_stacked_loras_warn(backend, plain_ids, small_options, lora_file, caplog):
+    options = small_options.model_copy(
+        update={
+            "lora": str(lora_file),
+            "extra_loras": [(str(lora_file.parent / "copy.safetensors"), 0.5)],
+        }
+    )
+    (lora_file.parent / "copy.safetensors").write_bytes(lora_file.read_bytes())
+    with caplog.at_level("WARNING", logger="zit.zimage"):
+        rendered = backend.render(plain_ids, [7], options)[0]
+    assert "stacking 2 LoRAs" in caplog.text
+    assert rendered.record["extra_loras"][0][1] == 0.5
+
+
+def test_pickle_lora_is_refused(backend, plain_ids, small_options, tmp_path):
+    evil = tmp_path / "lora.ckpt"
+    torch.save({"w": torch.zeros(1)}, evil)
+    with pytest.raises(UserError, match="pickle"):
+        backend.render(plain_ids, [0], small_options.model_copy(update={"lora": str(evil)}))
+
+
+def test_unreadable_lora_is_a_user_error(backend, plain_ids, small_options, tmp_path):
+    junk = tmp_path / "lora.safetensors"
+    junk.write_bytes(b"not a safetensors file")
+    with pytest.raises(UserError, match="not a readable safetensors"):
+        backend.render(plain_ids, [0], small_options.model_copy(update={"lora": str(junk)}))
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLERS))
+def test_every_sampler_runs_reproducibly_and_is_recorded(backend, plain_ids, small_options, name):
+    options = small_options.model_copy(update={"sampler": name, "steps": 3})
+    first, again = (backend.render(plain_ids, [5, 6], options) for _ in range(2))
+    assert all(same(a.image, b.image) for a, b in zip(first, again, strict=True))
+    assert first[0].record["sampler"] == name
+    assert first[0].record["shift"] == 3.0
+
+
+def test_shift_override_changes_the_image(backend, plain_ids, small_options, baseline):
+    rendered = backend.render(plain_ids, [7], small_options.model_copy(update={"shift": 1.0}))[0]
+    assert rendered.record["shift"] == 1.0
+    assert not same(rendered.image, baseline)
+
+
+@pytest.mark.parametrize(
+    ("update", "message"),
+    [
+        ({"width": 72}, "not a multiple of 16"),
+        ({"height": 0}, "out of range"),
+        ({"layer": 5}, "out of range for a 4-layer"),
+        ({"layer": -6}, "out of range for a 4-layer"),
+        ({"steps": 0}, "below 1"),
+        ({"sampler": "dpm"}, "unknown sampler"),
+        ({"lora": "x.safetensors", "lora_strength": 2.5}, "out of range"),
+        ({"negative_ids": [151936], "guidance": 2.0}, "outside the encoder's vocabulary"),
+    ],
+)
+def test_bad_options_are_user_errors(backend, plain_ids, small_options, update, message):
+    with pytest.raises(UserError, match=message):
+        backend.render(plain_ids, [0], small_options.model_copy(update=update))
+
+
+def test_ids_outside_the_vocabulary_are_a_user_error(backend, small_options):
+    with pytest.raises(UserError, match=r"outside the encoder's vocabulary .*\[151936"):
+        backend.render([151644, 151936, 198], [0], small_options)
+
+
+def test_sizes_above_2048_warn(caplog):
+    from backends.zimage import check_size
+
+    with caplog.at_level("WARNING", logger="zit.zimage"):
+        check_size(2304, 1024)
+    assert "quality drops" in caplog.text
+
+
+def test_missing_model_names_the_repo_and_the_download_command():
+    from backends.zimage import ZImageBackend
+
+    with pytest.raises(ModelNotFoundError) as err:
+        ZImageBackend.from_pretrained("Nobody/No-Such-Z-Image")
+    assert "Nobody/No-Such-Z-Image" in err.value.one_line()
+    assert "hf download Nobody/No-Such-Z-Image" in err.value.one_line()
+
+
+def test_folder_without_model_index_is_refused(tmp_path):
+    from backends.zimage import ZImageBackend
+
+    with pytest.raises(ModelNotFoundError, match="model_index.json"):
+        ZImageBackend.from_pretrained(tmp_path)
+
+
+def test_embeddings_equal_diffusers_encode_prompt_exactly(backend, raw_pipe, plain_ids):
+    theirs, _ = raw_pipe.encode_prompt(IDEA, do_classifier_free_guidance=False)
+    mine, _ = backend.encode(plain_ids, -2)
+    assert torch.equal(mine, theirs[0])

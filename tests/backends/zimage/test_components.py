@@ -1,0 +1,100 @@
+"""Component overrides: another text encoder, another VAE, a single-file transformer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from safetensors.torch import save_file
+
+from agent.errors import UserError
+from backends.zimage import ZImageBackend
+
+
+def render(backend, ids, options):
+    return np.asarray(backend.render(ids, [7], options)[0].image, dtype=np.int16)
+
+
+@pytest.fixture(scope="module")
+def baseline(backend, plain_ids, small_options):
+    return render(backend, plain_ids, small_options)
+
+
+def test_another_encoder_of_the_same_shape_is_used(
+    tiny_zimage_dir, tmp_path, plain_ids, small_options, baseline
+):
+    from backends.tiny.zimage import tiny_text_encoder
+
+    tiny_text_encoder(seed=11).save_pretrained(tmp_path / "encoder")
+    other = ZImageBackend.from_pretrained(tiny_zimage_dir, text_encoder=str(tmp_path / "encoder"))
+    assert not np.array_equal(render(other, plain_ids, small_options), baseline)
+
+
+def test_encoder_of_another_hidden_size_is_refused(tiny_zimage_dir, tmp_path):
+    from backends.tiny.zimage import tiny_text_encoder
+
+    tiny_text_encoder(seed=0, hidden_size=64, head_dim=16).save_pretrained(tmp_path / "wide")
+    with pytest.raises(UserError, match="hidden size is 64, the transformer needs 32"):
+        ZImageBackend.from_pretrained(tiny_zimage_dir, text_encoder=str(tmp_path / "wide"))
+
+
+def test_encoder_with_a_smaller_vocabulary_is_refused(tiny_zimage_dir, tmp_path):
+    from backends.tiny.zimage import tiny_text_encoder
+
+    tiny_text_encoder(seed=0, vocab_size=1000).save_pretrained(tmp_path / "small")
+    with pytest.raises(UserError, match="1000 vocabulary rows"):
+        ZImageBackend.from_pretrained(tiny_zimage_dir, text_encoder=str(tmp_path / "small"))
+
+
+def test_another_vae_folder_is_used(tiny_zimage_dir, tmp_path, plain_ids, small_options, baseline):
+    from backends.tiny.zimage import tiny_vae
+
+    tiny_vae(seed=21).save_pretrained(tmp_path / "vae")
+    other = ZImageBackend.from_pretrained(tiny_zimage_dir, vae=str(tmp_path / "vae"))
+    assert not np.array_equal(render(other, plain_ids, small_options), baseline)
+
+
+def comfy_layout(state: dict) -> dict:
+    """The tiny transformer's weights as a ComfyUI / original Z-Image single file: fused qkv,
+    original names, `model.diffusion_model.` prefix (the inverse of diffusers' converter)."""
+    import torch
+
+    renames = {
+        "all_final_layer.2-1.": "final_layer.",
+        "all_x_embedder.2-1.": "x_embedder.",
+        ".attention.to_out.0.": ".attention.out.",
+        ".attention.norm_k.": ".attention.k_norm.",
+        ".attention.norm_q.": ".attention.q_norm.",
+    }
+    out = {}
+    for key, value in state.items():
+        if ".attention.to_k." in key or ".attention.to_v." in key:
+            continue
+        if ".attention.to_q." in key:
+            parts = [state[key.replace("to_q", name)] for name in ("to_q", "to_k", "to_v")]
+            key, value = key.replace("to_q", "qkv"), torch.cat(parts, dim=0)
+        for old, new in renames.items():
+            key = key.replace(old, new)
+        out["model.diffusion_model." + key] = value.contiguous()
+    return out
+
+
+def test_single_file_transformer_in_comfyui_layout_loads_the_same_weights(
+    tiny_zimage_dir, tmp_path, plain_ids, small_options, baseline
+):
+    from diffusers import ZImageTransformer2DModel
+
+    model = ZImageTransformer2DModel.from_pretrained(tiny_zimage_dir / "transformer")
+    path = tmp_path / "z_image_turbo.safetensors"
+    save_file(comfy_layout(model.state_dict()), str(path))
+    other = ZImageBackend.from_pretrained(tiny_zimage_dir, transformer=str(path))
+    assert np.array_equal(render(other, plain_ids, small_options), baseline)
+
+
+def test_pickle_component_file_is_refused(tiny_zimage_dir, tmp_path):
+    with pytest.raises(UserError, match="pickle"):
+        ZImageBackend.from_pretrained(tiny_zimage_dir, vae=str(tmp_path / "vae.ckpt"))
+
+
+def test_unknown_dtype_is_a_user_error(tiny_zimage_dir):
+    with pytest.raises(UserError, match="unknown dtype"):
+        ZImageBackend.from_pretrained(tiny_zimage_dir, dtype="fp8")
