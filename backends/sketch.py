@@ -251,7 +251,9 @@ def _background(draw, frame, scene: Scene, horizon: float, setting: str) -> None
     elif setting == "interior":
         # max(): a horizon above the frame (bird's-eye view) leaves no back wall to draw
         wall_bottom = max(hy, frame.y(0.1))
-        draw.rectangle([frame.x(0.1), frame.y(0.1), frame.x(0.9), wall_bottom], fill=(200, 185, 160))
+        draw.rectangle(
+            [frame.x(0.1), frame.y(0.1), frame.x(0.9), wall_bottom], fill=(200, 185, 160)
+        )
         draw.rectangle(
             [frame.x(0.62), frame.y(0.18), frame.x(0.84), frame.y(0.42)], fill=(170, 210, 240)
         )
