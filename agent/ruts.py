@@ -54,7 +54,7 @@ class Thresholds(BaseModel):
 # a rut, 0.15-0.19 a warning); dinov2/clip/siglip/vision: uncalibrated guesses (CLIP and SigLIP
 # are semantic, so their similarities run high). Override per call or with `zit ruts --rut/--warn`.
 DEFAULT_THRESHOLDS: dict[str, Thresholds] = {
-    "hash": Thresholds(warn=0.55, rut=0.7, duplicate=0.9),
+    "hash": Thresholds(warn=0.65, rut=0.8, duplicate=0.92),
     "dreamsim": Thresholds(warn=0.81, rut=0.85, duplicate=0.95),
     "dinov2": Thresholds(warn=0.75, rut=0.85, duplicate=0.95),
     "clip": Thresholds(warn=0.88, rut=0.93, duplicate=0.98),

@@ -2,9 +2,10 @@
 
 - `hash`: weight-free and fast. A wavelet hash (imagehash.whash, 64 bits as +-1) and a
   mean-subtracted 32x32 grey thumbnail, each unit length, concatenated with weights so that the cosine
-  of two vectors is `w * hash_agreement + (1 - w) * thumbnail_cosine` (w = 0.25). The hash is
-  robust to small shifts and colour changes; the thumbnail keeps the coarse layout and carries more
-  weight because hash bits of flat regions flip on noise. Together they separate "same layout" from
+  of two vectors is `w * hash_agreement + (1 - w) * thumbnail_cosine` (w = 0.4). The hash keeps its
+  low-frequency band (`remove_max_haar_ll=False`): with it removed, the bits of flat regions flip on
+  noise and two renders of one flat layout disagree. The hash is robust to small shifts and colour
+  changes; the thumbnail keeps the coarse layout. Together they separate "same layout" from
   "different layout" (FACTS.md section 8; calibration in docs/ruts.md).
 - `hf:<dir or repo>`: a transformers vision model (DINOv2, CLIP or SigLIP): its image processor,
   the pooled output (CLIP/SigLIP: the projected image features), normalised.
@@ -45,13 +46,13 @@ class HashEmbedder:
 
     family = "hash"
 
-    def __init__(self, hash_size: int = 8, thumb_size: int = 32, hash_weight: float = 0.25):
+    def __init__(self, hash_size: int = 8, thumb_size: int = 32, hash_weight: float = 0.4):
         if not 0.0 <= hash_weight <= 1.0:
             raise ValueError("hash_weight must be within [0, 1]")
         self.hash_size = hash_size
         self.thumb_size = thumb_size
         self.hash_weight = hash_weight
-        default = (hash_size, thumb_size, hash_weight) == (8, 32, 0.25)
+        default = (hash_size, thumb_size, hash_weight) == (8, 32, 0.4)
         # Other parameters give other vectors: a distinct name keeps stored embeddings apart.
         self.name = "hash" if default else f"hash-{hash_size}-{thumb_size}-{hash_weight:g}"
 
@@ -69,7 +70,9 @@ class HashEmbedder:
         from PIL import Image
 
         grey = image.convert("L")
-        bits = imagehash.whash(grey, hash_size=self.hash_size).hash.flatten()
+        bits = imagehash.whash(
+            grey, hash_size=self.hash_size, remove_max_haar_ll=False
+        ).hash.flatten()
         signs = np.where(bits, 1.0, -1.0) / np.sqrt(bits.size)
         thumb = np.asarray(
             grey.resize((self.thumb_size, self.thumb_size), Image.Resampling.BOX), dtype=np.float64
