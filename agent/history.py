@@ -122,6 +122,7 @@ class HistoryStore:
             # Autocommit mode: transactions are explicit (`_write`), so none stays open by accident.
             self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")  # safe with WAL; no fsync per commit
         except (OSError, sqlite3.Error) as err:
             raise UserError(
                 f"cannot open the history database {self.path}: {err}",
