@@ -113,8 +113,9 @@ def tiny_writer_dir(cache_root: str | Path, tokenizer_dir: str | Path | None = N
     root = Path(cache_root)
     if not (root / GGUF_NAME).is_file():
         build_tiny_qwen3_gguf(root / GGUF_NAME, tokenizer_dir)
-    if not (root / HF_NAME / "config.json").is_file():
-        build_tiny_qwen3_hf(root / HF_NAME, tokenizer_dir)
+    if not (root / HF_NAME).is_dir():
+        tmp = build_tiny_qwen3_hf(root / f"{HF_NAME}.tmp", tokenizer_dir)
+        tmp.replace(root / HF_NAME)
     return root
 
 

@@ -96,8 +96,25 @@ class LlamaCppWriter:
     def prompt_ids(self, prompt: Prompt) -> list[int]:
         return prompt.ids(
             lambda text: self.llama.tokenize(text.encode(), add_bos=False, special=True),
-            lambda text: self.llama.tokenize(text.encode(), add_bos=False, special=False),
+            self.tokenize_plain,
         )
+
+    def tokenize_plain(self, text: str) -> list[int]:
+        """Ids of untrusted text, no control or added token among them.
+
+        llama.cpp's `special=False` still matches user-defined added tokens (`<think>`,
+        `<tool_call>`...). So the text is cut just before the last character of each such token
+        string and the pieces are tokenized apart: the cut falls between a letter and `>`, where
+        Qwen's pre-tokenizer splits anyway, so the ids equal the encoder tokenizer's `encode_text`.
+        """
+        cuts = sorted(
+            {at + len(tag) - 1 for tag in self._user_defined_tokens for at in _find_all(text, tag)}
+        )
+        ids: list[int] = []
+        for start, end in zip([0, *cuts], [*cuts, len(text)], strict=True):
+            if end > start:
+                ids += self.llama.tokenize(text[start:end].encode(), add_bos=False, special=False)
+        return ids
 
     def generate(
         self, prompt_ids: list[int], sampling: Sampling, seed: int
@@ -130,6 +147,18 @@ class LlamaCppWriter:
         return fingerprint_from(
             model.token_get_text, self._maybe_special_id, self.special.base_vocab_size
         )
+
+    @cached_property
+    def _user_defined_tokens(self) -> list[str]:
+        from llama_cpp import LLAMA_TOKEN_ATTR_CONTROL, LLAMA_TOKEN_ATTR_USER_DEFINED
+
+        model = self.llama._model
+        return [
+            model.token_get_text(i)
+            for i in range(self.special.base_vocab_size, self.llama.n_vocab())
+            if model.token_get_attr(i) & LLAMA_TOKEN_ATTR_USER_DEFINED
+            and not model.token_get_attr(i) & LLAMA_TOKEN_ATTR_CONTROL
+        ]
 
     # -- helpers ---------------------------------------------------------------------------------
     def _check_room(self, prompt_tokens: int, max_new_tokens: int) -> None:
@@ -165,6 +194,13 @@ class LlamaCppWriter:
         while size > 0 and model.token_get_attr(size - 1) != LLAMA_TOKEN_ATTR_NORMAL:
             size -= 1
         return size
+
+
+def _find_all(text: str, part: str):
+    at = text.find(part)
+    while at != -1:
+        yield at
+        at = text.find(part, at + 1)
 
 
 def _resolve_gguf(spec: str, download: bool) -> Path:

@@ -1,0 +1,44 @@
+"""Tiny random Qwen3 writers (real vocabulary, real llama.cpp and transformers code paths), built
+once per test session."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def tiny_writers(tmp_path_factory, tokenizer_dir):
+    """The folder with `tiny-qwen3.gguf` and `tiny-qwen3-hf/` (shared by every test module that
+    asks `tiny_writer_dir` for the same folder)."""
+    from backends.tiny.qwen3 import tiny_writer_dir
+
+    return tiny_writer_dir(tmp_path_factory.getbasetemp() / "tiny-writers", tokenizer_dir)
+
+
+@pytest.fixture(scope="session")
+def llama_writer(tiny_writers):
+    from backends.writers.llama import LlamaCppWriter
+
+    return LlamaCppWriter.from_pretrained(str(tiny_writers / "tiny-qwen3.gguf"), n_ctx=1024)
+
+
+@pytest.fixture(scope="session")
+def hf_writer(tiny_writers):
+    from backends.writers.hf import TransformersWriter
+
+    return TransformersWriter.from_pretrained(str(tiny_writers / "tiny-qwen3-hf"))
+
+
+@pytest.fixture(scope="session")
+def prompt_before_end_of_turn(hf_writer):
+    """A prompt after which the tiny model's greedy next id is `<|im_end|>` (found with its own
+    logits; both tiny writers hold the same weights)."""
+    import torch
+
+    candidates = torch.tensor([[151644, 872, 198, t, 151645] for t in range(64, 564)])
+    with torch.inference_mode():
+        best = hf_writer.model(candidates).logits[:, -1].argmax(-1)
+    hits = (best == 151645).nonzero()
+    if not len(hits):
+        pytest.skip("no prompt of the candidates ends the tiny model's turn")
+    return candidates[hits[0, 0]].tolist()
