@@ -337,8 +337,8 @@ def _background(draw, frame, scene: Scene, horizon: float, setting: str) -> None
 def _lens(canvas, frame, lens: str | None, horizon: float):
     from PIL import ImageDraw, ImageFilter
 
-    if lens in ("telephoto", "portrait", "macro"):
-        radius = {"portrait": 0.006, "telephoto": 0.012, "macro": 0.03}[lens] * frame.height
+    if lens in ("telephoto", "short telephoto", "macro"):
+        radius = {"short telephoto": 0.006, "telephoto": 0.012, "macro": 0.03}[lens] * frame.height
         return canvas.filter(ImageFilter.GaussianBlur(radius))
     if lens in ("wide-angle", "ultra-wide"):
         draw = ImageDraw.Draw(canvas)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from agent.axes import axis_names, values
 from agent.errors import UserError
 from agent.ruts import judge, thresholds_for
 from agent.sequence import ChatSequence, assemble
@@ -100,3 +101,14 @@ def test_from_pretrained_uses_the_shipped_tokenizer():
     backend = SketchBackend.from_pretrained()
     token_ids = backend.tokenizer.encode_text("a cat")
     assert np.asarray(backend.render(token_ids, [0], SMALL)[0].image).std() > 0
+
+
+@pytest.mark.parametrize("axis", axis_names())
+def test_every_value_of_every_axis_draws(axis):
+    from backends.sketch import Scene, draw_scene
+
+    defaults = Scene.from_text("").values
+    for value in values(axis):
+        for angle in ("eye level", "bird's-eye view", "dutch angle"):
+            scene = Scene({**defaults, "camera_angle": angle, axis: value})
+            assert draw_scene(scene, 0, 48, 40).size == (48, 40)

@@ -1,0 +1,258 @@
+"""`zit ruts`: are these images one composition over and over? Works on any images (ComfyUI's too).
+
+Images that carry zit's PNG record (`backends.provenance`) are also judged per idea, and their
+prompts let the report name the axes left unstated or repeated. Embeddings are cached in the history
+database by content hash, so a second run over the same images embeds nothing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from agent.cli import app
+
+if TYPE_CHECKING:
+    from agent.ruts import RutReport, Thresholds
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+REPORT_FIELDS = (
+    "verdict",
+    "reason",
+    "embedder",
+    "count",
+    "mean_similarity",
+    "max_similarity",
+    "vendi",
+    "near_duplicate_rate",
+    "clusters",
+)
+
+
+@app.command()
+def ruts(
+    paths: Annotated[
+        list[Path], typer.Argument(help="Images, or folders of images (png, jpg, webp, bmp).")
+    ],
+    embedder: Annotated[
+        str | None,
+        typer.Option(help="hash, hf:DIR_OR_REPO or dreamsim (default: setting, else hash)."),
+    ] = None,
+    window: Annotated[
+        int, typer.Option(min=2, help="Judge the newest N images of each group.")
+    ] = 8,
+    rut: Annotated[
+        float | None, typer.Option(help="Mean similarity from which it is a rut.")
+    ] = None,
+    warn: Annotated[
+        float | None, typer.Option(help="Mean similarity from which it is a warning.")
+    ] = None,
+    duplicate: Annotated[
+        float | None, typer.Option(help="Similarity from which two images are near-duplicates.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Judge whether images repeat one composition (a rut): similarity, Vendi score, clusters.
+
+    Images are taken in name order, newest last. The first group is all images together; images
+    with zit metadata are also grouped by idea.
+    """
+    from agent.history import HistoryStore
+    from agent.settings import load_settings
+    from backends.embedders import load_default_embedder, load_embedder
+
+    # 1. Inputs
+    settings = load_settings()
+    files = collect_images(paths)
+    # 2. Embedder and thresholds
+    notes: list[str] = []
+    if embedder:
+        model = load_embedder(embedder, settings)
+    else:
+        model, notes = load_default_embedder(settings)
+    thresholds = _thresholds(model.family, rut=rut, warn=warn, duplicate=duplicate)
+    # 3. Vectors (cached by content hash)
+    items = [_read(f) for f in files]
+    with HistoryStore(settings.history_db) as store:
+        by_hash = {item["hash"]: item["path"] for item in items}
+        vectors = store.vectors([i["hash"] for i in items], model, load=lambda h: _open(by_hash[h]))
+    # 4. Judge
+    result = judge_groups(items, vectors, model.name, thresholds, window)
+    result["notes"] = notes
+    # 5. Show
+    if as_json:
+        from agent.cli.common import print_json
+
+        print_json(result)
+    else:
+        _print_table(result)
+
+
+def collect_images(paths: list[Path]) -> list[Path]:
+    """The image files named or inside the folders named (not recursive), in name order."""
+    from agent.errors import UserError
+
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(
+                (p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()),
+                key=lambda p: p.name,
+            )
+            if not found:
+                raise UserError(
+                    f"no images in {path}", hint=f"give files ending in {', '.join(IMAGE_SUFFIXES)}"
+                )
+            files += found
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise UserError(f"no such file or folder: {path}", hint="check the path")
+    if len(files) < 2:
+        raise UserError("need two or more images to compare", hint="give more images or a folder")
+    return files
+
+
+def _open(path: Path):
+    from PIL import Image, UnidentifiedImageError
+
+    from agent.errors import UserError
+
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except (UnidentifiedImageError, OSError) as err:
+        raise UserError(
+            f"{path} is not a readable image ({type(err).__name__})",
+            hint="give PNG, JPEG, WebP or BMP files",
+        ) from None
+
+
+def _check_image(path: Path) -> None:
+    """Fail early and clearly on a file that is not an image (cheap: no full decode)."""
+    from PIL import Image, UnidentifiedImageError
+
+    from agent.errors import UserError
+
+    try:
+        with Image.open(path) as image:
+            image.verify()
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        raise UserError(
+            f"{path} is not a readable image ({type(err).__name__})",
+            hint="give PNG, JPEG, WebP or BMP files",
+        ) from None
+
+
+def _read(path: Path) -> dict[str, Any]:
+    """Path, content hash, and the idea and description from zit's PNG record (if any)."""
+    from agent.history import file_hash
+    from backends.provenance import read_record
+    from backends.sketch import described_text
+
+    _check_image(path)
+    record = read_record(path) or {}
+    text = record.get("text")
+    return {
+        "path": path,
+        "hash": file_hash(path),
+        "idea": record.get("idea"),
+        "text": described_text(text) if text else None,
+    }
+
+
+def _thresholds(family: str, **overrides: float | None) -> Thresholds:
+    from pydantic import ValidationError
+
+    from agent.errors import UserError
+    from agent.ruts import Thresholds, thresholds_for
+
+    given = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return Thresholds(**{**thresholds_for(family).model_dump(), **given})
+    except ValidationError as err:
+        raise UserError(
+            f"bad thresholds {given}: {err.errors()[0]['msg']}",
+            hint="keep -1 <= --warn <= --rut <= 1",
+        ) from None
+
+
+def judge_groups(items, vectors, embedder: str, thresholds, window: int) -> dict[str, Any]:
+    """The report over all images, plus one per idea when the images carry ideas."""
+    from agent.ruts import judge
+
+    def report(indices: list[int]) -> RutReport:
+        texts = [items[i]["text"] for i in indices]
+        return judge(
+            vectors[indices],
+            embedder=embedder,
+            thresholds=thresholds,
+            window=window,
+            labels=[str(items[i]["path"]) for i in indices],
+            texts=texts if all(texts) else None,
+        )
+
+    everything = _summary(report(list(range(len(items)))))
+    ideas: dict[str, list[int]] = {}
+    for i, item in enumerate(items):
+        if item["idea"]:
+            ideas.setdefault(item["idea"], []).append(i)
+    everything["groups"] = [
+        {"idea": idea, **_summary(report(indices))} for idea, indices in ideas.items()
+    ]
+    return everything
+
+
+def _summary(report: RutReport) -> dict[str, Any]:
+    data = report.model_dump(include=set(REPORT_FIELDS))
+    data["thresholds"] = report.thresholds.model_dump()
+    data["axes"] = (
+        {"unstated": report.axes.unstated, "repeated": report.axes.repeated}
+        if report.axes
+        else None
+    )
+    return data
+
+
+def _print_table(result: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    t = result["thresholds"]
+    table = Table(
+        title=f"ruts ({result['embedder']}: warn {t['warn']}, rut {t['rut']}, "
+        f"near-duplicate {t['duplicate']})"
+    )
+    for column in ("group", "images", "verdict", "mean sim", "newest max", "vendi", "near-dup"):
+        table.add_column(column, justify="left" if column in ("group", "verdict") else "right")
+    colours = {"ok": "green", "warn": "yellow", "rut": "red"}
+    for name, row in [("all images", result)] + [(g["idea"], g) for g in result["groups"]]:
+        table.add_row(
+            name,
+            str(row["count"]),
+            f"[{colours[row['verdict']]}]{row['verdict']}[/]",
+            _number(row["mean_similarity"]),
+            _number(row["max_similarity"]),
+            f"{row['vendi']:.2f}",
+            f"{row['near_duplicate_rate']:.0%}",
+        )
+    console.print(table)
+    for name, row in [("all images", result)] + [(g["idea"], g) for g in result["groups"]]:
+        for cluster in row["clusters"]:
+            console.print(f"[bold]{name}[/]: near-duplicates: {', '.join(cluster)}")
+        if row["axes"] and row["verdict"] != "ok":
+            axes = row["axes"]
+            repeated = ", ".join(f"{a}={v}" for a, v in axes["repeated"].items()) or "none"
+            console.print(
+                f"[bold]{name}[/]: repeated: {repeated}; "
+                f"unstated: {', '.join(axes['unstated']) or 'none'}"
+            )
+    for note in result["notes"]:
+        console.print(f"[yellow]note[/]: {note}")
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"

@@ -1,0 +1,125 @@
+"""`zit ruts` on folders of images: plain images (ComfyUI-style) and images with zit's records."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from PIL import Image
+
+from agent.cli import main
+from agent.sequence import ChatSequence, assemble
+from backends.base import RenderOptions
+from backends.provenance import save_image
+from backends.sketch import SketchBackend
+
+SMALL = RenderOptions(width=128, height=128)
+
+
+def run(capsys, *args: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as done:
+        main(["ruts", *args])
+    out, err = capsys.readouterr()
+    return done.value.code or 0, out, err
+
+
+@pytest.fixture(scope="module")
+def sketch(qwen_tokenizer) -> SketchBackend:
+    return SketchBackend(qwen_tokenizer)
+
+
+def render(sketch, tok, prompt: str, seeds: list[int]):
+    ids = assemble(ChatSequence.plain(prompt), tok).ids
+    return ids, [r.image for r in sketch.render(ids, seeds, SMALL)]
+
+
+@pytest.fixture
+def comfy_folder(tmp_path, sketch, qwen_tokenizer):
+    """Plain PNGs with no metadata, as ComfyUI might write them: one prompt, five seeds."""
+    _, images = render(sketch, qwen_tokenizer, "a portrait of a woman", list(range(5)))
+    for i, image in enumerate(images):
+        image.save(tmp_path / f"ComfyUI_{i:05d}_.png")
+    return tmp_path
+
+
+def test_a_rutted_folder_reads_rut_in_json(capsys, comfy_folder):
+    code, out, _ = run(capsys, str(comfy_folder), "--json")
+    result = json.loads(out)
+    assert code == 0 and result["verdict"] == "rut" and result["embedder"] == "hash"
+    assert result["count"] == 5 and result["mean_similarity"] >= result["thresholds"]["rut"]
+    assert result["vendi"] < 2 and result["near_duplicate_rate"] > 0
+    assert sorted(p for c in result["clusters"] for p in c)[0].endswith("ComfyUI_00000_.png")
+    assert result["axes"] is None and result["groups"] == []
+
+
+def test_the_readable_form_is_a_table(capsys, comfy_folder):
+    code, out, _ = run(capsys, str(comfy_folder), "--window", "3")
+    assert code == 0
+    assert "all images" in out and "rut" in out and "mean sim" in out
+
+
+def test_images_with_records_are_grouped_by_idea_and_name_axes(
+    capsys, tmp_path, sketch, qwen_tokenizer
+):
+    varied = [
+        "a close-up of a woman, low angle",
+        "a wide shot of two people, high angle",
+        "a crowd at night, bird's-eye view",
+    ]
+    for idea, prompts in (("portrait", ["a portrait of a woman"] * 3), ("varied", varied)):
+        for seed, prompt in enumerate(prompts):
+            ids, [image] = render(sketch, qwen_tokenizer, prompt, [seed])
+            record = {"idea": idea, "text": qwen_tokenizer.decode(ids), "seed": seed}
+            save_image(image, record, tmp_path, f"{idea}-{seed}")
+    code, out, _ = run(capsys, str(tmp_path), "--json")
+    groups = {g["idea"]: g for g in json.loads(out)["groups"]}
+    assert code == 0
+    assert groups["portrait"]["verdict"] == "rut" and groups["varied"]["verdict"] == "ok"
+    axes = groups["portrait"]["axes"]
+    assert axes["repeated"] == {"gender_presentation": "feminine"}
+    assert "shot_size" in axes["unstated"] and "camera_angle" in axes["unstated"]
+
+
+def test_embeddings_are_cached_in_the_history(capsys, comfy_folder, zit_home):
+    from agent.history import HistoryStore
+
+    run(capsys, str(comfy_folder), "--json")
+    with HistoryStore(zit_home / "history.sqlite") as store:
+        stored = store._db.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0]
+    assert stored == 5
+    first = json.loads(run(capsys, str(comfy_folder), "--json")[1])
+    assert first["verdict"] == "rut"
+
+
+def test_thresholds_can_be_set(capsys, comfy_folder):
+    code, out, _ = run(capsys, str(comfy_folder), "--json", "--warn", "0.99", "--rut", "1.0")
+    assert json.loads(out)["verdict"] == "ok"
+
+
+@pytest.mark.parametrize(
+    "setup, message",
+    [
+        (lambda d: [str(d / "missing")], "no such file or folder"),
+        (lambda d: [str(d)], "no images in"),
+        (lambda d: [_text_file(d), _text_file(d, "b.png")], "is not a readable image"),
+        (lambda d: [_png(d)], "two or more images"),
+        (lambda d: [_png(d), _png(d, "b.png"), "--embedder", "clip"], "unknown embedder"),
+        (lambda d: [_png(d), _png(d, "b.png"), "--rut", "0.1", "--warn", "0.5"], "bad thresholds"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, setup, message):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    code, out, err = run(capsys, *setup(folder))
+    assert code == 2 and message in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def _text_file(folder, name="a.png"):
+    (folder / name).write_text("not an image")
+    return str(folder / name)
+
+
+def _png(folder, name="a.png"):
+    Image.new("RGB", (16, 16), (9, 9, 9)).save(folder / name)
+    return str(folder / name)
