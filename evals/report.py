@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 
 from agent.errors import UserError
 from evals.metrics import COST_KEYS, TIMING_KEYS, group_records, summarize
-from evals.runner import write_atomic
 
 if TYPE_CHECKING:
     from evals.runner import RunContext
@@ -87,6 +86,8 @@ def write_report(
         "per_idea": figures["per_idea"],
         "rut_events": rut_events(records, figures["per_idea"]),
     }
+    from agent.report import write_text_atomic as write_atomic
+
     lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
     write_atomic(root / "per_image.jsonl", lines)
     write_atomic(root / "summary.json", json.dumps(summary, ensure_ascii=False, indent=2) + "\n")

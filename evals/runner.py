@@ -11,19 +11,20 @@ The output folder:
     manifest.json    the planned jobs, by key
     jobs/KEY.json    the journal: one file per finished job, written atomically after its images
     images/          KEY16-IDEA-CONFIG-sSEED.png (+ .json provenance beside each)
+    work/KEY16/      a job's scratch folder (the agent's attempts and its own history store)
     per_image.jsonl, summary.json, report.html     written at the end
 
 A job counts as done only when its journal file exists. A resumed run first deletes the files of
 unfinished jobs (a run killed mid-job may have left some of their images), then runs them again: each
 image ends up in the folder exactly once, and no file is ever half written (temporary name, fsync,
-rename).
+rename; a torn temporary file is cleared with its job).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
+import shutil
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -175,6 +176,7 @@ class RunFolder:
         self.root = Path(root)
         self.jobs = self.root / "jobs"
         self.images = self.root / "images"
+        self.work = self.root / "work"
 
     def has_run(self) -> bool:
         return (self.root / "manifest.json").exists() or self.jobs.is_dir()
@@ -185,8 +187,20 @@ class RunFolder:
     def journal(self, job: Job) -> dict[str, Any]:
         return json.loads((self.jobs / f"{job.key}.json").read_text(encoding="utf-8"))
 
+    def clear_temporary(self) -> None:
+        """Temporary files of a killed run's atomic writes (never read, but not left lying)."""
+        for folder in (self.root, self.jobs):
+            for path in folder.glob(".*.tmp"):
+                path.unlink(missing_ok=True)
+
+    def workdir(self, job: Job) -> Path:
+        """The job's scratch folder (the agent's attempts and history), created by who uses it."""
+        return self.work / job.stem_prefix
+
     def clear_unfinished(self, job: Job) -> None:
-        """Remove what a killed run may have left of `job` (its images and their temp files)."""
+        """Remove what a killed run may have left of `job`: its images, their temp files, and its
+        scratch folder."""
+        shutil.rmtree(self.workdir(job), ignore_errors=True)
         if not self.images.is_dir():
             return
         for pattern in (f"{job.stem_prefix}-*", f".{job.stem_prefix}-*"):
@@ -194,23 +208,9 @@ class RunFolder:
                 path.unlink(missing_ok=True)
 
     def write_json(self, relative: str, data: Any) -> Path:
-        path = self.root / relative
-        write_atomic(path, json.dumps(data, ensure_ascii=False, indent=2) + "\n")
-        return path
+        from agent.report import write_json_atomic
 
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write `text` to `path` so a reader sees the old file or the new one, never a part."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+        return write_json_atomic(self.root / relative, data)
 
 
 # -- running -------------------------------------------------------------------------------------
@@ -240,6 +240,7 @@ def run_suite(
         )
     run = context or RunContext(suite)
     jobs = plan(suite)
+    folder.clear_temporary()
     folder.write_json("config.json", run_config(suite, run, source))
     folder.write_json("manifest.json", manifest(jobs))
     todo = [job for job in jobs if not folder.is_done(job)]
@@ -259,7 +260,7 @@ def run_job(job: Job, run: RunContext, folder: RunFolder) -> None:
     """Render one job's images, then record the job in the journal (which marks it done)."""
     folder.clear_unfinished(job)
     strategy = STRATEGIES[job.config.strategy]
-    outputs = strategy.run(run, job.idea, job.config, list(job.seeds))
+    outputs = strategy.run(run, job.idea, job.config, list(job.seeds), folder.workdir(job))
     records = [image_record(job, run, out, folder, i) for i, out in enumerate(outputs)]
     folder.write_json(
         f"jobs/{job.key}.json",

@@ -1,6 +1,9 @@
 """Prompt strategies an eval compares. Each is one small function:
 
-    strategy(run, idea, config, seeds) -> list[Output]     (one Output per seed, in seed order)
+    strategy(run, idea, config, seeds, workdir) -> list[Output]     (one Output per image)
+
+`workdir` is a scratch folder of the job (the agent keeps its attempts there); the runner empties
+it when it redoes an unfinished job.
 
 - `raw`: the idea as a plain sequence, no writer (what diffusers feeds Z-Image for the idea).
 - `expanded`: the writer rewrites the idea; its answer is the prompt (`plain` shape by default).
@@ -17,9 +20,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-from agent.errors import UserError
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -45,7 +47,7 @@ class Output:
     events: list[dict[str, Any]] = field(default_factory=list)  # rut readings, escapes (agent)
 
 
-Strategy = Callable[["RunContext", "Idea", "Config", list[int]], list[Output]]
+Strategy = Callable[["RunContext", "Idea", "Config", list[int], Path], list[Output]]
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,9 @@ class StrategySpec:
 
 
 # -- raw, expanded, think ------------------------------------------------------------------------
-def raw(run: RunContext, idea: Idea, config: Config, seeds: list[int]) -> list[Output]:
+def raw(
+    run: RunContext, idea: Idea, config: Config, seeds: list[int], workdir: Path
+) -> list[Output]:
     from agent.sequence import ChatSequence, assemble
 
     outputs = []
@@ -72,7 +76,9 @@ def raw(run: RunContext, idea: Idea, config: Config, seeds: list[int]) -> list[O
     return outputs
 
 
-def expanded(run: RunContext, idea: Idea, config: Config, seeds: list[int]) -> list[Output]:
+def expanded(
+    run: RunContext, idea: Idea, config: Config, seeds: list[int], workdir: Path
+) -> list[Output]:
     return [_written(run, idea, config, seed) for seed in seeds]
 
 
@@ -137,11 +143,171 @@ def _encode_seconds(record: dict[str, Any]) -> float:
 
 
 # -- agent ---------------------------------------------------------------------------------------
-def agent(run: RunContext, idea: Idea, config: Config, seeds: list[int]) -> list[Output]:
-    raise UserError(
-        "the agent strategy is not available yet: the agent graph (agent/graph.py) has not landed",
-        hint="run the other configs with --only, e.g. --only raw expanded think",
-    )
+# Which stage the time up to each agent event belongs to (nodes report after they work, except
+# `render`, which reports before rendering).
+STAGE_BEFORE_EVENT = {
+    "write": "write",
+    "assemble": "write",
+    "render": "write",
+    "rendered": "render",
+    "embed": "judge",
+    "judge": "judge",
+    "escape": "write",
+    "finish": "judge",
+}
+
+
+def agent(
+    run: RunContext, idea: Idea, config: Config, seeds: list[int], workdir: Path
+) -> list[Output]:
+    """The agent's loop over all of an idea's seeds (`len(seeds)` consecutive seeds from the first;
+    the `seeds` lever may move them). Its working images and a history store of its own go to
+    `workdir`, so its verdicts depend on this idea alone (not on run order, not on resuming)."""
+    from agent.graph import run_agent
+    from agent.history import HistoryStore
+    from agent.nodes import AgentContext
+    from agent.state import LADDER, AgentState, RenderKnobs
+
+    options = run.render_options(config)
+    writer = _CountingWriter(run.writer_for(config)) if run.suite.writer_of(config) else None
+    clock = _StageClock()
+    with HistoryStore(workdir / "history.sqlite") as store:
+        context = AgentContext(
+            tokenizer=run.tokenizer,
+            backend=run.backend,
+            out_dir=workdir,
+            settings=run.settings,
+            base_options=options,
+            writer=writer,
+            sampling=config.sampling,
+            embedder=run.embedder,
+            store=store,
+            on_event=clock,
+        )
+        initial = AgentState(
+            idea=idea.text,
+            shape=config.shape or ("think" if writer else "plain"),
+            n=len(seeds),
+            seed=seeds[0],
+            max_attempts=config.max_attempts,
+            ladder=config.ladder or list(LADDER),
+            max_tokens=config.max_tokens,
+            run_id=workdir.name,
+            knobs=RenderKnobs(width=options.width, height=options.height, layer=options.layer),
+        )
+        final = run_agent(initial, context)
+    return _agent_outputs(final, clock, writer)
+
+
+def _agent_outputs(final: Any, clock: _StageClock, writer: _CountingWriter | None) -> list[Output]:
+    from PIL import Image
+
+    chosen = final.attempts[final.final_attempt]
+    images = [
+        (shot, seed, Path(path))
+        for shot in chosen.shots
+        for seed, path in zip(shot.seeds, shot.images, strict=True)
+    ]
+    every = [Path(p) for attempt in final.attempts for p in attempt.images]
+    seconds = clock.per_image(len(images), encode=sum(_encode_seconds(_record(p)) for p in every))
+    events = _agent_events(final)
+    outputs = []
+    for shot, seed, path in images:
+        with Image.open(path) as img:
+            image = img.convert("RGB")
+        outputs.append(
+            Output(
+                seed=seed,
+                image=image,
+                description=shot.description.full_text,
+                sequence_ids=list(shot.sequence_ids),
+                sequence_text=shot.sequence_text,
+                shape=final.shape,
+                seconds=dict(seconds),
+                writer=writer.share(len(images)) if writer else None,
+                backend_record=_record(path),
+                events=events,
+            )
+        )
+    return outputs
+
+
+def _record(path: Path) -> dict[str, Any]:
+    import json
+
+    beside = path.with_suffix(".json")
+    return json.loads(beside.read_text(encoding="utf-8")) if beside.is_file() else {}
+
+
+def _agent_events(final: Any) -> list[dict[str, Any]]:
+    events = []
+    for attempt in final.attempts:
+        scores = attempt.scores
+        reading = (
+            f"verdict {scores.verdict}: mean similarity {scores.mean_similarity:.3f}, "
+            f"Vendi {scores.vendi:.2f}"
+            if scores
+            else "not judged"
+        )
+        levers = "; ".join(
+            f"{lv.name}: {lv.detail}" + (f" -> {lv.effect}" if lv.effect else "")
+            for lv in attempt.levers
+        )
+        detail = f"{reading}" + (f"; after {levers}" if levers else "")
+        events.append({"kind": f"attempt {attempt.number}", "detail": detail})
+    events.append({"kind": "outcome", "detail": final.message})
+    return events
+
+
+class _StageClock:
+    """Times the agent's stages from its events (`AgentContext.on_event`)."""
+
+    def __init__(self) -> None:
+        self.seconds = {stage: 0.0 for stage in ("write", "encode", "render", "judge")}
+        self._last = time.perf_counter()
+
+    def __call__(self, kind: str, data: dict[str, Any]) -> None:
+        now = time.perf_counter()
+        self.seconds[STAGE_BEFORE_EVENT.get(kind, "judge")] += now - self._last
+        self._last = now
+
+    def per_image(self, images: int, encode: float) -> dict[str, float]:
+        """Seconds per final image; the encoder's share (Z-Image reports it) comes out of render."""
+        total = {
+            **self.seconds,
+            "encode": encode,
+            "render": max(self.seconds["render"] - encode, 0.0),
+        }
+        return {stage: value / max(images, 1) for stage, value in total.items()}
+
+
+class _CountingWriter:
+    """Passes calls to a writer and tallies the tokens of its drafts (the agent calls it several
+    times per idea: expand, then vary)."""
+
+    def __init__(self, writer: Any):
+        self._writer = writer
+        self.name = writer.name
+        self.calls = self.prompt_tokens = self.new_tokens = 0
+
+    def __getattr__(self, name: str) -> Any:  # fingerprint and the like
+        return getattr(self._writer, name)
+
+    def write(self, messages, sampling, seed):
+        draft = self._writer.write(messages, sampling, seed)
+        self.calls += 1
+        self.prompt_tokens += draft.stats.prompt_tokens
+        self.new_tokens += draft.stats.new_tokens
+        return draft
+
+    def share(self, images: int) -> dict[str, Any]:
+        """This writer's totals, and their share per image."""
+        return {
+            "model": self.name,
+            "calls": self.calls,
+            "prompt_tokens": self.prompt_tokens / images,
+            "new_tokens": self.new_tokens / images,
+        }
 
 
 STRATEGIES: dict[str, StrategySpec] = {

@@ -73,6 +73,9 @@ class Config(_Strict):
     steps: int | None = Field(None, ge=1)
     max_tokens: int = Field(512, ge=16)
     max_attempts: int = Field(4, ge=1, description="agent: renders before it gives up")
+    ladder: list[Literal["vary", "shorter", "noise", "layer", "seeds"]] | None = Field(
+        None, min_length=1, description="agent: the escape ladder's order (default: the agent's)"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Config:

@@ -38,7 +38,9 @@ app.add_typer(eval_app, name="eval")
 
 @eval_app.command("run")
 def run(
-    suite: Annotated[str, typer.Argument(help="Suite YAML file, or a shipped suite: smoke, standard.")],
+    suite: Annotated[
+        str, typer.Argument(help="Suite YAML file, or a shipped suite: smoke, standard.")
+    ],
     out: Annotated[
         Path | None,
         typer.Option("--out", help="Output folder (default: ZIT_HOME/outputs/evals/SUITE_NAME)."),

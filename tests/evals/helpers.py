@@ -1,0 +1,60 @@
+"""Helpers of the eval tests: small suites on the sketch stand-in, `zit` in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+TIMING_PREFIX = "seconds_"
+
+
+def sketch_suite(**overrides) -> dict:
+    """A small suite on the sketch stand-in (64x64: fast), as a dict to dump as YAML."""
+    suite = {
+        "name": "tiny",
+        "seeds": [0, 1],
+        "embedder": "hash",
+        "fidelity": "attributes",
+        "backend": {"kind": "sketch", "width": 64, "height": 64},
+        "ideas": [
+            {"id": "fox", "text": "a red fox in the snow", "locked": ["red fox", "snow"]},
+            {"id": "ramen", "text": "a bowl of ramen", "locked": ["ramen"]},
+        ],
+        "configs": {"raw": {"strategy": "raw"}},
+    }
+    suite.update(overrides)
+    return suite
+
+
+def write_suite(path: Path, data: dict) -> Path:
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def zit(*args: str, env: dict | None = None, **kwargs) -> subprocess.CompletedProcess:
+    """Run `python -m agent ARGS` (the `zit` entry point) in a subprocess."""
+    return subprocess.run(
+        [sys.executable, "-m", "agent", *args],
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        **kwargs,
+    )
+
+
+def without_timings(summary: dict) -> dict:
+    """A summary without wall-clock figures (they differ from run to run by nature)."""
+    if isinstance(summary, dict):
+        return {
+            k: without_timings(v) for k, v in summary.items() if not k.startswith(TIMING_PREFIX)
+        }
+    if isinstance(summary, list):
+        return [without_timings(v) for v in summary]
+    return summary

@@ -1,0 +1,134 @@
+"""The runner: jobs keyed by what produced them, resume, writer strategies, the report files."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from backends.writers.fake import FakeWriter
+from evals.runner import RunContext, plan, run_suite
+from evals.suite import Suite
+from tests.evals.helpers import sketch_suite
+
+REPORT_FILES = ("report.html", "summary.json", "per_image.jsonl", "config.json")
+
+
+@pytest.fixture
+def run(qwen_tokenizer):
+    """`run_suite` with the session's tokenizer (loading one costs about a second)."""
+
+    def run(suite: Suite, out, **kwargs):
+        context = RunContext(suite, tokenizer=qwen_tokenizer)
+        return run_suite(suite, out, quiet=True, context=context, **kwargs)
+
+    return run
+
+
+def images_of(out) -> list[str]:
+    return sorted(p.name for p in (out / "images").glob("*.png"))
+
+
+def test_a_run_writes_the_report_files_and_each_image_once(tmp_path, run):
+    suite = Suite.model_validate(sketch_suite())
+    result = run(suite, tmp_path / "run")
+    for name in REPORT_FILES:
+        assert (tmp_path / "run" / name).is_file(), name
+    lines = (tmp_path / "run" / "per_image.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert len(records) == len(images_of(tmp_path / "run")) == 4
+    assert {(r["idea"]["id"], r["seed"]) for r in records} == {
+        (i, s) for i in ("fox", "ramen") for s in (0, 1)
+    }
+    first = records[0]
+    assert first["sequence"]["count"] == len(first["sequence"]["ids"])
+    assert first["backend"]["kind"] == "sketch"
+    assert result.summary["fidelity"]["method"] == "attributes"
+    assert result.summary["embedder"]["name"] == "hash"
+    assert result.summary["configs"]["raw"]["metrics"]["fidelity"]["interval"]["mean"] == 1.0
+
+
+def test_resume_does_only_what_is_missing(tmp_path, run):
+    out = tmp_path / "run"
+    suite = Suite.model_validate(sketch_suite())
+    run(suite, out)
+    again = run(suite, out, resume=True)
+    assert (again.ran, again.skipped) == (0, 4)
+    # one more seed: only the new seed's jobs run, the rest keep their keys
+    wider = Suite.model_validate(sketch_suite(seeds=[0, 1, 2]))
+    grown = run(wider, out, resume=True)
+    assert (grown.ran, grown.skipped) == (2, 4)
+    assert len(images_of(out)) == 6
+
+
+def test_a_run_folder_is_not_overwritten_without_resume(tmp_path, run):
+    from agent.errors import UserError
+
+    suite = Suite.model_validate(sketch_suite())
+    run(suite, tmp_path / "run")
+    with pytest.raises(UserError, match="already holds an eval run"):
+        run(suite, tmp_path / "run")
+
+
+def test_leftovers_of_an_unfinished_job_are_replaced_not_duplicated(tmp_path, run):
+    out = tmp_path / "run"
+    suite = Suite.model_validate(sketch_suite())
+    run(suite, out)
+    job = plan(suite)[0]
+    (out / "jobs" / f"{job.key}.json").unlink()  # as if killed after saving, before the journal
+    (out / "images" / f".{job.stem_prefix}-x.png.tmp").write_bytes(b"half a png")
+    again = run(suite, out, resume=True)
+    assert again.ran == 1
+    assert len(images_of(out)) == 4
+    assert not list((out / "images").glob(".*"))
+
+
+def test_keys_change_with_what_produces_the_images_only():
+    base = sketch_suite()
+    keys = {j.key for j in plan(Suite.model_validate(base))}
+    renamed = sketch_suite(name="other", description="different words")
+    assert {j.key for j in plan(Suite.model_validate(renamed))} == keys
+    config = {"raw": {"strategy": "raw", "layer": -3}}
+    assert not keys & {j.key for j in plan(Suite.model_validate(sketch_suite(configs=config)))}
+
+
+def test_writer_strategies_use_the_writer_ids_and_measure_retention(tmp_path, qwen_tokenizer):
+    data = sketch_suite(
+        writer="fake",
+        ideas=[{"id": "fox", "text": "a red fox in the snow", "locked": ["red fox", "snow"]}],
+        configs={
+            "raw": {"strategy": "raw"},
+            "expanded": {"strategy": "expanded"},
+            "think": {"strategy": "think"},
+        },
+    )
+    suite = Suite.model_validate(data)
+    writer = FakeWriter(qwen_tokenizer)
+    for answer in ("a red fox, close-up", "a red fox in snow, wide shot"):  # expanded, seeds 0, 1
+        writer.enqueue(answer)
+    for answer in ("a fox at dusk", "a fox in snow at dawn"):  # think, seeds 0, 1
+        writer.enqueue(answer, think="keep the fox; vary the light")
+    context = RunContext(suite, tokenizer=qwen_tokenizer, writers={"fake": writer})
+    result = run_suite(suite, tmp_path / "run", quiet=True, context=context)
+
+    assert [call.seed for call in writer.history] == [0, 1, 0, 1]  # writer seed = image seed
+    records = [
+        json.loads(x) for x in (tmp_path / "run" / "per_image.jsonl").read_text().splitlines()
+    ]
+    by = {(r["config"], r["seed"]): r for r in records}
+    expanded = by[("expanded", 1)]
+    answer_ids = writer.generated_ids("a red fox in snow, wide shot")[:-1]  # without <|im_end|>
+    ids = expanded["sequence"]["ids"]
+    assert any(ids[i : i + len(answer_ids)] == answer_ids for i in range(len(ids)))
+    assert (
+        expanded["sequence"]["shape"] == "plain"
+        and by[("think", 0)]["sequence"]["shape"] == "think"
+    )
+    assert expanded["cost"]["writer_new_tokens"] > 0
+    fidelity = {
+        n: c["metrics"]["fidelity"]["interval"]["mean"]
+        for n, c in result.summary["configs"].items()
+    }
+    assert fidelity == pytest.approx({"raw": 1.0, "expanded": 0.75, "think": 0.25})
+    diff = result.summary["configs"]["think"]["metrics"]["fidelity"]["vs_baseline"]
+    assert diff["mean"] == pytest.approx(-0.75)

@@ -1,0 +1,104 @@
+"""Suite files: validation, and errors that name the field and its line."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent.errors import UserError
+from evals.suite import load_suite, parse_suite, shipped_suites
+
+GOOD = """\
+name: t
+seeds: 2
+ideas:
+  - text: a red umbrella
+    locked: [red umbrella]
+  - text: a dog
+configs:
+  raw: {strategy: raw}
+  agent:
+    strategy: agent
+"""
+
+
+def error_of(text: str) -> str:
+    with pytest.raises(UserError) as info:
+        parse_suite(text, source="s.yaml")
+    return info.value.one_line()
+
+
+def test_a_good_suite_parses_with_defaults():
+    suite = parse_suite(GOOD)
+    assert suite.seeds == [0, 1]
+    assert [i.id for i in suite.ideas] == ["a-red-umbrella", "a-dog"]
+    assert suite.baseline == "raw"
+    assert suite.configs["agent"].sequence_shape == "plain"
+
+
+@pytest.mark.parametrize(
+    ("edit", "where"),
+    [
+        (("strategy: agent", "strategy: agnt"), "s.yaml:10: field configs.agent.strategy"),
+        (
+            ("  raw: {strategy: raw}", "  raw: {strategy: raw, layr: 3}"),
+            "s.yaml:8: field configs.raw.layr",
+        ),
+        (("    locked: [red umbrella]", "    locked: [blue]"), "s.yaml:4: field ideas.0"),
+        (("seeds: 2", "seeds: [1, 1]"), "s.yaml:2: field seeds"),
+        (("a dog", "a red umbrella"), "s.yaml:6: field ideas.1"),
+        (("  raw: {strategy: raw}", "  raw: {strategy: expanded}"), "s.yaml:8: field configs.raw"),
+        (
+            ("  raw: {strategy: raw}", "  raw: {strategy: raw, sampling: {temperature: -1}}"),
+            "s.yaml:8: field configs.raw.sampling.temperature",
+        ),
+        (("seeds: 2", "seeds: 1"), "s.yaml:2: field seeds"),
+    ],
+)
+def test_a_bad_field_is_named_with_its_line(edit, where):
+    message = error_of(GOOD.replace(*edit))
+    assert message.startswith(where), message
+
+
+def test_a_bad_baseline_points_at_its_line():
+    assert error_of(GOOD + "baseline: nope\n").startswith("s.yaml:11: field baseline")
+
+
+def test_a_missing_field_points_at_the_mapping_that_lacks_it():
+    message = error_of(GOOD.replace("name: t\n", ""))
+    assert message.startswith("s.yaml:1: field name: Field required"), message
+
+
+def test_yaml_syntax_errors_name_the_line():
+    message = error_of(GOOD.replace("  - text: a dog", "  - text: [a dog"))
+    assert message.startswith("s.yaml:7: not valid YAML"), message
+
+
+def test_not_a_mapping():
+    assert "a suite is a YAML mapping" in error_of("- just\n- a list\n")
+
+
+def test_only_and_limit_select_configs_and_ideas():
+    suite = parse_suite(GOOD).select(only=["agent"], limit=1)
+    assert list(suite.configs) == ["agent"] and len(suite.ideas) == 1
+    assert suite.baseline == "agent"  # the baseline was left out: the first selected stands in
+    with pytest.raises(UserError, match="unknown config nope"):
+        parse_suite(GOOD).select(only=["nope"])
+
+
+@pytest.mark.parametrize("name", shipped_suites())
+def test_shipped_suites_are_valid(name):
+    suite = load_suite(name)
+    assert suite.baseline in suite.configs
+
+
+def test_standard_suite_covers_the_categories():
+    suite = load_suite("standard")
+    tags = {t for idea in suite.ideas for t in idea.tags}
+    assert {"people", "animals", "places", "objects", "food", "text", "multiple", "style"} <= tags
+    assert 45 <= len(suite.ideas) <= 60
+
+
+def test_a_missing_suite_lists_the_shipped_ones():
+    with pytest.raises(UserError) as info:
+        load_suite("no-such-suite")
+    assert "smoke" in info.value.one_line() and "standard" in info.value.one_line()
