@@ -12,6 +12,7 @@ Render steps: 1. check options, 2. encode (cached by ids and layer), 3. sampler 
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -403,11 +404,9 @@ def check_lora_strength(strength: float) -> None:
         raise UserError(f"LoRA strength {strength} is out of range", hint=f"use {low}..{high}")
 
 
-def read_lora_file(path: str | Path) -> dict[str, Any]:
-    """A LoRA's tensors, from safetensors only: pickle formats can run code when loaded."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
+def check_lora_file(path: str | Path) -> Path:
+    """The LoRA file, checked without loading it: it exists, it is not a pickle, and it starts
+    with a safetensors header (8-byte length, then JSON)."""
     path = Path(path).expanduser()
     if path.suffix.lower() in PICKLE_SUFFIXES:
         raise UserError(
@@ -416,6 +415,26 @@ def read_lora_file(path: str | Path) -> dict[str, Any]:
         )
     if not path.is_file():
         raise UserError(f"LoRA {path} does not exist", hint="check the path given to --lora")
+    try:
+        with open(path, "rb") as fh:
+            size = int.from_bytes(fh.read(8), "little")
+            if not 2 <= size <= min(100_000_000, path.stat().st_size - 8):
+                raise ValueError("no safetensors header")
+            json.loads(fh.read(size))
+    except (OSError, ValueError) as err:
+        raise UserError(
+            f"LoRA {path} is not a readable safetensors file: {_first_line(err)}",
+            hint="use a .safetensors LoRA",
+        ) from None
+    return path
+
+
+def read_lora_file(path: str | Path) -> dict[str, Any]:
+    """A LoRA's tensors, from safetensors only: pickle formats can run code when loaded."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = check_lora_file(path)
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as err:

@@ -247,7 +247,7 @@ def render_choice(
 
 def parse_lora(spec: str) -> tuple[str, float]:
     """'PATH' or 'PATH:STRENGTH' -> (path, strength); strength checked against -2..2."""
-    from backends.zimage import check_lora_strength
+    from backends.zimage import check_lora_file, check_lora_strength
 
     path, strength = spec, 1.0
     head, sep, tail = spec.rpartition(":")
@@ -257,6 +257,7 @@ def parse_lora(spec: str) -> tuple[str, float]:
         except ValueError:
             path = spec  # a colon that is part of the path
     check_lora_strength(strength)
+    check_lora_file(path)
     return path, strength
 
 

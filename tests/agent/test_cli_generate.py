@@ -1,0 +1,110 @@
+"""`zit generate IDEA --writer none --no-ruts`: the plain path, end to end on a tiny Z-Image."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from PIL import Image, ImageChops
+
+from agent.cli import main
+from backends.provenance import read_record
+
+IDEA = "a lighthouse at night"
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory, tokenizer_dir):
+    from backends.tiny.zimage import build_tiny_zimage
+
+    return build_tiny_zimage(tmp_path_factory.mktemp("tiny-zimage"), tokenizer_dir)
+
+
+def one_error_line(err: str) -> bool:
+    """The error is one line, the last on stderr (loading progress bars may come before it)."""
+    return err.splitlines()[-1].startswith("zit: error:") and "Traceback" not in err
+
+
+def zit(capsys, *args) -> tuple[int, str, str]:
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as done:
+        code = done.code or 0
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def generate(capsys, model_dir, *args):
+    base = ["generate", IDEA, "--writer", "none", "--no-ruts", "--image-model", str(model_dir)]
+    return zit(capsys, *base, "--size", "64x48", "--steps", "2", *args)
+
+
+def test_renders_n_images_with_provenance_and_prints_json(capsys, model_dir, zit_home):
+    code, out, _ = generate(capsys, model_dir, "-n", "2", "--seed", "11", "--json")
+    assert code == 0
+    result = json.loads(out)
+    assert result["seeds"] == [11, 12]
+    assert result["options"]["width"] == 64 and result["options"]["height"] == 48
+    assert all(p.startswith(str(zit_home / "outputs")) for p in result["images"])
+    records = [read_record(p) for p in result["images"]]
+    assert [r["seed"] for r in records] == [11, 12]
+    assert all(r["idea"] == IDEA and r["writer"] is None for r in records)
+    assert records[0]["token_count"] == result["token_count"]
+
+    code, out, _ = generate(capsys, model_dir, "--seed", "11")  # same seed: same pixels
+    assert code == 0
+    with Image.open(result["images"][0]) as first, Image.open(out.strip()) as again:
+        assert ImageChops.difference(first, again).getbbox() is None
+
+
+def test_render_flags_reach_the_record(capsys, model_dir, tmp_path):
+    code, out, _ = generate(
+        capsys, model_dir, "--seed", "1", "--layer", "-3", "--sampler", "euler_a",
+        "--shift", "2.5", "--noise", "0.5", "--noise-seed", "9", "--out", str(tmp_path),
+    )  # fmt: skip
+    assert code == 0
+    record = read_record(out.strip())
+    assert (record["layer"], record["sampler"], record["shift"]) == (-3, "euler_a", 2.5)
+    assert record["noise"]["strength"] == 0.5 and record["noise"]["seed"] == 9
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--size", "70x64"], "not a multiple of 16"),
+        (["--size", "big"], "bad size"),
+        (["--layer", "7"], "layer 7 is out of range"),
+        (["--lora", "missing.safetensors"], "does not exist"),
+        (["--lora", "x.safetensors:5"], "strength 5.0 is out of range"),
+        (["--lora", "style.ckpt"], "pickle"),
+        (["--sampler", "ddim"], "unknown sampler"),
+        (["--noise-seed", "3"], "need --noise"),
+        (["--noise", "0.3", "--noise-fraction", "1.5"], "fraction"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(capsys, model_dir, args, message):
+    code, out, err = generate(capsys, model_dir, *args)
+    assert code == 2
+    assert message in err
+    assert one_error_line(err)
+
+
+def test_unreadable_lora_is_one_line_and_exit_2(capsys, model_dir, tmp_path):
+    junk = tmp_path / "style.safetensors"
+    junk.write_bytes(b"\x00" * 16)
+    code, _, err = generate(capsys, model_dir, "--lora", str(junk))
+    assert code == 2 and "not a readable safetensors" in err and one_error_line(err)
+
+
+def test_missing_model_directory_is_one_line_and_exit_2(capsys, tmp_path):
+    code, _, err = zit(
+        capsys, "generate", IDEA, "--writer", "none", "--no-ruts",
+        "--image-model", str(tmp_path / "no-model"),
+    )  # fmt: skip
+    assert code == 2 and "image model: no directory" in err and one_error_line(err)
+
+
+def test_other_modes_say_what_to_add(capsys, model_dir):
+    code, _, err = zit(capsys, "generate", IDEA, "--image-model", str(model_dir))
+    assert code == 2 and "--writer none --no-ruts" in err

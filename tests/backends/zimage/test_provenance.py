@@ -1,0 +1,104 @@
+"""Provenance: PNG text chunks + JSON beside the image, atomic, never overwriting."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from PIL import Image
+
+from backends.provenance import (
+    RECORD_KEYS,
+    a1111_parameters,
+    read_record,
+    save_image,
+    save_rendered,
+)
+
+RECORD = {
+    "idea": "a red fox",
+    "text": "<|im_start|>user\na red fox<|im_end|>\n<|im_start|>assistant\n",
+    "token_count": 12,
+    "seed": 42,
+    "width": 64,
+    "height": 48,
+    "steps": 8,
+    "guidance": 0.0,
+    "sampler": "euler",
+    "model": "Tongyi-MAI/Z-Image-Turbo",
+    "lora": "/loras/ink, style.safetensors",
+    "lora_strength": 0.8,
+    "noise": {"strength": 0.3, "fraction": 0.5, "steps_share": 0.2, "seed": 0},
+}
+
+
+def image() -> Image.Image:
+    return Image.new("RGB", (64, 48), (200, 30, 10))
+
+
+def test_record_round_trips_through_the_png_and_the_json_beside_it(tmp_path):
+    path = save_image(image(), RECORD, tmp_path, "fox")
+    assert path == tmp_path / "fox.png"
+    assert read_record(path) == RECORD
+    assert json.loads(path.with_suffix(".json").read_text()) == RECORD
+    with Image.open(path) as img:
+        assert img.size == (64, 48)
+        assert img.text["parameters"] == a1111_parameters(RECORD)
+
+
+def test_a1111_parameters_show_prompt_and_settings():
+    text = a1111_parameters(RECORD)
+    prompt, settings = text.rsplit("\n", 1)
+    assert prompt == RECORD["text"]
+    assert "Steps: 8" in settings and "Seed: 42" in settings and "Size: 64x48" in settings
+    assert 'Lora: "ink, style.safetensors:0.8"' in settings  # commas quoted, as A1111 does
+
+
+def test_names_are_never_reused(tmp_path):
+    first = save_image(image(), RECORD, tmp_path, "fox")
+    (tmp_path / "fox-1.json").write_text("{}")  # a stray JSON also reserves its name
+    second = save_image(image(), {**RECORD, "seed": 43}, tmp_path, "fox")
+    assert (first.name, second.name) == ("fox.png", "fox-2.png")
+    assert read_record(first)["seed"] == 42
+
+
+def test_an_interrupted_write_leaves_no_partial_png(tmp_path, monkeypatch):
+    def fail_halfway(self, fp, *args, **kwargs):
+        fp.write(b"\x89PNG\r\n\x1a\n partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Image.Image, "save", fail_halfway)
+    with pytest.raises(KeyboardInterrupt):
+        save_image(image(), RECORD, tmp_path, "fox")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_read_record_is_none_for_other_files(tmp_path):
+    plain = tmp_path / "plain.png"
+    image().save(plain)
+    (tmp_path / "notes.txt").write_text("hello")
+    assert read_record(plain) is None
+    assert read_record(tmp_path / "notes.txt") is None
+    assert read_record(tmp_path / "missing.png") is None
+
+
+def test_rendered_images_carry_the_full_record(backend, plain_ids, small_options, tmp_path):
+    rendered = backend.render(plain_ids, [3, 4], small_options)
+    paths = save_rendered(rendered, tmp_path, idea="a red fox in the snow", prefix="run")
+    assert [p.name for p in paths] == [
+        "run-a-red-fox-in-the-snow-s3.png",
+        "run-a-red-fox-in-the-snow-s4.png",
+    ]
+    record = read_record(paths[1])
+    assert set(RECORD_KEYS) <= set(record)
+    assert record["idea"] == "a red fox in the snow"
+    assert record["seed"] == 4
+    assert record["token_count"] == len(plain_ids)
+    assert record["text"].startswith("<|im_start|>user\na red fox in the snow<|im_end|>")
+    assert (record["steps"], record["guidance"], record["shift"], record["sampler"]) == (
+        2,
+        0.0,
+        3.0,
+        "euler",
+    )
+    assert record["versions"]["diffusers"]
