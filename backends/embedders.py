@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from agent.settings import Settings
 
 EMBEDDER_HELP = "use hash, hf:DIR_OR_REPO (DINOv2, CLIP or SigLIP) or dreamsim"
+HASH_SCALE = 128
 HF_FILES = ["*.json", "*.safetensors", "*.txt", "*.model"]
 
 
@@ -70,8 +71,10 @@ class HashEmbedder:
         from PIL import Image
 
         grey = image.convert("L")
+        # A fixed 128 px working scale: the same hash at any image size, and a 1024 px image
+        # costs ~10 ms instead of ~90 ms (the default scale is the image's own size).
         bits = imagehash.whash(
-            grey, hash_size=self.hash_size, remove_max_haar_ll=False
+            grey, hash_size=self.hash_size, image_scale=HASH_SCALE, remove_max_haar_ll=False
         ).hash.flatten()
         signs = np.where(bits, 1.0, -1.0) / np.sqrt(bits.size)
         thumb = np.asarray(

@@ -100,8 +100,10 @@ def test_hash_separates_same_layout_from_different_layout():
 
 def test_hash_ignores_image_size_and_handles_flat_images():
     embedder = HashEmbedder()
-    small, large = embedder.embed([scene(0.5, 0.5, 0.25, size=96), scene(0.5, 0.5, 0.25, size=384)])
-    assert float(small @ large) > 0.95
+    small, large = embedder.embed(
+        [scene(0.5, 0.5, 0.25, size=128), scene(0.5, 0.5, 0.25, size=1024)]
+    )
+    assert float(small @ large) > 0.9
     flat = embedder.embed([Image.new("RGB", (64, 64), (10, 20, 30))])
     assert np.isfinite(flat).all() and np.linalg.norm(flat) == pytest.approx(1.0, rel=1e-5)
 
