@@ -107,6 +107,7 @@ def _written(run: RunContext, idea: Idea, config: Config, seed: int) -> Output:
         **written.provenance,
         "model": written.draft.model,
         "generated_ids": written.draft.generated_ids,
+        "answer_ids": written.draft.answer.ids,
         "think": written.draft.think.text,
         "answer": written.draft.answer.text,
         "prompt_tokens": written.draft.stats.prompt_tokens,

@@ -17,3 +17,58 @@ def smoke_run(tmp_path_factory) -> Path:
     result = zit("eval", "smoke", "--out", str(out), "--quiet", env=env)
     assert result.returncode == 0, result.stderr
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_dir(tmp_path_factory) -> Path:
+    """A tiny random CLIP (text and vision towers) with a character-level CLIP tokenizer, saved as
+    a transformers folder: the CLIP fidelity path runs for real, without downloaded weights."""
+    import json
+    import string
+
+    import torch
+    from transformers import (
+        CLIPConfig,
+        CLIPImageProcessorPil,
+        CLIPModel,
+        CLIPProcessor,
+        CLIPTokenizer,
+    )
+
+    path = tmp_path_factory.mktemp("tiny-clip")
+    chars = string.ascii_lowercase + string.digits + "\"',.-"
+    tokens = ["<|startoftext|>", "<|endoftext|>", *chars, *(c + "</w>" for c in chars)]
+    (path / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}))
+    (path / "merges.txt").write_text("#version: 0.2\n")
+    tokenizer = CLIPTokenizer(
+        str(path / "vocab.json"), str(path / "merges.txt"), model_max_length=32
+    )
+    torch.manual_seed(0)
+    layers = {
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+    }
+    config = CLIPConfig(
+        text_config={**layers, "vocab_size": len(tokens), "bos_token_id": 0, "eos_token_id": 1,
+                     "pad_token_id": 1, "max_position_embeddings": 32},
+        vision_config={**layers, "image_size": 32, "patch_size": 8},
+        projection_dim=16,
+    )  # fmt: skip
+    CLIPModel(config).save_pretrained(path)
+    images = CLIPImageProcessorPil(
+        size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}
+    )
+    CLIPProcessor(image_processor=images, tokenizer=tokenizer).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_gguf(tmp_path_factory, tokenizer_dir) -> Path:
+    """A tiny random Qwen3 GGUF with the real vocabulary (shared with the writer tests' folder)."""
+    from backends.tiny.qwen3 import GGUF_NAME, tiny_writer_dir
+
+    return (
+        tiny_writer_dir(tmp_path_factory.getbasetemp() / "tiny-writers", tokenizer_dir) / GGUF_NAME
+    )

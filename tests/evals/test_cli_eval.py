@@ -25,10 +25,6 @@ IDEAS = [
             "a lighthouse",
             "an old typewriter",
             "a barn owl",
-            "a desert road",
-            "a chess board",
-            "a yellow umbrella",
-            "a brass watch",
             "a blue teapot",
         ]
     )  # fmt: skip
@@ -55,14 +51,18 @@ def test_kill_9_then_resume_gives_each_image_once_and_the_same_summary(tmp_path,
     suite = write_suite(
         tmp_path / "suite.yaml",
         sketch_suite(
-            seeds=[0, 1, 2], ideas=IDEAS, backend={"kind": "sketch", "width": 320, "height": 320}
+            seeds=[0, 1],
+            ideas=IDEAS,
+            configs={"raw": {"strategy": "raw"}, "agent": {"strategy": "agent", "max_attempts": 2}},
+            backend={"kind": "sketch", "width": 192, "height": 192},
         ),
     )
-    expected = len(IDEAS) * 3
+    expected = len(IDEAS) * 2 * 2  # images: raw and agent, two seeds each
+    jobs = len(IDEAS) * (2 + 1)  # raw: a job per seed; agent: a job per idea
     killed = tmp_path / "killed"
-    for _ in range(2):  # kill twice, at different points, then finish
-        _kill_when_jobs(suite, killed, at_least=len(_done(killed)) + 3)
-        assert len(_done(killed)) < expected, "the run finished before it was killed"
+    for more in (2, 5):  # kill twice, at different points (agent jobs included), then finish
+        _kill_when_jobs(suite, killed, at_least=len(_done(killed)) + more)
+        assert len(_done(killed)) < jobs, "the run finished before it was killed"
     finished = zit("eval", str(suite), "--out", str(killed), "--resume", "--quiet")
     assert finished.returncode == 0, finished.stderr
     uninterrupted = Suite.model_validate(yaml.safe_load(suite.read_text()))

@@ -132,3 +132,31 @@ def test_writer_strategies_use_the_writer_ids_and_measure_retention(tmp_path, qw
     assert fidelity == pytest.approx({"raw": 1.0, "expanded": 0.75, "think": 0.25})
     diff = result.summary["configs"]["think"]["metrics"]["fidelity"]["vs_baseline"]
     assert diff["mean"] == pytest.approx(-0.75)
+
+
+def test_expanded_runs_a_real_llama_cpp_writer_and_keeps_its_ids(
+    tmp_path, tiny_gguf, qwen_tokenizer
+):
+    from backends.writers import load_writer
+
+    spec = f"gguf:{tiny_gguf}"
+    data = sketch_suite(
+        writer=spec,
+        ideas=[{"id": "fox", "text": "a red fox in the snow", "locked": ["red fox"]}],
+        configs={
+            "raw": {"strategy": "raw"},
+            "expanded": {"strategy": "expanded", "sampling": {"max_new_tokens": 8}},
+        },
+    )
+    suite = Suite.model_validate(data)
+    context = RunContext(suite, tokenizer=qwen_tokenizer, writers={spec: load_writer(spec)})
+    run_suite(suite, tmp_path / "run", quiet=True, context=context)
+    records = [
+        json.loads(x) for x in (tmp_path / "run" / "per_image.jsonl").read_text().splitlines()
+    ]
+    for record in [r for r in records if r["config"] == "expanded"]:
+        writer, ids = record["writer"], record["sequence"]["ids"]
+        assert writer["model"] == "tiny-qwen3.gguf" and writer["new_tokens"] == 8
+        answer = writer["answer_ids"]  # what the writer generated, cleaned of control ids
+        assert answer and any(ids[i : i + len(answer)] == answer for i in range(len(ids)))
+        assert record["cost"]["writer_prompt_tokens"] > 0
