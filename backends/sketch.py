@@ -235,103 +235,109 @@ def _sky_and_ground(draw: ImageDraw.ImageDraw, frame, horizon, sky_top, sky_bott
 
 
 def _background(draw, frame, scene: Scene, horizon: float, setting: str) -> None:
-    hy = frame.y(horizon)
-    unit = frame.height
-    dark = _mix(TIME_COLOURS[scene["time_of_day"]][2], (0, 0, 0), 0.4)
-    if setting == "city street":
-        for i in range(9):
-            h = (0.15 + 0.1 * _stable(f"city{i}", 5)) * unit
-            x = frame.x(i / 8 - 0.1)
-            draw.rectangle(
-                [x, hy - h, x + 0.1 * frame.width, hy], fill=_mix(dark, (90, 90, 110), 0.5)
-            )
-            for w in range(3):
-                wy = hy - h + (w + 0.5) * h / 4
-                draw.rectangle([x + 8, wy, x + 14, wy + 6], fill=(240, 220, 140))
-    elif setting == "interior":
-        # max(): a horizon above the frame (bird's-eye view) leaves no back wall to draw
-        wall_bottom = max(hy, frame.y(0.1))
-        draw.rectangle(
-            [frame.x(0.1), frame.y(0.1), frame.x(0.9), wall_bottom], fill=(200, 185, 160)
-        )
-        draw.rectangle(
-            [frame.x(0.62), frame.y(0.18), frame.x(0.84), frame.y(0.42)], fill=(170, 210, 240)
-        )
-        for share in (0.0, 1.0):
-            draw.line(
-                [frame.x(0.1 + 0.8 * share), hy, frame.x(share), frame.y(1.2)], fill=dark, width=4
-            )
-    elif setting in ("forest", "snow", "mountains"):
-        peaks = 7 if setting == "forest" else 3
-        colour = (30, 90, 40) if setting == "forest" else (110, 110, 130)
-        for i in range(peaks):
-            cx = frame.x((i + 0.5) / peaks)
-            h = (
-                (0.25 if setting == "forest" else 0.4)
-                * unit
-                * (0.8 + 0.1 * _stable(f"{setting}{i}", 4))
-            )
-            half = frame.width / peaks * (0.45 if setting == "forest" else 0.9)
-            draw.polygon([(cx - half, hy), (cx, hy - h), (cx + half, hy)], fill=colour)
-            if setting == "snow":
-                draw.polygon(
-                    [
-                        (cx - half * 0.3, hy - h * 0.7),
-                        (cx, hy - h),
-                        (cx + half * 0.3, hy - h * 0.7),
-                    ],
-                    fill=(250, 250, 255),
-                )
-        if setting == "snow":
-            draw.rectangle([0, hy, frame.side, frame.side], fill=(235, 240, 250))
-    elif setting in ("beach", "water"):
-        draw.rectangle([0, hy, frame.side, frame.y(horizon + 0.18)], fill=(40, 100, 160))
-        for i in range(6):
-            wy = frame.y(horizon + 0.03 * (i + 1))
-            draw.line([0, wy, frame.side, wy], fill=(200, 225, 245), width=3)
-        if setting == "beach":
-            draw.rectangle(
-                [0, frame.y(horizon + 0.18), frame.side, frame.side], fill=(230, 205, 150)
-            )
-    elif setting == "desert":
-        for i in range(4):
-            cy = hy + i * 0.12 * unit
-            draw.ellipse(
-                [
-                    frame.x(-0.3 + 0.35 * i),
-                    cy - 0.08 * unit,
-                    frame.x(0.5 + 0.35 * i),
-                    cy + 0.1 * unit,
-                ],
-                fill=(215 - 10 * i, 170 - 10 * i, 100),
-            )
-    elif setting == "countryside":
-        draw.ellipse(
-            [frame.x(-0.4), hy - 0.12 * unit, frame.x(0.7), hy + 0.3 * unit], fill=(90, 150, 70)
-        )
-        draw.ellipse(
-            [frame.x(0.3), hy - 0.08 * unit, frame.x(1.4), hy + 0.3 * unit], fill=(110, 170, 80)
-        )
-        for i in range(12):
-            px = frame.x(i / 11)
-            draw.line([px, hy + 0.12 * unit, px, hy + 0.2 * unit], fill=(120, 90, 60), width=4)
+    """The setting's shapes on the horizon, stars at night, a floor grid seen from above."""
+    painter = SETTING_PAINTERS.get(setting)
+    if painter is not None:
+        painter(draw, frame, frame.y(horizon), setting)
     elif scene["time_of_day"] == "night":
-        for i in range(40):
-            sx, sy = _stable(f"star{i}x", 1000) / 1000, _stable(f"star{i}y", 1000) / 1000
-            draw.ellipse(
-                [
-                    frame.x(sx) - 2,
-                    frame.y(sy * horizon) - 2,
-                    frame.x(sx) + 2,
-                    frame.y(sy * horizon) + 2,
-                ],
-                fill=(250, 250, 220),
-            )
+        _stars(draw, frame, horizon)
     if scene["camera_angle"] == "bird's-eye view":
+        dark = _mix(TIME_COLOURS[scene["time_of_day"]][2], (0, 0, 0), 0.4)
         for i in range(11):
-            share = i / 10
-            draw.line([frame.x(share), frame.y(0), frame.x(share), frame.y(1)], fill=dark, width=2)
-            draw.line([frame.x(0), frame.y(share), frame.x(1), frame.y(share)], fill=dark, width=2)
+            x, y = frame.x(i / 10), frame.y(i / 10)
+            draw.line([x, frame.y(0), x, frame.y(1)], fill=dark, width=2)
+            draw.line([frame.x(0), y, frame.x(1), y], fill=dark, width=2)
+
+
+def _city(draw, frame, hy: float, setting: str) -> None:
+    unit, window = frame.height, max(2.0, frame.width / 100)
+    for i in range(9):
+        h = (0.15 + 0.1 * _stable(f"city{i}", 5)) * unit
+        x = frame.x(i / 8 - 0.1)
+        draw.rectangle([x, hy - h, x + 0.1 * frame.width, hy], fill=(60, 60, 80))
+        for row in range(3):
+            wy = hy - h + (row + 0.5) * h / 4
+            draw.rectangle([x + window, wy, x + 2.5 * window, wy + window], fill=(240, 220, 140))
+
+
+def _interior(draw, frame, hy: float, setting: str) -> None:
+    # max(): a horizon above the frame (bird's-eye view) leaves no back wall to draw
+    wall_bottom = max(hy, frame.y(0.1))
+    draw.rectangle([frame.x(0.1), frame.y(0.1), frame.x(0.9), wall_bottom], fill=(200, 185, 160))
+    draw.rectangle(
+        [frame.x(0.62), frame.y(0.18), frame.x(0.84), frame.y(0.42)], fill=(170, 210, 240)
+    )
+    for share in (0.0, 1.0):
+        corner = (frame.x(0.1 + 0.8 * share), hy)
+        draw.line([corner, (frame.x(share), frame.y(1.2))], fill=(60, 50, 40), width=4)
+
+
+def _peaks(draw, frame, hy: float, setting: str) -> None:
+    """Trees (forest) or mountains (mountains, snow) standing on the horizon."""
+    forest = setting == "forest"
+    peaks, height = (7, 0.25) if forest else (3, 0.4)
+    colour = (30, 90, 40) if forest else (110, 110, 130)
+    if setting == "snow":
+        draw.rectangle([0, hy, frame.side, frame.side], fill=(235, 240, 250))
+    for i in range(peaks):
+        cx = frame.x((i + 0.5) / peaks)
+        h = height * frame.height * (0.8 + 0.1 * _stable(f"{setting}{i}", 4))
+        half = frame.width / peaks * (0.45 if forest else 0.9)
+        draw.polygon([(cx - half, hy), (cx, hy - h), (cx + half, hy)], fill=colour)
+        if setting == "snow":
+            cap = [(cx - 0.3 * half, hy - 0.7 * h), (cx, hy - h), (cx + 0.3 * half, hy - 0.7 * h)]
+            draw.polygon(cap, fill=(250, 250, 255))
+
+
+def _waterside(draw, frame, hy: float, setting: str) -> None:
+    shore = hy + 0.18 * frame.height
+    draw.rectangle([0, hy, frame.side, shore], fill=(40, 100, 160))
+    for i in range(6):
+        wy = hy + 0.03 * (i + 1) * frame.height
+        draw.line([0, wy, frame.side, wy], fill=(200, 225, 245), width=3)
+    if setting == "beach":
+        draw.rectangle([0, shore, frame.side, frame.side], fill=(230, 205, 150))
+
+
+def _desert(draw, frame, hy: float, setting: str) -> None:
+    unit = frame.height
+    for i in range(4):
+        cy = hy + i * 0.12 * unit
+        box = [frame.x(-0.3 + 0.35 * i), cy - 0.08 * unit, frame.x(0.5 + 0.35 * i), cy + 0.1 * unit]
+        draw.ellipse(box, fill=(215 - 10 * i, 170 - 10 * i, 100))
+
+
+def _countryside(draw, frame, hy: float, setting: str) -> None:
+    unit = frame.height
+    draw.ellipse(
+        [frame.x(-0.4), hy - 0.12 * unit, frame.x(0.7), hy + 0.3 * unit], fill=(90, 150, 70)
+    )
+    draw.ellipse(
+        [frame.x(0.3), hy - 0.08 * unit, frame.x(1.4), hy + 0.3 * unit], fill=(110, 170, 80)
+    )
+    for i in range(12):  # a fence
+        px = frame.x(i / 11)
+        draw.line([px, hy + 0.12 * unit, px, hy + 0.2 * unit], fill=(120, 90, 60), width=4)
+
+
+def _stars(draw, frame, horizon: float) -> None:
+    for i in range(40):
+        x = frame.x(_stable(f"star{i}x", 1000) / 1000)
+        y = frame.y(_stable(f"star{i}y", 1000) / 1000 * horizon)
+        draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill=(250, 250, 220))
+
+
+SETTING_PAINTERS = {
+    "city street": _city,
+    "interior": _interior,
+    "forest": _peaks,
+    "mountains": _peaks,
+    "snow": _peaks,
+    "beach": _waterside,
+    "water": _waterside,
+    "desert": _desert,
+    "countryside": _countryside,
+}
 
 
 def _lens(canvas, frame, lens: str | None, horizon: float):
