@@ -1,0 +1,71 @@
+"""`zit demo` runs offline, in a fresh process, without the test extras, and its summary reports a
+rut detected and escaped."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from backends.provenance import read_record
+
+# Runs the demo with every network connection refused and the test extras made unimportable
+# (`sys.modules[name] = None`: imports fail and `find_spec` says "not installed").
+RUN_OFFLINE = """
+import socket, sys
+
+def refuse(*args, **kwargs):
+    raise OSError("network access attempted during zit demo")
+
+socket.socket.connect = refuse
+socket.create_connection = refuse
+for name in ("peft", "pytest", "ruff"):
+    sys.modules[name] = None
+from agent.cli import main
+main(["demo", "--out", sys.argv[1], "--json"])
+"""
+
+
+def test_demo_runs_offline_and_escapes_a_rut(tmp_path, zit_home):
+    out = tmp_path / "demo"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    done = subprocess.run(
+        [sys.executable, "-c", RUN_OFFLINE, str(out)],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert json.loads(done.stdout) == summary
+
+    # The keys of `zit generate --json`, and a rut found and escaped.
+    for key in (
+        "images",
+        "attempts",
+        "ruts_detected",
+        "ruts_escaped",
+        "final_verdict",
+        "per_attempt",
+    ):
+        assert key in summary
+    assert summary["ruts_detected"] >= 1 and summary["ruts_escaped"] >= 1
+    assert summary["final_verdict"] == "ok"
+    first = summary["per_attempt"][0]
+    assert first["verdict"] == "rut" and first["shots"][0]["writer"] == "tiny-qwen3.gguf"
+    escaped = summary["per_attempt"][-1]
+    assert any(lever["name"] == "vary" for lever in escaped["levers"])
+
+    # One pass through the real Z-Image code path, the sequence's ids passed through.
+    zimage = summary["zimage"]
+    assert zimage["ids_passed_through"] is True
+    assert read_record(zimage["image"])["token_sha256"] == zimage["token_sha256"]
+
+    # The page shows every attempt's images, the rut and how it was escaped.
+    page = (out / "index.html").read_text()
+    for path in [p for a in summary["per_attempt"] for p in a["images"]] + [zimage["image"]]:
+        assert os.path.relpath(path, out) in page
+        assert Path(path).is_file()
+    assert "The rut:" in page and "How the agent got out" in page
+    # The tiny models were cached under ZIT_HOME for the next run.
+    assert (zit_home / "demo-models" / "tiny-qwen3.gguf").is_file()
