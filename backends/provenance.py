@@ -13,6 +13,7 @@ overwriting when that name was taken meanwhile. Names are never reused (`stem`, 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -59,6 +60,7 @@ def token_sha256(ids: list[int]) -> str:
     return hashlib.sha256(",".join(map(str, ids)).encode()).hexdigest()
 
 
+@functools.cache
 def package_versions() -> dict[str, str | None]:
     found: dict[str, str | None] = {}
     for name in VERSIONED_PACKAGES:

@@ -63,7 +63,11 @@ class ZImageBackend:
         self._cache_size = cache_size
         self._scheduler_config = dict(pipe.scheduler.config)
         self._loras: dict[str, str] = {}  # resolved path -> adapter name
+        self._schedulers: dict[tuple[str, float | None], tuple[Any, Any, float]] = {}
         self._pad_id = pipe.tokenizer.pad_token_id or 0
+        # Where the pipeline runs (with CPU offload: the accelerator). Place `pipe` before
+        # building the backend; the lookup walks every module, too slow to repeat per render.
+        self.device = pipe._execution_device
         pipe.set_progress_bar_config(disable=True)
 
     # -- loading ---------------------------------------------------------------------------------
@@ -170,8 +174,7 @@ class ZImageBackend:
             return self._cache[key], True
         count = len(token_ids)
         padding = [self._pad_id] * max(0, self.pad_to - count)
-        device = self.pipe._execution_device
-        ids = torch.tensor([token_ids + padding], dtype=torch.long, device=device)
+        ids = torch.tensor([token_ids + padding], dtype=torch.long, device=self.device)
         mask = torch.zeros_like(ids)
         mask[0, :count] = 1
         with torch.inference_mode():
@@ -229,10 +232,14 @@ class ZImageBackend:
 
     # -- sampler, LoRA ---------------------------------------------------------------------------
     def _use_sampler(self, options: RenderOptions):
-        scheduler, sampler, shift = make_scheduler(
-            options.sampler, self._scheduler_config, options.shift
-        )
-        self.pipe.scheduler = scheduler
+        key = (options.sampler, options.shift)
+        if key not in self._schedulers:
+            self._schedulers[key] = make_scheduler(
+                options.sampler, self._scheduler_config, options.shift
+            )
+        scheduler, sampler, shift = self._schedulers[key]
+        if self.pipe.scheduler is not scheduler:
+            self.pipe.scheduler = scheduler
         return sampler, shift
 
     def _use_loras(self, options: RenderOptions) -> list[tuple[str, float]]:
@@ -283,7 +290,7 @@ class ZImageBackend:
     ) -> list[tuple[int, Any, float]]:
         import torch
 
-        device = self.pipe._execution_device
+        device = self.device
         positive = [embeds] * len(seeds)
         callback = None
         if options.noise is not None and options.noise.strength > 0:
@@ -362,7 +369,7 @@ class ZImageBackend:
             "model": self.model_id,
             "model_revision": self.model_revision,
             "writer": None,
-            "versions": package_versions(),
+            "versions": dict(package_versions()),
         }
 
 
