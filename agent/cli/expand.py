@@ -45,6 +45,9 @@ def expand(
             "--retokenize", help="Allow a writer of another vocabulary (re-tokenizes its text)."
         ),
     ] = False,
+    threads: Annotated[
+        int | None, typer.Option(help="CPU threads of a gguf writer (default: all cores).")
+    ] = None,
     tokenizer: Annotated[
         str | None,
         typer.Option(help="Encoder tokenizer: directory, Z-Image model directory or repo id."),
@@ -60,24 +63,32 @@ def expand(
     assistant turn (`think`), the description only (`answer`), or the description as the prompt
     (`plain`).
     """
+    import prompts
     from agent.drafting import expand_idea
     from agent.errors import UserError
+    from agent.sequence import SHAPES
     from agent.settings import load_settings
     from backends.base import Sampling
     from backends.tokenizer import QwenTokenizer
-    from backends.writers import SPEC_HINT, load_writer
+    from backends.writers import SPEC_HINT, load_writer, parse_spec
 
-    # 1. Parse and resolve settings
+    # 1. Parse and check everything that needs no model
     settings = load_settings(tokenizer=tokenizer, writer=writer)
     if not settings.writer:
         raise UserError(
             "no writer model given",
             hint=f"pass --writer ({SPEC_HINT.removeprefix('use ')}) or set ZIT_WRITER",
         )
+    parse_spec(settings.writer)
     sampling = _sampling(Sampling, temperature, max_new_tokens)
+    if shape not in SHAPES:
+        raise UserError(f"unknown sequence shape {shape!r}", hint=f"use one of {', '.join(SHAPES)}")
+    prompts.load(instruction)  # an unknown instruction fails before any model loads
     # 2. Load the encoder tokenizer (cheap, fails early), then the writer
     tok = QwenTokenizer.from_pretrained(settings.tokenizer_spec, download=settings.download)
-    model = load_writer(settings.writer, download=settings.download, open_think=open_think)
+    model = load_writer(
+        settings.writer, download=settings.download, threads=threads, open_think=open_think
+    )
     # 3. Write and assemble
     result = expand_idea(
         model,

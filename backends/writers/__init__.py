@@ -18,20 +18,29 @@ from backends.base import Writer
 SPEC_HINT = "use gguf:PATH, gguf:ORG/REPO/FILE.gguf or hf:DIR_OR_REPO"
 
 
-def load_writer(spec: str, *, download: bool = False, **opts: Any) -> Writer:
+def load_writer(
+    spec: str, *, download: bool = False, threads: int | None = None, **opts: Any
+) -> Writer:
     """The writer named by `spec`; `opts` go to its `from_pretrained` (e.g. `n_ctx`, `device`,
-    `open_think`). A missing model raises `ModelNotFoundError` with the way to get it."""
+    `open_think`). `threads`: CPU threads of a llama.cpp writer (default: all cores). A missing
+    model raises `ModelNotFoundError` with the way to get it."""
+    kind, target = parse_spec(spec)
+    if kind == "gguf":
+        from backends.writers.llama import LlamaCppWriter
+
+        return LlamaCppWriter.from_pretrained(target, download=download, n_threads=threads, **opts)
+    from backends.writers.hf import TransformersWriter
+
+    return TransformersWriter.from_pretrained(target, download=download, **opts)
+
+
+def parse_spec(spec: str) -> tuple[str, str]:
+    """`gguf:X` or `hf:X` -> (kind, X); a bare `*.gguf` path is a gguf spec."""
     kind, _, target = spec.partition(":")
     if not target and spec.endswith(".gguf"):
         kind, target = "gguf", spec
     if not target.strip():
         raise UserError(f"bad writer spec {spec!r}", hint=SPEC_HINT)
-    if kind == "gguf":
-        from backends.writers.llama import LlamaCppWriter
-
-        return LlamaCppWriter.from_pretrained(target, download=download, **opts)
-    if kind == "hf":
-        from backends.writers.hf import TransformersWriter
-
-        return TransformersWriter.from_pretrained(target, download=download, **opts)
-    raise UserError(f"unknown writer kind {kind!r} in {spec!r}", hint=SPEC_HINT)
+    if kind not in ("gguf", "hf"):
+        raise UserError(f"unknown writer kind {kind!r} in {spec!r}", hint=SPEC_HINT)
+    return kind, target

@@ -62,6 +62,7 @@ class LlamaCppWriter:
                 model_path=str(path),
                 n_ctx=n_ctx,
                 n_threads=n_threads or os.cpu_count(),
+                n_threads_batch=n_threads or os.cpu_count(),
                 n_gpu_layers=n_gpu_layers,
                 verbose=False,
             )

@@ -138,7 +138,7 @@ def llama_writer(tmp_path_factory, tokenizer_dir):
     from backends.writers.llama import LlamaCppWriter
 
     root = tiny_writer_dir(tmp_path_factory.getbasetemp() / "tiny-writers", tokenizer_dir)
-    return LlamaCppWriter.from_pretrained(str(root / "tiny-qwen3.gguf"), n_ctx=1024)
+    return LlamaCppWriter.from_pretrained(str(root / "tiny-qwen3.gguf"), n_ctx=1024, n_threads=1)
 
 
 def test_llama_writer_ids_reach_the_sequence_verbatim(llama_writer, qwen_tokenizer):

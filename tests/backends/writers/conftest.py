@@ -19,7 +19,9 @@ def tiny_writers(tmp_path_factory, tokenizer_dir):
 def llama_writer(tiny_writers):
     from backends.writers.llama import LlamaCppWriter
 
-    return LlamaCppWriter.from_pretrained(str(tiny_writers / "tiny-qwen3.gguf"), n_ctx=1024)
+    return LlamaCppWriter.from_pretrained(
+        str(tiny_writers / "tiny-qwen3.gguf"), n_ctx=1024, n_threads=1
+    )
 
 
 @pytest.fixture(scope="session")
