@@ -501,7 +501,14 @@ def _component_overrides(
 ) -> dict[str, Any]:
     parts: dict[str, Any] = {}
     if text_encoder:
-        parts["text_encoder"] = _load_text_encoder(text_encoder, torch_dtype, download)
+        encoder = _load_text_encoder(text_encoder, torch_dtype, download)
+        # Refuse a misfit before the multi-GB transformer loads.
+        own = _read_json(root / "text_encoder" / "config.json")
+        dit = _read_json(root / "transformer" / "config.json")
+        _check_encoder_config(
+            encoder.config, dit.get("cap_feat_dim", 2560), own.get("vocab_size", 151936)
+        )
+        parts["text_encoder"] = encoder
     if vae:
         parts["vae"] = _load_component("AutoencoderKL", vae, root, "vae", torch_dtype, download)
     if transformer:
@@ -555,18 +562,23 @@ def _load_component(
 
 
 def _check_encoder_fits(pipe: ZImagePipeline) -> None:
-    """Another encoder must have Z-Image's hidden size and the tokenizer's vocabulary."""
-    hidden = pipe.text_encoder.config.hidden_size
-    wanted = pipe.transformer.config.cap_feat_dim
-    if hidden != wanted:
+    _check_encoder_config(
+        pipe.text_encoder.config, pipe.transformer.config.cap_feat_dim, len(pipe.tokenizer)
+    )
+
+
+def _check_encoder_config(config, cap_feat_dim: int, vocab_rows: int) -> None:
+    """An encoder must have the hidden size the DiT reads and at least the vocabulary's rows."""
+    if config.hidden_size != cap_feat_dim:
         raise UserError(
-            f"the text encoder's hidden size is {hidden}, the transformer needs {wanted}",
+            f"the text encoder's hidden size is {config.hidden_size}, "
+            f"the transformer needs {cap_feat_dim}",
             hint="use a Qwen3-4B-shaped encoder (hidden 2560) for Z-Image",
         )
-    rows, tokens = pipe.text_encoder.config.vocab_size, len(pipe.tokenizer)
-    if rows < tokens:
+    if config.vocab_size < vocab_rows:
         raise UserError(
-            f"the text encoder has {rows} vocabulary rows, the tokenizer {tokens} tokens",
+            f"the text encoder has {config.vocab_size} vocabulary rows, "
+            f"the model's vocabulary needs {vocab_rows}",
             hint="use an encoder of the Qwen3 vocabulary (151936 rows)",
         )
 
@@ -579,6 +591,13 @@ def _set_attention(pipe: ZImagePipeline, backend: str) -> None:
             f"attention backend {backend!r} is not available: {_first_line(err)}",
             hint="try native, flash or sage (the backend's package must be installed)",
         ) from None
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def _revision(root: Path) -> str | None:

@@ -41,7 +41,9 @@ def test_encoder_with_a_smaller_vocabulary_is_refused(tiny_zimage_dir, tmp_path)
     from backends.tiny.zimage import tiny_text_encoder
 
     tiny_text_encoder(seed=0, vocab_size=1000).save_pretrained(tmp_path / "small")
-    with pytest.raises(UserError, match="1000 vocabulary rows"):
+    with pytest.raises(
+        UserError, match="1000 vocabulary rows, the model's vocabulary needs 151936"
+    ):
         ZImageBackend.from_pretrained(tiny_zimage_dir, text_encoder=str(tmp_path / "small"))
 
 
