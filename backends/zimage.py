@@ -12,6 +12,7 @@ Render steps: 1. check options, 2. encode (cached by ids and layer), 3. sampler 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import math
@@ -267,6 +268,8 @@ class ZImageBackend:
     def _load_lora(self, path: str) -> str:
         resolved = str(Path(path).expanduser().resolve())
         if resolved not in self._loras:
+            if importlib.util.find_spec("peft") is None:
+                raise UserError("LoRA support needs the peft package", hint="pip install peft")
             state = read_lora_file(path)
             name = f"lora{len(self._loras)}"
             try:
