@@ -173,7 +173,9 @@ def render_html(
         _about(summary),
         f"<p class='note'>{esc(summary['note'])}</p>" if summary["note"] else "",
         "<h2>Configurations</h2>",
-        _config_table(summary),
+        _config_table(summary, HEADLINE),
+        "<h3>Cost per image</h3>",
+        _config_table(summary, COST_KEYS),
         "<h2>Fidelity versus diversity</h2>",
         f"<img alt='fidelity versus diversity' src='data:image/png;base64,{plot_png(summary)}'>",
         "<h2>Rut events and escapes</h2>",
@@ -201,8 +203,7 @@ def _about(summary: dict[str, Any]) -> str:
     )
 
 
-def _config_table(summary: dict[str, Any]) -> str:
-    keys = (*HEADLINE, *COST_KEYS)
+def _config_table(summary: dict[str, Any], keys: tuple[str, ...]) -> str:
     head = "".join(f"<th>{html.escape(LABELS[k])}</th>" for k in keys)
     rows = []
     for name, entry in summary["configs"].items():

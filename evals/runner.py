@@ -326,7 +326,7 @@ def run_config(suite: Suite, run: RunContext, source: str | None) -> dict[str, A
         "render_defaults": run.settings.render.model_dump(),
         "image_model": suite.backend.model or run.settings.image_model,
         "versions": package_versions(),
-        "rerun": f"zit eval {source or 'SUITE.yaml'} --out DIR --resume",
+        "rerun": "zit eval THIS/config.json --out NEW_DIR (the suite below, as this run had it)",
     }
 
 

@@ -215,7 +215,7 @@ def shipped_suites() -> list[str]:
 
 
 def resolve_suite_path(spec: str | Path) -> Path:
-    """A suite file: a path, or the name of a suite shipped in `evals/suites/`."""
+    """A suite file (or a run's config.json), or the name of a suite shipped in `evals/suites/`."""
     path = Path(spec)
     if path.is_file():
         return path
@@ -249,6 +249,11 @@ def parse_suite(text: str, source: str = "<suite>") -> Suite:
         where = f"{source}:{mark.line + 1}" if mark else source
         problem = getattr(err, "problem", None) or str(err)
         raise UserError(f"{where}: not valid YAML: {problem}", hint="fix the YAML syntax") from None
+    if isinstance(data, dict) and "suite_digest" in data and "suite" in data:
+        # a run's config.json: rerun the suite exactly as that run had it
+        data, root, prefix = data["suite"], _child(root, "suite"), ["suite"]
+    else:
+        prefix = []
     if not isinstance(data, dict):
         raise UserError(
             f"{source}: a suite is a YAML mapping with name, seeds, ideas and configs",
@@ -259,17 +264,25 @@ def parse_suite(text: str, source: str = "<suite>") -> Suite:
     except ValidationError as err:
         first = err.errors()[0]
         loc = [p for p in first["loc"] if p not in ("function-after", "function-before")]
-        raise _located(source, root, loc, first["msg"]) from None
+        raise _located(source, root, prefix, loc, first["msg"]) from None
     except SuiteFieldError as err:
-        raise _located(source, root, list(err.loc), str(err)) from None
+        raise _located(source, root, prefix, list(err.loc), str(err)) from None
 
 
-def _located(source: str, root: Any, loc: list[Any], message: str) -> UserError:
-    field = ".".join(str(p) for p in loc) or "(suite)"
+def _located(source: str, root: Any, prefix: list[str], loc: list[Any], message: str) -> UserError:
+    field = ".".join(str(p) for p in [*prefix, *loc]) or "(suite)"
     return UserError(
         f"{source}:{_line_of(root, loc)}: field {field}: {message}",
         hint="see docs/evals.md for the suite format",
     )
+
+
+def _child(node: Any, key: str) -> Any:
+    import yaml
+
+    if isinstance(node, yaml.MappingNode):
+        return next((v for k, v in node.value if k.value == key), node)
+    return node
 
 
 def _line_of(node: Any, loc: list[Any]) -> int:

@@ -72,3 +72,11 @@ def tiny_gguf(tmp_path_factory, tokenizer_dir) -> Path:
     return (
         tiny_writer_dir(tmp_path_factory.getbasetemp() / "tiny-writers", tokenizer_dir) / GGUF_NAME
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_zimage_dir(tmp_path_factory, tokenizer_dir) -> Path:
+    """A tiny random Z-Image pipeline (real diffusers architectures) saved as a model folder."""
+    from backends.tiny.zimage import build_tiny_zimage
+
+    return build_tiny_zimage(tmp_path_factory.mktemp("tiny-zimage"), tokenizer_dir, seed=0)

@@ -129,3 +129,11 @@ def test_a_malformed_suite_names_field_and_line(tmp_path):
     assert result.returncode == 2
     line = next(n for n, text in enumerate(bad.read_text().splitlines(), 1) if "rawest" in text)
     assert f"bad.yaml:{line}: field configs.raw.strategy" in result.stderr
+
+
+def test_a_runs_config_json_reruns_the_same_suite(smoke_run):
+    from evals.suite import load_suite
+
+    config = json.loads((smoke_run / "config.json").read_text())
+    assert load_suite(smoke_run / "config.json").digest() == config["suite_digest"]
+    assert config["suite_digest"] == load_suite("smoke").digest()
