@@ -108,3 +108,28 @@ def test_missing_model_directory_is_one_line_and_exit_2(capsys, tmp_path):
 def test_other_modes_say_what_to_add(capsys, model_dir):
     code, _, err = zit(capsys, "generate", IDEA, "--image-model", str(model_dir))
     assert code == 2 and "--writer none --no-ruts" in err
+
+
+def test_render_choice_uses_settings_defaults_and_a_configured_shift(monkeypatch):
+    from agent.cli.render_flags import render_choice
+    from agent.settings import load_settings
+
+    choice = render_choice(load_settings(), count=3, seed=40)
+    assert choice.seeds == [40, 41, 42]
+    options = choice.options
+    assert (options.width, options.height, options.steps, options.guidance) == (1024, 1024, 8, 0.0)
+    assert options.shift is None  # the model's own scheduler config decides
+    monkeypatch.setenv("ZIT_RENDER__SHIFT", "2.0")
+    assert render_choice(load_settings()).options.shift == 2.0
+
+
+def test_lora_flag_parsing(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    from agent.cli.render_flags import parse_lora
+
+    path = tmp_path / "style:v2.safetensors"
+    save_file({"w": torch.zeros(1)}, str(path))
+    assert parse_lora(str(path)) == (str(path), 1.0)
+    assert parse_lora(f"{path}:-0.5") == (str(path), -0.5)

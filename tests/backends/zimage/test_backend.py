@@ -199,3 +199,11 @@ def test_embeddings_equal_diffusers_encode_prompt_exactly(backend, raw_pipe, pla
     theirs, _ = raw_pipe.encode_prompt(IDEA, do_classifier_free_guidance=False)
     mine, _ = backend.encode(plain_ids, -2)
     assert torch.equal(mine, theirs[0])
+
+
+def test_stochastic_sampler_image_depends_only_on_its_seed(backend, plain_ids, small_options):
+    options = small_options.model_copy(update={"sampler": "euler_a", "steps": 3})
+    together = backend.render(plain_ids, [5, 6], options)
+    alone = backend.render(plain_ids, [6], options)[0]
+    assert same(together[1].image, alone.image)
+    assert not same(together[0].image, together[1].image)
