@@ -84,6 +84,8 @@ def diversity(vectors: np.ndarray, embedder: Any) -> dict[str, Any]:
     rut detector with the embedder's default thresholds over all of them as one window."""
     from agent import ruts
 
+    if len(vectors) < 2:  # a failed job left one image: nothing to compare
+        return {"mean_distance": None, "vendi": None, "near_duplicate_rate": None, "verdict": None}
     report = ruts.judge(
         vectors,
         embedder=embedder.name,
@@ -226,7 +228,7 @@ def group_figures(
 ) -> dict[str, Any]:
     """One idea under one configuration: diversity of its images, fidelity, cost."""
     figures = diversity(vectors, embedder)
-    figures["rut"] = 1.0 if figures["verdict"] == "rut" else 0.0
+    figures["rut"] = None if figures["verdict"] is None else float(figures["verdict"] == "rut")
     figures["fidelity"] = group_fidelity(records, images, clip)
     figures.update(cost_of(records))
     return figures

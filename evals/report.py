@@ -50,7 +50,11 @@ LABELS = {
 
 
 def write_report(
-    root: Path, suite: Suite, journals: list[dict[str, Any]], run: RunContext
+    root: Path,
+    suite: Suite,
+    journals: list[dict[str, Any]],
+    run: RunContext,
+    failures: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Compute the metrics of a finished run and write per_image.jsonl, summary.json, report.html."""
     from evals.metrics import ClipScorer, local_clip
@@ -85,6 +89,7 @@ def write_report(
         },
         "per_idea": figures["per_idea"],
         "rut_events": rut_events(records, figures["per_idea"]),
+        "failed_jobs": failures or [],
     }
     from agent.report import write_text_atomic as write_atomic
 
@@ -122,6 +127,8 @@ def rut_events(records: list[dict[str, Any]], per_idea: dict[str, dict[str, Any]
 
 
 def _figure_line(figures: dict[str, Any]) -> str:
+    if figures["verdict"] is None:
+        return "fewer than two images: no diversity figures"
     return (
         f"verdict {figures['verdict']}, distance {figures['mean_distance']:.3f}, "
         f"Vendi {figures['vendi']:.2f}, near-duplicates {figures['near_duplicate_rate']:.2f}"
@@ -180,6 +187,7 @@ def render_html(
         f"<img alt='fidelity versus diversity' src='data:image/png;base64,{plot_png(summary)}'>",
         "<h2>Rut events and escapes</h2>",
         _events(summary["rut_events"]),
+        _failures(summary["failed_jobs"]),
         "<h2>Contact sheets</h2>",
         _contact_sheets(summary, suite, records, root),
         f"<script>{PAGE_JS}</script></body></html>",
@@ -253,6 +261,21 @@ def _events(events: list[dict[str, Any]]) -> str:
     )
     return (
         "<table><thead><tr><th>idea</th><th>config</th><th>event</th><th>detail</th></tr></thead>"
+        f"<tbody>{rows}</tbody></table>"
+    )
+
+
+def _failures(failed: list[dict[str, Any]]) -> str:
+    if not failed:
+        return ""
+    rows = "".join(
+        f"<tr><td>{html.escape(f['idea'])}</td><td>{html.escape(f['config'])}</td>"
+        f"<td>{html.escape(str(f['seeds']))}</td><td>{html.escape(f['error'])}</td></tr>"
+        for f in failed
+    )
+    return (
+        "<h2>Failed jobs</h2><p>Left out of the figures; <code>--resume</code> tries them again.</p>"
+        "<table><thead><tr><th>idea</th><th>config</th><th>seeds</th><th>error</th></tr></thead>"
         f"<tbody>{rows}</tbody></table>"
     )
 

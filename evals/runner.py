@@ -16,8 +16,12 @@ The output folder:
 
 A job counts as done only when its journal file exists. A resumed run first deletes the files of
 unfinished jobs (a run killed mid-job may have left some of their images), then runs them again: each
-image ends up in the folder exactly once, and no file is ever half written (temporary name, fsync,
-rename; a torn temporary file is cleared with its job).
+image ends up in the folder exactly once, and no file is ever half written (temporary name, then
+rename; stray temporary files are removed).
+
+A job whose writer draft fails even after retries (`DraftProblem`) is recorded as
+`jobs/KEY.failed.json` and the run goes on; the report lists it and `--resume` tries it again.
+Other errors stop the run; `--resume` continues it.
 """
 
 from __future__ import annotations
@@ -187,6 +191,10 @@ class RunFolder:
     def journal(self, job: Job) -> dict[str, Any]:
         return json.loads((self.jobs / f"{job.key}.json").read_text(encoding="utf-8"))
 
+    def failure(self, job: Job) -> dict[str, Any] | None:
+        path = self.jobs / f"{job.key}.failed.json"
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
     def clear_temporary(self) -> None:
         """Temporary files of a killed run's atomic writes (never read, but not left lying)."""
         for folder in (self.root, self.jobs):
@@ -198,9 +206,10 @@ class RunFolder:
         return self.work / job.stem_prefix
 
     def clear_unfinished(self, job: Job) -> None:
-        """Remove what a killed run may have left of `job`: its images, their temp files, and its
-        scratch folder."""
+        """Remove what a killed run may have left of `job`: its images, their temp files, its
+        scratch folder, and the record of an earlier failure (a resumed run tries again)."""
         shutil.rmtree(self.workdir(job), ignore_errors=True)
+        (self.jobs / f"{job.key}.failed.json").unlink(missing_ok=True)
         if not self.images.is_dir():
             return
         for pattern in (f"{job.stem_prefix}-*", f".{job.stem_prefix}-*"):
@@ -252,15 +261,27 @@ def run_suite(
             progress.advance(len(job.seeds))
     from evals.report import write_report
 
-    summary = write_report(folder.root, suite, [folder.journal(j) for j in jobs], run)
+    journals = [folder.journal(j) for j in jobs if folder.is_done(j)]
+    failures = [f for f in map(folder.failure, jobs) if f is not None]
+    summary = write_report(folder.root, suite, journals, run, failures=failures)
     return RunResult(folder.root, ran=len(todo), skipped=len(jobs) - len(todo), summary=summary)
 
 
 def run_job(job: Job, run: RunContext, folder: RunFolder) -> None:
     """Render one job's images, then record the job in the journal (which marks it done)."""
+    from backends.writers.parse import DraftProblem
+
     folder.clear_unfinished(job)
     strategy = STRATEGIES[job.config.strategy]
-    outputs = strategy.run(run, job.idea, job.config, list(job.seeds), folder.workdir(job))
+    try:
+        outputs = strategy.run(run, job.idea, job.config, list(job.seeds), folder.workdir(job))
+    except DraftProblem as problem:  # this idea's draft failed (after retries): go on without it
+        folder.write_json(
+            f"jobs/{job.key}.failed.json",
+            {"key": job.key, "idea": job.idea.id, "config": job.config_name,
+             "seeds": list(job.seeds), "error": problem.one_line()},
+        )  # fmt: skip
+        return
     records = [image_record(job, run, out, folder, i) for i, out in enumerate(outputs)]
     folder.write_json(
         f"jobs/{job.key}.json",

@@ -17,12 +17,12 @@ from agent.cli import app
 
 
 class _RunByDefault(TyperGroup):
-    """A group whose first argument, when it is not a command name or an option, starts `run`."""
+    """A group whose first argument, unless it is a command name or --help, starts `run`."""
 
     default_command = "run"
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if args and args[0] not in self.commands and not args[0].startswith("-"):
+        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
             args = [self.default_command, *args]
         return super().parse_args(ctx, args)
 

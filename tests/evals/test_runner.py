@@ -160,3 +160,26 @@ def test_expanded_runs_a_real_llama_cpp_writer_and_keeps_its_ids(
         answer = writer["answer_ids"]  # what the writer generated, cleaned of control ids
         assert answer and any(ids[i : i + len(answer)] == answer for i in range(len(ids)))
         assert record["cost"]["writer_prompt_tokens"] > 0
+
+
+def test_a_failed_draft_is_recorded_and_retried_on_resume(tmp_path, qwen_tokenizer):
+    data = sketch_suite(
+        writer="fake",
+        ideas=[{"id": "fox", "text": "a red fox in the snow", "locked": ["red fox"]}],
+        configs={"raw": {"strategy": "raw"}, "expanded": {"strategy": "expanded"}},
+    )
+    suite = Suite.model_validate(data)
+    writer = FakeWriter(qwen_tokenizer)
+    writer.enqueue("a red fox, wide shot")  # seed 0 works
+    for _ in range(3):  # seed 1: an empty answer, on every retry
+        writer.enqueue_ids([writer.generated_ids("")[-1]])
+    context = RunContext(suite, tokenizer=qwen_tokenizer, writers={"fake": writer})
+    first = run_suite(suite, tmp_path / "run", quiet=True, context=context)
+    [failed] = first.summary["failed_jobs"]
+    assert (failed["config"], failed["seeds"]) == ("expanded", [1]) and "empty" in failed["error"]
+    assert first.summary["per_idea"]["expanded"]["fox"]["vendi"] is None  # one image: no figure
+    assert "Failed jobs" in (tmp_path / "run" / "report.html").read_text()
+
+    again = run_suite(suite, tmp_path / "run", resume=True, quiet=True, context=context)
+    assert again.ran == 1 and again.summary["failed_jobs"] == []
+    assert len(images_of(tmp_path / "run")) == 4
