@@ -122,6 +122,7 @@ class LlamaCppWriter:
     ) -> tuple[list[int], str]:
         """Ids until an end-of-turn id (included) or `max_new_tokens`; and why it stopped."""
         self.llama.set_seed(seed)  # generate() builds its sampler from this seed
+        stop_ids = self.special.stop_ids
         generated: list[int] = []
         for token in self.llama.generate(
             prompt_ids,
@@ -133,7 +134,7 @@ class LlamaCppWriter:
             reset=True,
         ):
             generated.append(token)
-            if token in self.special.stop_ids:
+            if token in stop_ids:
                 return generated, "stop"
             if len(generated) >= sampling.max_new_tokens:
                 return generated, "length"
