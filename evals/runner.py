@@ -98,8 +98,14 @@ class RunContext:
             return SketchBackend(self.tokenizer)  # decodes with the run's tokenizer
         from backends.zimage import ZImageBackend
 
-        model = spec.model or self.settings.image_model
-        return ZImageBackend.from_pretrained(model, download=self.settings.download)
+        return ZImageBackend.from_pretrained(
+            spec.model or self.settings.image_model,
+            download=self.settings.download,
+            dtype=spec.dtype,
+            cpu_offload=spec.cpu_offload,
+            attention=spec.attention,
+            compile=spec.compile,
+        )
 
     @cached_property
     def embedder(self) -> Embedder:

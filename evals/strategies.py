@@ -65,13 +65,11 @@ def raw(
     outputs = []
     for seed in seeds:
         start = time.perf_counter()
-        assembled = assemble(
-            ChatSequence.plain(idea.text), run.tokenizer, max_tokens=config.max_tokens
-        )
+        sequence = ChatSequence.plain(idea.text)
+        assembled = assemble(sequence, run.tokenizer, max_tokens=config.max_tokens)
+        write_seconds = time.perf_counter() - start
         out = _render(run, config, assembled, idea.text, seed)
-        out.seconds["write"] = (
-            time.perf_counter() - start - out.seconds["render"] - out.seconds["encode"]
-        )
+        out.seconds["write"] = write_seconds
         outputs.append(out)
     return outputs
 

@@ -103,6 +103,12 @@ class Backend(_Strict):
     width: int | None = Field(None, ge=16)
     height: int | None = Field(None, ge=16)
     steps: int | None = Field(None, ge=1)
+    dtype: Literal["bf16", "fp16", "fp32"] | None = Field(
+        None, description="zimage: default bf16 on CUDA, fp32 on CPU"
+    )
+    cpu_offload: bool = Field(False, description="zimage: model CPU offload (for small GPUs)")
+    attention: str | None = Field(None, description="zimage: a diffusers attention backend")
+    compile: bool = Field(False, description="zimage: torch.compile the transformer")
 
 
 class Suite(_Strict):
