@@ -105,11 +105,6 @@ def test_missing_model_directory_is_one_line_and_exit_2(capsys, tmp_path):
     assert code == 2 and "image model: no directory" in err and one_error_line(err)
 
 
-def test_other_modes_say_what_to_add(capsys, model_dir):
-    code, _, err = zit(capsys, "generate", IDEA, "--image-model", str(model_dir))
-    assert code == 2 and "--writer none --no-ruts" in err
-
-
 def test_render_choice_uses_settings_defaults_and_a_configured_shift(monkeypatch):
     from agent.cli.render_flags import render_choice
     from agent.settings import load_settings
