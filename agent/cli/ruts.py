@@ -17,6 +17,7 @@ from agent.cli import app
 if TYPE_CHECKING:
     from agent.ruts import RutReport, Thresholds
 
+WIDER_WINDOW = 64  # images of other ideas each idea is also compared with
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 REPORT_FIELDS = (
     "verdict",
@@ -28,6 +29,7 @@ REPORT_FIELDS = (
     "vendi",
     "near_duplicate_rate",
     "clusters",
+    "wider",
 )
 
 
@@ -180,11 +182,13 @@ def _thresholds(family: str, **overrides: float | None) -> Thresholds:
 
 
 def judge_groups(items, vectors, embedder: str, thresholds, window: int) -> dict[str, Any]:
-    """The report over all images, plus one per idea when the images carry ideas."""
+    """The report over all images, plus one per idea when the images carry ideas (each idea's
+    wider window: the newest images of the other ideas)."""
     from agent.ruts import judge
 
-    def report(indices: list[int]) -> RutReport:
+    def report(indices: list[int], others: list[int] | None = None) -> RutReport:
         texts = [items[i]["text"] for i in indices]
+        others = (others or [])[-WIDER_WINDOW:]
         return judge(
             vectors[indices],
             embedder=embedder,
@@ -192,6 +196,8 @@ def judge_groups(items, vectors, embedder: str, thresholds, window: int) -> dict
             window=window,
             labels=[str(items[i]["path"]) for i in indices],
             texts=texts if all(texts) else None,
+            wider=vectors[others] if others else None,
+            wider_labels=[str(items[i]["path"]) for i in others],
         )
 
     everything = _summary(report(list(range(len(items)))))
@@ -200,7 +206,8 @@ def judge_groups(items, vectors, embedder: str, thresholds, window: int) -> dict
         if item["idea"]:
             ideas.setdefault(item["idea"], []).append(i)
     everything["groups"] = [
-        {"idea": idea, **_summary(report(indices))} for idea, indices in ideas.items()
+        {"idea": idea, **_summary(report(mine, [i for i in range(len(items)) if i not in mine]))}
+        for idea, mine in ideas.items()
     ]
     return everything
 

@@ -78,6 +78,23 @@ def test_images_with_records_are_grouped_by_idea_and_name_axes(
     axes = groups["portrait"]["axes"]
     assert axes["repeated"] == {"gender_presentation": "feminine"}
     assert "shot_size" in axes["unstated"] and "camera_angle" in axes["unstated"]
+    assert groups["varied"]["wider"]["count"] == 3  # compared with the other idea's images
+
+
+def test_an_idea_repeating_another_ideas_picture_is_flagged(
+    capsys, tmp_path, sketch, qwen_tokenizer
+):
+    prompts = {
+        "cat": ["a portrait of a woman"],
+        "dog": ["a wide shot of a crowd", "a portrait of a woman"],
+    }
+    for idea, texts in prompts.items():
+        for seed, prompt in enumerate(texts):
+            ids, [image] = render(sketch, qwen_tokenizer, prompt, [seed])
+            save_image(image, {"idea": idea, "text": prompt}, tmp_path, f"{idea}-{seed}")
+    groups = {g["idea"]: g for g in json.loads(run(capsys, str(tmp_path), "--json")[1])["groups"]}
+    assert groups["dog"]["verdict"] == "warn" and "wider window" in groups["dog"]["reason"]
+    assert groups["dog"]["wider"]["closest"].endswith("cat-0.png")
 
 
 def test_embeddings_are_cached_in_the_history(capsys, comfy_folder, zit_home):
