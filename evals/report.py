@@ -57,11 +57,8 @@ def write_report(
     failures: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Compute the metrics of a finished run and write per_image.jsonl, summary.json, report.html."""
-    from evals.metrics import ClipScorer, local_clip
-
     records = [r for journal in journals for r in journal["images"]]
-    clip_spec = local_clip(suite.fidelity)
-    clip = ClipScorer.from_pretrained(clip_spec) if clip_spec else None
+    clip = run.clip
     figures = summarize(records, root, baseline=suite.baseline, embedder=run.embedder, clip=clip)
     summary = {
         "suite": suite.name,
@@ -72,7 +69,7 @@ def write_report(
         "embedder": _embedder_info(run.embedder),
         "fidelity": {
             "method": "clip" if clip else "attributes",
-            "model": clip_spec,
+            "model": clip.source if clip else None,
             "about": "max(cosine(image, idea text), 0) with CLIP"
             if clip
             else "share of the idea's locked attributes stated in the final description",

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from agent.settings import Settings
     from backends.base import Embedder, ImageBackend, RenderOptions, Writer
     from backends.tokenizer import QwenTokenizer
+    from evals.metrics import ClipScorer
 
 KEY_SCHEMA = 1
 STEM_KEY_CHARS = 16
@@ -112,6 +113,14 @@ class RunContext:
         from backends.embedders import load_embedder
 
         return load_embedder(self.suite.embedder, self.settings)
+
+    @cached_property
+    def clip(self) -> ClipScorer | None:
+        """The CLIP model fidelity uses (the suite's `fidelity`), or None: locked attributes."""
+        from evals.metrics import ClipScorer, local_clip
+
+        spec = local_clip(self.suite.fidelity)
+        return ClipScorer.from_pretrained(spec, download=self.settings.download) if spec else None
 
     def writer_for(self, config: Config) -> Writer:
         spec = self.suite.writer_of(config)
