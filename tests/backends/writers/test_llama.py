@@ -90,3 +90,10 @@ def test_uncached_hub_gguf_names_the_download():
 def test_bad_specs_are_user_errors(spec):
     with pytest.raises(UserError, match="writer"):
         load_writer(spec)
+
+
+def test_a_file_that_is_not_a_gguf_is_a_user_error(tmp_path):
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"not a gguf file")
+    with pytest.raises(UserError, match="cannot load writer GGUF"):
+        load_writer(str(bad))  # a bare *.gguf path is a gguf spec
