@@ -520,22 +520,28 @@ def _lighting(canvas, frame, lighting: str, scene: Scene):
     return canvas
 
 
+# Palettes as gradient maps: the image's grey levels are recoloured through three colour stops
+# (shadows, the stop at `midpoint`, highlights). The stops' own brightness rises, falls or turns at
+# different points, so each palette also changes where the light and dark masses are: a stated
+# palette is visible to a layout embedder, as the renderer promises. monochrome is the plain grey.
+PALETTE_MAPS: dict[str, tuple[RGB, RGB, RGB, int]] = {
+    "monochrome": ((0, 0, 0), (128, 128, 128), (255, 255, 255), 127),
+    "pastel": ((250, 225, 235), (215, 230, 215), (150, 160, 220), 127),
+    "warm": ((90, 20, 10), (255, 170, 60), (120, 50, 20), 127),
+    "cool": ((180, 220, 255), (20, 40, 90), (100, 200, 210), 127),
+    "vibrant": ((120, 0, 160), (255, 230, 0), (0, 110, 255), 100),
+    "teal and orange": ((255, 150, 60), (0, 80, 90), (250, 190, 120), 100),
+    "earthy": ((200, 170, 120), (70, 50, 30), (140, 160, 90), 165),
+    "muted": ((90, 90, 100), (205, 200, 190), (130, 125, 120), 165),
+}
+
+
 def _palette(image, palette: str | None):
-    from PIL import Image, ImageEnhance, ImageOps
+    from PIL import ImageOps
 
     if palette is None:
         return image
-    if palette == "monochrome":
-        return ImageOps.grayscale(image).convert("RGB")
-    if palette == "vibrant":
-        return ImageEnhance.Color(image).enhance(2.2)
-    if palette == "muted":
-        return ImageEnhance.Color(image).enhance(0.35)
-    tint = {
-        "warm": (255, 130, 40),
-        "cool": (40, 120, 255),
-        "pastel": (255, 220, 235),
-        "earthy": (120, 90, 40),
-        "teal and orange": (0, 150, 150),
-    }[palette]
-    return Image.blend(image, Image.new("RGB", image.size, tint), 0.4)
+    shadows, middle, highlights, midpoint = PALETTE_MAPS[palette]
+    # Stretched first, so the stops fall inside the scene's own range (a night scene is all dark).
+    grey = ImageOps.autocontrast(ImageOps.grayscale(image), cutoff=1)
+    return ImageOps.colorize(grey, shadows, highlights, mid=middle, midpoint=midpoint)

@@ -67,6 +67,20 @@ def test_stated_shot_sizes_and_angles_are_not_a_rut(sketch, qwen_tokenizer):
     assert verdict(images) == "ok"
 
 
+def test_stated_palettes_alone_are_not_a_rut(sketch, qwen_tokenizer):
+    palettes = [
+        "warm tones",
+        "cool tones",
+        "pastel",
+        "monochrome",
+        "earth tones",
+        "teal and orange",
+    ]
+    prompts = [f"a medium shot of a woman on a beach, {p}" for p in palettes]
+    images = [sketch.render(ids(qwen_tokenizer, p), [0], SMALL)[0].image for p in prompts]
+    assert verdict(images) == "ok"
+
+
 @pytest.mark.parametrize(
     "axis_phrases",
     [
@@ -74,6 +88,7 @@ def test_stated_shot_sizes_and_angles_are_not_a_rut(sketch, qwen_tokenizer):
         ["a man, low angle", "a man, bird's-eye view"],
         ["one man alone", "a crowd of people"],
         ["a man at noon, vibrant", "a man at night, monochrome"],
+        ["a man, warm tones", "a man, cool tones"],
         ["a man in a forest", "a man on a city street"],
     ],
 )
