@@ -8,6 +8,7 @@ backend and, for the agent, the embedder it judges with), so a changed suite red
 The output folder:
 
     config.json      the suite as run and what it resolved to (enough to rerun)
+    run.lock         held while a run works in the folder (one run at a time)
     manifest.json    the planned jobs, by key
     jobs/KEY.json    the journal: one file per finished job, written atomically after its images
     images/          KEY16-IDEA-CONFIG-sSEED.png (+ .json provenance beside each)
@@ -29,6 +30,8 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -210,6 +213,23 @@ class RunFolder:
         path = self.jobs / f"{job.key}.failed.json"
         return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the folder for one run at a time (an advisory lock the OS drops when the process
+        dies, so a killed run never leaves it locked)."""
+        import fcntl
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / "run.lock", "w") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise UserError(
+                    f"another zit eval is running in {self.root}",
+                    hint="wait for it to finish, or choose another --out",
+                ) from None
+            yield
+
     def clear_temporary(self) -> None:
         """Temporary files of a killed run's atomic writes (never read, but not left lying)."""
         for folder in (self.root, self.jobs):
@@ -263,23 +283,28 @@ def run_suite(
             hint="pass --resume to finish it, or choose another --out",
         )
     run = context or RunContext(suite)
-    jobs = plan(suite)
-    folder.clear_temporary()
-    folder.write_json("config.json", run_config(suite, run, source))
-    folder.write_json("manifest.json", manifest(jobs))
-    todo = [job for job in jobs if not folder.is_done(job)]
+    with folder.lock():
+        jobs = plan(suite)
+        folder.clear_temporary()
+        folder.write_json("config.json", run_config(suite, run, source))
+        folder.write_json("manifest.json", manifest(jobs))
+        todo = [job for job in jobs if not folder.is_done(job)]
+        run_jobs(jobs, todo, run, folder, quiet)
+        from evals.report import write_report
+
+        journals = [folder.journal(j) for j in jobs if folder.is_done(j)]
+        failures = [f for f in map(folder.failure, jobs) if f is not None]
+        summary = write_report(folder.root, suite, journals, run, failures=failures)
+    return RunResult(folder.root, ran=len(todo), skipped=len(jobs) - len(todo), summary=summary)
+
+
+def run_jobs(jobs: list[Job], todo: list[Job], run: RunContext, folder: RunFolder, quiet: bool):
     done = sum(len(j.seeds) for j in jobs if j not in todo)
     with Progress(total=sum(len(j.seeds) for j in jobs), done=done, quiet=quiet) as progress:
         for job in todo:
             progress.describe(f"{job.idea.id} / {job.config_name}")
             run_job(job, run, folder)
             progress.advance(len(job.seeds))
-    from evals.report import write_report
-
-    journals = [folder.journal(j) for j in jobs if folder.is_done(j)]
-    failures = [f for f in map(folder.failure, jobs) if f is not None]
-    summary = write_report(folder.root, suite, journals, run, failures=failures)
-    return RunResult(folder.root, ran=len(todo), skipped=len(jobs) - len(todo), summary=summary)
 
 
 def run_job(job: Job, run: RunContext, folder: RunFolder) -> None:

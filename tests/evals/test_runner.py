@@ -183,3 +183,13 @@ def test_a_failed_draft_is_recorded_and_retried_on_resume(tmp_path, qwen_tokeniz
     again = run_suite(suite, tmp_path / "run", resume=True, quiet=True, context=context)
     assert again.ran == 1 and again.summary["failed_jobs"] == []
     assert len(images_of(tmp_path / "run")) == 4
+
+
+def test_one_run_at_a_time_per_folder(tmp_path, run):
+    from agent.errors import UserError
+    from evals.runner import RunFolder
+
+    suite = Suite.model_validate(sketch_suite())
+    with RunFolder(tmp_path / "run").lock(), pytest.raises(UserError, match="another zit eval"):
+        run(suite, tmp_path / "run")
+    assert run(suite, tmp_path / "run", resume=True).ran == 4  # the lock went with its holder
