@@ -328,13 +328,14 @@ def plot_png(summary: dict[str, Any]) -> str:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4.2), dpi=100)
+    measured = any(e["metrics"]["fidelity"]["interval"] for e in summary["configs"].values())
     try:
         for name, entry in summary["configs"].items():
             div = entry["metrics"]["mean_distance"]["interval"]
             fid = entry["metrics"]["fidelity"]["interval"]
             if div is None:
                 continue
-            y = fid["mean"] if fid else 0.0
+            y = fid["mean"] if fid else 0.0  # unmeasured fidelity: drawn on the axis, labelled
             ax.errorbar(
                 div["mean"],
                 y,
@@ -346,7 +347,11 @@ def plot_png(summary: dict[str, Any]) -> str:
             )
             ax.annotate(name, (div["mean"], y), textcoords="offset points", xytext=(6, 6))
         ax.set_xlabel(f"diversity: mean pairwise distance ({summary['embedder']['name']})")
-        ax.set_ylabel(f"fidelity ({summary['fidelity']['method']})")
+        ax.set_ylabel(
+            f"fidelity ({summary['fidelity']['method']})"
+            if measured
+            else "fidelity not measured (no locked attributes, no CLIP)"
+        )
         ax.grid(alpha=0.3)
         fig.tight_layout()
         buf = io.BytesIO()

@@ -193,3 +193,25 @@ def test_one_run_at_a_time_per_folder(tmp_path, run):
     with RunFolder(tmp_path / "run").lock(), pytest.raises(UserError, match="another zit eval"):
         run(suite, tmp_path / "run")
     assert run(suite, tmp_path / "run", resume=True).ran == 4  # the lock went with its holder
+
+
+def test_models_load_once_per_run(tmp_path, qwen_tokenizer, monkeypatch):
+    import backends.writers
+
+    loads = []
+
+    def load_writer(spec, **options):
+        loads.append(spec)
+        return FakeWriter(qwen_tokenizer)
+
+    monkeypatch.setattr(backends.writers, "load_writer", load_writer)
+    data = sketch_suite(
+        writer="gguf:some.gguf",
+        configs={"expanded": {"strategy": "expanded"}, "think": {"strategy": "think"}},
+        baseline="expanded",
+    )
+    suite = Suite.model_validate(data)
+    context = RunContext(suite, tokenizer=qwen_tokenizer)
+    run_suite(suite, tmp_path / "run", quiet=True, context=context)  # 2 ideas x 2 configs x 2 seeds
+    assert loads == ["gguf:some.gguf"]
+    assert context.backend is context.backend and context.embedder is context.embedder
