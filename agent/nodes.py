@@ -175,16 +175,20 @@ def render(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
 
 
 def render_options(ctx: AgentContext, state: AgentState) -> RenderOptions:
+    """The base options (flags and settings) with the knobs the agent or the person changed."""
     from backends.base import NoiseSettings
 
     knobs = state.knobs
-    noise = NoiseSettings(strength=knobs.noise, seed=knobs.noise_seed) if knobs.noise > 0 else None
+    noise = None
+    if knobs.noise > 0:  # the noise lever keeps the base fraction and step share
+        base = ctx.base_options.noise or NoiseSettings()
+        noise = base.model_copy(update={"strength": knobs.noise, "seed": knobs.noise_seed})
     return ctx.base_options.model_copy(
         update={
             "width": knobs.width,
             "height": knobs.height,
             "layer": knobs.layer,
-            "noise": noise or ctx.base_options.noise,
+            "noise": noise,
             "lora": knobs.lora,
             "lora_strength": knobs.lora_strength,
         }

@@ -62,6 +62,7 @@ def attempt_details(attempt: Attempt) -> dict[str, Any]:
                 "stated_axes": shot.description.stated_axes,
                 "writer": shot.description.writer,
                 "token_count": len(shot.sequence_ids),
+                "token_ids": shot.sequence_ids,
                 "seeds": shot.seeds,
                 "images": shot.images,
             }

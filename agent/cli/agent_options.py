@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from agent.cli.render_flags import RenderChoice
     from agent.nodes import AgentContext
     from agent.settings import Settings
+    from backends.base import Sampling
 
 PANEL = "Agent"
 BACKENDS = ("zimage", "sketch")
@@ -34,6 +35,7 @@ WriterOpt = Annotated[
 BackendOpt = Annotated[
     str | None,
     typer.Option(
+        "--backend",
         help="Image backend: zimage (default) or sketch (a stand-in renderer, no model).",
         rich_help_panel=PANEL,
     ),
@@ -62,6 +64,14 @@ LadderOpt = Annotated[
 TemperatureOpt = Annotated[
     float | None,
     typer.Option(help="Writer sampling temperature (default 0.7).", rich_help_panel=PANEL),
+]
+MaxNewTokensOpt = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        help="Most tokens the writer generates per call (default 400).",
+        rich_help_panel=PANEL,
+    ),
 ]
 EmbedderOpt = Annotated[
     str | None,
@@ -141,6 +151,16 @@ def parse_ladder(text: str | None) -> list[str]:
     return steps
 
 
+def writer_sampling(temperature: float | None, max_new_tokens: int | None) -> Sampling | None:
+    """The writer's sampling with the flags given; None: the writer's defaults."""
+    from agent.cli.render_flags import _validated_options
+    from backends.base import Sampling
+
+    given = {"temperature": temperature, "max_new_tokens": max_new_tokens}
+    given = {k: v for k, v in given.items() if v is not None}
+    return _validated_options(Sampling, **given) if given else None
+
+
 def build_context(
     settings: Settings,
     spec: PartsSpec,
@@ -148,14 +168,13 @@ def build_context(
     *,
     out_dir: Path,
     ruts: bool,
-    temperature: float | None,
+    sampling: Sampling | None,
     console: Console,
     quiet: bool = False,
 ) -> AgentContext:
     """Load the run's parts (with a rich status line while loading) into an `AgentContext`."""
     from agent.history import HistoryStore
     from agent.nodes import AgentContext
-    from backends.base import Sampling
 
     status = console.status("loading") if not quiet else _NoStatus()
     with status as shown:
@@ -173,14 +192,16 @@ def build_context(
         if ruts:
             shown.update("loading the image embedder")
             embedder = _embedder(settings, spec, console, quiet)
+    from agent.cli.render_flags import with_negative
+
     return AgentContext(
         tokenizer=tokenizer,
         backend=backend,
         out_dir=out_dir,
         settings=settings,
-        base_options=choice.options,
+        base_options=with_negative(choice, tokenizer, settings.render.max_tokens),
         writer=writer,
-        sampling=Sampling(temperature=temperature) if temperature is not None else None,
+        sampling=sampling,
         embedder=embedder,
         store=HistoryStore(settings.history_db),
         on_event=ConsoleEvents(console) if not quiet else _silent,
@@ -304,3 +325,67 @@ def attempts_table(state) -> Any:
             str(len(attempt.images)),
         )
     return table
+
+
+def run_automatic(
+    idea: str,
+    settings: Settings,
+    spec: PartsSpec,
+    choice: RenderChoice,
+    *,
+    shape: str | None,
+    max_attempts: int,
+    ruts: bool,
+    ladder: str | None,
+    sampling: Sampling | None,
+    out: Path | None,
+    console: Console,
+    quiet: bool,
+) -> dict[str, Any]:
+    """`zit generate`'s agent path: the automatic rut-avoiding loop, checkpointed as a thread in
+    the sessions database. Returns the summary (`agent.report.summary`)."""
+    import time
+
+    from agent.errors import UserError
+    from agent.graph import run_agent
+    from agent.report import summary
+    from agent.session import open_checkpointer
+    from agent.state import AgentState, RenderKnobs
+    from backends.provenance import slug
+
+    if not idea.strip():
+        raise UserError("the idea is empty", hint="give an idea with some words in it")
+    ladder_steps = parse_ladder(ladder)
+    chosen_shape = resolve_shape(shape, spec.writer is not None)
+    context = build_context(
+        settings, spec, choice, out_dir=Path(out or settings.outputs_dir), ruts=ruts,
+        sampling=sampling, console=console, quiet=quiet,
+    )  # fmt: skip
+    options = context.base_options
+    run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{slug(idea, 32)}"
+    initial = AgentState(
+        idea=idea.strip(),
+        shape=chosen_shape,
+        n=len(choice.seeds),
+        seed=choice.seeds[0],
+        max_attempts=max_attempts,
+        ruts=ruts,
+        ladder=ladder_steps,
+        max_tokens=settings.render.max_tokens,
+        run_id=run_id,
+        knobs=RenderKnobs(
+            width=options.width,
+            height=options.height,
+            layer=options.layer,
+            noise=options.noise.strength if options.noise else 0.0,
+            noise_seed=options.noise.seed if options.noise else 0,
+            lora=options.lora,
+            lora_strength=options.lora_strength,
+        ),  # fmt: skip
+        parts=spec.to_dict(),
+    )
+    with open_checkpointer(settings.sessions_db) as saver:
+        final = run_agent(initial, context, checkpointer=saver, thread_id=f"generate:{run_id}")
+    if not quiet:
+        console.print(attempts_table(final))
+    return {**summary(final), "thread": f"generate:{run_id}"}

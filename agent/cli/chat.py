@@ -19,6 +19,7 @@ from agent.cli.agent_options import (
     EmbedderOpt,
     LadderOpt,
     MaxAttemptsOpt,
+    MaxNewTokensOpt,
     ShapeOpt,
     TemperatureOpt,
     TokenizerOpt,
@@ -134,7 +135,7 @@ def chat(
         bool, typer.Option("--json", help="Print JSON (with --message/--show).")
     ] = False,
     writer: WriterOpt = None,
-    backend: BackendOpt = None,
+    backend_kind: BackendOpt = None,
     image_model: ImageModelOpt = None,
     tokenizer: TokenizerOpt = None,
     embedder: EmbedderOpt = None,
@@ -151,6 +152,7 @@ def chat(
     max_attempts: MaxAttemptsOpt = 3,
     ladder: LadderOpt = None,
     temperature: TemperatureOpt = None,
+    max_new_tokens: MaxNewTokensOpt = None,
     out: Annotated[
         Path | None, typer.Option(help="Output folder (default: ZIT_HOME/outputs/chat-NAME).")
     ] = None,
@@ -171,10 +173,10 @@ def chat(
     settings = load_settings(image_model=image_model)
     console = Console(stderr=True)
     flags = {
-        "writer": writer, "backend": backend, "tokenizer": tokenizer, "embedder": embedder,
+        "writer": writer, "backend": backend_kind, "tokenizer": tokenizer, "embedder": embedder,
         "shape": shape, "count": count, "seed": seed, "size": size, "steps": steps,
         "layer": layer, "lora": lora, "ruts": ruts, "max_attempts": max_attempts,
-        "ladder": ladder, "temperature": temperature, "out": out,
+        "ladder": ladder, "temperature": temperature, "max_new_tokens": max_new_tokens, "out": out,
     }  # fmt: skip
     with open_checkpointer(settings.sessions_db) as saver:
         thread = Session(saver, f"chat:{session}")
@@ -299,7 +301,7 @@ class _ChatRunner:
     def context(self):
         """The parts (loaded on first use); a session's stored parts fill in missing flags."""
         if self._context is None:
-            from agent.cli.agent_options import build_context, parts_spec
+            from agent.cli.agent_options import build_context, parts_spec, writer_sampling
             from agent.cli.render_flags import render_choice
 
             current = self.thread.state()
@@ -320,7 +322,8 @@ class _ChatRunner:
             out = f["out"] or self.settings.outputs_dir / f"chat-{self.name}"
             self._context = build_context(
                 self.settings, self._spec, self._choice, out_dir=Path(out), ruts=ruts,
-                temperature=f["temperature"], console=self.console, quiet=self.quiet,
+                sampling=writer_sampling(f["temperature"], f["max_new_tokens"]),
+                console=self.console, quiet=self.quiet,
             )  # fmt: skip
         return self._context
 

@@ -1,7 +1,11 @@
 """`zit generate`: render an idea with Z-Image from token ids, with provenance on every image.
 
-This build has the plain path (`--writer none --no-ruts`): the idea's plain chat sequence, id for id
-what diffusers would feed the encoder for `prompt=idea`.
+Two paths:
+- the plain path (`--writer none --no-ruts` with the Z-Image backend): the idea's plain chat
+  sequence, id for id what diffusers would feed the encoder for `prompt=idea`, rendered once;
+- the agent path (everything else): the automatic rut-avoiding loop of `agent.graph` (writer,
+  render, rut check, escape ladder), with a final table of attempts, or `--json` with `images`,
+  `attempts`, `ruts_detected`, `ruts_escaped`, `final_verdict` and `per_attempt`.
 """
 
 from __future__ import annotations
@@ -12,6 +16,16 @@ from typing import Annotated
 import typer
 
 from agent.cli import app
+from agent.cli.agent_options import (
+    BackendOpt,
+    EmbedderOpt,
+    LadderOpt,
+    MaxAttemptsOpt,
+    MaxNewTokensOpt,
+    ShapeOpt,
+    TemperatureOpt,
+    TokenizerOpt,
+)
 from agent.cli.render_flags import (
     AttentionOpt,
     BatchOpt,
@@ -49,6 +63,14 @@ def generate(
     ruts: Annotated[
         bool, typer.Option("--ruts/--no-ruts", help="Detect and escape ruts across seeds.")
     ] = True,
+    backend_kind: BackendOpt = None,
+    max_attempts: MaxAttemptsOpt = 5,
+    shape: ShapeOpt = None,
+    ladder: LadderOpt = None,
+    temperature: TemperatureOpt = None,
+    max_new_tokens: MaxNewTokensOpt = None,
+    embedder: EmbedderOpt = None,
+    tokenizer: TokenizerOpt = None,
     image_model: ImageModelOpt = None,
     count: CountOpt = 1,
     seed: SeedOpt = None,
@@ -79,6 +101,9 @@ def generate(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Render IDEA. Each PNG carries its provenance (and a JSON file beside it)."""
+    from rich.console import Console
+
+    from agent.cli.agent_options import parts_spec, run_automatic, writer_sampling
     from agent.cli.common import print_json
     from agent.cli.render_flags import build_backend, render_choice, with_negative
     from agent.errors import UserError
@@ -88,11 +113,6 @@ def generate(
     from backends.tokenizer import QwenTokenizer
 
     # 1. Parse
-    if writer != "none" or ruts:
-        raise UserError(
-            "this build renders only the plain sequence of the idea",
-            hint="add --writer none --no-ruts",
-        )
     if not idea.strip():
         raise UserError("the idea is empty", hint="give an idea with some words in it")
     # 2. Settings
@@ -104,6 +124,22 @@ def generate(
         text_encoder=text_encoder, vae=vae, transformer=transformer, device=device, dtype=dtype,
         cpu_offload=cpu_offload, attention=attention, compile=compile, batch=batch,
     )  # fmt: skip
+    spec = parts_spec(
+        settings, writer=writer, backend=backend_kind, tokenizer=tokenizer, embedder=embedder
+    )
+    if spec.writer is not None or ruts or spec.backend != "zimage" or shape or ladder:
+        # The agent path: the automatic rut-avoiding loop (agent.graph).
+        console = Console(stderr=True, quiet=as_json)
+        result = run_automatic(
+            idea, settings, spec, choice, shape=shape, max_attempts=max_attempts, ruts=ruts,
+            ladder=ladder, sampling=writer_sampling(temperature, max_new_tokens), out=out,
+            console=console, quiet=as_json,
+        )  # fmt: skip
+        if as_json:
+            print_json(result)
+        else:
+            print("\n".join(result["images"]))
+        return
     # 3. Build the backend; assemble the plain sequence
     backend = build_backend(choice.backend)
     tok = QwenTokenizer.from_pretrained(settings.tokenizer_spec, download=settings.download)
