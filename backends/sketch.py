@@ -5,8 +5,9 @@ simple deterministic diagram of them with PIL:
 
 - shot size sets the subject's scale, camera angle the horizon (and tilt), framing its position;
 - count sets the number of figures, pose their shape;
-- time of day and palette set the colours, lighting the shading, setting the background shapes,
-  lens the perspective lines or background blur;
+- time of day and palette (a gradient map) set the colours, lighting where the light falls,
+  setting the background shapes, lens the background magnification (long lenses) or converging
+  lines (wide ones);
 - person details (age, hair, clothing, expression, ...) change small marks on each figure.
 
 Every axis the text leaves unstated takes one default (a centred medium shot of one standing figure
@@ -340,20 +341,28 @@ SETTING_PAINTERS = {
 }
 
 
+LENS_ZOOM = {"short telephoto": 1.3, "telephoto": 1.9, "macro": 3.0}  # background magnification
+
+
 def _lens(canvas, frame, lens: str | None, horizon: float):
+    """Long lenses magnify and soften the background; wide ones add converging lines."""
     from PIL import ImageDraw, ImageFilter
 
-    if lens in ("telephoto", "short telephoto", "macro"):
-        radius = {"short telephoto": 0.006, "telephoto": 0.012, "macro": 0.03}[lens] * frame.height
-        return canvas.filter(ImageFilter.GaussianBlur(radius))
+    if lens in LENS_ZOOM:
+        zoom = LENS_ZOOM[lens]
+        half = frame.side / (2 * zoom)
+        # Centred on the horizon, kept inside the canvas (a bird's-eye horizon is above it).
+        cx, cy = frame.x(0.5), min(max(frame.y(horizon), half), frame.side - half)
+        box = (cx - half, cy - half, cx + half, cy + half)
+        magnified = canvas.resize(canvas.size, box=box)
+        return magnified.filter(ImageFilter.GaussianBlur(0.004 * zoom * frame.height))
     if lens in ("wide-angle", "ultra-wide"):
         draw = ImageDraw.Draw(canvas)
         vanish = (frame.x(0.5), frame.y(horizon))
         rays = 14 if lens == "ultra-wide" else 8
         for i in range(rays + 1):
-            draw.line(
-                [vanish, (frame.x(-0.5 + 2 * i / rays), frame.y(1.2))], fill=(60, 60, 60), width=3
-            )
+            end = (frame.x(-0.5 + 2 * i / rays), frame.y(1.2))
+            draw.line([vanish, end], fill=(60, 60, 60), width=max(3, frame.height // 60))
     if lens == "tilt-shift":
         blurred = canvas.filter(ImageFilter.GaussianBlur(0.02 * frame.height))
         keep = (0, int(frame.y(0.35)), frame.side, int(frame.y(0.65)))
@@ -454,10 +463,11 @@ def _head(draw, cx: float, cy: float, head: float, scene: Scene, skin: RGB) -> N
     hair = _detail_colour("hair", scene["hair"], (60, 40, 30))
     bald = scene["hair"] == "bald"
     long = scene["hair"] in ("long hair", "braids") or scene["gender_presentation"] == "feminine"
-    if long and not bald:
-        draw.rounded_rectangle(
-            [cx - 1.2 * head, cy - head, cx + 1.2 * head, cy + 1.6 * head], head, fill=hair
-        )
+    if long and not bald:  # falls beside the face to the shoulders, not under the chin
+        for side in (-1, 1):
+            outer, inner = cx + side * 1.2 * head, cx + side * 0.6 * head
+            box = [min(outer, inner), cy - 0.6 * head, max(outer, inner), cy + 1.8 * head]
+            draw.rounded_rectangle(box, 0.3 * head, fill=hair)
     draw.ellipse([cx - head, cy - head, cx + head, cy + head], fill=skin)
     if not bald:
         draw.pieslice([cx - head, cy - head, cx + head, cy + 0.1 * head], 180, 360, fill=hair)
@@ -497,27 +507,52 @@ def _detail_colour(axis: str, value: str | None, default: RGB) -> RGB:
 
 
 def _lighting(canvas, frame, lighting: str, scene: Scene):
-    from PIL import Image, ImageDraw, ImageEnhance, ImageFilter
+    """Light as a mask of lit and shaded areas: where the light falls, not only how bright."""
+    from PIL import Image, ImageEnhance, ImageFilter
 
-    if lighting == "low key":
-        return ImageEnhance.Brightness(canvas).enhance(0.35)
-    if lighting == "high key":
-        return ImageEnhance.Brightness(canvas).enhance(1.6)
-    glow = Image.new("RGB", canvas.size)
-    draw = ImageDraw.Draw(glow)
-    if lighting == "backlit":
-        draw.ellipse([frame.x(0.2), frame.y(0.0), frame.x(0.8), frame.y(0.6)], fill=(255, 240, 200))
-        glow = glow.filter(ImageFilter.GaussianBlur(0.05 * frame.height))
-        return Image.blend(canvas, glow, 0.45)
-    if lighting in ("side light", "hard light"):
-        shade = Image.linear_gradient("L").rotate(90).resize(canvas.size)
-        factor = 0.75 if lighting == "hard light" else 0.5
-        return Image.composite(canvas, ImageEnhance.Brightness(canvas).enhance(1 - factor), shade)
+    mask = _light_mask(canvas.size, frame, lighting)
+    if mask is None:
+        return canvas
+    mask = mask.filter(ImageFilter.GaussianBlur(0.01 * frame.height))
+    lit = ImageEnhance.Brightness(canvas).enhance(1.35)
+    shaded = ImageEnhance.Brightness(canvas).enhance(0.3)
+    lit_up = Image.composite(lit, shaded, mask)
     if lighting in ("neon", "candlelight"):
         colour = (255, 40, 200) if lighting == "neon" else (255, 150, 40)
-        draw.rectangle([frame.x(0.0), frame.y(0.0), frame.x(1.0), frame.y(0.5)], fill=colour)
-        return Image.blend(canvas, glow, 0.35)
-    return canvas
+        tint = Image.new("RGB", canvas.size, colour)
+        lit_up = Image.composite(Image.blend(lit_up, tint, 0.5), lit_up, mask)
+    return lit_up
+
+
+def _light_mask(size, frame, lighting: str):
+    """An "L" mask, white where the light falls; None for soft, even light."""
+    from PIL import Image, ImageDraw
+
+    if lighting in ("side light", "high key"):
+        gradient = Image.linear_gradient("L")  # dark at the top, light at the bottom
+        return (gradient.rotate(90) if lighting == "side light" else gradient.rotate(180)).resize(
+            size
+        )
+    shapes = {
+        "hard light": [(0.0, 0.0), (1.0, 0.0), (0.0, 1.0)],  # a hard diagonal edge
+        "backlit": (0.25, -0.1, 0.75, 0.45),
+        "low key": (0.3, 0.05, 0.7, 0.6),
+        "candlelight": (-0.2, 0.45, 0.5, 1.1),
+        "neon": [(0.05, 0.0), (0.2, 0.0), (0.2, 1.0), (0.05, 1.0)],
+    }
+    shape = shapes.get(lighting)
+    if shape is None:
+        return None
+    mask = Image.new("L", size, 0)
+    draw = ImageDraw.Draw(mask)
+    if isinstance(shape, list):
+        draw.polygon([(frame.x(x), frame.y(y)) for x, y in shape], fill=255)
+        if lighting == "neon":  # a second tube on the right
+            draw.polygon([(frame.x(1.0 - x), frame.y(y)) for x, y in shape], fill=255)
+    else:
+        x0, y0, x1, y1 = shape
+        draw.ellipse([frame.x(x0), frame.y(y0), frame.x(x1), frame.y(y1)], fill=255)
+    return mask
 
 
 # Palettes as gradient maps: the image's grey levels are recoloured through three colour stops

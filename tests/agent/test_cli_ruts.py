@@ -89,9 +89,9 @@ def test_an_idea_repeating_another_ideas_picture_is_flagged(
         "dog": ["a wide shot of a crowd", "a portrait of a woman"],
     }
     for idea, texts in prompts.items():
-        for seed, prompt in enumerate(texts):
-            ids, [image] = render(sketch, qwen_tokenizer, prompt, [seed])
-            save_image(image, {"idea": idea, "text": prompt}, tmp_path, f"{idea}-{seed}")
+        for n, prompt in enumerate(texts):  # the same prompt and seed: the same picture
+            ids, [image] = render(sketch, qwen_tokenizer, prompt, [0])
+            save_image(image, {"idea": idea, "text": prompt}, tmp_path, f"{idea}-{n}")
     groups = {g["idea"]: g for g in json.loads(run(capsys, str(tmp_path), "--json")[1])["groups"]}
     assert groups["dog"]["verdict"] == "warn" and "wider window" in groups["dog"]["reason"]
     assert groups["dog"]["wider"]["closest"].endswith("cat-0.png")
