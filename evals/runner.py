@@ -135,6 +135,15 @@ class RunContext:
             self._writers[spec] = load_writer(spec, download=self.settings.download)
         return self._writers[spec]
 
+    def load(self, configs: dict[str, Config]) -> None:
+        """Load what these configs need up front, so no job's timings include a model load."""
+        _ = self.tokenizer, self.backend
+        for config in configs.values():
+            if self.suite.writer_of(config):
+                self.writer_for(config)
+            if config.strategy == "agent":
+                _ = self.embedder
+
     def render_options(self, config: Config) -> RenderOptions:
         from backends.base import RenderOptions
 
@@ -301,6 +310,9 @@ def run_suite(
 def run_jobs(jobs: list[Job], todo: list[Job], run: RunContext, folder: RunFolder, quiet: bool):
     done = sum(len(j.seeds) for j in jobs if j not in todo)
     with Progress(total=sum(len(j.seeds) for j in jobs), done=done, quiet=quiet) as progress:
+        if todo:
+            progress.describe("loading models")
+            run.load({job.config_name: job.config for job in todo})
         for job in todo:
             progress.describe(f"{job.idea.id} / {job.config_name}")
             run_job(job, run, folder)

@@ -84,12 +84,6 @@ class Config(_Strict):
         return self
 
     @property
-    def uses_writer(self) -> bool:
-        return self.strategy in WRITER_STRATEGIES or (
-            self.strategy == "agent" and self.writer not in (None, "none")
-        )
-
-    @property
     def sequence_shape(self) -> str:
         return self.shape or DEFAULT_SHAPES.get(self.strategy, "plain")
 
@@ -172,7 +166,9 @@ class Suite(_Strict):
         return self
 
     def writer_of(self, config: Config) -> str | None:
-        """The writer spec a config uses (None: no writer)."""
+        """The writer spec a config uses (None: no writer; `raw` never has one)."""
+        if config.strategy == "raw":
+            return None
         spec = config.writer or self.writer
         return None if spec in (None, "none") else spec
 

@@ -215,3 +215,9 @@ def test_models_load_once_per_run(tmp_path, qwen_tokenizer, monkeypatch):
     run_suite(suite, tmp_path / "run", quiet=True, context=context)  # 2 ideas x 2 configs x 2 seeds
     assert loads == ["gguf:some.gguf"]
     assert context.backend is context.backend and context.embedder is context.embedder
+
+
+def test_raw_keys_do_not_depend_on_the_suite_writer():
+    plain = plan(Suite.model_validate(sketch_suite()))
+    with_writer = plan(Suite.model_validate(sketch_suite(writer="gguf:other.gguf")))
+    assert [j.key for j in plain] == [j.key for j in with_writer]
