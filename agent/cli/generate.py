@@ -25,6 +25,7 @@ from agent.cli.agent_options import (
     ShapeOpt,
     TemperatureOpt,
     TokenizerOpt,
+    WriterOpt,
 )
 from agent.cli.render_flags import (
     AttentionOpt,
@@ -57,9 +58,7 @@ from agent.cli.render_flags import (
 @app.command()
 def generate(
     idea: Annotated[str, typer.Argument(help="What to picture.")],
-    writer: Annotated[
-        str | None, typer.Option(help="Writer spec; `none` renders the idea as it is.")
-    ] = None,
+    writer: WriterOpt = None,
     ruts: Annotated[
         bool, typer.Option("--ruts/--no-ruts", help="Detect and escape ruts across seeds.")
     ] = True,
@@ -100,7 +99,10 @@ def generate(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    """Render IDEA. Each PNG carries its provenance (and a JSON file beside it)."""
+    """Render IDEA, avoiding ruts: the writer describes it, the images are checked for a rut
+    across seeds, and the escape ladder varies the prompt until they differ (up to
+    --max-attempts). With --writer none --no-ruts: the idea's plain sequence, rendered once.
+    Each PNG carries its provenance (and a JSON file beside it)."""
     from rich.console import Console
 
     from agent.cli.agent_options import parts_spec, run_automatic, writer_sampling
