@@ -143,6 +143,9 @@ class RunContext:
                 self.writer_for(config)
             if config.strategy == "agent":
                 _ = self.embedder
+                from agent.graph import build_graph
+
+                build_graph().compile()  # LangGraph's first import and compile: no job's cost
 
     def render_options(self, config: Config) -> RenderOptions:
         from backends.base import RenderOptions
