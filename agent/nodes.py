@@ -56,17 +56,27 @@ def _ctx(runtime: Runtime[AgentContext]) -> AgentContext:
 
 # -- write ---------------------------------------------------------------------------------------
 def write(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
-    """The first description (expand), or a refinement of the current one (chat text)."""
+    """The first description (expand), or, for chat text, each current description refined
+    with the person's words (so a varied set stays varied)."""
     ctx = _ctx(runtime)
-    refine = state.command is not None and state.command.get("kind") == "text"
-    if refine:
-        feedback = state.command["text"]
-        previous = [shot.description.full_text for shot in state.shots]
-        description = refine_description(ctx, state, previous[-1:], feedback)
+    if state.command is not None and state.command.get("kind") == "text":
+        shots = [
+            shot.model_copy(
+                update={
+                    "description": refine_description(ctx, state, shot, state.command["text"], i),
+                    "sequence_ids": [],
+                    "images": [],
+                    "image_hashes": [],
+                }
+            )
+            for i, shot in enumerate(state.shots)
+        ]
     else:
         description = expand_description(ctx, state)
-    shots = [Shot(description=description, seeds=[state.seed + i for i in range(state.n)])]
-    ctx.on_event("write", {"description": description.full_text, "writer": description.writer})
+        shots = [Shot(description=description, seeds=[state.seed + i for i in range(state.n)])]
+    for shot in shots:
+        desc = shot.description
+        ctx.on_event("write", {"description": desc.full_text, "writer": desc.writer})
     return {"shots": shots, "pending_levers": [], "ladder_step": 0, "error": None}
 
 
@@ -77,20 +87,15 @@ def expand_description(ctx: AgentContext, state: AgentState) -> Description:
 
 
 def refine_description(
-    ctx: AgentContext, state: AgentState, previous: list[str], feedback: str
+    ctx: AgentContext, state: AgentState, shot: Shot, feedback: str, index: int
 ) -> Description:
-    """Without a writer the person's words are added to the description as they are."""
+    """The writer's `refine` of one description; without a writer the person's words are added
+    to it as they are."""
+    previous = shot.description.full_text
     if ctx.writer is None:
-        base = previous[-1].rstrip(" .") if previous else state.idea
-        return Description(text=f"{base}. {feedback.strip()}")
-    return call_writer(
-        ctx,
-        state,
-        "refine",
-        seed=state.seed + len(state.turns),
-        previous=previous,
-        feedback=feedback,
-    )
+        return Description(text=f"{previous.rstrip(' .')}. {feedback.strip()}")
+    seed = state.seed + 100 * len(state.turns) + index
+    return call_writer(ctx, state, "refine", seed=seed, previous=[previous], feedback=feedback)
 
 
 def call_writer(
@@ -324,7 +329,7 @@ def should_escape(state: AgentState) -> bool:
         and last is not None
         and last.scores is not None
         and last.scores.verdict != "ok"
-        and len(state.attempts) < state.max_attempts
+        and len(state.run_attempts) < state.max_attempts
     )
 
 
@@ -420,11 +425,13 @@ def finish(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
 
 
 def _outcome(state: AgentState) -> dict[str, Any]:
-    last = state.attempts[-1]
+    """This run's result (in chat: this turn's attempts)."""
+    attempts, start = state.run_attempts, state.run_start
+    last = attempts[-1] if attempts else state.attempts[-1]
     verdict = last.scores.verdict if last.scores else None
-    if verdict in (None, "ok") or not state.ruts:
+    if verdict in (None, "ok") or not state.ruts or not attempts:
         message = "rendered once (rut checks off)" if verdict is None else "verdict ok"
-        if verdict == "ok" and len(state.attempts) > 1:
+        if verdict == "ok" and len(attempts) > 1:
             message = f"escaped the rut in attempt {last.number}"
         return {
             "final_verdict": verdict,
@@ -432,10 +439,10 @@ def _outcome(state: AgentState) -> dict[str, Any]:
             "exhausted": False,
             "message": message,
         }
-    best = escape.most_varied(state.attempts)
+    best = start + escape.most_varied(attempts)
     chosen = state.attempts[best]
     message = (
-        f"attempts ran out ({len(state.attempts)} of {state.max_attempts}) with verdict "
+        f"attempts ran out ({len(attempts)} of {state.max_attempts}) with verdict "
         f"{verdict}: returning attempt {chosen.number}, the most varied set "
         f"(vendi {chosen.scores.vendi:.2f}, mean similarity {chosen.scores.mean_similarity:.3f})"
     )

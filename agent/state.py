@@ -166,6 +166,15 @@ class AgentState(BaseModel):
     def last_attempt(self) -> Attempt | None:
         return self.attempts[-1] if self.attempts else None
 
+    @property
+    def run_start(self) -> int:
+        """Index of this run's first attempt: 0, or in chat where the current turn's begin."""
+        return self.turns[-1].first_attempt if self.chat and self.turns else 0
+
+    @property
+    def run_attempts(self) -> list[Attempt]:
+        return self.attempts[self.run_start :]
+
     def novelty_memory(self, window: int = 8) -> dict[str, list[str]]:
         """Axis values stated in the last `window` images of this idea/session, newest last."""
         memory: dict[str, list[str]] = {}

@@ -159,3 +159,53 @@ def test_an_interrupted_run_resumes_from_its_checkpoint(qwen_tokenizer, tmp_path
     assert resumed["turn"] is None or resumed["turn"] == 1
     shown = show(capsys, "r")
     assert len(shown["turns"]) == 1 and len(shown["turns"][0]["images"]) == 2
+
+
+class RefusesLoras:
+    """A fake backend (tests only): the sketch renderer, except that any LoRA fails to load."""
+
+    def __init__(self, tokenizer):
+        from backends.sketch import SketchBackend
+
+        self.name = "refuses-loras"
+        self._sketch = SketchBackend(tokenizer)
+
+    def render(self, token_ids, seeds, options):
+        from agent.errors import UserError
+
+        if options.lora:
+            raise UserError(f"LoRA {options.lora} is not a readable safetensors file")
+        return self._sketch.render(token_ids, seeds, options)
+
+
+def test_a_render_that_fails_in_the_graph_drops_the_turn_and_keeps_the_session(
+    qwen_tokenizer, tmp_path
+):
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    from agent.session import Session
+    from agent.state import ChatTurn
+    from tests.agent.agent_fixtures import initial_state, sketch_context
+
+    context = sketch_context(qwen_tokenizer, tmp_path, backend=RefusesLoras(qwen_tokenizer))
+    session = Session(InMemorySaver(), "chat:lora")
+    first = session.start(
+        initial_state(chat=True, n=2, turns=[ChatTurn(message="a cat")], idea="a cat"), context
+    )
+    bad = {"kind": "lora", "path": str(tmp_path / "x.safetensors"), "strength": 0.5, "raw": "/lora"}
+    after = session.send(bad, context)
+
+    assert "not a readable safetensors file" in after.error
+    assert len(after.turns) == 1 and after.knobs.lora is None  # the setting went back
+    assert after.attempts == first.attempts  # nothing rendered was lost
+    again = session.send({"kind": "text", "text": "sleeping", "raw": "sleeping"}, context)
+    assert again.error is None and len(again.turns) == 2 and again.knobs.lora is None
+
+
+def test_with_ruts_on_a_chat_turn_escapes_its_rut(capsys):
+    first = turn(capsys, "r2", IDEA, *SKETCH, "-n", "3", "--ruts")
+    assert first["verdict"] == "ok" and len(first["description"]) == 3  # escaped by /vary's step
+    refined = turn(capsys, "r2", "in the evening")  # each varied description is refined
+    assert refined["description"] == [
+        f"{d.rstrip('.')}. in the evening" for d in first["description"]
+    ]
