@@ -30,6 +30,8 @@ IDEAS = [
     )  # fmt: skip
 ]
 
+pytestmark = pytest.mark.slow  # starts processes or builds models
+
 
 def test_smoke_suite_writes_the_report_and_the_agent_beats_raw(smoke_run):
     for name in ("report.html", "summary.json", "per_image.jsonl", "config.json"):

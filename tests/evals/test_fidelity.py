@@ -11,6 +11,7 @@ from evals.suite import Suite
 from tests.evals.helpers import sketch_suite
 
 
+@pytest.mark.slow
 def test_clip_score_is_the_clipped_cosine_of_the_projections(tiny_clip_dir):
     import torch
 
@@ -31,6 +32,7 @@ def test_clip_score_is_the_clipped_cosine_of_the_projections(tiny_clip_dir):
     assert all(0.0 <= s <= 1.0 for s in scores)
 
 
+@pytest.mark.slow
 def test_a_suite_with_a_clip_model_reports_clip_fidelity(tmp_path, tiny_clip_dir, qwen_tokenizer):
     suite = Suite.model_validate(sketch_suite(fidelity=f"clip:{tiny_clip_dir}"))
     context = RunContext(suite, tokenizer=qwen_tokenizer)

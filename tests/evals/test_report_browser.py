@@ -11,6 +11,8 @@ import pytest
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "chrome")
 
+pytestmark = pytest.mark.slow  # starts processes or builds models
+
 
 def find_browser() -> str | None:
     return next((path for path in map(shutil.which, CHROMIUM_NAMES) if path), None)

@@ -134,6 +134,7 @@ def test_writer_strategies_use_the_writer_ids_and_measure_retention(tmp_path, qw
     assert diff["mean"] == pytest.approx(-0.75)
 
 
+@pytest.mark.slow
 def test_expanded_runs_a_real_llama_cpp_writer_and_keeps_its_ids(
     tmp_path, tiny_gguf, qwen_tokenizer
 ):

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from PIL import Image
 
 from evals.runner import RunContext, run_suite
 from evals.suite import Suite
 from tests.evals.helpers import sketch_suite
+
+pytestmark = pytest.mark.slow  # starts processes or builds models
 
 
 def test_an_eval_renders_through_the_zimage_backend(tmp_path, tiny_zimage_dir):
