@@ -100,3 +100,8 @@ def test_pickle_component_file_is_refused(tiny_zimage_dir, tmp_path):
 def test_unknown_dtype_is_a_user_error(tiny_zimage_dir):
     with pytest.raises(UserError, match="unknown dtype"):
         ZImageBackend.from_pretrained(tiny_zimage_dir, dtype="fp8")
+
+
+def test_unknown_attention_backend_is_a_user_error(tiny_zimage_dir):
+    with pytest.raises(UserError, match="attention backend 'bogus' is not available"):
+        ZImageBackend.from_pretrained(tiny_zimage_dir, attention="bogus")
