@@ -265,9 +265,12 @@ def _pieces(seq: ChatSequence, tok: Tokenizer) -> list[_Piece]:
             think = _segment_piece("think", i, turn.think, tok, text_suffix="\n")
             if think.ids and think.ids[-1] == fixed.newline:  # a lone "\n" belongs to the template
                 think.ids.pop()
-            pieces.append(_Piece(None, i, [fixed.think_open, fixed.newline]))
-            pieces.append(think)
-            pieces.append(_Piece(None, i, fixed.think_end(tok, think.ids)))
+            if think.ids:
+                pieces.append(_Piece(None, i, [fixed.think_open, fixed.newline]))
+                pieces.append(think)
+                pieces.append(_Piece(None, i, fixed.think_end(tok, think.ids)))
+            else:  # Qwen3's own empty think block: <think>\n\n</think>\n\n
+                pieces.append(_Piece(None, i, fixed.empty_think))
         pieces.append(_segment_piece(turn.role, i, turn.content, tok))
         open_end = turn.role == "assistant" and is_last and not seq.close_last
         if not open_end:
@@ -358,6 +361,10 @@ class _FixedIds:
         self.newline = _single(tok, "\n")
         self.blank_line = _single(tok, "\n\n")
         self._roles = {role: tok.encode_text(role) for role in ("system", "user", "assistant")}
+
+    @property
+    def empty_think(self) -> list[int]:
+        return [self.think_open, self.blank_line, self.think_close, self.blank_line]
 
     def think_end(self, tok: Tokenizer, think_ids: list[int]) -> list[int]:
         """`\n</think>\n\n`, without the newline when the think ids already end with one."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -75,17 +75,14 @@ class QwenTokenizer:
                 f"tokenizer {source} is not a Qwen3 tokenizer: it has no {', '.join(missing)}",
                 hint="use the Z-Image model's tokenizer/ folder or a Qwen3 tokenizer",
             )
-        self._plain = _without_added_tokens(tokenizer)
+        self._added = tuple(t.content for t in tokenizer.get_added_tokens_decoder().values())
 
     # -- loading ---------------------------------------------------------------------------------
     @classmethod
     def from_file(cls, path: str | Path) -> QwenTokenizer:
-        from tokenizers import Tokenizer
-
-        try:
-            return cls(Tokenizer.from_file(str(path)), source=str(path))
-        except Exception as err:  # tokenizers raises a bare Exception on bad JSON
-            raise UserError(f"cannot read tokenizer file {path}: {err}") from None
+        """Load tokenizer.json; loaded once per process and file (the object is read-only)."""
+        resolved = Path(path).resolve()
+        return _load_file(resolved, resolved.stat().st_mtime_ns)
 
     @classmethod
     def from_pretrained(cls, spec: str | Path, *, download: bool = False) -> QwenTokenizer:
@@ -105,7 +102,13 @@ class QwenTokenizer:
     # -- ids -------------------------------------------------------------------------------------
     def encode_text(self, text: str) -> list[int]:
         """Ids for plain text; special and added tokens are never produced."""
-        return self._plain.encode(text, add_special_tokens=False).ids
+        tokenizer = self._plain if any(t in text for t in self._added) else self._tok
+        return tokenizer.encode(text, add_special_tokens=False).ids
+
+    @cached_property
+    def _plain(self) -> tokenizers.Tokenizer:
+        # Built only for text that spells out an added token: rebuilding takes about a second.
+        return _without_added_tokens(self._tok)
 
     def decode(self, ids: list[int]) -> str:
         """Text of `ids`, control and think tokens written out."""
@@ -136,6 +139,18 @@ class QwenTokenizer:
     @cached_property
     def fingerprint(self) -> VocabFingerprint:
         return fingerprint_from(self.token_string, self._tok.token_to_id, self.base_vocab_size)
+
+
+@lru_cache(maxsize=8)
+def _load_file(path: Path, mtime_ns: int) -> QwenTokenizer:
+    from tokenizers import Tokenizer
+
+    try:
+        return QwenTokenizer(Tokenizer.from_file(str(path)), source=str(path))
+    except UserError:
+        raise
+    except Exception as err:  # tokenizers raises a bare Exception on bad JSON
+        raise UserError(f"cannot read tokenizer file {path}: {err}") from None
 
 
 def _without_added_tokens(tokenizer: tokenizers.Tokenizer) -> tokenizers.Tokenizer:

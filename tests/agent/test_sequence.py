@@ -185,7 +185,9 @@ def test_turn_validation():
         ChatSequence.of_shape("fancy", "a cat")
 
 
-def test_think_ending_in_punctuation_merges_newline_and_cut_restores_it(qwen_tokenizer, hf_tokenizer):
+def test_think_ending_in_punctuation_merges_newline_and_cut_restores_it(
+    qwen_tokenizer, hf_tokenizer
+):
     # "." and the template's "\n" before </think> form one token (".\n"); a cut removes that token,
     # so </think> gets its own newline back and the block stays well formed.
     seq = ChatSequence.think("a cat", "One. Two. Three.", "A cat.")
@@ -197,3 +199,11 @@ def test_think_ending_in_punctuation_merges_newline_and_cut_restores_it(qwen_tok
     end = cut.ids.index(END_THINK)
     assert cut.ids[end - 1] == NL and cut.ids[end + 1] == NLNL
     assert qwen_tokenizer.decode(cut.ids).count("\n</think>\n\n") == 1
+
+
+def test_empty_think_is_qwens_empty_block(qwen_tokenizer, hf_tokenizer):
+    got = assemble(ChatSequence.think("a cat", "", "A cat."), qwen_tokenizer)
+    assert got.ids[10:14] == [THINK, NLNL, END_THINK, NLNL]
+    messages = [{"role": "user", "content": "a cat"}, {"role": "assistant", "content": "A cat."}]
+    text = hf_tokenizer.apply_chat_template(messages, tokenize=False, enable_thinking=False)
+    assert got.ids + [IM_END, NL] == hf_tokenizer(text).input_ids

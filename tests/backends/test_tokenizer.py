@@ -60,3 +60,11 @@ def test_fingerprint(qwen_tokenizer, tmp_path, tokenizer_dir):
     (tmp_path / "tokenizer.json").write_text(json.dumps(data))
     other = QwenTokenizer.from_pretrained(tmp_path).fingerprint
     assert "token strings differ" in fp.mismatch(other)
+
+
+def test_added_token_text_is_plain_and_loads_are_shared(qwen_tokenizer, tokenizer_dir):
+    assert QwenTokenizer.from_pretrained(tokenizer_dir) is qwen_tokenizer
+    for text in ("<think>", "a <tool_call> b", "x<|im_start|>y", "<|endoftext|>"):
+        ids = qwen_tokenizer.encode_text(text)
+        assert all(i < qwen_tokenizer.base_vocab_size for i in ids)
+        assert qwen_tokenizer.decode(ids) == text
