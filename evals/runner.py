@@ -137,7 +137,7 @@ class RunContext:
 
     def load(self, configs: dict[str, Config]) -> None:
         """Load what these configs need up front, so no job's timings include a model load."""
-        _ = self.tokenizer, self.backend
+        _ = self.backend, self.tokenizer  # the backend first: its error names the whole model
         for config in configs.values():
             if self.suite.writer_of(config):
                 self.writer_for(config)
@@ -213,7 +213,9 @@ class RunFolder:
         self.work = self.root / "work"
 
     def has_run(self) -> bool:
-        return (self.root / "manifest.json").exists() or self.jobs.is_dir()
+        """Whether a run finished any job here (a run that stopped before its first job, say on
+        a missing model, may simply be started again)."""
+        return self.jobs.is_dir() and any(self.jobs.glob("*.json"))
 
     def is_done(self, job: Job) -> bool:
         return (self.jobs / f"{job.key}.json").is_file()
