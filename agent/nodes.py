@@ -125,6 +125,7 @@ def call_writer(
         think=draft.think.text,
         think_ids=list(draft.think.ids) or None,
         writer=draft.model,
+        sampling=sampling.model_dump(),
     )
 
 
@@ -216,7 +217,7 @@ def _render_shot(
         record = {
             **image.record,
             "idea": state.idea,
-            "writer": _writer_record(ctx, shot.description),
+            "writer": _writer_record(shot.description),
             "agent": {
                 "run": state.run_id,
                 "attempt": number,
@@ -242,11 +243,14 @@ def _render_shot(
     return shot.model_copy(update={"images": paths, "image_hashes": hashes})
 
 
-def _writer_record(ctx: AgentContext, desc: Description) -> dict[str, Any] | None:
+def _writer_record(desc: Description) -> dict[str, Any] | None:
     if desc.writer is None:
         return None
-    sampling = ctx.sampling.model_dump() if ctx.sampling is not None else None
-    return {"model": desc.writer, "sampling": sampling, "agent_phrase": desc.agent_phrase or None}
+    return {
+        "model": desc.writer,
+        "sampling": desc.sampling,
+        "agent_phrase": desc.agent_phrase or None,
+    }
 
 
 # -- embed and judge -----------------------------------------------------------------------------

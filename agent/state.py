@@ -34,6 +34,7 @@ class Description(BaseModel):
     think: str = ""
     think_ids: list[int] | None = None
     writer: str | None = None  # the writer's model name, when a writer wrote it
+    sampling: dict[str, Any] | None = None  # the writer's sampling for this description
     agent_phrase: str = ""
     agent_stated: dict[str, str] = Field(default_factory=dict)  # axis -> value the agent added
     stated_axes: dict[str, str] = Field(default_factory=dict)  # axis -> value the whole states
