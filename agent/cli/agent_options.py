@@ -296,8 +296,10 @@ class ConsoleEvents:
             return f"[bold]done[/]: {data['message']}" if data.get("message") else None
         if kind == "error":
             return f"[red]error[/]: {data['message']}"
-        if kind in ("setting", "undo"):
-            return f"[bold]{kind}[/] {data}"
+        if kind == "setting":
+            return f"[bold]setting[/] {data['command']}: rendering again"
+        if kind == "undo":
+            return f"[bold]undo[/]: back to turn {data['turns']}"
         return None
 
 
