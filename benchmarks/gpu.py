@@ -219,7 +219,9 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     if plan.device == "cuda" and not torch.cuda.is_available():
-        print("benchmarks.gpu: no CUDA device here (--dry checks the script on CPU)", file=sys.stderr)
+        print(
+            "benchmarks.gpu: no CUDA device here (--dry checks the script on CPU)", file=sys.stderr
+        )
         return 2
     device = gpu_zimage.device_name(plan)
     results = Results(
