@@ -112,6 +112,20 @@ def image_hash(image: Image.Image) -> str:
     return digest.hexdigest()
 
 
+def _enable_wal(db: sqlite3.Connection) -> None:
+    """Switch to WAL. Two processes creating the file at once can find it locked, and SQLite
+    does not apply the busy timeout to a journal-mode change: retry until the timeout."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 class HistoryStore:
     """The history database. Open with `HistoryStore(path)` or `HistoryStore.open(settings)`."""
 
@@ -121,7 +135,7 @@ class HistoryStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # Autocommit mode: transactions are explicit (`_write`), so none stays open by accident.
             self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
+            _enable_wal(self._db)
             self._db.execute("PRAGMA synchronous=NORMAL")  # safe with WAL; no fsync per commit
         except (OSError, sqlite3.Error) as err:
             raise UserError(
