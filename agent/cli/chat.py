@@ -26,13 +26,30 @@ from agent.cli.agent_options import (
     WriterOpt,
 )
 from agent.cli.render_flags import (
+    AttentionOpt,
+    BatchOpt,
+    CompileOpt,
     CountOpt,
+    CpuOffloadOpt,
+    DeviceOpt,
+    DtypeOpt,
+    GuidanceOpt,
     ImageModelOpt,
     LayerOpt,
     LoraOpt,
+    NegativeOpt,
+    NoiseFractionOpt,
+    NoiseOpt,
+    NoiseSeedOpt,
+    NoiseStepsOpt,
+    SamplerOpt,
     SeedOpt,
+    ShiftOpt,
     SizeOpt,
     StepsOpt,
+    TextEncoderOpt,
+    TransformerOpt,
+    VaeOpt,
 )
 
 if TYPE_CHECKING:
@@ -123,6 +140,7 @@ def _lora(arg: str) -> dict[str, Any]:
 # -- the command ---------------------------------------------------------------------------------
 @app.command()
 def chat(
+    ctx: typer.Context,
     session: Annotated[str, typer.Option(help="Session name (a resumable thread).")] = "default",
     message: Annotated[
         str | None,
@@ -144,8 +162,25 @@ def chat(
     seed: SeedOpt = None,
     size: SizeOpt = None,
     steps: StepsOpt = None,
+    guidance: GuidanceOpt = None,
+    negative: NegativeOpt = None,
     layer: LayerOpt = None,
+    sampler: SamplerOpt = None,
+    shift: ShiftOpt = None,
     lora: LoraOpt = None,
+    noise: NoiseOpt = None,
+    noise_fraction: NoiseFractionOpt = None,
+    noise_steps: NoiseStepsOpt = None,
+    noise_seed: NoiseSeedOpt = None,
+    text_encoder: TextEncoderOpt = None,
+    vae: VaeOpt = None,
+    transformer: TransformerOpt = None,
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = None,
+    cpu_offload: CpuOffloadOpt = False,
+    attention: AttentionOpt = None,
+    compile: CompileOpt = False,
+    batch: BatchOpt = 4,
     ruts: Annotated[
         bool, typer.Option("--ruts/--no-ruts", help="Check each render for ruts and escape them.")
     ] = False,
@@ -172,11 +207,19 @@ def chat(
         raise UserError(f"bad session name {session!r}", hint="use letters, digits, - or _")
     settings = load_settings(image_model=image_model)
     console = Console(stderr=True)
+    render_flags = {
+        "count": count, "seed": seed, "size": size, "steps": steps, "guidance": guidance,
+        "negative": negative, "layer": layer, "sampler": sampler, "shift": shift, "lora": lora,
+        "noise": noise, "noise_fraction": noise_fraction, "noise_steps": noise_steps,
+        "noise_seed": noise_seed, "text_encoder": text_encoder, "vae": vae,
+        "transformer": transformer, "device": device, "dtype": dtype, "cpu_offload": cpu_offload,
+        "attention": attention, "compile": compile, "batch": batch,
+    }  # fmt: skip
     flags = {
         "writer": writer, "backend": backend_kind, "tokenizer": tokenizer, "embedder": embedder,
-        "shape": shape, "count": count, "seed": seed, "size": size, "steps": steps,
-        "layer": layer, "lora": lora, "ruts": ruts, "max_attempts": max_attempts,
+        "image_model": image_model, "shape": shape, "ruts": ruts, "max_attempts": max_attempts,
         "ladder": ladder, "temperature": temperature, "max_new_tokens": max_new_tokens, "out": out,
+        "render": {k: v for k, v in render_flags.items() if _given(ctx, k)},
     }  # fmt: skip
     with open_checkpointer(settings.sessions_db) as saver:
         thread = Session(saver, f"chat:{session}")
@@ -187,6 +230,31 @@ def chat(
             runner.one_turn(message, as_json)
         else:
             runner.interactive()
+
+
+# Settings that belong to the session once it runs: changed with a command, not an option.
+SESSION_SETTINGS = {
+    "size": "/size WxH", "layer": "/layer N", "lora": "/lora PATH:S", "seed": "/seed N",
+    "count": "a new session", "noise": "a new session", "noise_seed": "a new session",
+}  # fmt: skip
+
+
+def _check_later_flags(given: dict[str, Any]) -> None:
+    from agent.errors import UserError
+
+    for name in given:
+        if name in SESSION_SETTINGS:
+            flag = "--" + name.replace("_", "-")
+            raise UserError(
+                f"{flag} is set when a session starts",
+                hint=f"change it with {SESSION_SETTINGS[name]}",
+            )
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    """Whether the option was set on the command line (or environment), not left at its default."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
 
 
 class _ChatRunner:
@@ -272,7 +340,7 @@ class _ChatRunner:
         initial = AgentState(
             idea=idea.strip(),
             shape=resolve_shape(self.flags["shape"], context.writer is not None),
-            n=self.flags["count"],
+            n=self._render_flags.get("count", 1),
             seed=choice.seeds[0],
             max_attempts=self.flags["max_attempts"],
             ruts=self.flags["ruts"],
@@ -288,7 +356,11 @@ class _ChatRunner:
                 lora_strength=options.lora_strength,
             ),  # fmt: skip
             turns=[ChatTurn(message=idea.strip())],
-            parts=self._spec.to_dict(),
+            parts={
+                **self._spec.to_dict(),
+                "image_model": self.settings.image_model,
+                "render": self._render_flags,
+            },
         )
         state = self.thread.start(initial, context)
         if state.error:
@@ -308,6 +380,9 @@ class _ChatRunner:
             stored = current.parts if current is not None else {}
             ruts = current.ruts if current is not None else self.flags["ruts"]
             f = self.flags
+            image_model = f["image_model"] or stored.get("image_model")
+            if image_model:
+                self.settings = self.settings.model_copy(update={"image_model": image_model})
             self._spec = parts_spec(
                 self.settings,
                 writer=f["writer"] if f["writer"] is not None else stored.get("writer") or "none",
@@ -315,10 +390,11 @@ class _ChatRunner:
                 tokenizer=f["tokenizer"] or stored.get("tokenizer"),
                 embedder=f["embedder"] or stored.get("embedder"),
             )
-            self._choice = render_choice(
-                self.settings, count=f["count"], seed=f["seed"], size=f["size"],
-                steps=f["steps"], layer=f["layer"], lora=f["lora"],
-            )  # fmt: skip
+            if current is not None:
+                _check_later_flags(f["render"])
+            # Render flags given at the start stay with the session; flags given now win.
+            self._render_flags = {**stored.get("render", {}), **f["render"]}
+            self._choice = render_choice(self.settings, **self._render_flags)
             out = f["out"] or self.settings.outputs_dir / f"chat-{self.name}"
             self._context = build_context(
                 self.settings, self._spec, self._choice, out_dir=Path(out), ruts=ruts,

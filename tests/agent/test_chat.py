@@ -209,3 +209,20 @@ def test_with_ruts_on_a_chat_turn_escapes_its_rut(capsys):
     assert refined["description"] == [
         f"{d.rstrip('.')}. in the evening" for d in first["description"]
     ]
+
+
+def test_a_sessions_options_stay_with_it(capsys, zit_home):
+    from agent.history import HistoryStore
+
+    turn(capsys, "o", IDEA, *SKETCH, "--steps", "3", "--layer", "-3")
+    turn(capsys, "o", "closer")  # a later process: no options given
+    turn(capsys, "o", "closer still", "--steps", "5")
+    code, _, err = zit(capsys, "chat", "--session", "o", "--message", "wider", "--size", "64x64")
+    assert code == 2 and "--size is set when a session starts (change it with /size WxH)" in err
+
+    with HistoryStore(zit_home / "history.sqlite") as store:
+        rows = store.images(session="o")
+    steps = [row.settings["steps"] for row in rows]
+    layers = {row.settings["layer"] for row in rows}
+    assert steps == [3, 3, 3, 3, 5, 5] and layers == {-3}
+    assert {(row.settings["width"], row.seed) for row in rows[-2:]} == {(128, 5), (128, 6)}
