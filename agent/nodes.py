@@ -224,6 +224,7 @@ def _render_shot(
                 "shot": index,
                 "shape": state.shape,
                 "agent_stated": shot.description.agent_stated,
+                "stated_axes": shot.description.stated_axes,
             },
         }
         path = save_image(
@@ -376,7 +377,7 @@ def _vary(ctx: AgentContext, state: AgentState, levers: list[Lever]) -> dict[str
         state.idea,
         state.shots,
         report_axes,
-        state.novelty_memory(escape.NOVELTY_WINDOW),
+        novelty_memory(ctx, state),
         state.n,
         seed=state.seed + 100 * number,
         write=writer,
@@ -403,6 +404,30 @@ def _vary(ctx: AgentContext, state: AgentState, levers: list[Lever]) -> dict[str
         effect = "applies to the writer's next calls"
         levers.append(Lever(name="writer", detail=detail, values=found.model_dump(), effect=effect))
     return update
+
+
+def novelty_memory(ctx: AgentContext, state: AgentState) -> dict[str, list[str]]:
+    """Axis values stated in the last images of this idea, oldest first: from the history store
+    (so across runs and sessions) when there is one, else from this run."""
+    if ctx.store is None:
+        return state.novelty_memory(escape.NOVELTY_WINDOW)
+    memory: dict[str, list[str]] = {}
+    for row in ctx.store.images(idea=state.idea, limit=escape.NOVELTY_WINDOW):
+        for axis, value in _stated_axes_of(row.path).items():
+            memory.setdefault(axis, []).append(value)
+    return memory
+
+
+def _stated_axes_of(image_path: str) -> dict[str, str]:
+    """The stated axis values in an image's provenance (the JSON beside it); {} when unknown."""
+    import json
+
+    beside = Path(image_path).with_suffix(".json")
+    try:
+        record = json.loads(beside.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return (record.get("agent") or {}).get("stated_axes") or {}
 
 
 def _vary_writer(ctx: AgentContext, state: AgentState) -> escape.VaryWriter:

@@ -100,3 +100,15 @@ def test_the_graph_is_built_by_a_factory_not_at_import():
     assert not any(hasattr(agent.graph, n) for n in ("graph", "app", "compiled"))
     nodes = set(build_graph().nodes)
     assert {"write", "assemble", "render", "embed", "judge", "escape", "finish"} <= nodes
+
+
+def test_the_novelty_memory_spans_runs_of_the_same_idea(qwen_tokenizer, tmp_path):
+    context = sketch_context(qwen_tokenizer, tmp_path)
+    first = run_agent(initial_state(n=3, ladder=["vary"], run_id="one"), context)
+    second = run_agent(initial_state(n=3, ladder=["vary"], run_id="two"), context)
+
+    def sizes(final) -> set[str]:
+        return {shot.description.stated_axes["shot_size"] for shot in final.attempts[1].shots}
+
+    assert len(sizes(first)) == len(sizes(second)) == 3
+    assert not sizes(first) & sizes(second)  # the same seeds, yet fresh values
