@@ -383,7 +383,7 @@ def run_automatic(
             noise_seed=options.noise.seed if options.noise else 0,
             lora=options.lora,
             lora_strength=options.lora_strength,
-        ),  # fmt: skip
+        ),
         parts=spec.to_dict(),
     )
     with open_checkpointer(settings.sessions_db) as saver:

@@ -354,7 +354,7 @@ class _ChatRunner:
                 layer=options.layer,
                 lora=options.lora,
                 lora_strength=options.lora_strength,
-            ),  # fmt: skip
+            ),
             turns=[ChatTurn(message=idea.strip())],
             parts={
                 **self._spec.to_dict(),
