@@ -262,15 +262,23 @@ def _silent(kind: str, data: dict[str, Any]) -> None:
 
 
 class ConsoleEvents:
-    """Prints what each node does, one line per event (stderr, so --json stays clean)."""
+    """Prints what each node does, one line per event (stderr, so --json stays clean), with a
+    spinner while images render."""
 
     def __init__(self, console: Console):
         self.console = console
+        self._status = None
 
     def __call__(self, kind: str, data: dict[str, Any]) -> None:
+        if self._status is not None and kind in ("rendered", "error"):
+            self._status.stop()
+            self._status = None
         line = self.describe(kind, data)
         if line:
             self.console.print(line, highlight=False)
+        if kind == "render":
+            self._status = self.console.status(f"rendering {data['images']} image(s)")
+            self._status.start()
 
     @staticmethod
     def describe(kind: str, data: dict[str, Any]) -> str | None:
