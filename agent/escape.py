@@ -96,13 +96,12 @@ def state_axes(description: Description, wanted: dict[str, str], tok: Tokenizer)
         sentence = ", ".join(missing.values())
         sentence = sentence[0].upper() + sentence[1:] + "."
         own = description.text.rstrip()
-        phrase = (
-            sentence
-            if not own
-            else f" {sentence}"
-            if own.endswith((".", "!", "?"))
-            else f". {sentence}"
-        )
+        if not own:
+            phrase = sentence
+        elif own.endswith((".", "!", "?")):
+            phrase = f" {sentence}"
+        else:
+            phrase = f". {sentence}"
     described = description.model_copy(update={"agent_phrase": phrase, "agent_stated": missing})
     return described.model_copy(update={"stated_axes": axis_reader.read_axes(described.full_text)})
 
@@ -125,17 +124,20 @@ def vary(
     write: VaryWriter | None,
     tok: Tokenizer,
     avoid: list[str],
+    core: str | None = None,
 ) -> tuple[list[Shot], Lever]:
-    """Step 1: one new description per image, each stating fresh values on the rutted axes."""
-    axes = axes_to_vary(report_axes, idea)
+    """Step 1: one new description per image, each stating fresh values on the rutted axes.
+    `core`: the text whose stated axes stay (default: the idea; in chat also the person's words)."""
+    axes = axes_to_vary(report_axes, core or idea)
     assignments = choose_values(axes, memory, count, seed)
     previous = [shot.description.full_text for shot in shots][-3:]
     used = [v for values in memory.values() for v in values]
     new_shots, by_agent = [], 0
     base_seed = shots[0].seeds[0] if shots and shots[0].seeds else seed
     for i, wanted in enumerate(assignments):
-        if write is None:
-            draft = Description(text=idea)
+        if write is None:  # the current text (the idea, or a person's refinement), restated
+            own = shots[i % len(shots)].description.text if shots else idea
+            draft = Description(text=own)
         else:
             draft = write(idea, wanted, previous, list(dict.fromkeys(used + avoid)), seed + i)
         described = state_axes(draft, wanted, tok)

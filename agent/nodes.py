@@ -383,6 +383,7 @@ def _vary(ctx: AgentContext, state: AgentState, levers: list[Lever]) -> dict[str
         write=writer,
         tok=ctx.tokenizer,
         avoid=state.avoid,
+        core=" ".join([state.idea, *(t.message for t in state.turns[1:] if t.message[:1] != "/")]),
     )
     levers.append(lever)
     update: dict[str, Any] = {"shots": shots}

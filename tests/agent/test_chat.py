@@ -226,3 +226,10 @@ def test_a_sessions_options_stay_with_it(capsys, zit_home):
     layers = {row.settings["layer"] for row in rows}
     assert steps == [3, 3, 3, 3, 5, 5] and layers == {-3}
     assert {(row.settings["width"], row.seed) for row in rows[-2:]} == {(128, 5), (128, 6)}
+
+
+def test_vary_after_a_refinement_keeps_it(capsys):
+    turn(capsys, "kv", IDEA, *SKETCH)
+    turn(capsys, "kv", "at night, under the stars")
+    varied = turn(capsys, "kv", "/vary")
+    assert all(d.startswith(f"{IDEA}. at night, under the stars. ") for d in varied["description"])

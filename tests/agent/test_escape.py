@@ -18,6 +18,8 @@ def test_axes_to_vary_keep_the_ideas_core_and_put_composition_first():
     chosen = escape.axes_to_vary(named, "a portrait of a woman in a cafe")
     assert chosen == ["shot_size", "camera_angle", "framing"]  # cafe (setting) is the idea's
     assert escape.axes_to_vary([], "a cat")[:2] == ["shot_size", "camera_angle"]
+    # In chat the person's words are core too: "at night" keeps the time of day.
+    assert "time_of_day" not in escape.axes_to_vary(["time_of_day", "lens"], "a cat at night")
 
 
 def test_new_values_differ_per_image_and_avoid_recent_ones():
