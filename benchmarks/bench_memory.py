@@ -1,0 +1,128 @@
+"""Peak resident memory of the CLI on the tiny models, against a bare `import torch, diffusers`.
+
+Each command runs in a fresh child process with its own ZIT_HOME; its peak is the child's
+`ru_maxrss` (from `os.wait4`), so the benchmark's own memory never counts. The tiny models weigh a
+few MB, so what these figures show is what the code path loads on top of the libraries.
+
+- `zit generate --writer none --no-ruts`: the plain path (tokenizer, tiny Z-Image, one render);
+- `zit generate --writer gguf:...`: the agent path with the tiny llama.cpp writer;
+- `zit demo`: the whole demo with its models already built (as on every run after the first).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmarks.core import Figure, benchmark
+
+BASELINE = "import torch, diffusers"
+EXTRA_TARGET_MB = 600  # the agent's code path on top of the libraries, tiny models
+IDEA = "a red fox in the snow"
+TINY_RENDER = ["--size", "64x64", "--steps", "2"]
+
+
+# A process's peak RSS outlives exec: a child forked from this (large) process would report this
+# process's size. So a small launcher forks the command and reports the command's own peak (KiB).
+LAUNCHER = """import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.argv[2], sys.argv[2:])
+_, status, usage = os.wait4(pid, 0)
+open(sys.argv[1], "w").write(str(usage.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+@dataclass
+class ChildRun:
+    peak_mb: float
+    seconds: float
+
+
+def measure(cmd: list[str], env: dict[str, str], cwd: Path) -> ChildRun:
+    """Run `cmd` to the end; its peak resident memory (MB) and wall time. Fails loudly (with the
+    command's stderr) when it fails, so a broken path is never reported as a figure."""
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "maxrss"
+        start = time.perf_counter()
+        done = subprocess.run(
+            [sys.executable, "-S", "-c", LAUNCHER, str(report), *cmd],
+            env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        seconds = time.perf_counter() - start
+        if done.returncode != 0:
+            tail = done.stderr.decode(errors="replace")[-2000:]
+            raise RuntimeError(f"{' '.join(cmd)} exited {done.returncode}:\n{tail}")
+        return ChildRun(peak_mb=int(report.read_text()) / 1024, seconds=seconds)  # Linux: KiB
+
+
+def tiny_home(root: Path) -> tuple[Path, Path]:
+    """ZIT_HOME with the demo's tiny models already in its cache; (gguf, zimage dir)."""
+    from backends.tiny.qwen3 import GGUF_NAME, build_tiny_qwen3_gguf
+    from backends.tiny.zimage import build_tiny_zimage
+
+    cache = root / "demo-models"
+    return build_tiny_qwen3_gguf(cache / GGUF_NAME), build_tiny_zimage(cache / "tiny-zimage")
+
+
+def commands(gguf: Path, zimage: Path, out: Path) -> dict[str, list[str]]:
+    zit = [sys.executable, "-m", "agent"]
+    generate = [*zit, "generate", IDEA, "--image-model", str(zimage), *TINY_RENDER]
+    return {
+        "zit generate --writer none --no-ruts": [
+            *generate, "--writer", "none", "--no-ruts", "--out", str(out / "plain"),
+        ],
+        "zit generate --writer gguf (tiny) --no-ruts": [
+            *generate, "--writer", f"gguf:{gguf}", "--no-ruts", "--max-new-tokens", "32",
+            "--out", str(out / "gguf"),
+        ],
+        "zit demo (models cached)": [*zit, "demo", "--out", str(out / "demo")],
+    }  # fmt: skip
+
+
+@benchmark("memory")
+def peak_memory(quick: bool) -> list[Figure]:
+    repeats = 1 if quick else 3
+    with tempfile.TemporaryDirectory(prefix="zit-bench-memory-") as tmp:
+        root = Path(tmp)
+        home = root / "home"
+        gguf, zimage = tiny_home(home)
+        env = {**os.environ, "ZIT_HOME": str(home), "ZIT_CONFIG": str(root / "none.toml"),
+               "HF_HUB_OFFLINE": "1"}  # fmt: skip
+        cwd = Path(__file__).resolve().parent.parent
+
+        def runs(cmd: list[str]) -> list[ChildRun]:
+            return [measure(cmd, env, cwd) for _ in range(repeats)]
+
+        baseline = runs([sys.executable, "-c", BASELINE])
+        measured = {name: runs(cmd) for name, cmd in commands(gguf, zimage, root / "out").items()}
+    base_mb = statistics.median(r.peak_mb for r in baseline)
+    return [_figure(name, rs, base_mb, baseline) for name, rs in measured.items()]
+
+
+def _figure(name: str, runs: list[ChildRun], base_mb: float, baseline: list[ChildRun]) -> Figure:
+    peak = statistics.median(r.peak_mb for r in runs)
+    peaks = [r.peak_mb for r in runs]
+    return Figure(
+        f"{name}: peak RSS",
+        peak,
+        "MB",
+        base_mb,
+        f"python -c '{BASELINE}'",
+        target=f"extra < {EXTRA_TARGET_MB} MB",
+        met=peak - base_mb < EXTRA_TARGET_MB,
+        spread=(max(peaks) - min(peaks)) / peak,
+        extra={
+            "extra_mb": round(peak - base_mb, 1),
+            "seconds": round(statistics.median(r.seconds for r in runs), 2),
+            "baseline_seconds": round(statistics.median(r.seconds for r in baseline), 2),
+            "repeats": len(runs),
+        },
+    )
