@@ -119,9 +119,9 @@ def run_agent(
 ) -> AgentState:
     """Run the automatic (non-chat) loop to the end and return the final state."""
     app = build_graph().compile(checkpointer=checkpointer)
-    result = app.invoke(initial, run_config(initial, thread_id), context=context)
-    return AgentState.model_validate(_values(result))
+    return state_of(app.invoke(initial, run_config(initial, thread_id), context=context))
 
 
-def _values(result: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in result.items() if not k.startswith("__")}
+def state_of(result: dict[str, Any]) -> AgentState:
+    """The `AgentState` of what `invoke` returned (LangGraph adds keys such as `__interrupt__`)."""
+    return AgentState.model_validate({k: v for k, v in result.items() if not k.startswith("__")})

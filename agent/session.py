@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from agent import state as state_module
 from agent.errors import UserError
-from agent.graph import _values, build_graph, run_config
+from agent.graph import build_graph, run_config, state_of
 from agent.state import AgentState
 
 if TYPE_CHECKING:
@@ -107,19 +107,4 @@ class Session:
         return self._invoke(None, current, context)
 
     def _invoke(self, payload: Any, current: AgentState, context: AgentContext) -> AgentState:
-        result = self.app.invoke(payload, self._config(current), context=context)
-        return AgentState.model_validate(_values(result))
-
-
-def session_names(path: Path) -> list[str]:
-    """The thread ids stored in the sessions database, oldest first."""
-    if not path.is_file():
-        return []
-    with contextlib.closing(sqlite3.connect(str(path))) as conn:
-        try:
-            rows = conn.execute(
-                "SELECT thread_id, MIN(rowid) FROM checkpoints GROUP BY thread_id ORDER BY 2"
-            ).fetchall()
-        except sqlite3.OperationalError:
-            return []
-    return [r[0] for r in rows]
+        return state_of(self.app.invoke(payload, self._config(current), context=context))
