@@ -1,0 +1,114 @@
+"""The benchmark runner, the peak-memory probe and the GPU script's CPU mode work (no timings are
+checked: machines here are noisy, and performance lives in benchmarks/, not in tests)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FIGURE_KEYS = {"name", "value", "unit", "baseline", "baseline_name", "target", "met", "spread",
+               "extra", "ratio"}  # fmt: skip
+
+
+@pytest.mark.slow
+def test_quick_run_writes_a_results_file(tmp_path):
+    out = tmp_path / "results.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--only", "startup", "token-assembly",
+         "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    data = json.loads(out.read_text())
+    assert data["quick"] is True
+    assert {"cpu", "cores", "python", "libraries"} <= set(data["machine"])
+    assert data["machine"]["libraries"]["torch"]
+    assert set(data["results"]) == {"startup", "token-assembly"}
+    for figures in data["results"].values():
+        assert figures
+        for figure in figures:
+            assert set(figure) == FIGURE_KEYS
+            assert figure["value"] > 0
+    startup = data["results"]["startup"][0]
+    assert startup["baseline"] > 0 and startup["ratio"] == startup["value"] / startup["baseline"]
+    assert not list(tmp_path.glob("*.tmp")), "the results file is written atomically"
+
+
+def test_an_unknown_benchmark_is_named():
+    from benchmarks.__main__ import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--only", "no-such-benchmark"])
+    assert exit_info.value.code == 2
+
+
+def test_peak_memory_is_the_commands_own(tmp_path):
+    """The probe reports the command's peak, not this (large) test process's size inherited
+    through fork, and fails loudly when the command fails."""
+    import os
+
+    from benchmarks.bench_memory import measure
+
+    env = dict(os.environ)
+    ballast = bytearray(400 * 2**20)  # makes this process large; a fork would inherit its peak
+    ballast[:: 2**12] = b"1" * len(ballast[:: 2**12])
+    small = measure([sys.executable, "-c", "pass"], env, tmp_path)
+    big = measure([sys.executable, "-c", "x = bytearray(300 * 2**20); x[::4096] = b'1' * len(x[::4096])"],
+                  env, tmp_path)  # fmt: skip
+    assert small.peak_mb < 100
+    assert big.peak_mb > small.peak_mb + 250
+    with pytest.raises(RuntimeError, match="exited 3"):
+        measure([sys.executable, "-c", "import sys; sys.exit(3)"], env, tmp_path)
+
+
+def test_gpu_standing_uses_the_devices_bf16_peak():
+    from benchmarks import gpu, gpu_zimage
+
+    plan = gpu_zimage.make_plan(gpu_zimage.parse_args([]))
+    cases = {
+        "raw-vs-backend": {"raw": {"median_s": 0.9}, "backend": {"median_s": 0.97}},
+        "batch:4": {"median_s": 3.2, "per_image_s": 0.8},
+    }
+    sxm = gpu.standing("NVIDIA H100 80GB HBM3", cases, plan)
+    assert sxm["floor_s"] == pytest.approx(4.8e14 / 989e12)
+    assert sxm["anchor_s"] == pytest.approx(1.0)  # the same bf16 peak as the H800
+    assert sxm["measured"]["backend, batch 4, per image"]["seconds"] == 0.8
+    assert sxm["measured"]["backend, batch 1"]["x_floor"] == pytest.approx(0.97 / sxm["floor_s"])
+    assert gpu.standing("NVIDIA H100 PCIe", cases, plan)["bf16_peak_flops"] == 756e12
+    unknown = gpu.standing("Some GPU", cases, plan)
+    assert unknown["floor_s"] is None and unknown["note"]
+
+
+@pytest.mark.slow
+def test_gpu_script_dry_run_on_cpu(tmp_path):
+    from benchmarks import gpu
+
+    out = tmp_path / "gpu.json"
+    assert gpu.main(["--dry", "--out", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["plan"]["dry"] is True and data["device"]
+    cases = data["cases"]
+    assert {"writer", "build", "raw-vs-backend", "encode-cold-vs-cached", "attention:native",
+            "batch:1", "batch:2"} <= set(cases)  # fmt: skip
+    writer = cases["writer"]
+    assert writer["raw"]["tokens_per_s"] > 0 and writer["writer"]["tokens_per_s"] > 0
+    assert 0 < writer["new_tokens"]["writer"] <= 8
+    assert cases["batch:2"]["per_image_s"] == cases["batch:2"]["median_s"] / 2
+    assert "backend, batch 1" in data["standing"]["measured"]
+
+
+def test_gpu_script_refuses_without_a_device(tmp_path, capsys):
+    import torch
+
+    from benchmarks import gpu
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    assert gpu.main(["--out", str(tmp_path / "gpu.json")]) == 2
+    assert "no CUDA device" in capsys.readouterr().err
+    assert not (tmp_path / "gpu.json").exists()
