@@ -11,6 +11,7 @@ import os
 import pkgutil
 import platform
 import sys
+import time
 from importlib import metadata
 from pathlib import Path
 
@@ -91,9 +92,14 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown benchmark(s) {unknown}; known: {', '.join(sorted(REGISTRY))}")
     results: dict[str, list[Figure]] = {}
+    seconds: dict[str, float] = {}
+    load_before = os.getloadavg()  # other work on the machine, for reading the figures
     for name in names:
         print(f"running {name} ...", file=sys.stderr, flush=True)
+        start = time.perf_counter()
         results[name] = REGISTRY[name](args.quick)
+        seconds[name] = round(time.perf_counter() - start, 1)
+        print(f"{name}: {seconds[name]} s", file=sys.stderr, flush=True)
     print_table(results)
 
     info = machine()
@@ -105,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         "machine": info,
         "date": stamp.isoformat(),
         "quick": args.quick,
+        "load_average": {"before": load_before, "after": os.getloadavg()},
+        "seconds": {"total": round(sum(seconds.values()), 1), **seconds},
         "results": {k: [f.to_json() for f in v] for k, v in results.items()},
     }
     tmp = out.with_suffix(".tmp")
