@@ -28,10 +28,10 @@ from agent.cli.agent_options import (
     WriterOpt,
 )
 from agent.cli.render_flags import (
+    PANEL,
     AttentionOpt,
     BatchOpt,
     CompileOpt,
-    CountOpt,
     CpuOffloadOpt,
     DeviceOpt,
     DtypeOpt,
@@ -54,6 +54,8 @@ from agent.cli.render_flags import (
     VaeOpt,
 )
 
+DEFAULT_RUT_COUNT = 4
+
 
 @app.command()
 def generate(
@@ -71,7 +73,16 @@ def generate(
     embedder: EmbedderOpt = None,
     tokenizer: TokenizerOpt = None,
     image_model: ImageModelOpt = None,
-    count: CountOpt = 1,
+    count: Annotated[
+        int | None,
+        typer.Option(
+            "-n",
+            "--count",
+            min=1,
+            rich_help_panel=PANEL,
+            help="Images per attempt (default: 4 when checking for ruts, else 1).",
+        ),
+    ] = None,
     seed: SeedOpt = None,
     size: SizeOpt = None,
     steps: StepsOpt = None,
@@ -117,7 +128,8 @@ def generate(
     # 1. Parse
     if not idea.strip():
         raise UserError("the idea is empty", hint="give an idea with some words in it")
-    # 2. Settings
+    # 2. Settings (a rut shows across seeds: compare 4 images unless told otherwise)
+    count = count or (DEFAULT_RUT_COUNT if ruts else 1)
     settings = load_settings(image_model=image_model)
     choice = render_choice(
         settings, count=count, seed=seed, size=size, steps=steps, guidance=guidance,
