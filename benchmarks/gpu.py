@@ -214,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     zimage = gpu_zimage.parse_args(ZIMAGE_DEFAULTS + zimage_args + (["--dry"] if args.dry else []))
     plan = gpu_zimage.make_plan(zimage)
     if zimage.plan:
-        print(json.dumps(plan.__dict__, indent=2))
+        cases = ([] if args.no_writer else ["writer"]) + plan.cases
+        print(json.dumps({**plan.__dict__, "cases": cases}, indent=2))
         return 0
     import torch
 
