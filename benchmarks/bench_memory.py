@@ -48,6 +48,10 @@ sys.exit(os.waitstatus_to_exitcode(status))
 """
 
 
+# ru_maxrss is in bytes on macOS, in KiB on Linux.
+MAXRSS_PER_MB = 2**20 if sys.platform == "darwin" else 2**10
+
+
 @dataclass
 class ChildRun:
     peak_mb: float
@@ -68,7 +72,7 @@ def measure(cmd: list[str], env: dict[str, str], cwd: Path) -> ChildRun:
         if done.returncode != 0:
             tail = done.stderr.decode(errors="replace")[-2000:]
             raise RuntimeError(f"{' '.join(cmd)} exited {done.returncode}:\n{tail}")
-        return ChildRun(peak_mb=int(report.read_text()) / 1024, seconds=seconds)  # Linux: KiB
+        return ChildRun(peak_mb=int(report.read_text()) / MAXRSS_PER_MB, seconds=seconds)
 
 
 def tiny_home(root: Path) -> tuple[Path, Path]:
