@@ -37,7 +37,7 @@ EXTRA_TARGET_MB = 150  # what the CLI may add on top of the raw pipeline script
 
 
 # A process's peak RSS outlives exec: a child forked from this (large) process would report this
-# process's size. So a small launcher forks the command and reports the command's own peak (KiB).
+# process's size. So a small launcher forks the command and reports the command's own ru_maxrss.
 LAUNCHER = """import os, sys
 pid = os.fork()
 if pid == 0:
@@ -46,8 +46,6 @@ _, status, usage = os.wait4(pid, 0)
 open(sys.argv[1], "w").write(str(usage.ru_maxrss))
 sys.exit(os.waitstatus_to_exitcode(status))
 """
-
-
 # ru_maxrss is in bytes on macOS, in KiB on Linux.
 MAXRSS_PER_MB = 2**20 if sys.platform == "darwin" else 2**10
 
