@@ -250,6 +250,13 @@ def assemble(
     )
 
 
+def empty_prompt_ids(tokenizer: Tokenizer) -> list[int]:
+    """The plain sequence of an empty prompt: what diffusers encodes for `negative_prompt=None`
+    (`assemble` refuses empty user text, so this one is built here)."""
+    fixed = _FixedIds(tokenizer)
+    return [*fixed.header("user"), fixed.im_end, fixed.newline, *fixed.header("assistant")]
+
+
 def _pieces(seq: ChatSequence, tok: Tokenizer) -> list[_Piece]:
     fixed = _FixedIds(tok)
     last_user = max(i for i, t in enumerate(seq.turns) if t.role == "user")

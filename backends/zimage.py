@@ -22,10 +22,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent.errors import ModelNotFoundError, UserError
+from agent.sequence import empty_prompt_ids
 from backends.base import NoiseSettings, RenderedImage, RenderOptions
 from backends.hub import resolve_dir
 from backends.provenance import package_versions, token_sha256
 from backends.samplers import make_scheduler
+from backends.tokenizer import QwenTokenizer
 
 if TYPE_CHECKING:
     import torch
@@ -54,8 +56,12 @@ class ZImageBackend:
         max_batch: int = 4,
         cache_size: int = 32,
         pad_to: int = 512,
+        tokenizer: QwenTokenizer | None = None,
     ):
+        """`tokenizer`: the model's Qwen3 tokenizer; taken from `pipe.tokenizer` when not given
+        (`from_pretrained` loads it without transformers, which saves about 165 MB)."""
         self.pipe = pipe
+        self.tokenizer = tokenizer or QwenTokenizer(pipe.tokenizer.backend_tokenizer, "pipeline")
         self.pad_to = pad_to
         self.model_id = model_id
         self.model_revision = model_revision
@@ -65,7 +71,7 @@ class ZImageBackend:
         self._scheduler_config = dict(pipe.scheduler.config)
         self._loras: dict[str, str] = {}  # resolved path -> adapter name
         self._schedulers: dict[tuple[str, float | None], tuple[Any, Any, float]] = {}
-        self._pad_id = pipe.tokenizer.pad_token_id or 0
+        self._pad_id = self.tokenizer.token_id("<|endoftext|>")  # Qwen3's pad token
         # Where the pipeline runs (with CPU offload: the accelerator). Place `pipe` before
         # building the backend; the lookup walks every module, too slow to repeat per render.
         self.device = pipe._execution_device
@@ -108,13 +114,14 @@ class ZImageBackend:
         torch_dtype = _torch_dtype(dtype, device)
         parts = _component_overrides(root, torch_dtype, text_encoder, vae, transformer, download)
         try:
-            pipe = ZImagePipeline.from_pretrained(root, dtype=torch_dtype, **parts)
+            tokenizer = QwenTokenizer.from_pretrained(root)
+            pipe = ZImagePipeline.from_pretrained(root, dtype=torch_dtype, tokenizer=None, **parts)
         except (OSError, ValueError, KeyError) as err:
             raise ModelNotFoundError(
                 f"image model: cannot load {root}: {_first_line(err)}",
                 hint=f"re-fetch it with `hf download {spec}`" if not Path(spec).exists() else None,
             ) from None
-        _check_encoder_fits(pipe)
+        _check_encoder_fits(pipe, tokenizer)
         if cpu_offload:
             pipe.enable_model_cpu_offload(device=device)
         else:
@@ -123,7 +130,13 @@ class ZImageBackend:
             _set_attention(pipe, attention)
         if compile:
             pipe.transformer.compile(fullgraph=False)
-        return cls(pipe, model_id=str(spec), model_revision=_revision(root), max_batch=max_batch)
+        return cls(
+            pipe,
+            model_id=str(spec),
+            model_revision=_revision(root),
+            max_batch=max_batch,
+            tokenizer=tokenizer,
+        )
 
     # -- the protocol ----------------------------------------------------------------------------
     def render(
@@ -199,15 +212,7 @@ class ZImageBackend:
     def _negative_ids(self, options: RenderOptions) -> list[int]:
         """The negative sequence: given ids, else the template around an empty prompt (what
         diffusers encodes for `negative_prompt=None`)."""
-        if options.negative_ids:
-            return options.negative_ids
-        text = self.pipe.tokenizer.apply_chat_template(
-            [{"role": "user", "content": ""}],
-            tokenize=False,
-            add_generation_prompt=True,
-            enable_thinking=True,
-        )
-        return self.pipe.tokenizer(text, add_special_tokens=False).input_ids
+        return options.negative_ids or empty_prompt_ids(self.tokenizer)
 
     # -- checks ----------------------------------------------------------------------------------
     def _check(self, token_ids: list[int], seeds: list[int], options: RenderOptions) -> None:
@@ -352,10 +357,10 @@ class ZImageBackend:
         noise = options.noise if options.noise and options.noise.strength > 0 else None
         return {
             "idea": None,
-            "text": self.pipe.tokenizer.decode(token_ids),
+            "text": self.tokenizer.decode(token_ids),
             "token_count": len(token_ids),
             "token_sha256": token_sha256(token_ids),
-            "negative_text": self.pipe.tokenizer.decode(options.negative_ids)
+            "negative_text": self.tokenizer.decode(options.negative_ids)
             if options.guidance > 0 and options.negative_ids
             else None,
             "width": options.width,
@@ -564,9 +569,9 @@ def _load_component(
         ) from None
 
 
-def _check_encoder_fits(pipe: ZImagePipeline) -> None:
+def _check_encoder_fits(pipe: ZImagePipeline, tokenizer: QwenTokenizer) -> None:
     _check_encoder_config(
-        pipe.text_encoder.config, pipe.transformer.config.cap_feat_dim, len(pipe.tokenizer)
+        pipe.text_encoder.config, pipe.transformer.config.cap_feat_dim, tokenizer.vocab_size
     )
 
 

@@ -254,15 +254,18 @@ class RunFolder:
         """The job's scratch folder (the agent's attempts and history), created by who uses it."""
         return self.work / job.stem_prefix
 
-    def clear_unfinished(self, job: Job) -> None:
-        """Remove what a killed run may have left of `job`: its images, their temp files, its
-        scratch folder, and the record of an earlier failure (a resumed run tries again)."""
-        shutil.rmtree(self.workdir(job), ignore_errors=True)
-        (self.jobs / f"{job.key}.failed.json").unlink(missing_ok=True)
+    def clear_unfinished(self, jobs: list[Job]) -> None:
+        """Remove what a killed run may have left of `jobs`: their images, their temp files,
+        their scratch folders, and records of earlier failures (a resumed run tries again).
+        One pass over the images folder, however many jobs."""
+        for job in jobs:
+            shutil.rmtree(self.workdir(job), ignore_errors=True)
+            (self.jobs / f"{job.key}.failed.json").unlink(missing_ok=True)
         if not self.images.is_dir():
             return
-        for pattern in (f"{job.stem_prefix}-*", f".{job.stem_prefix}-*"):
-            for path in self.images.glob(pattern):
+        stale = tuple(f"{job.stem_prefix}-" for job in jobs)
+        for path in self.images.iterdir():
+            if path.name.removeprefix(".").startswith(stale):
                 path.unlink(missing_ok=True)
 
     def write_json(self, relative: str, data: Any) -> Path:
@@ -303,6 +306,8 @@ def run_suite(
         folder.write_json("config.json", run_config(suite, run, source))
         folder.write_json("manifest.json", manifest(jobs))
         todo = [job for job in jobs if not folder.is_done(job)]
+        if resume:
+            folder.clear_unfinished(todo)
         run_jobs(jobs, todo, run, folder, quiet)
         from evals.report import write_report
 
@@ -328,7 +333,6 @@ def run_job(job: Job, run: RunContext, folder: RunFolder) -> None:
     """Render one job's images, then record the job in the journal (which marks it done)."""
     from backends.writers.parse import DraftProblem
 
-    folder.clear_unfinished(job)
     strategy = STRATEGIES[job.config.strategy]
     try:
         outputs = strategy.run(run, job.idea, job.config, list(job.seeds), folder.workdir(job))
