@@ -76,7 +76,7 @@ def print_table(results: dict[str, list[Figure]]) -> None:
                 f.target or "",
                 {True: "yes", False: "NO", None: ""}[f.met],
             )
-    Console().print(table)
+    Console(width=None if sys.stdout.isatty() else 160).print(table)
 
 
 def main(argv: list[str] | None = None) -> int:
