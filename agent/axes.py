@@ -6,8 +6,9 @@ whole-word phrase matching (longest phrase first, so "extreme close-up" is not a
 state with the same value; those are the axes a rut runs along and what the writer should vary.
 `pick_values` chooses fresh values for an axis, avoiding recently used ones.
 
-This is a keyword reader, not a parser: "not a close-up" states a close-up. It is meant for the
-short, concrete descriptions the writer produces.
+This is a keyword reader, not a parser, meant for the short, concrete descriptions the writer
+produces. It knows one piece of grammar: a phrase negated within its clause ("not a close-up",
+"rather than a wide shot", "no dramatic lighting") is not stated.
 """
 
 from __future__ import annotations
@@ -109,10 +110,25 @@ def _normalise(text: str) -> str:
     return text.replace("\u2019", "'").replace("\u2010", "-").replace("\u2011", "-")
 
 
+NEGATORS = frozenset(
+    {"not", "no", "never", "without", "nor", "instead", "rather", "avoid", "avoiding"}
+)
+_CLAUSE_BREAK = re.compile(r"[.,;:!?()\n]")
+
+
+def _negated(text: str, start: int) -> bool:
+    """Whether one of the three words before `start`, in the same clause, negates it."""
+    clause = _CLAUSE_BREAK.split(text[max(0, start - 40) : start])[-1]
+    return any(word in NEGATORS for word in re.findall(r"[a-z']+", clause.lower())[-3:])
+
+
 def stated_values(text: str, axis: str) -> list[str]:
     """Every value of `axis` that `text` states, in order of first mention."""
     pattern, owner = _phrase_index(get_axis(axis).name)
-    found = (owner[m.group(0).lower()] for m in pattern.finditer(_normalise(text)))
+    text = _normalise(text)
+    found = (
+        owner[m.group(0).lower()] for m in pattern.finditer(text) if not _negated(text, m.start())
+    )
     return list(dict.fromkeys(found))
 
 

@@ -90,3 +90,13 @@ def test_vocabulary_covers_the_axes_and_no_phrase_is_ambiguous():
         phrases = [p for ps in axis.values.values() for p in ps]
         duplicated = {p for p in phrases if phrases.count(p) > 1}
         assert not duplicated, (axis.name, duplicated)
+
+
+def test_negated_phrases_are_not_stated():
+    from agent.axes import read_axes, stated_values
+
+    assert "shot_size" not in read_axes("a portrait of a sailor, not a close-up")
+    assert stated_values("a wide shot rather than a close-up", "shot_size") == ["wide shot"]
+    assert stated_values("a close-up, not a wide shot", "shot_size") == ["close-up"]
+    # A negation in another clause does not reach the phrase.
+    assert stated_values("no hat, close-up of her face", "shot_size") == ["close-up"]
