@@ -11,20 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from agent.cli import main
 from tests.agent.agent_fixtures import IDEA
+from tests.cli_helpers import run_zit as zit
 
 SKETCH = ["--backend", "sketch", "--size", "128x128", "-n", "2", "--seed", "5"]
-
-
-def zit(capsys, *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as done:
-        code = done.code or 0
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def turn(capsys, session: str, message: str, *extra: str) -> dict:

@@ -7,8 +7,8 @@ import json
 import pytest
 from PIL import Image, ImageChops
 
-from agent.cli import main
 from backends.provenance import read_record
+from tests.cli_helpers import run_zit as zit
 
 IDEA = "a lighthouse at night"
 
@@ -23,16 +23,6 @@ def model_dir(tmp_path_factory, tokenizer_dir):
 def one_error_line(err: str) -> bool:
     """The error is one line, the last on stderr (loading progress bars may come before it)."""
     return err.splitlines()[-1].startswith("zit: error:") and "Traceback" not in err
-
-
-def zit(capsys, *args) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as done:
-        code = done.code or 0
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def generate(capsys, model_dir, *args):

@@ -8,21 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from agent.cli import main
 from backends.provenance import read_record, token_sha256
 from tests.agent.agent_fixtures import IDEA, tiny_gguf, tiny_zimage
+from tests.cli_helpers import run_zit as zit
 
 KEYS = ("images", "attempts", "ruts_detected", "ruts_escaped", "final_verdict", "per_attempt")
-
-
-def zit(capsys, *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as done:
-        code = done.code or 0
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def generate_json(capsys, *args: str) -> dict:
