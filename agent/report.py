@@ -4,14 +4,12 @@ page of the attempts.
 The HTML helpers are generic, for any report with images (the eval report uses them too):
 `page(title, sections)` wraps sections in one self-contained page (inline CSS), `section(title,
 body)`, `image_grid(paths, base, captions)` shows images with captions, paths relative to the page,
-`table(headers, rows)`, `write_text_atomic(path, text)` and `write_json_atomic(path, data)` write
-files atomically.
+`table(headers, rows)`. Files are written with `agent.files` (atomic).
 """
 
 from __future__ import annotations
 
 import html
-import json
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -207,22 +205,6 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
     head = "".join(f"<th>{_e(h)}</th>" for h in headers)
     body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
     return f"<table><tr>{head}</tr>{body}</table>"
-
-
-def write_text_atomic(path: Path, text: str) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
-def write_json_atomic(path: Path, data: Any) -> Path:
-    return write_text_atomic(path, json.dumps(data, ensure_ascii=False, indent=2) + "\n")
 
 
 def _e(text: str) -> str:

@@ -12,7 +12,6 @@ overwriting when that name was taken meanwhile. Names are never reused (`stem`, 
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import json
@@ -22,6 +21,8 @@ import time
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from agent.files import temp_path, write_atomic
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -116,7 +117,7 @@ def save_image(image: Image.Image, record: dict[str, Any], out_dir: Path, stem: 
     info.add_itxt(PARAMETERS_CHUNK, a1111_parameters(record))
     json_bytes = (json.dumps(record, ensure_ascii=False, indent=2, sort_keys=True) + "\n").encode()
 
-    png_tmp = _temp_path(out_dir, stem, ".png")
+    png_tmp = temp_path(out_dir / f"{stem}.png")
     try:
         with open(png_tmp, "wb") as fh:
             image.save(fh, format="PNG", pnginfo=info)
@@ -125,7 +126,7 @@ def save_image(image: Image.Image, record: dict[str, Any], out_dir: Path, stem: 
         png_path = _link_to_free_name(png_tmp, out_dir, stem)
     finally:
         png_tmp.unlink(missing_ok=True)
-    _write_atomic(png_path.with_suffix(".json"), json_bytes)
+    write_atomic(png_path.with_suffix(".json"), json_bytes)
     return png_path
 
 
@@ -174,10 +175,6 @@ def read_record(path: str | Path) -> dict[str, Any] | None:
 
 
 # -- atomic, non-overwriting writes --------------------------------------------------------------
-def _temp_path(folder: Path, stem: str, suffix: str) -> Path:
-    return folder / f".{stem}.{os.getpid()}.{os.urandom(4).hex()}{suffix}.tmp"
-
-
 def _link_to_free_name(tmp: Path, folder: Path, stem: str) -> Path:
     """Give `tmp` the first free name `stem.png`, `stem-1.png`, ... (a name counts as taken when
     its PNG or its JSON exists). `os.link` fails if the name appeared meanwhile: no overwrite."""
@@ -197,16 +194,3 @@ def _link_to_free_name(tmp: Path, folder: Path, stem: str) -> Path:
                 continue
             os.replace(tmp, target)
         return target
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = _temp_path(path.parent, path.stem, path.suffix)
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import importlib
-import json
 import os
 import pkgutil
 import platform
@@ -15,6 +14,7 @@ import time
 from importlib import metadata
 from pathlib import Path
 
+from agent.files import write_json_atomic
 from benchmarks.core import REGISTRY, Figure
 
 RESULTS = Path(__file__).parent / "results"
@@ -115,9 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": {"total": round(sum(seconds.values()), 1), **seconds},
         "results": {k: [f.to_json() for f in v] for k, v in results.items()},
     }
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(payload, indent=2))
-    os.replace(tmp, out)
+    write_json_atomic(out, payload)
     print(f"wrote {out}", file=sys.stderr)
     return 0
 

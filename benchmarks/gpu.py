@@ -29,6 +29,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from agent.files import write_json_atomic
 from benchmarks import gpu_zimage
 
 DIT_FLOPS_PER_IMAGE = 4.8e14  # Z-Image's DiT, one 1024x1024 image, 8 steps (issue 8)
@@ -88,9 +89,7 @@ class Results:
         self.save()
 
     def save(self) -> None:
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps(self.data, indent=2) + "\n")
-        tmp.replace(self.path)
+        write_json_atomic(self.path, self.data)
 
 
 # -- the writer ----------------------------------------------------------------------------------

@@ -30,6 +30,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agent.files import write_json_atomic
+
 IDEA = "an old fisherman mending nets on a pier at dawn, fog over the harbour, 35mm photo"
 ATTENTION = ("native", "_native_cudnn", "_native_efficient", "_native_flash", "flash", "sage")
 REAL_VAE = {
@@ -273,9 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     def record(case: str, data: dict) -> None:
         results["cases"][case] = data
         print(f"{case}: {json.dumps(data)}", flush=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(results, indent=2) + "\n")
-        tmp.replace(path)
+        write_json_atomic(path, results)
 
     run_cases(plan, record)
     print(f"wrote {path}")

@@ -88,7 +88,7 @@ def write_report(
         "rut_events": rut_events(records, figures["per_idea"]),
         "failed_jobs": failures or [],
     }
-    from agent.report import write_text_atomic as write_atomic
+    from agent.files import write_text_atomic as write_atomic
 
     lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
     write_atomic(root / "per_image.jsonl", lines)

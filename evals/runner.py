@@ -269,7 +269,7 @@ class RunFolder:
                 path.unlink(missing_ok=True)
 
     def write_json(self, relative: str, data: Any) -> Path:
-        from agent.report import write_json_atomic
+        from agent.files import write_json_atomic
 
         return write_json_atomic(self.root / relative, data)
 

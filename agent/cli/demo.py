@@ -187,14 +187,8 @@ def zimage_pass(model_dir: Path, final: AgentState, out: Path, console: Console)
 def write_outputs(
     final: AgentState, zimage: dict[str, Any], out: Path, models: dict[str, Path], seconds: float
 ) -> dict[str, Any]:
-    from agent.report import (
-        image_grid,
-        run_page,
-        section,
-        summary,
-        write_json_atomic,
-        write_text_atomic,
-    )
+    from agent.files import write_json_atomic, write_text_atomic
+    from agent.report import image_grid, run_page, section, summary
 
     data = {
         **summary(final),
