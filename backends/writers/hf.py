@@ -8,15 +8,14 @@ so the same messages, sampling and seed give the same ids on the same device.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from backends.base import Draft, Message, Sampling
+from backends.base import Message, Sampling
 from backends.hub import resolve_dir
 from backends.tokenizer import QwenTokenizer, VocabFingerprint
-from backends.writers.parse import SpecialIds, draft_from_ids
-from backends.writers.template import Prompt, render_prompt
+from backends.writers.parse import SpecialIds
+from backends.writers.template import ChatTemplateWriter, Prompt, render_prompt
 
 if TYPE_CHECKING:
     import torch
@@ -25,7 +24,7 @@ if TYPE_CHECKING:
 MODEL_FILES = ["*.json", "*.safetensors", "*.txt", "*.jinja"]
 
 
-class TransformersWriter:
+class TransformersWriter(ChatTemplateWriter):
     """A writer over a loaded causal LM and its tokenizer. `open_think` as in `LlamaCppWriter`."""
 
     def __init__(
@@ -65,27 +64,12 @@ class TransformersWriter:
         model = AutoModelForCausalLM.from_pretrained(str(root), dtype=torch_dtype).to(device)
         return cls(model.eval(), tokenizer, name=Path(str(spec)).name, open_think=open_think)
 
-    # -- Writer ----------------------------------------------------------------------------------
-    def write(self, messages: list[Message], sampling: Sampling, seed: int) -> Draft:
-        prompt = self.prompt(messages)
-        prompt_ids = self.prompt_ids(prompt)
-        start = time.perf_counter()
-        generated, finish = self.generate(prompt_ids, sampling, seed)
-        seconds = time.perf_counter() - start
-        return draft_from_ids(
-            self.name,
-            generated,
-            self.special,
-            self.vocab.decode,
-            finish_reason=finish,
-            think_opened=prompt.think_opened,
-            prompt_tokens=len(prompt_ids),
-            seconds=seconds,
-        )
-
     # -- parts -----------------------------------------------------------------------------------
     def prompt(self, messages: list[Message]) -> Prompt:
         return render_prompt(self.tokenizer.chat_template, messages, open_think=self.open_think)
+
+    def decode(self, ids: list[int]) -> str:
+        return self.vocab.decode(ids)
 
     def prompt_ids(self, prompt: Prompt) -> list[int]:
         backend = self.tokenizer.backend_tokenizer

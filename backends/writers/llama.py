@@ -8,17 +8,16 @@ re-seeded on every call, so the same messages, sampling and seed give the same i
 from __future__ import annotations
 
 import os
-import time
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agent.errors import ModelNotFoundError, UserError
-from backends.base import Draft, Message, Sampling
+from backends.base import Message, Sampling
 from backends.hub import resolve_file
 from backends.tokenizer import VocabFingerprint, fingerprint_from
-from backends.writers.parse import SpecialIds, draft_from_ids
-from backends.writers.template import Prompt, render_prompt
+from backends.writers.parse import SpecialIds
+from backends.writers.template import ChatTemplateWriter, Prompt, render_prompt
 
 if TYPE_CHECKING:
     import llama_cpp
@@ -27,7 +26,7 @@ DEFAULT_N_CTX = 4096
 EXAMPLE_GGUF = ("Qwen/Qwen3-4B-GGUF", "Qwen3-4B-Q4_K_M.gguf")
 
 
-class LlamaCppWriter:
+class LlamaCppWriter(ChatTemplateWriter):
     """A writer over a loaded `llama_cpp.Llama`.
 
     `open_think`: end the prompt with `<think>\\n`, so an instruct model writes a short plan before
@@ -69,25 +68,6 @@ class LlamaCppWriter:
         except ValueError as err:  # llama-cpp-python's "Failed to load model from file"
             raise UserError(f"cannot load writer GGUF {path}: {err}") from None
         return cls(llama, name=Path(path).name, open_think=open_think)
-
-    # -- Writer ----------------------------------------------------------------------------------
-    def write(self, messages: list[Message], sampling: Sampling, seed: int) -> Draft:
-        prompt = self.prompt(messages)
-        prompt_ids = self.prompt_ids(prompt)
-        self._check_room(len(prompt_ids), sampling.max_new_tokens)
-        start = time.perf_counter()
-        generated, finish = self.generate(prompt_ids, sampling, seed)
-        seconds = time.perf_counter() - start
-        return draft_from_ids(
-            self.name,
-            generated,
-            self.special,
-            self.decode,
-            finish_reason=finish,
-            think_opened=prompt.think_opened,
-            prompt_tokens=len(prompt_ids),
-            seconds=seconds,
-        )
 
     # -- parts -----------------------------------------------------------------------------------
     def prompt(self, messages: list[Message]) -> Prompt:
@@ -163,7 +143,7 @@ class LlamaCppWriter:
         ]
 
     # -- helpers ---------------------------------------------------------------------------------
-    def _check_room(self, prompt_tokens: int, max_new_tokens: int) -> None:
+    def check_room(self, prompt_tokens: int, max_new_tokens: int) -> None:
         need, have = prompt_tokens + max_new_tokens, self.llama.n_ctx()
         if need > have:
             raise UserError(

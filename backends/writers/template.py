@@ -9,12 +9,14 @@ the messages' text with them off, so an idea containing `<|im_start|>` stays pla
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
 from agent.errors import UserError
-from backends.base import Message
+from backends.base import Draft, Message, Sampling
+from backends.writers.parse import SpecialIds, draft_from_ids
 
 THINK_OPEN = "<think>\n"
 _SENTINEL = "\x00ZIT-CONTENT-{}\x00"
@@ -89,3 +91,47 @@ def _compiled(template: str):
     )
     env.globals["raise_exception"] = raise_exception
     return env.from_string(template)
+
+
+class ChatTemplateWriter:
+    """`Writer.write` as both real writers do it: the model's chat template -> prompt ids ->
+    generated ids -> a `Draft` parsed from the ids. Subclasses give `prompt`, `prompt_ids`,
+    `generate`, `decode` and `special`, and may refuse a request in `check_room`."""
+
+    name: str
+    special: SpecialIds
+
+    def write(self, messages: list[Message], sampling: Sampling, seed: int) -> Draft:
+        prompt = self.prompt(messages)
+        prompt_ids = self.prompt_ids(prompt)
+        self.check_room(len(prompt_ids), sampling.max_new_tokens)
+        start = time.perf_counter()
+        generated, finish = self.generate(prompt_ids, sampling, seed)
+        seconds = time.perf_counter() - start
+        return draft_from_ids(
+            self.name,
+            generated,
+            self.special,
+            self.decode,
+            finish_reason=finish,
+            think_opened=prompt.think_opened,
+            prompt_tokens=len(prompt_ids),
+            seconds=seconds,
+        )
+
+    def check_room(self, prompt_tokens: int, max_new_tokens: int) -> None:
+        """Raise a UserError when the request cannot fit (default: anything fits)."""
+
+    def prompt(self, messages: list[Message]) -> Prompt:
+        raise NotImplementedError
+
+    def prompt_ids(self, prompt: Prompt) -> list[int]:
+        raise NotImplementedError
+
+    def generate(
+        self, prompt_ids: list[int], sampling: Sampling, seed: int
+    ) -> tuple[list[int], str]:
+        raise NotImplementedError
+
+    def decode(self, ids: list[int]) -> str:
+        raise NotImplementedError
