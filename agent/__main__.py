@@ -1,3 +1,3 @@
-from agent.cli import main
+from zit_agent.agent.cli import main
 
 main()

@@ -19,13 +19,13 @@ from typing import Any
 
 from pydantic import BaseModel
 
-import prompts
-from agent.errors import UserError
-from agent.sequence import Assembled, ChatSequence, Segment, assemble
-from backends.base import Draft, Message, Sampling, TextIds, Writer
-from backends.tokenizer import QwenTokenizer
-from backends.writers.messages import build_messages
-from backends.writers.parse import DraftProblem
+from zit_agent import prompts
+from zit_agent.backends.base import Draft, Message, Sampling, TextIds, Writer
+from zit_agent.backends.tokenizer import QwenTokenizer
+from zit_agent.backends.writers.messages import build_messages
+from zit_agent.backends.writers.parse import DraftProblem
+from zit_agent.errors import UserError
+from zit_agent.sequence import Assembled, ChatSequence, Segment, assemble
 
 log = logging.getLogger(__name__)
 

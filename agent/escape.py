@@ -30,8 +30,8 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Protocol
 
-from agent import axes as axis_reader
-from agent.state import Attempt, Description, Lever, RenderKnobs, Scores, Shot, WriterRut
+from zit_agent import axes as axis_reader
+from zit_agent.agent.state import Attempt, Description, Lever, RenderKnobs, Scores, Shot, WriterRut
 
 MAX_VARIED_AXES = 3
 NOVELTY_WINDOW = 8  # images of this idea/session whose axis values count as "used recently"

@@ -28,13 +28,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal
 
-from agent import nodes
-from agent.state import AgentState
+from zit_agent.agent import nodes
+from zit_agent.agent.state import AgentState
 
 if TYPE_CHECKING:
     from langgraph.graph import StateGraph
 
-    from agent.nodes import AgentContext
+    from zit_agent.agent.nodes import AgentContext
 
 STEPS_PER_ATTEMPT = 6  # supersteps one attempt takes at most (escape, assemble, render, ...)
 

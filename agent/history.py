@@ -25,14 +25,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydantic import BaseModel, Field
 
-from agent.errors import UserError
+from zit_agent.errors import UserError
 
 if TYPE_CHECKING:
     from PIL import Image
 
-    from agent.ruts import RutReport
-    from agent.settings import Settings
-    from backends.base import Embedder
+    from zit_agent.agent.ruts import RutReport
+    from zit_agent.backends.base import Embedder
+    from zit_agent.settings import Settings
 
 BUSY_TIMEOUT_S = 30.0
 
@@ -147,7 +147,7 @@ class HistoryStore:
 
     @classmethod
     def open(cls, settings: Settings | None = None) -> HistoryStore:
-        from agent.settings import load_settings
+        from zit_agent.settings import load_settings
 
         return cls((settings or load_settings()).history_db)
 

@@ -12,18 +12,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agent import escape
-from agent.errors import UserError
-from agent.state import AgentState, Attempt, ChatTurn, Description, Lever, Scores, Shot
+from zit_agent.agent import escape
+from zit_agent.agent.state import AgentState, Attempt, ChatTurn, Description, Lever, Scores, Shot
+from zit_agent.errors import UserError
 
 if TYPE_CHECKING:
     from langgraph.runtime import Runtime
 
-    from agent.history import HistoryStore
-    from agent.ruts import Thresholds
-    from agent.settings import Settings
-    from backends.base import Embedder, ImageBackend, RenderOptions, Sampling, Writer
-    from backends.tokenizer import QwenTokenizer
+    from zit_agent.agent.history import HistoryStore
+    from zit_agent.agent.ruts import Thresholds
+    from zit_agent.backends.base import Embedder, ImageBackend, RenderOptions, Sampling, Writer
+    from zit_agent.backends.tokenizer import QwenTokenizer
+    from zit_agent.settings import Settings
 
 Event = Callable[[str, dict[str, Any]], None]
 WIDER_WINDOW = 32  # recent images of other ideas the newest image is compared with
@@ -108,10 +108,10 @@ def call_writer(
 ) -> Description:
     """One writer call with a `prompts/` instruction, through the writers' drafting steps
     (vocabulary check, retries on retryable draft problems); the draft's ids are kept verbatim."""
-    import prompts
-    from agent.drafting import check_vocabulary, write_draft
-    from backends.base import Sampling
-    from backends.writers.messages import build_messages
+    from zit_agent import prompts
+    from zit_agent.agent.drafting import check_vocabulary, write_draft
+    from zit_agent.backends.base import Sampling
+    from zit_agent.backends.writers.messages import build_messages
 
     check_vocabulary(ctx.writer, ctx.tokenizer, retokenize=False)
     sampling = ctx.sampling or Sampling()
@@ -132,8 +132,8 @@ def call_writer(
 # -- assemble ------------------------------------------------------------------------------------
 def assemble(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     """The exact token ids of each shot's chat sequence (writer ids verbatim, budget kept)."""
-    from agent.sequence import ChatSequence, Segment
-    from agent.sequence import assemble as assemble_ids
+    from zit_agent.sequence import ChatSequence, Segment
+    from zit_agent.sequence import assemble as assemble_ids
 
     ctx = _ctx(runtime)
     shots = []
@@ -182,7 +182,7 @@ def render(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
 
 def render_options(ctx: AgentContext, state: AgentState) -> RenderOptions:
     """The base options (flags and settings) with the knobs the agent or the person changed."""
-    from backends.base import NoiseSettings
+    from zit_agent.backends.base import NoiseSettings
 
     knobs = state.knobs
     noise = None
@@ -209,7 +209,7 @@ def _render_shot(
     number: int,
     index: int,
 ) -> Shot:
-    from backends.provenance import save_image, token_sha256
+    from zit_agent.backends.provenance import save_image, token_sha256
 
     rendered = ctx.backend.render(shot.sequence_ids, shot.seeds, options)
     paths, hashes = [], []
@@ -303,7 +303,7 @@ def judge(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
 
 
 def _report(ctx: AgentContext, state: AgentState, attempt: Attempt):
-    from agent import ruts
+    from zit_agent.agent import ruts
 
     thresholds = ctx.detector or ruts.thresholds_for(getattr(ctx.embedder, "family", "vision"))
     name = ctx.embedder.name

@@ -26,7 +26,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from agent.axes import AxisSummary, summarize
+from zit_agent.axes import AxisSummary, summarize
 
 Verdict = Literal["ok", "warn", "rut"]
 DEFAULT_WINDOW = 8

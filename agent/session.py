@@ -14,15 +14,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from agent import state as state_module
-from agent.errors import UserError
-from agent.graph import build_graph, run_config, state_of
-from agent.state import AgentState
+from zit_agent.agent import state as state_module
+from zit_agent.agent.graph import build_graph, run_config, state_of
+from zit_agent.agent.state import AgentState
+from zit_agent.errors import UserError
 
 if TYPE_CHECKING:
     from langgraph.checkpoint.sqlite import SqliteSaver
 
-    from agent.nodes import AgentContext
+    from zit_agent.agent.nodes import AgentContext
 
 Status = Literal["new", "waiting", "interrupted", "finished"]
 STATE_TYPES = (

@@ -23,12 +23,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from agent.errors import ModelNotFoundError, UserError
+from zit_agent.errors import ModelNotFoundError, UserError
 
 if TYPE_CHECKING:
     from PIL import Image
 
-    from agent.settings import Settings
+    from zit_agent.settings import Settings
 
 EMBEDDER_HELP = "use hash, hf:DIR_OR_REPO (DINOv2, CLIP or SigLIP) or dreamsim"
 HASH_SCALE = 128
@@ -100,7 +100,7 @@ class HFVisionEmbedder:
     @classmethod
     def from_pretrained(cls, spec: str | Path, *, download: bool = False) -> HFVisionEmbedder:
         """From a local directory or a repo id in the Hugging Face cache (`download` to fetch)."""
-        from backends.hub import resolve_dir
+        from zit_agent.backends.hub import resolve_dir
 
         root = resolve_dir(spec, what="image embedder", allow_patterns=HF_FILES, download=download)
         if not (root / "config.json").is_file():

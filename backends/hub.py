@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from agent.errors import ModelNotFoundError
+from zit_agent.errors import ModelNotFoundError
 
 _REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 

@@ -22,12 +22,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agent.files import temp_path, write_atomic
+from zit_agent.files import temp_path, write_atomic
 
 if TYPE_CHECKING:
     from PIL import Image
 
-    from backends.base import RenderedImage
+    from zit_agent.backends.base import RenderedImage
 
 RECORD_CHUNK = "zit"
 PARAMETERS_CHUNK = "parameters"

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from agent.errors import UserError
+from zit_agent.errors import UserError
 
 
 @dataclass(frozen=True)

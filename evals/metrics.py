@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from agent.errors import UserError
-from evals.suite import attribute_present
+from zit_agent.errors import UserError
+from zit_agent.evals.suite import attribute_present
 
 if TYPE_CHECKING:
     import numpy as np
@@ -82,7 +82,7 @@ def paired_difference(
 def diversity(vectors: np.ndarray, embedder: Any) -> dict[str, Any]:
     """Diversity figures of one idea's images (L2-normalised embeddings, one row each), read by the
     rut detector with the embedder's default thresholds over all of them as one window."""
-    from agent import ruts
+    from zit_agent.agent import ruts
 
     if len(vectors) < 2:  # a failed job left one image: nothing to compare
         return {"mean_distance": None, "vendi": None, "near_duplicate_rate": None, "verdict": None}
@@ -122,7 +122,7 @@ class ClipScorer:
     def from_pretrained(cls, spec: str | Path, *, download: bool = False) -> ClipScorer:
         from transformers import CLIPModel, CLIPProcessor
 
-        from backends.hub import resolve_dir
+        from zit_agent.backends.hub import resolve_dir
 
         path = resolve_dir(spec, what="CLIP model", download=download)
         try:
@@ -155,8 +155,8 @@ def local_clip(spec: str = "auto") -> str | None:
         return spec[len("clip:") :]
     if spec != "auto":
         return None
-    from agent.errors import ModelNotFoundError
-    from backends.hub import resolve_dir
+    from zit_agent.backends.hub import resolve_dir
+    from zit_agent.errors import ModelNotFoundError
 
     for repo in CLIP_CANDIDATES:
         try:

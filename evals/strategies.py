@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from PIL import Image
 
-    from agent.sequence import Assembled
-    from evals.runner import RunContext
-    from evals.suite import Config, Idea
+    from zit_agent.evals.runner import RunContext
+    from zit_agent.evals.suite import Config, Idea
+    from zit_agent.sequence import Assembled
 
 
 @dataclass
@@ -60,7 +60,7 @@ class StrategySpec:
 def raw(
     run: RunContext, idea: Idea, config: Config, seeds: list[int], workdir: Path
 ) -> list[Output]:
-    from agent.sequence import ChatSequence, assemble
+    from zit_agent.sequence import ChatSequence, assemble
 
     outputs = []
     for seed in seeds:
@@ -84,7 +84,7 @@ think = expanded  # the same steps; the config's shape (think by default) makes 
 
 
 def _written(run: RunContext, idea: Idea, config: Config, seed: int) -> Output:
-    from agent.drafting import expand_idea
+    from zit_agent.agent.drafting import expand_idea
 
     start = time.perf_counter()
     written = expand_idea(
@@ -162,10 +162,10 @@ def agent(
     """The agent's loop over all of an idea's seeds (`len(seeds)` consecutive seeds from the first;
     the `seeds` lever may move them). Its working images and a history store of its own go to
     `workdir`, so its verdicts depend on this idea alone (not on run order, not on resuming)."""
-    from agent.graph import run_agent
-    from agent.history import HistoryStore
-    from agent.nodes import AgentContext
-    from agent.state import LADDER, AgentState, RenderKnobs
+    from zit_agent.agent.graph import run_agent
+    from zit_agent.agent.history import HistoryStore
+    from zit_agent.agent.nodes import AgentContext
+    from zit_agent.agent.state import LADDER, AgentState, RenderKnobs
 
     options = run.render_options(config)
     writer = _CountingWriter(run.writer_for(config)) if run.suite.writer_of(config) else None

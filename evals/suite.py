@@ -16,8 +16,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from agent.errors import UserError
-from backends.base import NoiseSettings, Sampling
+from zit_agent.backends.base import NoiseSettings, Sampling
+from zit_agent.errors import UserError
 
 STRATEGIES = ("raw", "expanded", "think", "agent")
 WRITER_STRATEGIES = ("expanded", "think")

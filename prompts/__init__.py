@@ -8,7 +8,7 @@ from importlib import resources
 
 from pydantic import BaseModel
 
-from agent.errors import UserError
+from zit_agent.errors import UserError
 
 
 class Instruction(BaseModel):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agent.cli import main
+from zit_agent.agent.cli import main
 
 
 def run_zit(capsys, *args: str) -> tuple[int, str, str]:

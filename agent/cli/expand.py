@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from agent.cli import app
+from zit_agent.agent.cli import app
 
 
 @app.command()
@@ -63,14 +63,14 @@ def expand(
     assistant turn (`think`), the description only (`answer`), or the description as the prompt
     (`plain`).
     """
-    import prompts
-    from agent.drafting import expand_idea
-    from agent.errors import UserError
-    from agent.sequence import SHAPES
-    from agent.settings import load_settings
-    from backends.base import Sampling
-    from backends.tokenizer import QwenTokenizer
-    from backends.writers import SPEC_HINT, load_writer, parse_spec
+    from zit_agent import prompts
+    from zit_agent.agent.drafting import expand_idea
+    from zit_agent.backends.base import Sampling
+    from zit_agent.backends.tokenizer import QwenTokenizer
+    from zit_agent.backends.writers import SPEC_HINT, load_writer, parse_spec
+    from zit_agent.errors import UserError
+    from zit_agent.sequence import SHAPES
+    from zit_agent.settings import load_settings
 
     # 1. Parse and check everything that needs no model
     settings = load_settings(tokenizer=tokenizer, writer=writer)
@@ -106,7 +106,7 @@ def expand(
     for note in result.draft.notes:
         print(f"zit: note: {note}", file=sys.stderr)
     if as_json:
-        from agent.cli.common import print_json
+        from zit_agent.agent.cli.common import print_json
 
         print_json(as_dict(result))
         return
@@ -116,7 +116,7 @@ def expand(
 def _sampling(sampling_cls, temperature: float | None, max_new_tokens: int | None):
     from pydantic import ValidationError
 
-    from agent.errors import UserError
+    from zit_agent.errors import UserError
 
     given = {"temperature": temperature, "max_new_tokens": max_new_tokens}
     try:

@@ -15,8 +15,8 @@ from typing import Annotated
 
 import typer
 
-from agent.cli import app
-from agent.cli.agent_options import (
+from zit_agent.agent.cli import app
+from zit_agent.agent.cli.agent_options import (
     BackendOpt,
     EmbedderOpt,
     LadderOpt,
@@ -27,7 +27,7 @@ from agent.cli.agent_options import (
     TokenizerOpt,
     WriterOpt,
 )
-from agent.cli.render_flags import (
+from zit_agent.agent.cli.render_flags import (
     PANEL,
     AttentionOpt,
     BatchOpt,
@@ -116,14 +116,14 @@ def generate(
     Each PNG carries its provenance (and a JSON file beside it)."""
     from rich.console import Console
 
-    from agent.cli.agent_options import parts_spec, run_automatic, writer_sampling
-    from agent.cli.common import print_json
-    from agent.cli.render_flags import build_backend, render_choice, with_negative
-    from agent.errors import UserError
-    from agent.sequence import ChatSequence, assemble
-    from agent.settings import load_settings
-    from backends.provenance import save_rendered
-    from backends.tokenizer import QwenTokenizer
+    from zit_agent.agent.cli.agent_options import parts_spec, run_automatic, writer_sampling
+    from zit_agent.agent.cli.common import print_json
+    from zit_agent.agent.cli.render_flags import build_backend, render_choice, with_negative
+    from zit_agent.backends.provenance import save_rendered
+    from zit_agent.backends.tokenizer import QwenTokenizer
+    from zit_agent.errors import UserError
+    from zit_agent.sequence import ChatSequence, assemble
+    from zit_agent.settings import load_settings
 
     # 1. Parse
     if not idea.strip():

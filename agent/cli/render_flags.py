@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
-    from agent.settings import Settings
-    from backends.base import RenderOptions
-    from backends.zimage import ZImageBackend
+    from zit_agent.backends.base import RenderOptions
+    from zit_agent.backends.zimage import ZImageBackend
+    from zit_agent.settings import Settings
 
 PANEL = "Rendering"
 MODEL_PANEL = "Image model"
@@ -204,10 +204,10 @@ def render_choice(
     batch: int = 4,
 ) -> RenderChoice:
     """Flags on top of settings, checked (one-line `UserError`s) before any model loads."""
-    from agent.cli.common import parse_size
-    from backends.base import RenderOptions
-    from backends.samplers import get_sampler
-    from backends.zimage import check_options
+    from zit_agent.agent.cli.common import parse_size
+    from zit_agent.backends.base import RenderOptions
+    from zit_agent.backends.samplers import get_sampler
+    from zit_agent.backends.zimage import check_options
 
     defaults = settings.render
     width, height = parse_size(size) if size else (defaults.width, defaults.height)
@@ -247,7 +247,7 @@ def render_choice(
 
 def parse_lora(spec: str) -> tuple[str, float]:
     """'PATH' or 'PATH:STRENGTH' -> (path, strength); strength checked against -2..2."""
-    from backends.zimage import check_lora_file, check_lora_strength
+    from zit_agent.backends.zimage import check_lora_file, check_lora_strength
 
     path, strength = spec, 1.0
     head, sep, tail = spec.rpartition(":")
@@ -262,7 +262,7 @@ def parse_lora(spec: str) -> tuple[str, float]:
 
 
 def build_backend(spec: BackendSpec) -> ZImageBackend:
-    from backends.zimage import ZImageBackend
+    from zit_agent.backends.zimage import ZImageBackend
 
     return ZImageBackend.from_pretrained(
         spec.model,
@@ -281,7 +281,7 @@ def build_backend(spec: BackendSpec) -> ZImageBackend:
 
 def with_negative(choice: RenderChoice, tokenizer, max_tokens: int) -> RenderOptions:
     """`choice.options` with the ids of the negative prompt (a plain sequence) when CFG is on."""
-    from agent.sequence import ChatSequence, assemble
+    from zit_agent.sequence import ChatSequence, assemble
 
     if not choice.negative or choice.options.guidance <= 0:
         return choice.options
@@ -295,12 +295,12 @@ def _set_shift(settings: Settings) -> float | None:
 
 
 def _noise(strength, fraction, steps_share, seed):
-    from backends.base import NoiseSettings
+    from zit_agent.backends.base import NoiseSettings
 
     given = {"fraction": fraction, "steps_share": steps_share, "seed": seed}
     if strength is None:
         if any(v is not None for v in given.values()):
-            from agent.errors import UserError
+            from zit_agent.errors import UserError
 
             raise UserError("--noise-fraction/--noise-steps/--noise-seed need --noise STRENGTH")
         return None
@@ -313,7 +313,7 @@ def _validated_options(model, **values):
     """Build a pydantic model; a validation error becomes a one-line UserError."""
     from pydantic import ValidationError
 
-    from agent.errors import UserError
+    from zit_agent.errors import UserError
 
     try:
         return model(**values)

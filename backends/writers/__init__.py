@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.errors import UserError
-from backends.base import Writer
+from zit_agent.backends.base import Writer
+from zit_agent.errors import UserError
 
 SPEC_HINT = "use gguf:PATH, gguf:ORG/REPO/FILE.gguf or hf:DIR_OR_REPO"
 
@@ -26,10 +26,10 @@ def load_writer(
     model raises `ModelNotFoundError` with the way to get it."""
     kind, target = parse_spec(spec)
     if kind == "gguf":
-        from backends.writers.llama import LlamaCppWriter
+        from zit_agent.backends.writers.llama import LlamaCppWriter
 
         return LlamaCppWriter.from_pretrained(target, download=download, n_threads=threads, **opts)
-    from backends.writers.hf import TransformersWriter
+    from zit_agent.backends.writers.hf import TransformersWriter
 
     return TransformersWriter.from_pretrained(target, download=download, **opts)
 

@@ -13,10 +13,10 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from backends.base import Draft, Message, Sampling
-from backends.tokenizer import QwenTokenizer, VocabFingerprint
-from backends.writers.messages import idea_of
-from backends.writers.parse import SpecialIds, draft_from_ids
+from zit_agent.backends.base import Draft, Message, Sampling
+from zit_agent.backends.tokenizer import QwenTokenizer, VocabFingerprint
+from zit_agent.backends.writers.messages import idea_of
+from zit_agent.backends.writers.parse import SpecialIds, draft_from_ids
 
 
 @dataclass(frozen=True)

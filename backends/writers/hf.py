@@ -11,11 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from backends.base import Message, Sampling
-from backends.hub import resolve_dir
-from backends.tokenizer import QwenTokenizer, VocabFingerprint
-from backends.writers.parse import SpecialIds
-from backends.writers.template import ChatTemplateWriter, Prompt, render_prompt
+from zit_agent.backends.base import Message, Sampling
+from zit_agent.backends.hub import resolve_dir
+from zit_agent.backends.tokenizer import QwenTokenizer, VocabFingerprint
+from zit_agent.backends.writers.parse import SpecialIds
+from zit_agent.backends.writers.template import ChatTemplateWriter, Prompt, render_prompt
 
 if TYPE_CHECKING:
     import torch

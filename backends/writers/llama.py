@@ -12,12 +12,12 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agent.errors import ModelNotFoundError, UserError
-from backends.base import Message, Sampling
-from backends.hub import resolve_file
-from backends.tokenizer import VocabFingerprint, fingerprint_from
-from backends.writers.parse import SpecialIds
-from backends.writers.template import ChatTemplateWriter, Prompt, render_prompt
+from zit_agent.backends.base import Message, Sampling
+from zit_agent.backends.hub import resolve_file
+from zit_agent.backends.tokenizer import VocabFingerprint, fingerprint_from
+from zit_agent.backends.writers.parse import SpecialIds
+from zit_agent.backends.writers.template import ChatTemplateWriter, Prompt, render_prompt
+from zit_agent.errors import ModelNotFoundError, UserError
 
 if TYPE_CHECKING:
     import llama_cpp

@@ -8,7 +8,7 @@ idea first (`idea_of` reads it back).
 
 from __future__ import annotations
 
-from backends.base import Message
+from zit_agent.backends.base import Message
 
 IDEA_LABEL = "Idea:"
 

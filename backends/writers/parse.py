@@ -28,8 +28,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from agent.errors import UserError
-from backends.base import Draft, FinishReason, TextIds, WriterStats
+from zit_agent.backends.base import Draft, FinishReason, TextIds, WriterStats
+from zit_agent.errors import UserError
 
 
 class DraftProblem(UserError):

@@ -14,9 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
-from agent.errors import UserError
-from backends.base import Draft, Message, Sampling
-from backends.writers.parse import SpecialIds, draft_from_ids
+from zit_agent.backends.base import Draft, Message, Sampling
+from zit_agent.backends.writers.parse import SpecialIds, draft_from_ids
+from zit_agent.errors import UserError
 
 THINK_OPEN = "<think>\n"
 _SENTINEL = "\x00ZIT-CONTENT-{}\x00"

@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from agent.nodes import AgentContext
-from agent.state import AgentState, RenderKnobs
+from zit_agent.agent.nodes import AgentContext
+from zit_agent.agent.state import AgentState, RenderKnobs
 
 IDEA = "a portrait of a woman in a cafe"
 SIZE = 128
@@ -21,7 +21,7 @@ _BUILT: dict[str, Path] = {}
 def tiny_gguf(tmp_path_factory) -> Path:
     """A tiny random Qwen3 GGUF writer, built once per test session."""
     if "gguf" not in _BUILT:
-        from backends.tiny.qwen3 import build_tiny_qwen3_gguf
+        from zit_agent.backends.tiny.qwen3 import build_tiny_qwen3_gguf
 
         _BUILT["gguf"] = build_tiny_qwen3_gguf(tmp_path_factory.mktemp("writer") / "tiny.gguf")
     return _BUILT["gguf"]
@@ -30,7 +30,7 @@ def tiny_gguf(tmp_path_factory) -> Path:
 def tiny_zimage(tmp_path_factory) -> Path:
     """A tiny random Z-Image diffusers folder, built once per test session."""
     if "zimage" not in _BUILT:
-        from backends.tiny.zimage import build_tiny_zimage
+        from zit_agent.backends.tiny.zimage import build_tiny_zimage
 
         _BUILT["zimage"] = build_tiny_zimage(tmp_path_factory.mktemp("zimage"))
     return _BUILT["zimage"]
@@ -47,11 +47,11 @@ class EventLog(list):
 
 
 def sketch_context(tokenizer, out: Path, *, writer=None, backend=None, store=None) -> AgentContext:
-    from agent.history import HistoryStore
-    from agent.settings import load_settings
-    from backends.base import RenderOptions
-    from backends.embedders import HashEmbedder
-    from backends.sketch import SketchBackend
+    from zit_agent.agent.history import HistoryStore
+    from zit_agent.backends.base import RenderOptions
+    from zit_agent.backends.embedders import HashEmbedder
+    from zit_agent.backends.sketch import SketchBackend
+    from zit_agent.settings import load_settings
 
     return AgentContext(
         tokenizer=tokenizer,
@@ -91,7 +91,7 @@ class ConstantBackend:
     def render(self, token_ids, seeds, options):
         from PIL import Image
 
-        from backends.base import RenderedImage
+        from zit_agent.backends.base import RenderedImage
 
         self.calls.append((list(token_ids), list(seeds), options))
         image = Image.linear_gradient("L").resize((options.width, options.height)).convert("RGB")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from agent import axes
-from agent.errors import UserError
+from zit_agent import axes
+from zit_agent.errors import UserError
 
 
 def test_reads_the_values_a_description_states():
@@ -93,7 +93,7 @@ def test_vocabulary_covers_the_axes_and_no_phrase_is_ambiguous():
 
 
 def test_negated_phrases_are_not_stated():
-    from agent.axes import read_axes, stated_values
+    from zit_agent.axes import read_axes, stated_values
 
     assert "shot_size" not in read_axes("a portrait of a sailor, not a close-up")
     assert stated_values("a wide shot rather than a close-up", "shot_size") == ["wide shot"]

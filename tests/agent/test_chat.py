@@ -34,7 +34,7 @@ def show(capsys, session: str) -> dict:
 def test_turns_in_separate_processes_continue_one_session(capsys, zit_home):
     def run(*args: str) -> dict:
         done = subprocess.run(
-            [sys.executable, "-m", "agent", "chat", "--session", "cafe", *args, "--json"],
+            [sys.executable, "-m", "zit_agent.agent", "chat", "--session", "cafe", *args, "--json"],
             capture_output=True, text=True, env=os.environ.copy(), timeout=120,
         )  # fmt: skip
         assert done.returncode == 0, done.stderr
@@ -107,7 +107,7 @@ def test_bad_input_prints_one_line_and_keeps_the_session(capsys, message, error)
 def test_interactive_session_survives_bad_input(zit_home):
     from typer.testing import CliRunner
 
-    from agent.cli import _register_commands, app
+    from zit_agent.agent.cli import _register_commands, app
 
     _register_commands()
     lines = [IDEA, "/nope", "/size 1x1", "/help", "warmer light", "/history", "/quit"]
@@ -129,10 +129,10 @@ class KilledMidRender:
 
 
 def test_an_interrupted_run_resumes_from_its_checkpoint(qwen_tokenizer, tmp_path, zit_home, capsys):
-    from agent.session import Session, open_checkpointer
-    from agent.settings import load_settings
-    from agent.state import ChatTurn
     from tests.agent.agent_fixtures import initial_state, sketch_context
+    from zit_agent.agent.session import Session, open_checkpointer
+    from zit_agent.agent.state import ChatTurn
+    from zit_agent.settings import load_settings
 
     db = load_settings().sessions_db
     start = initial_state(chat=True, n=2, run_id="r", turns=[ChatTurn(message=IDEA)],
@@ -155,13 +155,13 @@ class RefusesLoras:
     """A fake backend (tests only): the sketch renderer, except that any LoRA fails to load."""
 
     def __init__(self, tokenizer):
-        from backends.sketch import SketchBackend
+        from zit_agent.backends.sketch import SketchBackend
 
         self.name = "refuses-loras"
         self._sketch = SketchBackend(tokenizer)
 
     def render(self, token_ids, seeds, options):
-        from agent.errors import UserError
+        from zit_agent.errors import UserError
 
         if options.lora:
             raise UserError(f"LoRA {options.lora} is not a readable safetensors file")
@@ -173,9 +173,9 @@ def test_a_render_that_fails_in_the_graph_drops_the_turn_and_keeps_the_session(
 ):
     from langgraph.checkpoint.memory import InMemorySaver
 
-    from agent.session import Session
-    from agent.state import ChatTurn
     from tests.agent.agent_fixtures import initial_state, sketch_context
+    from zit_agent.agent.session import Session
+    from zit_agent.agent.state import ChatTurn
 
     context = sketch_context(qwen_tokenizer, tmp_path, backend=RefusesLoras(qwen_tokenizer))
     session = Session(InMemorySaver(), "chat:lora")
@@ -202,7 +202,7 @@ def test_with_ruts_on_a_chat_turn_escapes_its_rut(capsys):
 
 
 def test_a_sessions_options_stay_with_it(capsys, zit_home):
-    from agent.history import HistoryStore
+    from zit_agent.agent.history import HistoryStore
 
     turn(capsys, "o", IDEA, *SKETCH, "--steps", "3", "--layer", "-3")
     turn(capsys, "o", "closer")  # a later process: no options given

@@ -6,12 +6,12 @@ import json
 
 import pytest
 
-from agent.cli import main
+from zit_agent.agent.cli import main
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory, tokenizer_dir):
-    from backends.tiny.qwen3 import tiny_writer_dir
+    from zit_agent.backends.tiny.qwen3 import tiny_writer_dir
 
     return tiny_writer_dir(tmp_path_factory.getbasetemp() / "tiny-writers", tokenizer_dir)
 

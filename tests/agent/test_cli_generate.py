@@ -7,15 +7,15 @@ import json
 import pytest
 from PIL import Image, ImageChops
 
-from backends.provenance import read_record
 from tests.cli_helpers import run_zit as zit
+from zit_agent.backends.provenance import read_record
 
 IDEA = "a lighthouse at night"
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory, tokenizer_dir):
-    from backends.tiny.zimage import build_tiny_zimage
+    from zit_agent.backends.tiny.zimage import build_tiny_zimage
 
     return build_tiny_zimage(tmp_path_factory.mktemp("tiny-zimage"), tokenizer_dir)
 
@@ -96,8 +96,8 @@ def test_missing_model_directory_is_one_line_and_exit_2(capsys, tmp_path):
 
 
 def test_render_choice_uses_settings_defaults_and_a_configured_shift(monkeypatch):
-    from agent.cli.render_flags import render_choice
-    from agent.settings import load_settings
+    from zit_agent.agent.cli.render_flags import render_choice
+    from zit_agent.settings import load_settings
 
     choice = render_choice(load_settings(), count=3, seed=40)
     assert choice.seeds == [40, 41, 42]
@@ -112,7 +112,7 @@ def test_lora_flag_parsing(tmp_path):
     import torch
     from safetensors.torch import save_file
 
-    from agent.cli.render_flags import parse_lora
+    from zit_agent.agent.cli.render_flags import parse_lora
 
     path = tmp_path / "style:v2.safetensors"
     save_file({"w": torch.zeros(1)}, str(path))

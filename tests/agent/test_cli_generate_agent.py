@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from backends.provenance import read_record, token_sha256
 from tests.agent.agent_fixtures import IDEA, tiny_gguf, tiny_zimage
 from tests.cli_helpers import run_zit as zit
+from zit_agent.backends.provenance import read_record, token_sha256
 
 KEYS = ("images", "attempts", "ruts_detected", "ruts_escaped", "final_verdict", "per_attempt")
 
@@ -57,11 +57,11 @@ def test_tiny_gguf_writer_and_tiny_zimage_end_to_end(
     shot = first["shots"][0]
     assert shot["writer"] == gguf.name and first["render"]["width"] == 64
     # The writer's generated ids, verbatim, inside the ids the Z-Image backend rendered.
-    import prompts
-    from agent.drafting import write_draft
-    from backends.base import Sampling
-    from backends.writers import load_writer
-    from backends.writers.messages import build_messages
+    from zit_agent import prompts
+    from zit_agent.agent.drafting import write_draft
+    from zit_agent.backends.base import Sampling
+    from zit_agent.backends.writers import load_writer
+    from zit_agent.backends.writers.messages import build_messages
 
     messages = build_messages(prompts.load("expand").text, IDEA)
     draft, _ = write_draft(load_writer(f"gguf:{gguf}"), messages, Sampling(max_new_tokens=24), 3)

@@ -7,11 +7,11 @@ import json
 import pytest
 from PIL import Image
 
-from agent.cli import main
-from agent.sequence import ChatSequence, assemble
-from backends.base import RenderOptions
-from backends.provenance import save_image
-from backends.sketch import SketchBackend
+from zit_agent.agent.cli import main
+from zit_agent.backends.base import RenderOptions
+from zit_agent.backends.provenance import save_image
+from zit_agent.backends.sketch import SketchBackend
+from zit_agent.sequence import ChatSequence, assemble
 
 SMALL = RenderOptions(width=128, height=128)
 
@@ -98,7 +98,7 @@ def test_an_idea_repeating_another_ideas_picture_is_flagged(
 
 
 def test_embeddings_are_cached_in_the_history(capsys, comfy_folder, zit_home):
-    from agent.history import HistoryStore
+    from zit_agent.agent.history import HistoryStore
 
     run(capsys, str(comfy_folder), "--json")
     with HistoryStore(zit_home / "history.sqlite") as store:

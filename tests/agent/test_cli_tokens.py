@@ -8,19 +8,22 @@ import sys
 
 import pytest
 
-from agent.cli import main
+from zit_agent.agent.cli import main
 
 
 def run_zit(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "agent", *args], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "zit_agent.agent", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
 def test_help_imports_no_heavy_library():
     code = (
         "import sys\n"
-        "from agent.cli import main\n"
+        "from zit_agent.agent.cli import main\n"
         "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
         "heavy = [m for m in ('torch', 'diffusers', 'transformers', 'llama_cpp', 'langgraph') if m in sys.modules]\n"
         "print('HEAVY', heavy)\n"

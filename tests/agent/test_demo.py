@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from backends.provenance import read_record
+from zit_agent.backends.provenance import read_record
 
 # Runs the demo with every network connection refused and the test extras made unimportable
 # (`sys.modules[name] = None`: imports fail and `find_spec` says "not installed").
@@ -23,7 +23,7 @@ socket.socket.connect = refuse
 socket.create_connection = refuse
 for name in ("peft", "pytest", "ruff"):
     sys.modules[name] = None
-from agent.cli import main
+from zit_agent.agent.cli import main
 main(["demo", "--out", sys.argv[1], "--json"])
 """
 

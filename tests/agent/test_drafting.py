@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-import prompts
-from agent.drafting import compose, expand_idea
-from agent.errors import UserError
-from backends.base import Sampling
-from backends.tokenizer import QwenTokenizer
-from backends.writers.fake import FakeWriter
-from backends.writers.messages import build_messages
-from backends.writers.parse import DraftProblem
+from zit_agent import prompts
+from zit_agent.agent.drafting import compose, expand_idea
+from zit_agent.backends.base import Sampling
+from zit_agent.backends.tokenizer import QwenTokenizer
+from zit_agent.backends.writers.fake import FakeWriter
+from zit_agent.backends.writers.messages import build_messages
+from zit_agent.backends.writers.parse import DraftProblem
+from zit_agent.errors import UserError
 
 IM_START, IM_END, THINK, END_THINK, NL, NLNL = 151644, 151645, 151667, 151668, 198, 271
 
@@ -134,8 +134,8 @@ def test_empty_idea_is_a_user_error(fake, qwen_tokenizer):
 
 @pytest.fixture(scope="module")
 def llama_writer(tmp_path_factory, tokenizer_dir):
-    from backends.tiny.qwen3 import tiny_writer_dir
-    from backends.writers.llama import LlamaCppWriter
+    from zit_agent.backends.tiny.qwen3 import tiny_writer_dir
+    from zit_agent.backends.writers.llama import LlamaCppWriter
 
     root = tiny_writer_dir(tmp_path_factory.getbasetemp() / "tiny-writers", tokenizer_dir)
     return LlamaCppWriter.from_pretrained(str(root / "tiny-qwen3.gguf"), n_ctx=1024, n_threads=1)

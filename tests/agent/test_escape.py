@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import pytest
 
-from agent import escape
-from agent.graph import run_agent
-from agent.report import summary
-from agent.state import Description, RenderKnobs, Shot
 from tests.agent.agent_fixtures import ConstantBackend, initial_state, sketch_context
+from zit_agent.agent import escape
+from zit_agent.agent.graph import run_agent
+from zit_agent.agent.report import summary
+from zit_agent.agent.state import Description, RenderKnobs, Shot
 
 
 def test_axes_to_vary_keep_the_ideas_core_and_put_composition_first():
@@ -133,7 +133,7 @@ def test_vary_works_without_a_writer(qwen_tokenizer, tmp_path):
 
 
 def test_most_varied_prefers_the_highest_vendi():
-    from agent.state import Attempt, Scores
+    from zit_agent.agent.state import Attempt, Scores
 
     def attempt(n: int, vendi: float) -> Attempt:
         scores = Scores(verdict="rut", vendi=vendi, mean_similarity=1 / vendi)

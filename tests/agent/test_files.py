@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from agent import files
+from zit_agent import files
 
 
 def test_atomic_write_replaces_whole_file_and_leaves_no_temp(tmp_path):

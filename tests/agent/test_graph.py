@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from agent.graph import build_graph, run_agent
-from agent.report import summary
-from backends.provenance import read_record
 from tests.agent.agent_fixtures import IDEA, initial_state, sketch_context
+from zit_agent.agent.graph import build_graph, run_agent
+from zit_agent.agent.report import summary
+from zit_agent.backends.provenance import read_record
 
 
 @pytest.fixture()
 def fake_writer(qwen_tokenizer):
-    from backends.writers.fake import FakeWriter
+    from zit_agent.backends.writers.fake import FakeWriter
 
     return FakeWriter(qwen_tokenizer)
 
@@ -95,9 +95,9 @@ def test_every_image_is_recorded_in_the_history_store(qwen_tokenizer, tmp_path):
 
 
 def test_the_graph_is_built_by_a_factory_not_at_import():
-    import agent.graph
+    from zit_agent.agent import graph as agent_graph
 
-    assert not any(hasattr(agent.graph, n) for n in ("graph", "app", "compiled"))
+    assert not any(hasattr(agent_graph, n) for n in ("graph", "app", "compiled"))
     nodes = set(build_graph().nodes)
     assert {"write", "assemble", "render", "embed", "judge", "escape", "finish"} <= nodes
 

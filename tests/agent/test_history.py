@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from agent.history import MIGRATIONS, HistoryStore, file_hash, image_hash
-from agent.ruts import judge, thresholds_for
-from backends.embedders import HashEmbedder
+from zit_agent.agent.history import MIGRATIONS, HistoryStore, file_hash, image_hash
+from zit_agent.agent.ruts import judge, thresholds_for
+from zit_agent.backends.embedders import HashEmbedder
 
 
 class CountingEmbedder:
@@ -105,7 +105,7 @@ def test_migrations_run_once_and_newer_databases_are_refused(db_path):
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     db.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
     db.close()
-    from agent.errors import UserError
+    from zit_agent.errors import UserError
 
     with pytest.raises(UserError, match="newer zit"):
         HistoryStore(db_path)
@@ -115,8 +115,8 @@ WRITER = textwrap.dedent(
     """
     import sys
     import numpy as np
-    from agent.history import HistoryStore
-    from agent.ruts import judge, thresholds_for
+    from zit_agent.agent.history import HistoryStore
+    from zit_agent.agent.ruts import judge, thresholds_for
 
     path, name = sys.argv[1], sys.argv[2]
     report = judge(np.eye(2), embedder="hash", thresholds=thresholds_for("hash"))

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image, ImageDraw
 from pydantic import ValidationError
 
-from agent.ruts import (
+from zit_agent.agent.ruts import (
     Thresholds,
     duplicate_clusters,
     judge,
@@ -15,7 +15,7 @@ from agent.ruts import (
     thresholds_for,
     vendi_score,
 )
-from backends.embedders import HashEmbedder
+from zit_agent.backends.embedders import HashEmbedder
 
 HASH = thresholds_for("hash")
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from agent.errors import UserError
-from agent.sequence import ChatSequence, Segment, Turn, assemble
+from zit_agent.errors import UserError
+from zit_agent.sequence import ChatSequence, Segment, Turn, assemble
 
 IM_START, IM_END, THINK, END_THINK, NL, NLNL = 151644, 151645, 151667, 151668, 198, 271
 USER, ASSISTANT, SYSTEM = 872, 77091, 8948

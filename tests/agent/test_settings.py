@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from agent.errors import UserError
-from agent.settings import DEFAULT_IMAGE_MODEL, load_settings
+from zit_agent.errors import UserError
+from zit_agent.settings import DEFAULT_IMAGE_MODEL, load_settings
 
 
 def test_defaults_are_turbo():

@@ -9,16 +9,16 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from agent.errors import ModelNotFoundError, UserError
-from agent.settings import load_settings
-from backends.base import Embedder
-from backends.embedders import (
+from zit_agent.backends.base import Embedder
+from zit_agent.backends.embedders import (
     HashEmbedder,
     HFVisionEmbedder,
     default_embedder_name,
     load_default_embedder,
     load_embedder,
 )
+from zit_agent.errors import ModelNotFoundError, UserError
+from zit_agent.settings import load_settings
 
 
 def scene(x: float, y: float, r: float, shade: int = 40, size: int = 96) -> Image.Image:

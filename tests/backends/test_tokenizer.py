@@ -5,8 +5,8 @@ import shutil
 
 import pytest
 
-from agent.errors import ModelNotFoundError, UserError
-from backends.tokenizer import QwenTokenizer
+from zit_agent.backends.tokenizer import QwenTokenizer
+from zit_agent.errors import ModelNotFoundError, UserError
 
 
 def test_loads_from_zimage_model_layout(tmp_path, tokenizer_dir):

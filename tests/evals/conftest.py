@@ -67,7 +67,7 @@ def tiny_clip_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_gguf(tmp_path_factory, tokenizer_dir) -> Path:
     """A tiny random Qwen3 GGUF with the real vocabulary (shared with the writer tests' folder)."""
-    from backends.tiny.qwen3 import GGUF_NAME, tiny_writer_dir
+    from zit_agent.backends.tiny.qwen3 import GGUF_NAME, tiny_writer_dir
 
     return (
         tiny_writer_dir(tmp_path_factory.getbasetemp() / "tiny-writers", tokenizer_dir) / GGUF_NAME
@@ -77,6 +77,6 @@ def tiny_gguf(tmp_path_factory, tokenizer_dir) -> Path:
 @pytest.fixture(scope="session")
 def tiny_zimage_dir(tmp_path_factory, tokenizer_dir) -> Path:
     """A tiny random Z-Image pipeline (real diffusers architectures) saved as a model folder."""
-    from backends.tiny.zimage import build_tiny_zimage
+    from zit_agent.backends.tiny.zimage import build_tiny_zimage
 
     return build_tiny_zimage(tmp_path_factory.mktemp("tiny-zimage"), tokenizer_dir, seed=0)

@@ -37,9 +37,9 @@ def write_suite(path: Path, data: dict) -> Path:
 
 
 def zit(*args: str, env: dict | None = None, **kwargs) -> subprocess.CompletedProcess:
-    """Run `python -m agent ARGS` (the `zit` entry point) in a subprocess."""
+    """Run `python -m zit_agent.agent ARGS` (the `zit` entry point) in a subprocess."""
     return subprocess.run(
-        [sys.executable, "-m", "agent", *args],
+        [sys.executable, "-m", "zit_agent.agent", *args],
         cwd=REPO,
         env={**os.environ, **(env or {})},
         capture_output=True,

@@ -12,9 +12,9 @@ import time
 import pytest
 import yaml
 
-from evals.runner import RunContext, run_suite
-from evals.suite import Suite
 from tests.evals.helpers import REPO, sketch_suite, without_timings, write_suite, zit
+from zit_agent.evals.runner import RunContext, run_suite
+from zit_agent.evals.suite import Suite
 
 IDEAS = [
     {"id": f"idea{n}", "text": text, "locked": [text.split()[-1]]}
@@ -88,7 +88,16 @@ def _done(out) -> list:
 
 
 def _kill_when_jobs(suite, out, at_least: int) -> None:
-    args = [sys.executable, "-m", "agent", "eval", str(suite), "--out", str(out), "--quiet"]
+    args = [
+        sys.executable,
+        "-m",
+        "zit_agent.agent",
+        "eval",
+        str(suite),
+        "--out",
+        str(out),
+        "--quiet",
+    ]
     if out.exists():
         args.append("--resume")
     proc = subprocess.Popen(args, cwd=REPO, env=os.environ.copy(), stderr=subprocess.PIPE)
@@ -134,7 +143,7 @@ def test_a_malformed_suite_names_field_and_line(tmp_path):
 
 
 def test_a_runs_config_json_reruns_the_same_suite(smoke_run):
-    from evals.suite import load_suite
+    from zit_agent.evals.suite import load_suite
 
     config = json.loads((smoke_run / "config.json").read_text())
     assert load_suite(smoke_run / "config.json").digest() == config["suite_digest"]

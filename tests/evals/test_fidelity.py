@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
-from evals.metrics import ClipScorer, local_clip
-from evals.runner import RunContext, run_suite
-from evals.suite import Suite
 from tests.evals.helpers import sketch_suite
+from zit_agent.evals.metrics import ClipScorer, local_clip
+from zit_agent.evals.runner import RunContext, run_suite
+from zit_agent.evals.suite import Suite
 
 
 @pytest.mark.slow

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from backends.embedders import HashEmbedder
-from evals.metrics import (
+from zit_agent.backends.embedders import HashEmbedder
+from zit_agent.evals.metrics import (
     aggregate,
     attribute_retention,
     bootstrap_interval,

@@ -49,7 +49,7 @@ def test_the_browser_check_sees_a_broken_image(tmp_path):
     browser = find_browser()
     if browser is None:
         pytest.skip("no Chromium found: install one, e.g. `apt-get install -y chromium`")
-    from evals.report import PAGE_JS
+    from zit_agent.evals.report import PAGE_JS
 
     page = tmp_path / "broken.html"
     page.write_text(

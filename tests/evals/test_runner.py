@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from backends.writers.fake import FakeWriter
-from evals.runner import RunContext, plan, run_suite
-from evals.suite import Suite
 from tests.evals.helpers import sketch_suite
+from zit_agent.backends.writers.fake import FakeWriter
+from zit_agent.evals.runner import RunContext, plan, run_suite
+from zit_agent.evals.suite import Suite
 
 REPORT_FILES = ("report.html", "summary.json", "per_image.jsonl", "config.json")
 
@@ -62,7 +62,7 @@ def test_resume_does_only_what_is_missing(tmp_path, run):
 
 
 def test_a_run_folder_is_not_overwritten_without_resume(tmp_path, run):
-    from agent.errors import UserError
+    from zit_agent.errors import UserError
 
     suite = Suite.model_validate(sketch_suite())
     run(suite, tmp_path / "run")
@@ -138,7 +138,7 @@ def test_writer_strategies_use_the_writer_ids_and_measure_retention(tmp_path, qw
 def test_expanded_runs_a_real_llama_cpp_writer_and_keeps_its_ids(
     tmp_path, tiny_gguf, qwen_tokenizer
 ):
-    from backends.writers import load_writer
+    from zit_agent.backends.writers import load_writer
 
     spec = f"gguf:{tiny_gguf}"
     data = sketch_suite(
@@ -187,8 +187,8 @@ def test_a_failed_draft_is_recorded_and_retried_on_resume(tmp_path, qwen_tokeniz
 
 
 def test_one_run_at_a_time_per_folder(tmp_path, run):
-    from agent.errors import UserError
-    from evals.runner import RunFolder
+    from zit_agent.errors import UserError
+    from zit_agent.evals.runner import RunFolder
 
     suite = Suite.model_validate(sketch_suite())
     with RunFolder(tmp_path / "run").lock(), pytest.raises(UserError, match="another zit eval"):
@@ -197,7 +197,7 @@ def test_one_run_at_a_time_per_folder(tmp_path, run):
 
 
 def test_models_load_once_per_run(tmp_path, qwen_tokenizer, monkeypatch):
-    import backends.writers
+    from zit_agent.backends import writers as writers_module
 
     loads = []
 
@@ -205,7 +205,7 @@ def test_models_load_once_per_run(tmp_path, qwen_tokenizer, monkeypatch):
         loads.append(spec)
         return FakeWriter(qwen_tokenizer)
 
-    monkeypatch.setattr(backends.writers, "load_writer", load_writer)
+    monkeypatch.setattr(writers_module, "load_writer", load_writer)
     data = sketch_suite(
         writer="gguf:some.gguf",
         configs={"expanded": {"strategy": "expanded"}, "think": {"strategy": "think"}},

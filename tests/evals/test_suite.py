@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from agent.errors import UserError
-from evals.suite import load_suite, parse_suite, shipped_suites
+from zit_agent.errors import UserError
+from zit_agent.evals.suite import load_suite, parse_suite, shipped_suites
 
 GOOD = """\
 name: t

@@ -7,9 +7,9 @@ import json
 import pytest
 from PIL import Image
 
-from evals.runner import RunContext, run_suite
-from evals.suite import Suite
 from tests.evals.helpers import sketch_suite
+from zit_agent.evals.runner import RunContext, run_suite
+from zit_agent.evals.suite import Suite
 
 pytestmark = pytest.mark.slow  # starts processes or builds models
 

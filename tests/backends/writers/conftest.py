@@ -10,14 +10,14 @@ import pytest
 def tiny_writers(tmp_path_factory, tokenizer_dir):
     """The folder with `tiny-qwen3.gguf` and `tiny-qwen3-hf/` (shared by every test module that
     asks `tiny_writer_dir` for the same folder)."""
-    from backends.tiny.qwen3 import tiny_writer_dir
+    from zit_agent.backends.tiny.qwen3 import tiny_writer_dir
 
     return tiny_writer_dir(tmp_path_factory.getbasetemp() / "tiny-writers", tokenizer_dir)
 
 
 @pytest.fixture(scope="session")
 def llama_writer(tiny_writers):
-    from backends.writers.llama import LlamaCppWriter
+    from zit_agent.backends.writers.llama import LlamaCppWriter
 
     return LlamaCppWriter.from_pretrained(
         str(tiny_writers / "tiny-qwen3.gguf"), n_ctx=1024, n_threads=1
@@ -26,7 +26,7 @@ def llama_writer(tiny_writers):
 
 @pytest.fixture(scope="session")
 def hf_writer(tiny_writers):
-    from backends.writers.hf import TransformersWriter
+    from zit_agent.backends.writers.hf import TransformersWriter
 
     return TransformersWriter.from_pretrained(str(tiny_writers / "tiny-qwen3-hf"))
 

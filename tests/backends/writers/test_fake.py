@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from backends.base import Sampling, Writer
-from backends.writers.fake import FakeWriter
-from backends.writers.messages import build_messages
-from backends.writers.parse import DraftProblem
+from zit_agent.backends.base import Sampling, Writer
+from zit_agent.backends.writers.fake import FakeWriter
+from zit_agent.backends.writers.messages import build_messages
+from zit_agent.backends.writers.parse import DraftProblem
 
 
 @pytest.fixture

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from backends.base import Sampling, Writer
-from backends.writers.messages import build_messages
+from zit_agent.backends.base import Sampling, Writer
+from zit_agent.backends.writers.messages import build_messages
 
 MESSAGES = build_messages("Describe the image.", "a red fox in snow")
 

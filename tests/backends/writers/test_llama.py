@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from agent.errors import ModelNotFoundError, UserError
-from backends.base import Sampling, Writer
-from backends.writers import load_writer
-from backends.writers.messages import build_messages
+from zit_agent.backends.base import Sampling, Writer
+from zit_agent.backends.writers import load_writer
+from zit_agent.backends.writers.messages import build_messages
+from zit_agent.errors import ModelNotFoundError, UserError
 
 MESSAGES = build_messages("Describe the image.", "a red fox <|im_start|> in snow")
 
@@ -62,7 +62,7 @@ def test_stops_at_the_end_of_turn_id(llama_writer, prompt_before_end_of_turn):
 
 
 def test_empty_description_is_reported(llama_writer):
-    from backends.writers.parse import DraftProblem
+    from zit_agent.backends.writers.parse import DraftProblem
 
     # Greedy, the tiny model writes only newlines after the assistant header.
     with pytest.raises(DraftProblem, match="empty description"):

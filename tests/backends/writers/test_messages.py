@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from backends.writers.messages import build_messages, idea_of
+from zit_agent.backends.writers.messages import build_messages, idea_of
 
 
 def test_expand_is_the_instruction_and_the_bare_idea():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from backends.writers.parse import DraftProblem, SpecialIds, split_generated
+from zit_agent.backends.writers.parse import DraftProblem, SpecialIds, split_generated
 
 THINK, END_THINK, IM_START, IM_END, EOT, TOOL_CALL = 151667, 151668, 151644, 151645, 151643, 151657
 NL, NLNL = 198, 271

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from agent.errors import UserError
-from backends.base import Message
-from backends.writers.template import render_prompt
+from zit_agent.backends.base import Message
+from zit_agent.backends.writers.template import render_prompt
+from zit_agent.errors import UserError
 
 MESSAGES = [Message(role="system", content="Describe it."), Message(role="user", content="a cat")]
 

@@ -32,7 +32,7 @@ def test_hf_folder_is_a_qwen3_with_the_real_vocabulary(tiny_writers):
 
 
 def test_tiny_writer_dir_reuses_what_is_built(tiny_writers, tokenizer_dir):
-    from backends.tiny.qwen3 import tiny_writer_dir
+    from zit_agent.backends.tiny.qwen3 import tiny_writer_dir
 
     gguf = tiny_writers / "tiny-qwen3.gguf"
     before = gguf.stat().st_mtime_ns

@@ -12,14 +12,14 @@ SMALL = {"width": 64, "height": 64, "steps": 2}
 
 @pytest.fixture(scope="session")
 def tiny_zimage_dir(tmp_path_factory, tokenizer_dir) -> Path:
-    from backends.tiny.zimage import build_tiny_zimage
+    from zit_agent.backends.tiny.zimage import build_tiny_zimage
 
     return build_tiny_zimage(tmp_path_factory.mktemp("tiny-zimage"), tokenizer_dir, seed=0)
 
 
 @pytest.fixture(scope="session")
 def backend(tiny_zimage_dir):
-    from backends.zimage import ZImageBackend
+    from zit_agent.backends.zimage import ZImageBackend
 
     return ZImageBackend.from_pretrained(tiny_zimage_dir)
 
@@ -36,14 +36,14 @@ def raw_pipe(tiny_zimage_dir):
 
 @pytest.fixture(scope="session")
 def plain_ids(qwen_tokenizer) -> list[int]:
-    from agent.sequence import ChatSequence, assemble
+    from zit_agent.sequence import ChatSequence, assemble
 
     return assemble(ChatSequence.plain(IDEA), qwen_tokenizer).ids
 
 
 @pytest.fixture(scope="session")
 def small_options():
-    from backends.base import RenderOptions
+    from zit_agent.backends.base import RenderOptions
 
     return RenderOptions(**SMALL)
 

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from agent.errors import ModelNotFoundError, UserError
-from backends.base import ImageBackend, NoiseSettings
-from backends.samplers import SAMPLERS
 from tests.backends.zimage.conftest import IDEA, SMALL
+from zit_agent.backends.base import ImageBackend, NoiseSettings
+from zit_agent.backends.samplers import SAMPLERS
+from zit_agent.errors import ModelNotFoundError, UserError
 
 
 def pixels(image) -> np.ndarray:
@@ -172,7 +172,7 @@ def test_ids_outside_the_vocabulary_are_a_user_error(backend, small_options):
 
 
 def test_sizes_above_2048_warn(caplog):
-    from backends.zimage import check_size
+    from zit_agent.backends.zimage import check_size
 
     with caplog.at_level("WARNING", logger="zit.zimage"):
         check_size(2304, 1024)
@@ -180,7 +180,7 @@ def test_sizes_above_2048_warn(caplog):
 
 
 def test_missing_model_names_the_repo_and_the_download_command():
-    from backends.zimage import ZImageBackend
+    from zit_agent.backends.zimage import ZImageBackend
 
     with pytest.raises(ModelNotFoundError) as err:
         ZImageBackend.from_pretrained("Nobody/No-Such-Z-Image")
@@ -189,7 +189,7 @@ def test_missing_model_names_the_repo_and_the_download_command():
 
 
 def test_folder_without_model_index_is_refused(tmp_path):
-    from backends.zimage import ZImageBackend
+    from zit_agent.backends.zimage import ZImageBackend
 
     with pytest.raises(ModelNotFoundError, match="model_index.json"):
         ZImageBackend.from_pretrained(tmp_path)

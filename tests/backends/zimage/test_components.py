@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from safetensors.torch import save_file
 
-from agent.errors import UserError
-from backends.zimage import ZImageBackend
+from zit_agent.backends.zimage import ZImageBackend
+from zit_agent.errors import UserError
 
 
 def render(backend, ids, options):
@@ -22,7 +22,7 @@ def baseline(backend, plain_ids, small_options):
 def test_another_encoder_of_the_same_shape_is_used(
     tiny_zimage_dir, tmp_path, plain_ids, small_options, baseline
 ):
-    from backends.tiny.zimage import tiny_text_encoder
+    from zit_agent.backends.tiny.zimage import tiny_text_encoder
 
     tiny_text_encoder(seed=11).save_pretrained(tmp_path / "encoder")
     other = ZImageBackend.from_pretrained(tiny_zimage_dir, text_encoder=str(tmp_path / "encoder"))
@@ -30,7 +30,7 @@ def test_another_encoder_of_the_same_shape_is_used(
 
 
 def test_encoder_of_another_hidden_size_is_refused(tiny_zimage_dir, tmp_path):
-    from backends.tiny.zimage import tiny_text_encoder
+    from zit_agent.backends.tiny.zimage import tiny_text_encoder
 
     tiny_text_encoder(seed=0, hidden_size=64, head_dim=16).save_pretrained(tmp_path / "wide")
     with pytest.raises(UserError, match="hidden size is 64, the transformer needs 32"):
@@ -38,7 +38,7 @@ def test_encoder_of_another_hidden_size_is_refused(tiny_zimage_dir, tmp_path):
 
 
 def test_encoder_with_a_smaller_vocabulary_is_refused(tiny_zimage_dir, tmp_path):
-    from backends.tiny.zimage import tiny_text_encoder
+    from zit_agent.backends.tiny.zimage import tiny_text_encoder
 
     tiny_text_encoder(seed=0, vocab_size=1000).save_pretrained(tmp_path / "small")
     with pytest.raises(
@@ -48,7 +48,7 @@ def test_encoder_with_a_smaller_vocabulary_is_refused(tiny_zimage_dir, tmp_path)
 
 
 def test_another_vae_folder_is_used(tiny_zimage_dir, tmp_path, plain_ids, small_options, baseline):
-    from backends.tiny.zimage import tiny_vae
+    from zit_agent.backends.tiny.zimage import tiny_vae
 
     tiny_vae(seed=21).save_pretrained(tmp_path / "vae")
     other = ZImageBackend.from_pretrained(tiny_zimage_dir, vae=str(tmp_path / "vae"))

@@ -7,7 +7,7 @@ import json
 import pytest
 from PIL import Image
 
-from backends.provenance import (
+from zit_agent.backends.provenance import (
     RECORD_KEYS,
     a1111_parameters,
     read_record,

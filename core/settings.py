@@ -103,7 +103,7 @@ def load_settings(**overrides) -> Settings:
     """Settings with `overrides` (None values ignored) on top; bad files become a UserError."""
     from pydantic import ValidationError
 
-    from agent.errors import UserError
+    from zit_agent.errors import UserError
 
     given = {k: v for k, v in overrides.items() if v is not None}
     try:

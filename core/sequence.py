@@ -31,7 +31,7 @@ from typing import Literal, Protocol
 
 from pydantic import BaseModel, Field, model_validator
 
-from agent.errors import UserError
+from zit_agent.errors import UserError
 
 Role = Literal["system", "user", "assistant"]
 Part = Literal["system", "user", "think", "assistant"]

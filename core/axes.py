@@ -20,7 +20,7 @@ from functools import cache
 
 from pydantic import BaseModel, Field
 
-from agent.errors import UserError
+from zit_agent.errors import UserError
 
 
 class Axis(BaseModel):
@@ -55,7 +55,7 @@ class AxisSummary(BaseModel):
 def _vocabulary() -> tuple[dict[str, Axis], tuple[str, ...]]:
     import yaml
 
-    from prompts import data_path
+    from zit_agent.prompts import data_path
 
     data = yaml.safe_load(data_path("axes.yaml").read_text(encoding="utf-8"))
     axes = {}
