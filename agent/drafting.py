@@ -56,7 +56,7 @@ def check_vocabulary(writer: Writer, tokenizer: QwenTokenizer, *, retokenize: bo
         return mismatch
     raise UserError(
         f"the writer's vocabulary does not match the encoder's: {mismatch}",
-        hint="use a Qwen3 writer, or pass --retokenize to re-tokenize its text (not id-exact)",
+        hint="use a Qwen3 writer, or turn on {retokenize} to re-tokenize its text (not id-exact)",
     )
 
 
@@ -133,7 +133,31 @@ def compose(
     draft = for_encoder(draft, tokenizer, mismatch)
     sequence = sequence_of(draft, idea, shape)
     assembled = assemble(sequence, tokenizer, max_tokens=max_tokens)
-    provenance = {
+    provenance = draft_provenance(
+        writer, instruction, sampling, seed, used_seed, shape, draft, mismatch
+    )
+    return WrittenSequence(
+        idea=idea,
+        draft=draft,
+        seed=used_seed,
+        sequence=sequence,
+        assembled=assembled,
+        provenance=provenance,
+    )
+
+
+def draft_provenance(
+    writer: Writer,
+    instruction: prompts.Instruction | None,
+    sampling: Sampling,
+    seed: int,
+    used_seed: int,
+    shape: str,
+    draft: Draft,
+    mismatch: str | None,
+) -> dict[str, Any]:
+    """The writer record every entry point keeps for a draft."""
+    return {
         "writer": writer.name,
         "instruction": instruction.name if instruction else None,
         "instruction_version": instruction.version if instruction else None,
@@ -146,14 +170,6 @@ def compose(
         "notes": draft.notes,
         "stats": draft.stats.model_dump(),
     }
-    return WrittenSequence(
-        idea=idea,
-        draft=draft,
-        seed=used_seed,
-        sequence=sequence,
-        assembled=assembled,
-        provenance=provenance,
-    )
 
 
 def expand_idea(

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from zit_agent.agent import escape
 from zit_agent.agent.state import AgentState, Attempt, ChatTurn, Description, Lever, Scores, Shot
-from zit_agent.errors import UserError
+from zit_agent.defaults import AGENT
 
 if TYPE_CHECKING:
     from langgraph.runtime import Runtime
@@ -26,7 +26,6 @@ if TYPE_CHECKING:
     from zit_agent.settings import Settings
 
 Event = Callable[[str, dict[str, Any]], None]
-WIDER_WINDOW = 32  # recent images of other ideas the newest image is compared with
 
 
 def _ignore(kind: str, data: dict[str, Any]) -> None:
@@ -47,6 +46,7 @@ class AgentContext:
     embedder: Embedder | None = None
     store: HistoryStore | None = None  # needed when ruts are checked
     detector: Thresholds | None = None  # None: the embedder family's defaults
+    retokenize: bool = False  # allow a writer of another vocabulary (its text re-tokenized)
     on_event: Event = field(default=_ignore)
 
 
@@ -109,16 +109,23 @@ def call_writer(
     """One writer call with a `prompts/` instruction, through the writers' drafting steps
     (vocabulary check, retries on retryable draft problems); the draft's ids are kept verbatim."""
     from zit_agent import prompts
-    from zit_agent.agent.drafting import check_vocabulary, write_draft
+    from zit_agent.agent.drafting import (
+        check_vocabulary,
+        draft_provenance,
+        for_encoder,
+        write_draft,
+    )
     from zit_agent.backends.base import Sampling
     from zit_agent.backends.writers.messages import build_messages
 
-    check_vocabulary(ctx.writer, ctx.tokenizer, retokenize=False)
+    mismatch = check_vocabulary(ctx.writer, ctx.tokenizer, retokenize=ctx.retokenize)
     sampling = ctx.sampling or Sampling()
     if state.temperature is not None:
         sampling = sampling.model_copy(update={"temperature": state.temperature})
-    messages = build_messages(prompts.load(instruction).text, state.idea, **material)
-    draft, _ = write_draft(ctx.writer, messages, sampling, seed)
+    chosen = prompts.load(instruction)
+    messages = build_messages(chosen.text, state.idea, **material)
+    draft, used_seed = write_draft(ctx.writer, messages, sampling, seed)
+    draft = for_encoder(draft, ctx.tokenizer, mismatch)
     return Description(
         text=draft.answer.text,
         ids=list(draft.answer.ids),
@@ -126,6 +133,9 @@ def call_writer(
         think_ids=list(draft.think.ids) or None,
         writer=draft.model,
         sampling=sampling.model_dump(),
+        writer_record=draft_provenance(
+            ctx.writer, chosen, sampling, seed, used_seed, state.shape, draft, mismatch
+        ),
     )
 
 
@@ -156,20 +166,14 @@ def assemble(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any
 # -- render --------------------------------------------------------------------------------------
 def render(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     """Render every shot; save each image with its provenance; record it in the history store.
-    In chat, a bad setting (a missing LoRA, ...) becomes `error` and the session goes on."""
+    A failure propagates (a chat session records it as a failed turn: `failed_turn`)."""
     ctx = _ctx(runtime)
     options = render_options(ctx, state)
     number = len(state.attempts) + 1
     ctx.on_event("render", {"attempt": number, "images": sum(len(s.seeds) for s in state.shots)})
-    try:
-        shots = [
-            _render_shot(ctx, state, shot, options, number, i) for i, shot in enumerate(state.shots)
-        ]
-    except UserError as err:
-        if not state.chat:
-            raise
-        ctx.on_event("error", {"message": err.one_line()})
-        return {"error": err.one_line()}
+    shots = [
+        _render_shot(ctx, state, shot, options, number, i) for i, shot in enumerate(state.shots)
+    ]
     attempt = Attempt(number=number, shots=shots, knobs=state.knobs, levers=state.pending_levers)
     ctx.on_event("rendered", {"attempt": number, "images": attempt.images})
     return {
@@ -216,6 +220,7 @@ def _render_shot(
     for image in rendered:
         record = {
             **image.record,
+            "render": options.model_dump(exclude={"negative_ids"}),
             "idea": state.idea,
             "writer": _writer_record(shot.description),
             "agent": {
@@ -245,11 +250,13 @@ def _render_shot(
 
 
 def _writer_record(desc: Description) -> dict[str, Any] | None:
+    """The same writer record `zit expand` and the eval strategies keep (instruction and its
+    version, seeds asked and used, notes), plus the phrase the agent appended."""
     if desc.writer is None:
         return None
     return {
+        **(desc.writer_record or {"writer": desc.writer, "sampling": desc.sampling}),
         "model": desc.writer,
-        "sampling": desc.sampling,
         "agent_phrase": desc.agent_phrase or None,
     }
 
@@ -310,10 +317,10 @@ def _report(ctx: AgentContext, state: AgentState, attempt: Attempt):
     texts = [shot.description.full_text for shot in attempt.shots for _ in shot.images]
     vectors, labels = _attempt_vectors(ctx, attempt), attempt.images
     if len(labels) < 2:  # one image: judge it with this idea's recent images
-        vectors, rows = ctx.store.recent_vectors(name, limit=ruts.DEFAULT_WINDOW, idea=state.idea)
+        vectors, rows = ctx.store.recent_vectors(name, limit=AGENT.window, idea=state.idea)
         labels, texts = [r.path for r in rows], None
     wider, wider_rows = ctx.store.recent_vectors(
-        name, limit=WIDER_WINDOW, other_than_idea=state.idea
+        name, limit=AGENT.wider_window, other_than_idea=state.idea
     )
     return ruts.judge(
         vectors,
@@ -344,23 +351,10 @@ def escape_step(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, 
     ctx = _ctx(runtime)
     forced = state.command.get("kind") if state.command else None
     lever_name = "vary" if forced == "vary" else escape.next_lever(state.ladder, state.ladder_step)
-    number = len(state.attempts) + 1
     update: dict[str, Any] = {"ladder_step": state.ladder_step + (forced != "vary")}
-    levers: list[Lever] = []
-    if lever_name == "vary":
-        update.update(_vary(ctx, state, levers))
-    elif lever_name == "shorter":
-        shots, lever = escape.shorter(state.shots, ctx.tokenizer)
-        update["shots"], levers = shots, [lever]
-    elif lever_name == "noise":
-        update["knobs"], lever = escape.noise(state.knobs, number)
-        levers = [lever]
-    elif lever_name == "layer":
-        update["knobs"], lever = escape.layer(state.knobs)
-        levers = [lever]
-    else:
-        update["shots"], lever = escape.new_seeds(state.shots, number)
-        levers = [lever]
+    number = len(state.attempts) + 1
+    changed, levers = LEVERS[lever_name](ctx, state, number)
+    update.update(changed)
     update["pending_levers"] = [*levers, *update.get("pending_levers", [])]
     update["command"] = None
     for lever in update["pending_levers"]:
@@ -368,10 +362,10 @@ def escape_step(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, 
     return update
 
 
-def _vary(ctx: AgentContext, state: AgentState, levers: list[Lever]) -> dict[str, Any]:
+def _vary(ctx: AgentContext, state: AgentState, number: int) -> tuple[dict[str, Any], list[Lever]]:
+    levers: list[Lever] = []
     last = state.last_attempt
     report_axes = last.scores.axes if last and last.scores else []
-    number = len(state.attempts) + 1
     writer = _vary_writer(ctx, state) if ctx.writer is not None else None
     shots, lever = escape.vary(
         state.idea,
@@ -388,7 +382,9 @@ def _vary(ctx: AgentContext, state: AgentState, levers: list[Lever]) -> dict[str
     levers.append(lever)
     update: dict[str, Any] = {"shots": shots}
     previous = [s.description for a in state.attempts[-2:] for s in a.shots]
-    temperature = state.temperature or (ctx.sampling.temperature if ctx.sampling else 0.7)
+    temperature = state.temperature or (
+        ctx.sampling.temperature if ctx.sampling else AGENT.temperature
+    )
     found = escape.writer_rut(
         [s.description for s in shots], previous, temperature, state.idea, ctx.tokenizer
     )
@@ -404,7 +400,33 @@ def _vary(ctx: AgentContext, state: AgentState, levers: list[Lever]) -> dict[str
         )
         effect = "applies to the writer's next calls"
         levers.append(Lever(name="writer", detail=detail, values=found.model_dump(), effect=effect))
-    return update
+    return update, levers
+
+
+def _shorter(ctx: AgentContext, state: AgentState, number: int):
+    shots, lever = escape.shorter(state.shots, ctx.tokenizer)
+    return {"shots": shots}, [lever]
+
+
+def _noise(ctx: AgentContext, state: AgentState, number: int):
+    knobs, lever = escape.noise(state.knobs, number)
+    return {"knobs": knobs}, [lever]
+
+
+def _layer(ctx: AgentContext, state: AgentState, number: int):
+    knobs, lever = escape.layer(state.knobs)
+    return {"knobs": knobs}, [lever]
+
+
+def _seeds(ctx: AgentContext, state: AgentState, number: int):
+    shots, lever = escape.new_seeds(state.shots, number)
+    return {"shots": shots}, [lever]
+
+
+# The escape levers, by the ladder's names: each returns (state changes, levers applied).
+LEVERS: dict[str, Callable[[AgentContext, AgentState, int], tuple[dict[str, Any], list[Lever]]]] = {
+    "vary": _vary, "shorter": _shorter, "noise": _noise, "layer": _layer, "seeds": _seeds,
+}  # fmt: skip
 
 
 def novelty_memory(ctx: AgentContext, state: AgentState) -> dict[str, list[str]]:
@@ -485,14 +507,9 @@ def _outcome(state: AgentState) -> dict[str, Any]:
 
 
 def _close_turn(state: AgentState, update: dict[str, Any]) -> list[ChatTurn]:
-    """Record what this turn left. A turn whose render failed is dropped and the settings it
-    changed go back to the previous turn's (its error is reported; nothing rendered is lost)."""
+    """Record what this turn left (a turn that failed is closed by `failed_turn` instead)."""
     turns = list(state.turns) or [ChatTurn(message=state.idea)]
     turn = turns[-1]
-    if state.error and len(turns) > 1:
-        previous = turns[-2]
-        update.update(knobs=previous.knobs, shots=previous.shots, seed=previous.seed)
-        return turns[:-1]
     turns[-1] = turn.model_copy(
         update={
             "attempts": list(range(turn.first_attempt, len(state.attempts))),
@@ -504,6 +521,21 @@ def _close_turn(state: AgentState, update: dict[str, Any]) -> list[ChatTurn]:
         }
     )
     return turns
+
+
+def failed_turn(state: AgentState, error: str) -> dict[str, Any]:
+    """The state after a chat turn that failed: the turn stays in the list, marked failed, with
+    the previous turn's description, seeds and settings, which become current again."""
+    turns = list(state.turns)
+    previous = turns[-2]
+    turns[-1] = turns[-1].model_copy(
+        update={"attempts": [], "shots": previous.shots, "knobs": previous.knobs,
+                "seed": previous.seed, "verdict": None, "error": error}
+    )  # fmt: skip
+    return {
+        "turns": turns, "shots": previous.shots, "knobs": previous.knobs,
+        "seed": previous.seed, "command": None, "pending_levers": [], "error": None,
+    }  # fmt: skip
 
 
 # -- chat ----------------------------------------------------------------------------------------

@@ -1,9 +1,11 @@
-"""Sessions: LangGraph threads checkpointed in SQLite under `ZIT_HOME` (`settings.sessions_db`).
+"""The sessions database: LangGraph threads checkpointed in SQLite under `ZIT_HOME`
+(`settings.sessions_db`). Chat sessions (`zit_agent.agent.chat`) and `zit generate` runs are
+threads in it.
 
-A chat session is one thread. Its graph pauses in `await_user` (LangGraph `interrupt()`); each turn
-resumes it with `Command(resume=<parsed command>)`, in this process or in a later one. A run that
-was interrupted mid-way (the process killed while rendering) resumes from its last checkpoint with
-`resume()`.
+Only the agent's own state classes are revived from a checkpoint (an allowlist); anything else
+comes back as plain data, which `AgentState` validates again. That is also how sessions saved by
+zit-agent 0.1 (whose classes lived in a top-level `agent.state` module) still open: their objects
+come back as data and validate into today's classes, and no module named `agent` is imported.
 """
 
 from __future__ import annotations
@@ -12,19 +14,14 @@ import contextlib
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING
 
 from zit_agent.agent import state as state_module
-from zit_agent.agent.graph import build_graph, run_config, state_of
-from zit_agent.agent.state import AgentState
 from zit_agent.errors import UserError
 
 if TYPE_CHECKING:
     from langgraph.checkpoint.sqlite import SqliteSaver
 
-    from zit_agent.agent.nodes import AgentContext
-
-Status = Literal["new", "waiting", "interrupted", "finished"]
 STATE_TYPES = (
     state_module.AgentState,
     state_module.Attempt,
@@ -45,66 +42,17 @@ def open_checkpointer(path: Path) -> Iterator[SqliteSaver]:
     from langgraph.checkpoint.sqlite import SqliteSaver
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
     try:
+        conn = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
         conn.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.DatabaseError as err:
+        raise UserError(
+            f"the sessions database {path} is unreadable: {err}",
+            hint="move it aside (sessions in it are lost) or restore it from a backup",
+        ) from None
+    try:
         conn.execute("PRAGMA synchronous=NORMAL")  # with WAL: no fsync per checkpoint, still safe
         serde = JsonPlusSerializer(allowed_msgpack_modules=list(STATE_TYPES))
         yield SqliteSaver(conn, serde=serde)
     finally:
         conn.close()
-
-
-class Session:
-    """One thread of the agent graph: start it, send it commands, read it back."""
-
-    def __init__(self, checkpointer: Any, thread_id: str):
-        self.thread_id = thread_id
-        self.app = build_graph().compile(checkpointer=checkpointer)
-
-    def _config(self, state: AgentState | None = None) -> dict[str, Any]:
-        return run_config(state or AgentState(idea="-"), self.thread_id)
-
-    # -- reading ---------------------------------------------------------------------------------
-    def state(self) -> AgentState | None:
-        values = self.app.get_state(self._config()).values
-        return AgentState.model_validate(values) if values else None
-
-    def status(self) -> Status:
-        snapshot = self.app.get_state(self._config())
-        if not snapshot.values:
-            return "new"
-        if snapshot.interrupts:
-            return "waiting"
-        return "interrupted" if snapshot.next else "finished"
-
-    # -- running ---------------------------------------------------------------------------------
-    def start(self, initial: AgentState, context: AgentContext) -> AgentState:
-        if self.status() != "new":
-            raise UserError(
-                f"session {self.thread_id!r} already exists",
-                hint="send it a message, or pick another --session name",
-            )
-        return self._invoke(initial, initial, context)
-
-    def send(self, command: dict[str, Any], context: AgentContext) -> AgentState:
-        """Resume the paused graph with the person's parsed command; runs until the next pause."""
-        from langgraph.types import Command
-
-        current = self.state()
-        if current is None or self.status() != "waiting":
-            raise UserError(
-                f"session {self.thread_id!r} is not waiting for input ({self.status()})",
-                hint="start it with an idea first",
-            )
-        return self._invoke(Command(resume=command), current, context)
-
-    def resume(self, context: AgentContext) -> AgentState:
-        """Finish a run that stopped mid-way (the process ended) from its last checkpoint."""
-        current = self.state()
-        if current is None or self.status() != "interrupted":
-            raise UserError(f"session {self.thread_id!r} has no interrupted run to resume")
-        return self._invoke(None, current, context)
-
-    def _invoke(self, payload: Any, current: AgentState, context: AgentContext) -> AgentState:
-        return state_of(self.app.invoke(payload, self._config(current), context=context))

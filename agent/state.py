@@ -16,9 +16,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from zit_agent.defaults import AGENT, RENDER
+
 Verdict = Literal["ok", "warn", "rut"]
 LeverName = Literal["vary", "shorter", "noise", "layer", "seeds", "writer"]
-LADDER: tuple[str, ...] = ("vary", "shorter", "noise", "layer", "seeds")
+LADDER: tuple[str, ...] = AGENT.ladder
 
 
 class Description(BaseModel):
@@ -35,6 +37,7 @@ class Description(BaseModel):
     think_ids: list[int] | None = None
     writer: str | None = None  # the writer's model name, when a writer wrote it
     sampling: dict[str, Any] | None = None  # the writer's sampling for this description
+    writer_record: dict[str, Any] | None = None  # instruction, seeds, notes (`draft_provenance`)
     agent_phrase: str = ""
     agent_stated: dict[str, str] = Field(default_factory=dict)  # axis -> value the agent added
     stated_axes: dict[str, str] = Field(default_factory=dict)  # axis -> value the whole states
@@ -56,9 +59,9 @@ class Shot(BaseModel):
 class RenderKnobs(BaseModel):
     """Render settings the agent or the person may change between attempts."""
 
-    width: int = 1024
-    height: int = 1024
-    layer: int = -2
+    width: int = RENDER.width
+    height: int = RENDER.height
+    layer: int = RENDER.layer
     noise: float = 0.0
     noise_seed: int = 0
     lora: str | None = None
@@ -132,11 +135,11 @@ class AgentState(BaseModel):
     shape: str = "think"
     n: int = Field(4, ge=1)
     seed: int = 0
-    max_attempts: int = Field(5, ge=1)
+    max_attempts: int = Field(AGENT.max_attempts, ge=1)
     ruts: bool = True
     chat: bool = False
     ladder: list[str] = Field(default_factory=lambda: list(LADDER))
-    max_tokens: int = 512
+    max_tokens: int = RENDER.max_tokens
     run_id: str = "run"  # names the images and the history-store session
     parts: dict[str, Any] = Field(default_factory=dict)  # which parts (specs only, for chat)
 

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from zit_agent.defaults import AGENT, RENDER
+
 if TYPE_CHECKING:
     import numpy as np
     from PIL import Image
@@ -30,12 +32,12 @@ class Sampling(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    temperature: float = Field(0.7, ge=0.0)
+    temperature: float = Field(AGENT.temperature, ge=0.0)
     top_p: float = Field(0.8, gt=0.0, le=1.0)
     top_k: int = Field(20, ge=0)
     min_p: float = Field(0.0, ge=0.0, le=1.0)
     repeat_penalty: float = Field(1.0, gt=0.0)
-    max_new_tokens: int = Field(400, ge=1)
+    max_new_tokens: int = Field(AGENT.max_new_tokens, ge=1)
 
 
 class TextIds(BaseModel):
@@ -82,23 +84,27 @@ class NoiseSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     strength: float = Field(0.0, ge=0.0)
-    fraction: float = Field(0.5, gt=0.0, le=1.0, description="Share of embedding values noised.")
-    steps_share: float = Field(0.2, gt=0.0, le=1.0, description="Share of steps that get noise.")
+    fraction: float = Field(
+        RENDER.noise_fraction, gt=0.0, le=1.0, description="Share of embedding values noised."
+    )
+    steps_share: float = Field(
+        RENDER.noise_steps_share, gt=0.0, le=1.0, description="Share of steps that get noise."
+    )
     seed: int = 0
 
 
 class RenderOptions(BaseModel):
-    """How to render. Defaults are Z-Image-Turbo's (see `agent.settings.RenderDefaults`)."""
+    """How to render. Defaults are Z-Image-Turbo's (`zit_agent.defaults.RENDER`)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    width: int = 1024
-    height: int = 1024
-    steps: int = 8
-    guidance: float = 0.0
-    layer: int = -2
+    width: int = RENDER.width
+    height: int = RENDER.height
+    steps: int = RENDER.steps
+    guidance: float = RENDER.guidance
+    layer: int = RENDER.layer
     shift: float | None = None  # None: the model's own scheduler config
-    sampler: str = "euler"
+    sampler: str = RENDER.sampler
     negative_ids: list[int] | None = None  # used only when guidance > 0
     noise: NoiseSettings | None = None
     lora: str | None = None

@@ -185,16 +185,32 @@ def default_embedder_name(settings: Settings | None = None) -> str:
 
 
 def load_embedder(name: str, settings: Settings | None = None):
-    """An embedder by name: `hash`, `hf:<dir or repo>` or `dreamsim`."""
-    if name == "hash":
-        return HashEmbedder()
-    if name.startswith("hf:") and name[3:].strip():
-        download = bool(getattr(settings, "download", False))
-        return HFVisionEmbedder.from_pretrained(name[3:].strip(), download=download)
-    if name == "dreamsim":
-        home = settings.home if settings is not None else Path.home() / ".cache"
-        return DreamSimEmbedder.load(home / "dreamsim")
-    raise UserError(f"unknown embedder {name!r}", hint=EMBEDDER_HELP)
+    """An embedder by name: `hash`, `hf:<dir or repo>`, `dreamsim`, or a registered one."""
+    from zit_agent.backends.registry import registered
+
+    kind, _, target = name.partition(":")
+    if kind not in registered("embedder"):
+        raise UserError(f"unknown embedder {name!r}", hint=EMBEDDER_HELP)
+    from zit_agent.backends.registry import factory
+
+    return factory("embedder", kind)(target.strip(), settings=settings)
+
+
+def load_hash(target: str, *, settings: Settings | None) -> HashEmbedder:
+    return HashEmbedder()
+
+
+def load_hf(target: str, *, settings: Settings | None) -> HFVisionEmbedder:
+    if not target:
+        raise UserError("the hf embedder needs a model: hf:DIR_OR_REPO", hint=EMBEDDER_HELP)
+    return HFVisionEmbedder.from_pretrained(
+        target, download=bool(getattr(settings, "download", False))
+    )
+
+
+def load_dreamsim(target: str, *, settings: Settings | None) -> DreamSimEmbedder:
+    home = settings.home if settings is not None else Path.home() / ".cache"
+    return DreamSimEmbedder.load(home / "dreamsim")
 
 
 def load_default_embedder(settings: Settings | None = None) -> tuple[Any, list[str]]:

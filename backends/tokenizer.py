@@ -96,7 +96,7 @@ class QwenTokenizer:
                 return cls.from_file(candidate)
         raise ModelNotFoundError(
             f"tokenizer: no tokenizer.json in {root} or {root / 'tokenizer'}",
-            hint="point --tokenizer at a Qwen3 tokenizer directory or a Z-Image model directory",
+            hint="point {tokenizer} at a Qwen3 tokenizer directory or a Z-Image model directory",
         )
 
     # -- ids -------------------------------------------------------------------------------------

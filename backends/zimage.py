@@ -108,7 +108,7 @@ class ZImageBackend:
         if not (root / "model_index.json").is_file():
             raise ModelNotFoundError(
                 f"image model: {root} has no model_index.json (not a diffusers Z-Image folder)",
-                hint="point --image-model at a Z-Image diffusers folder or repo id",
+                hint="point {image_model} at a Z-Image diffusers folder or repo id",
             )
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         torch_dtype = _torch_dtype(dtype, device)
@@ -335,7 +335,7 @@ class ZImageBackend:
             if n == 1:
                 raise UserError(
                     "out of device memory for one image",
-                    hint="use a smaller --size, --cpu-offload or --dtype bf16",
+                    hint="use a smaller {size}, {cpu_offload} or {dtype} bf16",
                 ) from None
             log.warning("out of memory for a batch of %d: splitting it", n)
             torch.cuda.empty_cache()
@@ -429,7 +429,7 @@ def check_lora_file(path: str | Path) -> Path:
             hint="use a .safetensors LoRA (convert it with a trusted tool first)",
         )
     if not path.is_file():
-        raise UserError(f"LoRA {path} does not exist", hint="check the path given to --lora")
+        raise UserError(f"LoRA {path} does not exist", hint="check the path given to {lora}")
     try:
         with open(path, "rb") as fh:
             size = int.from_bytes(fh.read(8), "little")
@@ -628,3 +628,14 @@ def _chunks(items: list[int], size: int) -> list[list[int]]:
 def _first_line(err: BaseException) -> str:
     text = str(err).strip()
     return text.splitlines()[0] if text else type(err).__name__
+
+
+def load_backend(
+    *, model: str, tokenizer: str | None = None, download: bool = False, **model_options: Any
+) -> tuple[ZImageBackend, QwenTokenizer]:
+    """The registry's factory: the backend, and the tokenizer of its encoder (a given tokenizer
+    folder or repo id wins over the model's own)."""
+    backend = ZImageBackend.from_pretrained(model, download=download, **model_options)
+    if tokenizer is None:
+        return backend, backend.tokenizer
+    return backend, QwenTokenizer.from_pretrained(tokenizer, download=download)

@@ -29,7 +29,7 @@ def _context(tok, out: Path):
     from zit_agent.agent.nodes import AgentContext
     from zit_agent.backends.base import RenderOptions
     from zit_agent.backends.embedders import HashEmbedder
-    from zit_agent.backends.sketch import SketchBackend
+    from zit_agent.backends.tiny.sketch import SketchBackend
     from zit_agent.settings import load_settings
 
     return AgentContext(

@@ -49,6 +49,7 @@ class RenderTable(_Table):
 
 
 class AgentTable(_Table):
+    ladder: tuple[str, ...] = ("vary", "shorter", "noise", "layer", "seeds")  # escape order
     max_attempts: int = 4  # renders in one run of the loop (generate, chat turn, eval agent)
     rut_count: int = 4  # images per attempt when checking for ruts (a rut shows across seeds)
     window: int = 8  # recent images of one idea the judge compares

@@ -227,7 +227,7 @@ def assemble(
         if overflow == "error":
             raise UserError(
                 f"the chat sequence has {total} tokens, over the budget of {max_tokens}",
-                hint="shorten the text or raise --max-tokens",
+                hint="shorten the text or raise {max_tokens}",
             )
         pieces, cuts = _cut_to_budget(pieces, total - max_tokens, max_tokens)
     ids: list[int] = []
@@ -336,7 +336,7 @@ def _cut_to_budget(
         need = budget + excess
         raise UserError(
             f"the chat sequence needs at least {need} tokens after cutting, over the budget of {budget}",
-            hint="shorten the system text or raise --max-tokens",
+            hint="shorten the system text or raise {max_tokens}",
         )
     return [p for p in pieces if p.ids or p.part in ("user", "assistant", "system")], cuts
 
@@ -390,3 +390,17 @@ def _single(tok: Tokenizer, text: str) -> int:
             f"tokenizer encodes {text!r} as {len(ids)} ids, expected 1: not a Qwen3 tokenizer"
         )
     return ids[0]
+
+
+def described_text(decoded: str) -> str:
+    """The description inside a decoded Z-Image chat sequence: the user turns and the final
+    assistant content. System turns and think parts (plans, not descriptions) are left out."""
+    parts = []
+    for turn in decoded.split("<|im_start|>"):
+        role, _, content = turn.partition("\n")
+        content = content.split("<|im_end|>")[0]
+        if role == "assistant":
+            content = content.split("</think>")[-1] if "<think>" in content else content
+        if role in ("user", "assistant"):
+            parts.append(content.strip())
+    return "\n".join(p for p in parts if p) if parts else decoded

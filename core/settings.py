@@ -4,7 +4,7 @@ Precedence (highest first): explicit arguments (CLI flags), `ZIT_*` environment 
 file (`$ZIT_CONFIG`, else `./zit.toml`), then the defaults below. Nested keys use `__` in the
 environment: `ZIT_RENDER__STEPS=4`.
 
-The Z-Image-Turbo defaults live in `RenderDefaults` and nowhere else.
+Defaults live in `zit_agent.defaults` and nowhere else.
 """
 
 from __future__ import annotations
@@ -20,21 +20,26 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from zit_agent.defaults import LIMITS
+
 DEFAULT_IMAGE_MODEL = "Tongyi-MAI/Z-Image-Turbo"
 
 
 class RenderDefaults(BaseModel):
-    """Z-Image-Turbo's own settings (FACTS.md section 1-2): 8 steps, CFG off, 1024x1024."""
+    """Render settings a user may set in zit.toml or ZIT_RENDER__*; unset ones are None and come
+    from the model variant, else `zit_agent.defaults.RENDER` (the run API resolves them)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    steps: int = Field(8, ge=1, description="Denoising steps (Turbo is distilled for 8).")
-    guidance: float = Field(0.0, ge=0.0, description="CFG scale; 0 turns CFG off (Turbo).")
-    width: int = Field(1024, ge=16)
-    height: int = Field(1024, ge=16)
-    shift: float = Field(3.0, gt=0.0, description="Static flow-matching shift (Turbo: 3.0).")
-    layer: int = Field(-2, description="Text-encoder hidden layer fed to the DiT (-2: Z-Image's).")
-    max_tokens: int = Field(512, ge=16, description="Token budget of the whole chat sequence.")
+    steps: int | None = Field(None, ge=1, le=LIMITS.max_steps, description="Denoising steps.")
+    guidance: float | None = Field(None, ge=0.0, description="CFG scale; 0 turns CFG off.")
+    width: int | None = Field(None, ge=LIMITS.min_side, le=LIMITS.max_side)
+    height: int | None = Field(None, ge=LIMITS.min_side, le=LIMITS.max_side)
+    shift: float | None = Field(None, gt=0.0, description="Static flow-matching shift.")
+    layer: int | None = Field(None, description="Text-encoder hidden layer fed to the DiT.")
+    max_tokens: int | None = Field(
+        None, ge=16, le=LIMITS.token_ceiling, description="Token budget of the whole sequence."
+    )
 
 
 def default_home() -> Path:
@@ -81,6 +86,13 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         toml = TomlConfigSettingsSource(settings_cls, toml_file=config_file())
         return (init_settings, env_settings, toml)
+
+    def render_value(self, name: str):
+        """A render setting: zit.toml / ZIT_RENDER__* when set there, else the table's default."""
+        from zit_agent.defaults import RENDER
+
+        value = getattr(self.render, name)
+        return value if value is not None else getattr(RENDER, name)
 
     @property
     def tokenizer_spec(self) -> str:

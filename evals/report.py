@@ -369,7 +369,7 @@ def load_summary(run_dir: str | Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise UserError(
             f"no summary.json in {run_dir}",
-            hint="give the output folder of a finished `zit eval` run (--resume finishes one)",
+            hint="give the output folder of a finished `zit eval` run ({resume} finishes one)",
         ) from None
     except (OSError, json.JSONDecodeError) as err:
         raise UserError(f"cannot read {path}: {err}") from None

@@ -97,7 +97,7 @@ class RunContext:
     def backend(self) -> ImageBackend:
         spec = self.suite.backend
         if spec.kind == "sketch":
-            from zit_agent.backends.sketch import SketchBackend
+            from zit_agent.backends.tiny.sketch import SketchBackend
 
             return SketchBackend(self.tokenizer)  # decodes with the run's tokenizer
         from zit_agent.backends.zimage import ZImageBackend
@@ -147,18 +147,38 @@ class RunContext:
 
                 build_graph().compile()  # LangGraph's first import and compile: no job's cost
 
-    def render_options(self, config: Config) -> RenderOptions:
-        from zit_agent.backends.base import RenderOptions
+    def options(self, config: Config):
+        """The config as run options (the declared options every front end shares)."""
+        from zit_agent.options import run_options
 
-        defaults, backend = self.settings.render, self.suite.backend
-        return RenderOptions(
-            width=backend.width or defaults.width,
-            height=backend.height or defaults.height,
-            steps=config.steps or backend.steps or defaults.steps,
-            guidance=defaults.guidance,
-            layer=config.layer if config.layer is not None else defaults.layer,
-            noise=config.noise,
+        backend = self.suite.backend
+        size = f"{backend.width}x{backend.height}" if backend.width or backend.height else None
+        if size and not (backend.width and backend.height):
+            defaults = self.settings
+            size = f"{backend.width or defaults.render_value('width')}x" + str(
+                backend.height or defaults.render_value("height")
+            )
+        noise = config.noise
+        return run_options(
+            size=size,
+            steps=config.steps or backend.steps,
+            layer=config.layer,
+            noise=noise.strength if noise and noise.strength else None,
+            noise_fraction=noise.fraction if noise and noise.strength else None,
+            noise_steps=noise.steps_share if noise and noise.strength else None,
+            noise_seed=noise.seed if noise and noise.strength else None,
+            max_tokens=config.max_tokens,
+            max_attempts=config.max_attempts,
+            ladder=",".join(config.ladder) if config.ladder else None,
+            shape=config.shape,
         )
+
+    def render_options(self, config: Config) -> RenderOptions:
+        """Through the run API's one conversion, like every other front end."""
+        from zit_agent.agent.run import render_options
+
+        variant = getattr(self.__dict__.get("backend"), "variant", None)
+        return render_options(self.settings, self.options(config), self.tokenizer, variant=variant)
 
 
 # -- planning ------------------------------------------------------------------------------------
@@ -240,7 +260,7 @@ class RunFolder:
             except BlockingIOError:
                 raise UserError(
                     f"another zit eval is running in {self.root}",
-                    hint="wait for it to finish, or choose another --out",
+                    hint="wait for it to finish, or choose another {out}",
                 ) from None
             yield
 
@@ -297,7 +317,7 @@ def run_suite(
     if folder.has_run() and not resume:
         raise UserError(
             f"{folder.root} already holds an eval run",
-            hint="pass --resume to finish it, or choose another --out",
+            hint="pass {resume} to finish it, or choose another {out}",
         )
     run = context or RunContext(suite)
     with folder.lock():

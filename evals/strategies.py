@@ -162,39 +162,20 @@ def agent(
     """The agent's loop over all of an idea's seeds (`len(seeds)` consecutive seeds from the first;
     the `seeds` lever may move them). Its working images and a history store of its own go to
     `workdir`, so its verdicts depend on this idea alone (not on run order, not on resuming)."""
-    from zit_agent.agent.graph import run_agent
     from zit_agent.agent.history import HistoryStore
-    from zit_agent.agent.nodes import AgentContext
-    from zit_agent.agent.state import LADDER, AgentState, RenderKnobs
+    from zit_agent.agent.run import Parts, PartsSpec, Runner
 
-    options = run.render_options(config)
     writer = _CountingWriter(run.writer_for(config)) if run.suite.writer_of(config) else None
+    spec = PartsSpec(writer=run.suite.writer_of(config), backend=run.suite.backend.kind,
+                     embedder=run.suite.embedder)  # fmt: skip
+    runner = Runner(run.settings, Parts(spec, run.tokenizer, run.backend, writer, run.embedder))
+    options = run.options(config).model_copy(update={"seed": seeds[0], "count": len(seeds)})
     clock = _StageClock()
     with HistoryStore(workdir / "history.sqlite") as store:
-        context = AgentContext(
-            tokenizer=run.tokenizer,
-            backend=run.backend,
-            out_dir=workdir,
-            settings=run.settings,
-            base_options=options,
-            writer=writer,
-            sampling=config.sampling,
-            embedder=run.embedder,
-            store=store,
-            on_event=clock,
-        )
-        initial = AgentState(
-            idea=idea.text,
-            shape=config.shape or ("think" if writer else "plain"),
-            n=len(seeds),
-            seed=seeds[0],
-            max_attempts=config.max_attempts,
-            ladder=config.ladder or list(LADDER),
-            max_tokens=config.max_tokens,
-            run_id=workdir.name,
-            knobs=RenderKnobs(width=options.width, height=options.height, layer=options.layer),
-        )
-        final = run_agent(initial, context)
+        final = runner.generate(
+            idea.text, options, out_dir=workdir, on_event=clock, store=store,
+            run_id=workdir.name, sampling=config.sampling,
+        )  # fmt: skip
     return _agent_outputs(final, clock, writer)
 
 

@@ -179,7 +179,7 @@ class Suite(_Strict):
             unknown = [n for n in only if n not in self.configs]
             if unknown:
                 raise UserError(
-                    f"unknown config {', '.join(unknown)} for --only",
+                    f"unknown config {', '.join(unknown)} for {only}",
                     hint=f"the suite has {', '.join(self.configs)}",
                 )
             configs = {n: c for n, c in self.configs.items() if n in only}

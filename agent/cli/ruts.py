@@ -152,7 +152,7 @@ def _read(path: Path) -> dict[str, Any]:
     """Path, content hash, and the idea and description from zit's PNG record (if any)."""
     from zit_agent.agent.history import file_hash
     from zit_agent.backends.provenance import read_record
-    from zit_agent.backends.sketch import described_text
+    from zit_agent.sequence import described_text
 
     _check_image(path)
     record = read_record(path) or {}

@@ -43,7 +43,7 @@ def tokens(
     from zit_agent.settings import load_settings
 
     settings = load_settings(tokenizer=tokenizer)
-    budget = max_tokens or settings.render.max_tokens
+    budget = max_tokens or settings.render_value("max_tokens")
     if budget < 16:
         raise UserError(f"--max-tokens {budget} is too small", hint="use 16 or more")
     shape = "think" if think is not None else "answer" if assistant is not None else "plain"

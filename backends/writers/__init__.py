@@ -24,23 +24,33 @@ def load_writer(
     """The writer named by `spec`; `opts` go to its `from_pretrained` (e.g. `n_ctx`, `device`,
     `open_think`). `threads`: CPU threads of a llama.cpp writer (default: all cores). A missing
     model raises `ModelNotFoundError` with the way to get it."""
-    kind, target = parse_spec(spec)
-    if kind == "gguf":
-        from zit_agent.backends.writers.llama import LlamaCppWriter
+    from zit_agent.backends.registry import factory
 
-        return LlamaCppWriter.from_pretrained(target, download=download, n_threads=threads, **opts)
+    kind, target = parse_spec(spec)
+    return factory("writer", kind)(target, download=download, threads=threads, **opts)
+
+
+def load_gguf(target: str, *, download: bool, threads: int | None, **opts: Any) -> Writer:
+    from zit_agent.backends.writers.llama import LlamaCppWriter
+
+    return LlamaCppWriter.from_pretrained(target, download=download, n_threads=threads, **opts)
+
+
+def load_hf(target: str, *, download: bool, threads: int | None, **opts: Any) -> Writer:
     from zit_agent.backends.writers.hf import TransformersWriter
 
     return TransformersWriter.from_pretrained(target, download=download, **opts)
 
 
 def parse_spec(spec: str) -> tuple[str, str]:
-    """`gguf:X` or `hf:X` -> (kind, X); a bare `*.gguf` path is a gguf spec."""
+    """`KIND:X` -> (kind, X) for a registered writer kind; a bare `*.gguf` path is a gguf spec."""
+    from zit_agent.backends.registry import registered
+
     kind, _, target = spec.partition(":")
     if not target and spec.endswith(".gguf"):
         kind, target = "gguf", spec
     if not target.strip():
         raise UserError(f"bad writer spec {spec!r}", hint=SPEC_HINT)
-    if kind not in ("gguf", "hf"):
+    if kind not in registered("writer"):
         raise UserError(f"unknown writer kind {kind!r} in {spec!r}", hint=SPEC_HINT)
     return kind, target

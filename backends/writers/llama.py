@@ -149,7 +149,7 @@ class LlamaCppWriter(ChatTemplateWriter):
             raise UserError(
                 f"the writer needs {need} tokens of context ({prompt_tokens} prompt + "
                 f"{max_new_tokens} new), its context holds {have}",
-                hint="lower --max-new-tokens or load the writer with a larger n_ctx",
+                hint="lower {max_new_tokens} or load the writer with a larger n_ctx",
             )
 
     def _maybe_special_id(self, token: str) -> int | None:
@@ -195,5 +195,5 @@ def _resolve_gguf(spec: str, download: bool) -> Path:
         raise ModelNotFoundError(
             str(err),
             hint=f"download a Qwen3 GGUF, e.g. `hf download {repo} {name} --local-dir models`, "
-            f"then pass --writer gguf:models/{name}",
+            f"then use the writer gguf:models/{name}",
         ) from None

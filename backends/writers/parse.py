@@ -29,10 +29,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from zit_agent.backends.base import Draft, FinishReason, TextIds, WriterStats
-from zit_agent.errors import UserError
+from zit_agent.errors import DraftFailed
 
 
-class DraftProblem(UserError):
+class DraftProblem(DraftFailed):
     """Generated ids that cannot become a draft. `retryable`: another seed may well succeed."""
 
     def __init__(self, message: str, hint: str | None = None, *, retryable: bool = False):
@@ -99,7 +99,7 @@ def split_generated(
     elif think_opened and finish_reason == "length":
         raise DraftProblem(
             f"the writer used all {len(ids)} new tokens on its plan and wrote no description",
-            hint="raise --max-new-tokens",
+            hint="raise {max_new_tokens}",
             retryable=True,
         )
     else:
@@ -112,7 +112,7 @@ def split_generated(
     if not answer:
         raise DraftProblem(
             "the writer produced an empty description",
-            hint="try another --seed or a higher --temperature",
+            hint="try another {seed} or a higher {temperature}",
             retryable=True,
         )
     if finish_reason == "length":

@@ -50,7 +50,7 @@ def sketch_context(tokenizer, out: Path, *, writer=None, backend=None, store=Non
     from zit_agent.agent.history import HistoryStore
     from zit_agent.backends.base import RenderOptions
     from zit_agent.backends.embedders import HashEmbedder
-    from zit_agent.backends.sketch import SketchBackend
+    from zit_agent.backends.tiny.sketch import SketchBackend
     from zit_agent.settings import load_settings
 
     return AgentContext(
@@ -96,3 +96,17 @@ class ConstantBackend:
         self.calls.append((list(token_ids), list(seeds), options))
         image = Image.linear_gradient("L").resize((options.width, options.height)).convert("RGB")
         return [RenderedImage(image=image, seed=s, record={"seed": s}) for s in seeds]
+
+
+def sketch_runner(tokenizer, *, backend=None, writer=None):
+    """The run API over ready parts: the sketch renderer (or `backend`), the hash embedder."""
+    from zit_agent.agent.run import Parts, PartsSpec, Runner
+    from zit_agent.backends.embedders import HashEmbedder
+    from zit_agent.backends.tiny.sketch import SketchBackend
+    from zit_agent.settings import load_settings
+
+    parts = Parts(
+        PartsSpec(backend="sketch"), tokenizer, backend or SketchBackend(tokenizer), writer,
+        HashEmbedder(),
+    )  # fmt: skip
+    return Runner(load_settings(), parts)

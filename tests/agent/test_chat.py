@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import save_file
 
 from tests.agent.agent_fixtures import IDEA
 from tests.cli_helpers import run_zit as zit
@@ -129,67 +131,114 @@ class KilledMidRender:
 
 
 def test_an_interrupted_run_resumes_from_its_checkpoint(qwen_tokenizer, tmp_path, zit_home, capsys):
-    from tests.agent.agent_fixtures import initial_state, sketch_context
-    from zit_agent.agent.session import Session, open_checkpointer
-    from zit_agent.agent.state import ChatTurn
+    from tests.agent.agent_fixtures import sketch_runner
+    from zit_agent.agent.session import open_checkpointer
+    from zit_agent.options import run_options
     from zit_agent.settings import load_settings
 
     db = load_settings().sessions_db
-    start = initial_state(chat=True, n=2, run_id="r", turns=[ChatTurn(message=IDEA)],
-                          parts={"backend": "sketch"})  # fmt: skip
+    options = run_options(count=2, size="128x128", backend="sketch")
     with open_checkpointer(db) as saver, pytest.raises(KeyboardInterrupt):
-        context = sketch_context(qwen_tokenizer, tmp_path, backend=KilledMidRender())
-        Session(saver, "chat:r").start(start, context)
+        runner = sketch_runner(qwen_tokenizer, backend=KilledMidRender())
+        runner.chat("r", saver, out_dir=tmp_path).turn(IDEA, options)
 
     with open_checkpointer(db) as saver:  # a new process, in effect
-        session = Session(saver, "chat:r")
+        session = sketch_runner(qwen_tokenizer).chat("r", saver, out_dir=tmp_path)
         assert session.status() == "interrupted"
         assert session.state().shots[0].sequence_ids  # write and assemble were kept
-    resumed = turn(capsys, "r", "/history")  # the CLI resumes it first
-    assert resumed["turn"] is None or resumed["turn"] == 1
+    resumed = turn(capsys, "r", "/history")  # the CLI finishes the run first
+    assert resumed["turn"] == 1
     shown = show(capsys, "r")
     assert len(shown["turns"]) == 1 and len(shown["turns"][0]["images"]) == 2
 
 
 class RefusesLoras:
-    """A fake backend (tests only): the sketch renderer, except that any LoRA fails to load."""
+    """A fake backend (tests only): the sketch renderer, except that any LoRA fails inside the
+    render, as a LoRA with keys that do not fit the model does."""
 
     def __init__(self, tokenizer):
-        from zit_agent.backends.sketch import SketchBackend
+        from zit_agent.backends.tiny.sketch import SketchBackend
 
         self.name = "refuses-loras"
         self._sketch = SketchBackend(tokenizer)
 
     def render(self, token_ids, seeds, options):
-        from zit_agent.errors import UserError
-
         if options.lora:
-            raise UserError(f"LoRA {options.lora} is not a readable safetensors file")
+            raise ValueError(f"Target modules not found in the base model for {options.lora}")
         return self._sketch.render(token_ids, seeds, options)
 
 
-def test_a_render_that_fails_in_the_graph_drops_the_turn_and_keeps_the_session(
-    qwen_tokenizer, tmp_path
+def test_a_render_that_fails_records_a_failed_turn_and_the_session_goes_on(
+    qwen_tokenizer, tmp_path, zit_home
 ):
     from langgraph.checkpoint.memory import InMemorySaver
 
-    from tests.agent.agent_fixtures import initial_state, sketch_context
-    from zit_agent.agent.session import Session
-    from zit_agent.agent.state import ChatTurn
+    from tests.agent.agent_fixtures import sketch_runner
+    from zit_agent.errors import InternalError
+    from zit_agent.options import run_options
 
-    context = sketch_context(qwen_tokenizer, tmp_path, backend=RefusesLoras(qwen_tokenizer))
-    session = Session(InMemorySaver(), "chat:lora")
-    first = session.start(
-        initial_state(chat=True, n=2, turns=[ChatTurn(message="a cat")], idea="a cat"), context
+    lora = tmp_path / "g.safetensors"
+    save_file({"foo.lora_A.weight": torch.zeros(2, 2)}, str(lora))
+    options = run_options(count=2, size="128x128")
+    session = sketch_runner(qwen_tokenizer, backend=RefusesLoras(qwen_tokenizer)).chat(
+        "lora", InMemorySaver(), out_dir=tmp_path
     )
-    bad = {"kind": "lora", "path": str(tmp_path / "x.safetensors"), "strength": 0.5, "raw": "/lora"}
-    after = session.send(bad, context)
+    first = session.turn("a cat", options)
+    with pytest.raises(InternalError, match="Target modules not found"):
+        session.turn(f"/lora {lora}:1", options)
 
-    assert "not a readable safetensors file" in after.error
-    assert len(after.turns) == 1 and after.knobs.lora is None  # the setting went back
-    assert after.attempts == first.attempts  # nothing rendered was lost
-    again = session.send({"kind": "text", "text": "sleeping", "raw": "sleeping"}, context)
-    assert again.error is None and len(again.turns) == 2 and again.knobs.lora is None
+    after = session.state()
+    assert session.status() == "waiting"
+    assert len(after.turns) == 2 and "Target modules not found" in after.turns[-1].error
+    assert after.knobs.lora is None and after.attempts == first.attempts  # back as it was
+    assert session.turn("/help", options).kind == "help"
+    again = session.turn("sleeping", options)
+    assert again.turns[-1].error is None and again.knobs.lora is None
+    assert len(again.attempts) == len(first.attempts) + 1
+    undone = session.turn("/undo", options)
+    assert undone.turns[-1].error is not None  # back to the failed turn's (= the first's) state
+
+
+def test_a_failed_first_turn_leaves_no_session(qwen_tokenizer, tmp_path, zit_home):
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    from tests.agent.agent_fixtures import sketch_runner
+    from zit_agent.options import run_options
+
+    lora = tmp_path / "g.safetensors"
+    save_file({"foo.lora_A.weight": torch.zeros(2, 2)}, str(lora))
+    session = sketch_runner(qwen_tokenizer, backend=RefusesLoras(qwen_tokenizer)).chat(
+        "first", InMemorySaver(), out_dir=tmp_path
+    )
+    with pytest.raises(Exception, match="Target modules"):
+        session.turn("a cat", run_options(lora=[str(lora)], size="128x128"))
+    assert session.status() == "new"
+    assert session.turn("a cat", run_options(size="128x128")).turns[0].message == "a cat"
+
+
+def test_a_busy_session_refuses_a_second_turn(capsys, zit_home):
+    from zit_agent.agent.chat import session_lock
+
+    turn(capsys, "busy", IDEA, *SKETCH)
+    with session_lock(zit_home, "busy"):  # another process is mid-turn
+        code, _, err = zit(capsys, "chat", "--session", "busy", "--message", "closer")
+    assert code == 2 and "session 'busy' is busy" in err and len(err.strip().splitlines()) == 1
+    assert len(show(capsys, "busy")["turns"]) == 1  # nothing ran
+
+
+def test_a_symlinked_session_lock_is_refused_and_its_target_untouched(capsys, zit_home, tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    (zit_home / "sessions.locks").mkdir(parents=True)
+    (zit_home / "sessions.locks" / "s.lock").symlink_to(victim)
+    code, _, err = zit(capsys, "chat", "--session", "s", "--message", IDEA, *SKETCH)
+    assert code == 2 and "lock" in err and victim.read_text() == "precious"
+
+
+@pytest.mark.parametrize("name", ["x" * 300, "../escape", "a/b", "", " "])
+def test_bad_session_names_are_refused_before_anything_runs(capsys, zit_home, name):
+    code, _, err = zit(capsys, "chat", "--session", name, "--message", IDEA, *SKETCH)
+    assert code == 2 and "bad session name" in err and len(err.strip().splitlines()) == 1
 
 
 def test_with_ruts_on_a_chat_turn_escapes_its_rut(capsys):
@@ -208,7 +257,8 @@ def test_a_sessions_options_stay_with_it(capsys, zit_home):
     turn(capsys, "o", "closer")  # a later process: no options given
     turn(capsys, "o", "closer still", "--steps", "5")
     code, _, err = zit(capsys, "chat", "--session", "o", "--message", "wider", "--size", "64x64")
-    assert code == 2 and "--size is set when a session starts (change it with /size WxH)" in err
+    assert code == 2 and "--size is set when a session starts" in err
+    assert "(128, 128)" in err and "change it with /size WxH" in err
 
     with HistoryStore(zit_home / "history.sqlite") as store:
         rows = store.images(session="o")
@@ -223,3 +273,10 @@ def test_vary_after_a_refinement_keeps_it(capsys):
     turn(capsys, "kv", "at night, under the stars")
     varied = turn(capsys, "kv", "/vary")
     assert all(d.startswith(f"{IDEA}. at night, under the stars. ") for d in varied["description"])
+
+
+def test_a_later_turn_may_repeat_the_flags_the_session_started_with(capsys):
+    """Scripts call `zit chat` turn after turn with the same flags."""
+    first = turn(capsys, "same", IDEA, *SKETCH)
+    again = turn(capsys, "same", "in the evening", *SKETCH)
+    assert again["turn"] == 2 and len(again["images"]) == len(first["images"]) == 2

@@ -69,7 +69,15 @@ def test_render_flags_reach_the_record(capsys, model_dir, tmp_path):
         (["--lora", "x.safetensors:5"], "strength 5.0 is out of range"),
         (["--lora", "style.ckpt"], "pickle"),
         (["--sampler", "ddim"], "unknown sampler"),
-        (["--noise-seed", "3"], "need --noise"),
+        (["--noise-seed", "3"], "need a noise strength (set --noise)"),
+        (["--guidance", "inf"], "bad value for --guidance: Input should be a finite number"),
+        (["--steps", "-1"], "bad value for --steps"),
+        (["--seed", "99999999999999999999999"], "bad value for --seed"),
+        (
+            ["--max-tokens", "4096"],
+            "bad value for --max-tokens: Input should be less than or equal to 1504",
+        ),
+        (["--count", "0"], "bad value for --count"),
         (["--noise", "0.3", "--noise-fraction", "1.5"], "fraction"),
     ],
 )
@@ -95,24 +103,27 @@ def test_missing_model_directory_is_one_line_and_exit_2(capsys, tmp_path):
     assert code == 2 and "image model: no directory" in err and one_error_line(err)
 
 
-def test_render_choice_uses_settings_defaults_and_a_configured_shift(monkeypatch):
-    from zit_agent.agent.cli.render_flags import render_choice
+def test_render_options_use_settings_defaults_and_a_configured_shift(monkeypatch):
+    from zit_agent.agent.run import render_options, seeds_of
+    from zit_agent.options import run_options
     from zit_agent.settings import load_settings
 
-    choice = render_choice(load_settings(), count=3, seed=40)
-    assert choice.seeds == [40, 41, 42]
-    options = choice.options
+    request = run_options(count=3, seed=40)
+    assert seeds_of(request, 3) == [40, 41, 42]
+    options = render_options(load_settings(), request)
     assert (options.width, options.height, options.steps, options.guidance) == (1024, 1024, 8, 0.0)
     assert options.shift is None  # the model's own scheduler config decides
     monkeypatch.setenv("ZIT_RENDER__SHIFT", "2.0")
-    assert render_choice(load_settings()).options.shift == 2.0
+    assert render_options(load_settings(), request).shift == 2.0
+    base = render_options(load_settings(), run_options(), variant="base")
+    assert (base.steps, base.guidance) == (28, 4.0)  # never Turbo's on the base model
 
 
 def test_lora_flag_parsing(tmp_path):
     import torch
     from safetensors.torch import save_file
 
-    from zit_agent.agent.cli.render_flags import parse_lora
+    from zit_agent.agent.run import parse_lora
 
     path = tmp_path / "style:v2.safetensors"
     save_file({"w": torch.zeros(1)}, str(path))

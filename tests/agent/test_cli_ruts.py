@@ -10,7 +10,7 @@ from PIL import Image
 from zit_agent.agent.cli import main
 from zit_agent.backends.base import RenderOptions
 from zit_agent.backends.provenance import save_image
-from zit_agent.backends.sketch import SketchBackend
+from zit_agent.backends.tiny.sketch import SketchBackend
 from zit_agent.sequence import ChatSequence, assemble
 
 SMALL = RenderOptions(width=128, height=128)

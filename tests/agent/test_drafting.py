@@ -88,7 +88,8 @@ def test_other_vocabulary_is_refused(qwen_tokenizer, other_vocab_tokenizer):
     writer = FakeWriter(other_vocab_tokenizer, name="other")
     with pytest.raises(UserError, match="vocabulary does not match") as info:
         compose(writer, qwen_tokenizer, build_messages("x", "a fox"), "a fox")
-    assert "--retokenize" in info.value.hint and writer.history == []
+    assert "{retokenize}" in info.value.hint and writer.history == []
+    assert "--retokenize" in info.value.one_line(lambda n: "--" + n)
 
 
 def test_retokenize_is_explicit_and_recorded(qwen_tokenizer, other_vocab_tokenizer, caplog):

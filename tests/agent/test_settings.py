@@ -9,8 +9,9 @@ from zit_agent.settings import DEFAULT_IMAGE_MODEL, load_settings
 def test_defaults_are_turbo():
     s = load_settings()
     assert s.image_model == DEFAULT_IMAGE_MODEL == "Tongyi-MAI/Z-Image-Turbo"
-    r = s.render
-    assert (r.steps, r.guidance, r.width, r.height, r.layer, r.max_tokens, r.shift) == (
+    assert not s.render.model_dump(exclude_none=True)  # nothing set: the table's defaults apply
+    values = ("steps", "guidance", "width", "height", "layer", "max_tokens", "shift")
+    assert tuple(s.render_value(name) for name in values) == (
         8,
         0.0,
         1024,

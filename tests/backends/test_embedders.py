@@ -148,7 +148,7 @@ def test_hf_missing_model_is_a_clear_error(tmp_path):
 def test_unknown_embedder_is_a_user_error():
     with pytest.raises(UserError, match="unknown embedder"):
         load_embedder("clip")
-    with pytest.raises(UserError, match="unknown embedder"):
+    with pytest.raises(UserError, match="hf embedder needs a model"):
         load_embedder("hf:")
 
 

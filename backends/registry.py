@@ -1,0 +1,63 @@
+"""Where each kind of backend is registered: writers, image backends and embedders.
+
+A registration is a name and a `"module:attribute"` path to a factory, imported only when that
+backend is used (so `zit --help` imports no model library, and no module imports a backend it does
+not run). The built-ins register below; other packages add their own through entry points in the
+groups `zit_agent.writers`, `zit_agent.image_backends` and `zit_agent.embedders`, in the style of
+simonw/llm's plugins:
+
+    [project.entry-points."zit_agent.image_backends"]
+    mybackend = "my_package.backend:load"
+
+Factories take keyword arguments only:
+- writers: `factory(target, *, download, threads)` for a spec `KIND:TARGET`;
+- image backends: `factory(*, model, tokenizer, download, **model_options)` returning
+  `(backend, tokenizer)` (the tokenizer of the encoder the backend feeds);
+- embedders: `factory(target, *, settings)` for a spec `NAME` or `NAME:TARGET`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from functools import cache
+from importlib.metadata import entry_points
+from typing import Any
+
+from zit_agent.errors import UserError
+
+WRITERS: dict[str, str] = {
+    "gguf": "zit_agent.backends.writers:load_gguf",
+    "hf": "zit_agent.backends.writers:load_hf",
+}
+IMAGE_BACKENDS: dict[str, str] = {
+    "zimage": "zit_agent.backends.zimage:load_backend",
+    # A stand-in renderer for tests and the demo (not an image model); it lives with the tiny models.
+    "sketch": "zit_agent.backends.tiny.sketch:load_backend",
+}
+EMBEDDERS: dict[str, str] = {
+    "hash": "zit_agent.backends.embedders:load_hash",
+    "hf": "zit_agent.backends.embedders:load_hf",
+    "dreamsim": "zit_agent.backends.embedders:load_dreamsim",
+}
+GROUPS = {
+    "writer": ("zit_agent.writers", WRITERS),
+    "image backend": ("zit_agent.image_backends", IMAGE_BACKENDS),
+    "embedder": ("zit_agent.embedders", EMBEDDERS),
+}
+
+
+@cache
+def registered(kind: str) -> dict[str, str]:
+    """The built-ins of `kind` plus those that installed packages register."""
+    group, builtins = GROUPS[kind]
+    found = {ep.name: ep.value for ep in entry_points(group=group)}
+    return {**found, **builtins}  # a plugin cannot replace a built-in
+
+
+def factory(kind: str, name: str) -> Callable[..., Any]:
+    table = registered(kind)
+    if name not in table:
+        raise UserError(f"unknown {kind} {name!r}", hint=f"use one of {', '.join(table)}")
+    module, _, attribute = table[name].partition(":")
+    return getattr(importlib.import_module(module), attribute)

@@ -1,0 +1,118 @@
+"""The run API is the one way in: every entry point records the same render settings for the
+same request, a request is checked before models load, errors keep their kinds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.cli_helpers import run_zit as zit
+from tests.evals.helpers import sketch_suite
+
+IDEA = "a red fox in the snow"
+REQUEST = ["--noise", "0.5", "--shift", "2.5", "--layer", "-3", "--sampler", "euler_a"]
+SKETCH = ["--backend", "sketch", "--size", "64x64", "-n", "2", "--seed", "0"]
+RECORDED = ("noise", "shift", "sampler", "layer", "width", "height", "steps", "guidance")
+
+
+def recorded(image: str) -> dict:
+    record = json.loads(Path(image).with_suffix(".json").read_text(encoding="utf-8"))
+    return {k: record["render"][k] for k in RECORDED}
+
+
+def test_generate_chat_and_the_eval_agent_record_the_same_render_options(capsys, tmp_path):
+    code, out, err = zit(capsys, "generate", IDEA, *SKETCH, *REQUEST, "--no-ruts", "--json")
+    assert code == 0, err
+    from_generate = recorded(json.loads(out)["images"][0])
+
+    code, out, err = zit(capsys, "chat", "--session", "same", "--message", IDEA, *SKETCH, *REQUEST,
+                         "--json")  # fmt: skip
+    assert code == 0, err
+    from_chat = recorded(json.loads(out)["images"][0])
+
+    from zit_agent.evals.runner import run_suite
+    from zit_agent.evals.suite import Suite
+
+    config = {"strategy": "agent", "noise": {"strength": 0.5}, "layer": -3,
+              "max_attempts": 1}  # fmt: skip
+    suite = Suite.model_validate(
+        sketch_suite(
+            ideas=[{"id": "fox", "text": IDEA}], configs={"agent": config}, baseline="agent"
+        )  # fmt: skip
+    )
+    run = run_suite(suite, tmp_path / "eval", quiet=True)
+    image = next((run.out_dir / "work").rglob("*-a1-0-s0.png"))
+    from_eval = recorded(str(image))
+
+    assert from_generate["noise"] == {"strength": 0.5, "fraction": 0.5, "steps_share": 0.2,
+                                      "seed": 0}  # fmt: skip
+    assert from_generate == from_chat
+    assert (from_generate["shift"], from_generate["sampler"]) == (2.5, "euler_a")
+    same = {k: v for k, v in from_eval.items() if k not in ("shift", "sampler")}
+    assert same == {k: v for k, v in from_generate.items() if k not in ("shift", "sampler")}
+
+
+def test_a_request_is_checked_before_any_model_loads(capsys, tmp_path):
+    missing = tmp_path / "no-model"
+    code, _, err = zit(capsys, "generate", IDEA, "--image-model", str(missing), "--size", "13x13")
+    assert code == 2 and "width 13 is out of range" in err  # not "no model": nothing loaded
+
+
+@pytest.mark.parametrize(
+    ("error", "code", "kind"),
+    [
+        ("oom", 3, "out of memory"),
+        ("disk", 3, "no space left"),
+        ("bug", 70, "internal error: ZeroDivisionError"),
+    ],
+)
+def test_each_failure_kind_has_its_exit_code_and_one_line(capsys, monkeypatch, error, code, kind):
+    import errno
+
+    from zit_agent.backends.tiny.sketch import SketchBackend
+
+    class OutOfMemoryError(RuntimeError):  # torch.cuda's is named so
+        pass
+
+    raised = {
+        "oom": OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB"),
+        "disk": OSError(errno.ENOSPC, "No space left on device", "/out/x.png"),
+        "bug": ZeroDivisionError("division by zero"),
+    }[error]
+
+    def render(self, token_ids, seeds, options):
+        raise raised
+
+    monkeypatch.setattr(SketchBackend, "render", render)
+    got, out, err = zit(capsys, "generate", IDEA, *SKETCH, "--no-ruts")
+    last = err.strip().splitlines()[-1]  # after the agent's progress lines
+    assert got == code and last.startswith("zit: error: ") and kind in last and out == ""
+    assert err.count("zit: error") == 1 and "Traceback" not in err
+
+
+def test_chat_reports_out_of_memory_as_what_it_is(capsys, monkeypatch):
+    from zit_agent.backends.tiny.sketch import SketchBackend
+
+    zit(capsys, "chat", "--session", "oom", "--message", IDEA, *SKETCH)
+    monkeypatch.setattr(SketchBackend, "render", lambda *a: (_ for _ in ()).throw(MemoryError()))
+    code, _, err = zit(capsys, "chat", "--session", "oom", "--message", "/seed 9")
+    assert code == 3 and "out of memory" in err and "bad setting" not in err
+
+
+def test_library_errors_name_options_and_the_cli_names_flags():
+    from zit_agent.errors import UserError
+
+    err = UserError("too long", hint="raise {max_tokens}")
+    assert err.one_line() == "too long (raise max_tokens)"
+    assert err.one_line(lambda n: "--" + n.replace("_", "-")) == "too long (raise --max-tokens)"
+
+
+def test_backends_are_registered_and_the_sketch_stand_in_is_one_of_them():
+    from zit_agent.backends.registry import factory, registered
+
+    assert {"zimage", "sketch"} <= set(registered("image backend"))
+    assert {"gguf", "hf"} <= set(registered("writer"))
+    assert {"hash", "hf", "dreamsim"} <= set(registered("embedder"))
+    assert factory("image backend", "sketch").__module__ == "zit_agent.backends.tiny.sketch"
