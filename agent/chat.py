@@ -123,7 +123,7 @@ class ChatSession:
         from zit_agent.options import run_options
 
         state = self.state()
-        stored = (state.parts.get("options") if state is not None else None) or {}
+        stored = stored_options(state.parts) if state is not None else {}
         return run_options(**{**stored, **given.model_dump(exclude_none=True)})
 
     def _start(self, idea: str, options: BaseModel) -> AgentState:
@@ -190,6 +190,12 @@ class ChatSession:
         from zit_agent.agent.history import HistoryStore
 
         return HistoryStore(self.runner.settings.history_db)
+
+
+def stored_options(parts: dict[str, Any]) -> dict[str, Any]:
+    """The options a session started with. Sessions of zit-agent 0.1 stored them as `render`
+    (the same names, render options only)."""
+    return dict(parts.get("options") or parts.get("render") or {})
 
 
 def stored_parts(checkpointer: Any, name: str) -> dict[str, Any]:

@@ -71,23 +71,26 @@ class PartsSpec(BaseModel):
 def parts_spec(settings: Settings, options: BaseModel, stored: dict[str, Any] | None = None):
     """The parts of `options` on top of `stored` (a chat session's) and settings."""
     stored = stored or {}
-    writer = _first(options.writer, stored.get("writer"), settings.writer)
+    writer = first_given(options.writer, stored.get("writer"), settings.writer)
     model = {**stored.get("model", {})}
     model.update(
         {k: v for k, v in options.model_dump(include=set(MODEL_OPTIONS)).items() if v is not None}
     )
     return PartsSpec(
         writer=None if writer in (None, "", "none") else writer,
-        backend=_first(options.backend, stored.get("backend"), "zimage"),
-        tokenizer=_first(options.tokenizer, stored.get("tokenizer"), settings.tokenizer),
-        embedder=_first(options.embedder, stored.get("embedder")),
-        image_model=_first(options.image_model, stored.get("image_model"), settings.image_model),
-        threads=_first(options.threads, stored.get("threads")),
+        backend=first_given(options.backend, stored.get("backend"), "zimage"),
+        tokenizer=first_given(options.tokenizer, stored.get("tokenizer"), settings.tokenizer),
+        embedder=first_given(options.embedder, stored.get("embedder")),
+        image_model=first_given(
+            options.image_model, stored.get("image_model"), settings.image_model
+        ),
+        threads=first_given(options.threads, stored.get("threads")),
         model=model,
     )
 
 
-def _first(*values: Any) -> Any:
+def first_given(*values: Any) -> Any:
+    """The first value that is not None (an option, then what a session stored, then a default)."""
     return next((v for v in values if v is not None), None)
 
 
@@ -157,9 +160,9 @@ def render_options(
     if options.noise:
         noise = NoiseSettings(
             strength=options.noise,
-            fraction=_first(options.noise_fraction, RENDER.noise_fraction),
-            steps_share=_first(options.noise_steps, RENDER.noise_steps_share),
-            seed=_first(options.noise_seed, 0),
+            fraction=first_given(options.noise_fraction, RENDER.noise_fraction),
+            steps_share=first_given(options.noise_steps, RENDER.noise_steps_share),
+            seed=first_given(options.noise_seed, 0),
         )
     elif any(
         v is not None for v in (options.noise_fraction, options.noise_steps, options.noise_seed)
@@ -168,10 +171,10 @@ def render_options(
     result = RenderOptions(
         width=width,
         height=height,
-        steps=_first(options.steps, settings.render.steps, chosen.steps),
-        guidance=_first(options.guidance, settings.render.guidance, chosen.guidance),
-        layer=_first(options.layer, settings.render.layer, RENDER.layer),
-        shift=_first(options.shift, settings.render.shift),  # None: the model's own
+        steps=first_given(options.steps, settings.render.steps, chosen.steps),
+        guidance=first_given(options.guidance, settings.render.guidance, chosen.guidance),
+        layer=first_given(options.layer, settings.render.layer, RENDER.layer),
+        shift=first_given(options.shift, settings.render.shift),  # None: the model's own
         sampler=get_sampler(options.sampler).name if options.sampler else RENDER.sampler,
         noise=noise,
         lora=loras[0][0] if loras else None,
@@ -179,7 +182,7 @@ def render_options(
         extra_loras=loras[1:],
     )
     check_options(result)
-    negative = _first(options.negative, chosen.negative)
+    negative = first_given(options.negative, chosen.negative)
     if negative is None or result.guidance <= 0 or tokenizer is None:
         return result
     from zit_agent.sequence import ChatSequence, assemble
@@ -191,7 +194,7 @@ def render_options(
 
 
 def token_budget(settings: Settings, options: BaseModel) -> int:
-    return _first(options.max_tokens, settings.render_value("max_tokens"))
+    return first_given(options.max_tokens, settings.render_value("max_tokens"))
 
 
 def seeds_of(options: BaseModel, count: int) -> list[int]:
@@ -294,7 +297,7 @@ def initial_state(
         shape=resolve_shape(options.shape, has_writer),
         n=len(seeds),
         seed=seeds[0],
-        max_attempts=_first(options.max_attempts, AGENT.max_attempts),
+        max_attempts=first_given(options.max_attempts, AGENT.max_attempts),
         ruts=ruts,
         chat=chat,
         ladder=parse_ladder(options.ladder),

@@ -49,8 +49,8 @@ class Thresholds(BaseModel):
         return self
 
 
-# Starting points, per embedder family. hash: calibrated on the sketch renderer and synthetic
-# layouts (tests/agent/test_ruts.py); dreamsim: FACTS.md section 8 (distance < 0.15 over a window is
+# Starting points, per embedder family. hash: PROVISIONAL, calibrated only on the sketch stand-in's
+# drawings and synthetic layouts (tests/agent/test_ruts.py), never on real Z-Image outputs; dreamsim: FACTS.md section 8 (distance < 0.15 over a window is
 # a rut, 0.15-0.19 a warning); dinov2/clip/siglip/vision: uncalibrated guesses (CLIP and SigLIP
 # are semantic, so their similarities run high). Override per call or with `zit ruts --rut/--warn`.
 DEFAULT_THRESHOLDS: dict[str, Thresholds] = {

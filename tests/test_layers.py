@@ -104,6 +104,7 @@ def test_no_module_imports_a_repository_folder_by_its_bare_name(bare):
     assert not offenders
 
 
+@pytest.mark.slow  # builds a wheel
 def test_the_wheel_installs_one_top_level_name(tmp_path):
     """Built by pip from this pyproject, as a user's `pip install .` would."""
     import subprocess
@@ -123,6 +124,7 @@ def test_the_wheel_installs_one_top_level_name(tmp_path):
     assert "zit_agent/backends/tiny/sketch.py" in names
 
 
+@pytest.mark.slow  # starts a process
 def test_zit_runs_from_a_folder_with_its_own_agent_and_evals_packages(tmp_path, tokenizer_dir):
     """LangGraph's project template makes a top-level `agent` package; OpenAI's `evals` is one
     too. Neither may shadow zit's code."""

@@ -50,10 +50,10 @@ def chat(
     """
     from rich.console import Console
 
-    from zit_agent.agent.chat import check_session_name, stored_parts
+    from zit_agent.agent.chat import check_session_name, stored_options, stored_parts
     from zit_agent.agent.cli.output import events, loading
     from zit_agent.agent.commands import parse_command
-    from zit_agent.agent.run import Runner
+    from zit_agent.agent.run import Runner, first_given
     from zit_agent.agent.session import open_checkpointer
     from zit_agent.settings import load_settings
 
@@ -64,9 +64,7 @@ def chat(
         stored = stored_parts(saver, session)
         if show:
             return _show(saver, session, as_json, console)
-        ruts = bool(
-            options.ruts if options.ruts is not None else stored.get("options", {}).get("ruts")
-        )
+        ruts = bool(first_given(options.ruts, stored_options(stored).get("ruts")))
         if message is not None and stored:
             parse_command(message)  # bad input is refused before any model loads
         with loading(console, as_json) as progress:

@@ -33,6 +33,7 @@ def show(capsys, session: str) -> dict:
     return json.loads(out)
 
 
+@pytest.mark.slow  # starts processes
 def test_turns_in_separate_processes_continue_one_session(capsys, zit_home):
     def run(*args: str) -> dict:
         done = subprocess.run(
@@ -280,3 +281,23 @@ def test_a_later_turn_may_repeat_the_flags_the_session_started_with(capsys):
     first = turn(capsys, "same", IDEA, *SKETCH)
     again = turn(capsys, "same", "in the evening", *SKETCH)
     assert again["turn"] == 2 and len(again["images"]) == len(first["images"]) == 2
+
+
+def test_a_session_saved_by_zit_agent_0_1_still_opens_and_goes_on(capsys, zit_home):
+    """tests/agent/data/sessions-0.1.sqlite was written by zit-agent 0.1 (classes in a top-level
+    `agent.state`, options stored as `render`): a sketch session, 64x64, seeds 3-4, two turns."""
+    import shutil
+    import sys
+
+    zit_home.mkdir(parents=True)
+    shutil.copy(
+        Path(__file__).parent / "data" / "sessions-0.1.sqlite", zit_home / "sessions.sqlite"
+    )
+    shown = show(capsys, "old")
+    assert [t["message"] for t in shown["turns"]] == [
+        "a portrait of a woman in a cafe", "wearing a red coat"]  # fmt: skip
+    assert shown["turns"][1]["shots"][0]["description"].endswith("wearing a red coat")
+    third = turn(capsys, "old", "at night")  # its parts and options came back with it
+    assert third["turn"] == 3 and len(third["images"]) == 2
+    assert third["images"][0].endswith("old-a3-0-s3.png")
+    assert "agent" not in sys.modules  # nothing imported the old module path

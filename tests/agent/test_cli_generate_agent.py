@@ -42,6 +42,7 @@ def one_torch_thread():
     torch.set_num_threads(before)
 
 
+@pytest.mark.slow  # builds two tiny models
 def test_tiny_gguf_writer_and_tiny_zimage_end_to_end(
     capsys, gguf, zimage_dir, tmp_path, one_torch_thread
 ):

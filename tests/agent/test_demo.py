@@ -9,7 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from zit_agent.backends.provenance import read_record
+
+pytestmark = pytest.mark.slow  # the whole demo in a fresh process
 
 # Runs the demo with every network connection refused and the test extras made unimportable
 # (`sys.modules[name] = None`: imports fail and `find_spec` says "not installed").

@@ -40,6 +40,7 @@ def test_directory_without_tokenizer(tmp_path):
         QwenTokenizer.from_pretrained(tmp_path)
 
 
+@pytest.mark.slow  # trains a tokenizer
 def test_non_qwen_tokenizer_refused(tmp_path, tokenizer_dir):
     data = json.loads((tokenizer_dir / "tokenizer.json").read_text())
     data["added_tokens"] = [t for t in data["added_tokens"] if t["content"] != "<|im_start|>"]
