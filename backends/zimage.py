@@ -58,10 +58,13 @@ class ZImageBackend:
         pad_to: int = 512,
         tokenizer: QwenTokenizer | None = None,
     ):
-        """`tokenizer`: the model's Qwen3 tokenizer; taken from `pipe.tokenizer` when not given
-        (`from_pretrained` loads it without transformers, which saves about 165 MB)."""
+        """`tokenizer`: the model's Qwen3 tokenizer; when not given, a private copy of
+        `pipe.tokenizer` (`from_pretrained` loads it without transformers, which saves about
+        165 MB)."""
         self.pipe = pipe
-        self.tokenizer = tokenizer or QwenTokenizer(pipe.tokenizer.backend_tokenizer, "pipeline")
+        self.tokenizer = tokenizer or QwenTokenizer.private_copy(
+            pipe.tokenizer.backend_tokenizer, "pipeline"
+        )
         self.pad_to = pad_to
         self.model_id = model_id
         self.model_revision = model_revision
