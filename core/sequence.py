@@ -295,6 +295,28 @@ def _pieces(seq: ChatSequence, tok: Tokenizer, fixed: _FixedIds) -> list[_Piece]
     return pieces
 
 
+def readable_text(ids: list[int], tokenizer: Tokenizer) -> str:
+    """What a sequence describes, for people and other tools, without chat markup: the content of
+    its last user or assistant turn that has some (an assistant turn's after its think part).
+
+    Turns are found by their control ids, so user text that spells out `<|im_start|>` stays text.
+    """
+    fixed = _FixedIds(tokenizer)
+    role_of = {role_ids[0]: role for role, role_ids in fixed._roles.items()}
+    starts = [i for i, token in enumerate(ids) if token == fixed.im_start]
+    text = ""
+    for start, end in zip(starts, [*starts[1:], len(ids)], strict=True):
+        role, body = role_of.get(ids[start + 1]) if start + 1 < end else None, ids[start + 2 : end]
+        if fixed.im_end in body:
+            body = body[: body.index(fixed.im_end)]
+        if role == "assistant" and fixed.think_close in body:
+            body = body[body.index(fixed.think_close) + 1 :]
+        content = tokenizer.decode(body).strip()
+        if content and role in ("user", "assistant"):
+            text = content
+    return text
+
+
 def _typed_turn(role: Role, turn: int, text: str, tok: Tokenizer, fixed: _FixedIds) -> list[_Piece]:
     """The header and the ids of a system or user text typed by a person, kept as typed.
 

@@ -27,7 +27,7 @@ def _root() -> None:
     """Local prompt-writing agent for Z-Image-Turbo."""
 
 
-COMMAND_MODULES = ("tokens", "expand", "generate", "chat", "demo", "ruts", "eval")
+COMMAND_MODULES = ("tokens", "expand", "generate", "rerender", "chat", "demo", "ruts", "eval")
 
 
 def _register_commands() -> None:
