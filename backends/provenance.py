@@ -2,8 +2,8 @@
 
 A PNG written by `save_image` carries two text chunks:
 - `zit`: the JSON record (see `RECORD_KEYS`), read back with `read_record`. It holds the exact token
-  ids rendered (`token_ids`, and `negative_token_ids` when CFG used a negative) packed as base64 of
-  little-endian uint32, so `render_request` can render the same sequence again; `text` (the
+  ids rendered (`token_ids`, and `negative_token_ids` when CFG used a negative), packed as
+  little-endian uint32, zlib-compressed, base64 (about 2.6 characters an id), so `render_request` can render the same sequence again; `text` (the
   decoded ids) is for reading only: decoding is lossy where a token splits a character.
 - `parameters`: an A1111-style summary, so common image tools (A1111, ComfyUI, Civitai, exiftool)
   show a readable prompt (the sequence's description, or the idea; never chat markup), A1111's
@@ -25,11 +25,13 @@ import os
 import re
 import struct
 import time
+import zlib
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from zit_agent.defaults import LIMITS
 from zit_agent.errors import UserError
 from zit_agent.files import check_dir, temp_path, write_atomic
 
@@ -65,7 +67,7 @@ RECORD_KEYS = (
     "timings",
 )
 VERSIONED_PACKAGES = ("zit-agent", "torch", "diffusers", "transformers", "peft")
-IDS_ENCODING = "base64-uint32le"
+IDS_ENCODING = "zlib-uint32le-base64"
 
 
 def token_sha256(ids: list[int]) -> str:
@@ -75,21 +77,27 @@ def token_sha256(ids: list[int]) -> str:
 
 # -- token ids in the record ---------------------------------------------------------------------
 def encode_ids(ids: list[int]) -> dict[str, str]:
-    """Token ids packed for a record: 4 bytes each, base64 (about 5.3 characters an id)."""
-    data = struct.pack(f"<{len(ids)}I", *ids)
+    """Token ids packed for a record (see the module docstring)."""
+    data = zlib.compress(struct.pack(f"<{len(ids)}I", *ids), 9)
     return {"encoding": IDS_ENCODING, "data": base64.b64encode(data).decode("ascii")}
 
 
 def decode_ids(packed: Any, what: str = "token ids") -> list[int]:
-    """The ids `encode_ids` packed; a `UserError` when the value is not such a packing."""
+    """The ids `encode_ids` packed; a `UserError` when the value is not such a packing, or holds
+    more ids than Z-Image reads (a record cannot make zit unpack gigabytes)."""
     if not isinstance(packed, dict) or packed.get("encoding") != IDS_ENCODING:
         raise UserError(f"the record's {what} are not {IDS_ENCODING} data", hint=_EDITED)
+    limit = 4 * LIMITS.token_ceiling
     try:
-        data = base64.b64decode(str(packed.get("data", "")), validate=True)
-    except (binascii.Error, ValueError):
+        unpacker = zlib.decompressobj()
+        data = unpacker.decompress(base64.b64decode(str(packed.get("data")), validate=True), limit)
+    except (binascii.Error, ValueError, zlib.error):
         data = b"?"
-    if len(data) % 4:
-        raise UserError(f"the record's {what} are damaged (not base64 of uint32)", hint=_EDITED)
+    if len(data) % 4 or not unpacker.eof:
+        raise UserError(
+            f"the record's {what} are damaged or hold over {LIMITS.token_ceiling} ids",
+            hint=_EDITED,
+        )
     return list(struct.unpack(f"<{len(data) // 4}I", data))
 
 

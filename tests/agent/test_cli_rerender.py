@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
+import zlib
 
 import numpy as np
 import pytest
 from PIL import Image, PngImagePlugin
 
 from tests.cli_helpers import run_zit as zit
-from zit_agent.backends.provenance import read_record, save_rendered
+from zit_agent.backends.provenance import encode_ids, read_record, save_rendered
 from zit_agent.sequence import ChatSequence, Segment, assemble
 
 # Byte-level tokens that are not valid UTF-8 alone: their decoded text re-tokenizes to other ids.
@@ -91,31 +93,36 @@ def test_generate_then_rerender_with_cfg_and_a_negative(capsys, model_dir, tmp_p
     assert changed["seeds"] == [6]
 
 
-def damaged(tmp_path, record_text: str | None):
+def damaged(tmp_path, record: dict | str | None):
+    """A PNG whose zit record is `record` (a dict as JSON, a string as it is)."""
     path = tmp_path / "damaged.png"
     info = PngImagePlugin.PngInfo()
-    if record_text is not None:
-        info.add_itxt("zit", record_text)
+    if record is not None:
+        info.add_itxt("zit", record if isinstance(record, str) else json.dumps(record))
     Image.new("RGB", (16, 16)).save(path, pnginfo=info)
     return path
+
+
+ONE_ID = encode_ids([1])
+BOMB = {
+    "encoding": ONE_ID["encoding"],
+    "data": base64.b64encode(zlib.compress(bytes(10**7))).decode(),
+}
 
 
 @pytest.mark.parametrize(
     ("record", "message"),
     [
         (None, "has no zit record"),
-        ('{"seed": 1, "width": 64}', "has no token ids"),
-        ('{"seed": 1, "token_ids": {"encoding": "base64-uint32le", "data": "AAA="}}', "damaged"),
-        ('{"seed": 1, "token_ids": [1, 2, 3]}', "not base64-uint32le"),
-        (
-            '{"seed": 1, "token_count": 9, "token_ids": {"encoding": "base64-uint32le", "data": "AQAAAA=="}}',
-            "do not match",
-        ),
-        (
-            '{"seed": 1, "steps": "many", "token_ids": {"encoding": "base64-uint32le", "data": ""}}',
-            "steps",
-        ),
-        ('{"token_ids": {"encoding": "base64-uint32le", "data": "AQAAAA=="}}', "no integer seed"),
+        ("{not json", "has no zit record"),
+        ({"seed": 1, "width": 64}, "has no token ids"),
+        ({"seed": 1, "token_ids": {**ONE_ID, "data": "AAA="}}, "damaged"),
+        ({"seed": 1, "token_ids": BOMB}, "hold over 1504 ids"),
+        ({"seed": 1, "token_ids": [1, 2, 3]}, "are not zlib-uint32le-base64 data"),
+        ({"seed": 1, "token_count": 9, "token_ids": ONE_ID}, "do not match"),
+        ({"seed": 1, "steps": "many", "token_ids": ONE_ID}, "steps is invalid"),
+        ({"seed": 1, "width": 70, "token_ids": ONE_ID}, "not a multiple of 16"),
+        ({"token_ids": ONE_ID}, "no integer seed"),
     ],
 )
 def test_a_png_that_cannot_be_rerendered_is_one_line_and_exit_2(capsys, tmp_path, record, message):
@@ -127,8 +134,7 @@ def test_a_png_that_cannot_be_rerendered_is_one_line_and_exit_2(capsys, tmp_path
 def test_missing_file_and_unknown_model_are_one_line(capsys, tmp_path):
     code, _, err = zit(capsys, "rerender", str(tmp_path / "nope.png"))
     assert code == 2 and "no image file" in err and err.count("\n") == 1
-    ids = '{"encoding": "base64-uint32le", "data": "AQAAAA=="}'
-    path = damaged(tmp_path, f'{{"seed": 1, "model": "<memory>", "token_ids": {ids}}}')
+    path = damaged(tmp_path, {"seed": 1, "model": "<memory>", "token_ids": ONE_ID})
     code, _, err = zit(capsys, "rerender", str(path))
     assert code == 2 and "does not name the image model" in err
 
@@ -137,8 +143,7 @@ def test_zit_home_that_is_a_file_is_one_line_before_the_model_loads(capsys, tmp_
     home = tmp_path / "home-file"
     home.write_text("not a folder")
     monkeypatch.setenv("ZIT_HOME", str(home))
-    ids = '{"encoding": "base64-uint32le", "data": "AQAAAA=="}'
-    path = damaged(tmp_path, f'{{"seed": 1, "model": "no/such-model", "token_ids": {ids}}}')
+    path = damaged(tmp_path, {"seed": 1, "model": "no/such-model", "token_ids": ONE_ID})
     code, _, err = zit(capsys, "rerender", str(path))
     assert code == 2 and err.count("\n") == 1
     assert f"ZIT_HOME {home} is a file, not a folder" in err

@@ -105,13 +105,19 @@ def test_rendered_images_carry_the_full_record(backend, plain_ids, small_options
     assert record["versions"]["diffusers"]
 
 
-def test_token_ids_pack_compactly_and_round_trip():
+def test_token_ids_pack_compactly_and_round_trip(qwen_tokenizer):
     from zit_agent.backends.provenance import decode_ids, encode_ids
 
-    ids = [151644, 872, 198, 0, 151935, *range(1000, 1507)]
+    text = (  # varied text: repeated text would compress far better
+        "A red fox curled up in deep snow at dusk, soft blue light, 35 mm photo. Behind it a "
+        "line of birches, their bark peeling; a frozen creek bends towards a wooden footbridge "
+        "where two children in yellow coats throw pebbles. Smoke rises from a farmhouse chimney, "
+        "and the sky shades from violet to a pale, cold green above the far hills."
+    )
+    ids = [151644, 872, 198, 0, 151935, *qwen_tokenizer.encode_text(text)]
     packed = encode_ids(ids)
     assert decode_ids(packed) == ids
-    assert len(json.dumps(packed)) < 6 * len(ids)  # a JSON list of these ids takes about 7.9
+    assert len(json.dumps(packed)) < len(json.dumps(ids)) / 2
 
 
 def test_rendered_records_hold_the_exact_ids_and_a_readable_prompt(
