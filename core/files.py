@@ -50,19 +50,19 @@ def check_home(path: str | Path) -> Path:
     return _check_folder_path(
         Path(path),
         "ZIT_HOME",
-        hint="point ZIT_HOME at a folder, or unset it to use ~/.local/share/zit",
+        hint="point ZIT_HOME at a folder, or unset it to use the default one",
     )
 
 
 def check_dir(path: str | Path, what: str) -> Path:
     """`path` as a writable folder, made when missing; a `UserError` names what is in the way."""
-    path = _check_folder_path(Path(path), what, hint=f"give {what} a folder you can write to")
+    path = _check_folder_path(Path(path), what, hint="choose a folder you can write to")
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise UserError(
             f"cannot create {what} {path}: {err.strerror or err}",
-            hint=f"give {what} a folder you can write to",
+            hint="choose a folder you can write to",
         ) from None
     return path
 

@@ -35,7 +35,9 @@ def test_a_hostile_chat_template_fails_cleanly(tmp_path, template):
     assert not marker.exists()
 
 
-def test_a_gguf_whose_template_reaches_for_the_mro_fails_cleanly(tmp_path, tokenizer_dir):
+def test_a_gguf_whose_template_reaches_for_the_mro_fails_cleanly(capsys, tmp_path, tokenizer_dir):
+    from tests.cli_helpers import run_zit
+
     from zit_agent.backends.base import Sampling
     from zit_agent.backends.tiny.qwen3 import build_tiny_qwen3_gguf
     from zit_agent.backends.writers.llama import LlamaCppWriter
@@ -50,6 +52,10 @@ def test_a_gguf_whose_template_reaches_for_the_mro_fails_cleanly(tmp_path, token
     writer = LlamaCppWriter.from_pretrained(str(path), n_ctx=256, n_threads=1)
     with pytest.raises(UserError, match=r"chat template failed: .*unsafe"):
         writer.write(MESSAGES, Sampling(max_new_tokens=4), seed=0)
+    code, out, err = run_zit(
+        capsys, "expand", "a cat", "--writer", f"gguf:{path}", "--tokenizer", str(tokenizer_dir)
+    )
+    assert code == 2 and out == "" and err.count("\n") == 1 and "unsafe" in err
     assert not marker.exists()
 
 
