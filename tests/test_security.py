@@ -37,7 +37,6 @@ def test_a_hostile_chat_template_fails_cleanly(tmp_path, template):
 
 def test_a_gguf_whose_template_reaches_for_the_mro_fails_cleanly(capsys, tmp_path, tokenizer_dir):
     from tests.cli_helpers import run_zit
-
     from zit_agent.backends.base import Sampling
     from zit_agent.backends.tiny.qwen3 import build_tiny_qwen3_gguf
     from zit_agent.backends.writers.llama import LlamaCppWriter

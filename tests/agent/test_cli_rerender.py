@@ -147,3 +147,9 @@ def test_zit_home_that_is_a_file_is_one_line_before_the_model_loads(capsys, tmp_
     code, _, err = zit(capsys, "rerender", str(path))
     assert code == 2 and err.count("\n") == 1
     assert f"ZIT_HOME {home} is a file, not a folder" in err
+
+
+def test_a_bad_size_is_refused_before_the_model_loads(capsys, tmp_path):
+    path = damaged(tmp_path, {"seed": 1, "model": "no/such-model", "token_ids": ONE_ID})
+    code, _, err = zit(capsys, "rerender", str(path), "--size", "70x64")
+    assert code == 2 and err == "zit: error: width 70 is not a multiple of 16 (use 64 or 80)\n"
