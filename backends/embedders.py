@@ -110,6 +110,9 @@ class HFVisionEmbedder:
             )
         from transformers import AutoImageProcessor, AutoModel
 
+        from zit_agent.backends.quiet import quiet_libraries
+
+        quiet_libraries()
         try:
             processor = AutoImageProcessor.from_pretrained(str(root))
             model = AutoModel.from_pretrained(str(root))

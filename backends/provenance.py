@@ -1,9 +1,13 @@
 """Provenance on every image: what made it, inside the PNG and in a JSON file beside it.
 
 A PNG written by `save_image` carries two text chunks:
-- `zit`: the JSON record (see `RECORD_KEYS`), read back with `read_record`;
+- `zit`: the JSON record (see `RECORD_KEYS`), read back with `read_record`. It holds the exact token
+  ids rendered (`token_ids`, and `negative_token_ids` when CFG used a negative), packed as
+  little-endian uint32, zlib-compressed, base64 (about 2.6 characters an id), so `render_request` can render the same sequence again; `text` (the
+  decoded ids) is for reading only: decoding is lossy where a token splits a character.
 - `parameters`: an A1111-style summary, so common image tools (A1111, ComfyUI, Civitai, exiftool)
-  show the prompt and settings.
+  show a readable prompt (the sequence's description, or the idea; never chat markup), A1111's
+  sampler name and its CFG scale (diffusers' guidance + 1: both mean "off" at their lowest).
 
 The same record is written as `<name>.json` beside the image. Both files are written atomically: a
 hidden temporary file in the same folder, then a link to the final name, which fails instead of
@@ -12,30 +16,39 @@ overwriting when that name was taken meanwhile. Names are never reused (`stem`, 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import hashlib
 import json
 import os
 import re
+import struct
 import time
+import zlib
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zit_agent.files import temp_path, write_atomic
+from zit_agent.defaults import LIMITS
+from zit_agent.errors import UserError
+from zit_agent.files import check_dir, temp_path, write_atomic
 
 if TYPE_CHECKING:
     from PIL import Image
 
-    from zit_agent.backends.base import RenderedImage
+    from zit_agent.backends.base import RenderedImage, RenderOptions
 
 RECORD_CHUNK = "zit"
 PARAMETERS_CHUNK = "parameters"
 RECORD_KEYS = (
     "idea",
     "text",
+    "prompt",
     "token_count",
     "token_sha256",
+    "token_ids",
     "seed",
     "width",
     "height",
@@ -54,11 +67,106 @@ RECORD_KEYS = (
     "timings",
 )
 VERSIONED_PACKAGES = ("zit-agent", "torch", "diffusers", "transformers", "peft")
+IDS_ENCODING = "zlib-uint32le-base64"
 
 
 def token_sha256(ids: list[int]) -> str:
     """A stable hash of a token-id sequence (the ids as comma-separated decimal text)."""
     return hashlib.sha256(",".join(map(str, ids)).encode()).hexdigest()
+
+
+# -- token ids in the record ---------------------------------------------------------------------
+def encode_ids(ids: list[int]) -> dict[str, str]:
+    """Token ids packed for a record (see the module docstring)."""
+    data = zlib.compress(struct.pack(f"<{len(ids)}I", *ids), 9)
+    return {"encoding": IDS_ENCODING, "data": base64.b64encode(data).decode("ascii")}
+
+
+def decode_ids(packed: Any, what: str = "token ids") -> list[int]:
+    """The ids `encode_ids` packed; a `UserError` when the value is not such a packing, or holds
+    more ids than Z-Image reads (a record cannot make zit unpack gigabytes)."""
+    if not isinstance(packed, dict) or packed.get("encoding") != IDS_ENCODING:
+        raise UserError(f"the record's {what} are not {IDS_ENCODING} data", hint=_EDITED)
+    limit = 4 * LIMITS.token_ceiling
+    try:
+        unpacker = zlib.decompressobj()
+        data = unpacker.decompress(base64.b64decode(str(packed.get("data")), validate=True), limit)
+    except (binascii.Error, ValueError, zlib.error):
+        data = b"?"
+    if len(data) % 4 or not unpacker.eof:
+        raise UserError(
+            f"the record's {what} are damaged or hold over {LIMITS.token_ceiling} ids",
+            hint=_EDITED,
+        )
+    return list(struct.unpack(f"<{len(data) // 4}I", data))
+
+
+def record_token_ids(record: dict[str, Any]) -> list[int]:
+    """The exact ids a record's image was rendered from, checked against its count and hash."""
+    if record.get("token_ids") is None:
+        raise UserError(
+            "the image's record has no token ids (it was made by an older zit)",
+            hint="render it again from its idea; only newer images can be rerendered",
+        )
+    ids = decode_ids(record["token_ids"])
+    if record.get("token_sha256") not in (None, token_sha256(ids)) or record.get(
+        "token_count"
+    ) not in (None, len(ids)):
+        raise UserError("the record's token ids do not match its hash and count", hint=_EDITED)
+    return ids
+
+
+_EDITED = "the image's zit record was edited or damaged; use the original file"
+
+
+@dataclass(frozen=True)
+class RenderRequest:
+    """What rendering a record's image again takes (see `render_request`)."""
+
+    token_ids: list[int]
+    seed: int
+    options: RenderOptions
+    model: str | None
+    dtype: str | None
+
+
+def render_request(record: dict[str, Any]) -> RenderRequest:
+    """The sequence, seed and render options a record was made with.
+
+    Every `RenderOptions` field the record holds is taken over by name, so a field added to both
+    travels without code here.
+    """
+    from pydantic import ValidationError
+
+    from zit_agent.backends.base import RenderOptions
+
+    ids = record_token_ids(record)
+    fields = {
+        name: record[name]
+        for name in RenderOptions.model_fields
+        if name != "negative_ids" and record.get(name) is not None
+    }
+    if record.get("negative_token_ids") is not None:
+        fields["negative_ids"] = decode_ids(record["negative_token_ids"], "negative token ids")
+    seed = record.get("seed")
+    try:
+        options = RenderOptions(**fields)
+    except ValidationError as err:
+        first = err.errors()[0]
+        raise UserError(
+            f"the record's {'.'.join(map(str, first['loc']))} is invalid: {first['msg']}",
+            hint=_EDITED,
+        ) from None
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise UserError("the record has no integer seed", hint=_EDITED)
+    model = record.get("model")
+    return RenderRequest(
+        token_ids=ids,
+        seed=seed,
+        options=options,
+        model=model if isinstance(model, str) and model != "<memory>" else None,
+        dtype=record.get("dtype") if isinstance(record.get("dtype"), str) else None,
+    )
 
 
 @functools.cache
@@ -73,12 +181,18 @@ def package_versions() -> dict[str, str | None]:
 
 
 def a1111_parameters(record: dict[str, Any]) -> str:
-    """The record as A1111's `parameters` text: prompt, optional negative prompt, settings line."""
-    prompt = record.get("text") or record.get("idea") or ""
+    """The record as A1111's `parameters` text: prompt, optional negative prompt, settings line.
+
+    The prompt is the readable one (`prompt`, else the idea), never the chat sequence: pasted
+    into A1111 or ComfyUI, which wrap prompts in the template themselves, markup would be wrapped
+    twice. The exact sequence stays in the `zit` chunk.
+    """
+    prompt = record.get("prompt") or record.get("idea") or ""
+    guidance = record.get("guidance")
     settings = {
         "Steps": record.get("steps"),
-        "Sampler": record.get("sampler"),
-        "CFG scale": record.get("guidance"),
+        "Sampler": _a1111_sampler(record.get("sampler")),
+        "CFG scale": guidance + 1 if isinstance(guidance, int | float) else None,
         "Seed": record.get("seed"),
         "Size": f"{record.get('width')}x{record.get('height')}",
         "Model": record.get("model"),
@@ -92,10 +206,17 @@ def a1111_parameters(record: dict[str, Any]) -> str:
         settings["Conditioning noise"] = noise["strength"]
     line = ", ".join(f"{k}: {_a1111_value(v)}" for k, v in settings.items() if v is not None)
     lines = [prompt]
-    if record.get("negative_text"):
-        lines.append(f"Negative prompt: {record['negative_text']}")
+    if record.get("negative_prompt"):
+        lines.append(f"Negative prompt: {record['negative_prompt']}")
     lines.append(line)
     return "\n".join(lines)
+
+
+def _a1111_sampler(name: Any) -> str | None:
+    from zit_agent.backends.samplers import SAMPLERS
+
+    sampler = SAMPLERS.get(str(name)) if name is not None else None
+    return sampler.a1111 if sampler else name
 
 
 def _a1111_value(value: Any) -> str:
@@ -110,8 +231,7 @@ def save_image(image: Image.Image, record: dict[str, Any], out_dir: Path, stem: 
     """
     from PIL import PngImagePlugin
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = check_dir(Path(out_dir), "the output folder")
     info = PngImagePlugin.PngInfo()
     info.add_itxt(RECORD_CHUNK, json.dumps(record, ensure_ascii=False, sort_keys=True))
     info.add_itxt(PARAMETERS_CHUNK, a1111_parameters(record))
@@ -124,10 +244,23 @@ def save_image(image: Image.Image, record: dict[str, Any], out_dir: Path, stem: 
             fh.flush()
             os.fsync(fh.fileno())
         png_path = _link_to_free_name(png_tmp, out_dir, stem)
+    except OSError as err:  # a full disk, a file-size limit, a folder made read-only meanwhile
+        raise _write_error(out_dir, err) from None
     finally:
         png_tmp.unlink(missing_ok=True)
-    write_atomic(png_path.with_suffix(".json"), json_bytes)
+    try:
+        write_atomic(png_path.with_suffix(".json"), json_bytes)
+    except OSError as err:
+        png_path.unlink(missing_ok=True)  # an image is kept only with its record beside it
+        raise _write_error(out_dir, err) from None
     return png_path
+
+
+def _write_error(folder: Path, err: OSError) -> UserError:
+    return UserError(
+        f"cannot write the image to {folder}: {err.strerror or err}",
+        hint="free some space or choose another output folder",
+    )
 
 
 def save_rendered(

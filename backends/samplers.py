@@ -32,6 +32,7 @@ class Sampler:
     description: str
     stochastic: bool  # draws fresh noise in its steps (from torch's global generator)
     build: Callable[[dict[str, Any], float], Any]
+    a1111: str  # the name A1111 and the tools that read its `parameters` text use
 
 
 def _euler(config: dict[str, Any], shift: float):
@@ -80,12 +81,18 @@ def _flow_unipc_class():
 SAMPLERS: dict[str, Sampler] = {
     s.name: s
     for s in (
-        Sampler("euler", "flow-matching Euler, the model's own (default)", False, _euler),
+        Sampler("euler", "flow-matching Euler, the model's own (default)", False, _euler, "Euler"),
         Sampler(
-            "euler_a", "flow-matching Euler, stochastic (ancestral style)", True, _euler_ancestral
+            "euler_a",
+            "flow-matching Euler, stochastic (ancestral style)",
+            True,
+            _euler_ancestral,
+            "Euler a",
         ),
-        Sampler("lcm", "flow-matching LCM (consistency sampler, re-noises each step)", True, _lcm),
-        Sampler("unipc", "UniPC multistep in flow-matching mode", False, _unipc),
+        Sampler(
+            "lcm", "flow-matching LCM (consistency sampler, re-noises each step)", True, _lcm, "LCM"
+        ),
+        Sampler("unipc", "UniPC multistep in flow-matching mode", False, _unipc, "UniPC"),
     )
 }
 DEFAULT_SAMPLER = "euler"

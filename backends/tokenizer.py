@@ -79,6 +79,21 @@ class QwenTokenizer:
 
     # -- loading ---------------------------------------------------------------------------------
     @classmethod
+    def private_copy(cls, tokenizer: tokenizers.Tokenizer, source: str) -> QwenTokenizer:
+        """A copy of a shared `tokenizers.Tokenizer` with padding and truncation off.
+
+        A transformers tokenizer switches both on in its backend object whenever it is called with
+        `padding=`/`truncation=` (diffusers' `encode_prompt` pads to 512), so wrapping the live object
+        would make `encode_text` return padded ids.
+        """
+        from tokenizers import Tokenizer
+
+        copy = Tokenizer.from_str(tokenizer.to_str())
+        copy.no_padding()
+        copy.no_truncation()
+        return cls(copy, source)
+
+    @classmethod
     def from_file(cls, path: str | Path) -> QwenTokenizer:
         """Load tokenizer.json; loaded once per process and file (the object is read-only)."""
         resolved = Path(path).resolve()

@@ -23,11 +23,12 @@ from typing import TYPE_CHECKING, Any
 
 from zit_agent.backends.base import NoiseSettings, RenderedImage, RenderOptions
 from zit_agent.backends.hub import resolve_dir
-from zit_agent.backends.provenance import package_versions, token_sha256
+from zit_agent.backends.provenance import encode_ids, package_versions, token_sha256
+from zit_agent.backends.quiet import quiet_libraries
 from zit_agent.backends.samplers import make_scheduler
 from zit_agent.backends.tokenizer import QwenTokenizer
 from zit_agent.errors import ModelNotFoundError, UserError
-from zit_agent.sequence import empty_prompt_ids
+from zit_agent.sequence import empty_prompt_ids, readable_text
 
 if TYPE_CHECKING:
     import torch
@@ -58,10 +59,13 @@ class ZImageBackend:
         pad_to: int = 512,
         tokenizer: QwenTokenizer | None = None,
     ):
-        """`tokenizer`: the model's Qwen3 tokenizer; taken from `pipe.tokenizer` when not given
-        (`from_pretrained` loads it without transformers, which saves about 165 MB)."""
+        """`tokenizer`: the model's Qwen3 tokenizer; when not given, a private copy of
+        `pipe.tokenizer` (`from_pretrained` loads it without transformers, which saves about
+        165 MB)."""
         self.pipe = pipe
-        self.tokenizer = tokenizer or QwenTokenizer(pipe.tokenizer.backend_tokenizer, "pipeline")
+        self.tokenizer = tokenizer or QwenTokenizer.private_copy(
+            pipe.tokenizer.backend_tokenizer, "pipeline"
+        )
         self.pad_to = pad_to
         self.model_id = model_id
         self.model_revision = model_revision
@@ -104,6 +108,7 @@ class ZImageBackend:
         import torch
         from diffusers import ZImagePipeline
 
+        quiet_libraries()
         root = resolve_dir(spec, what="image model", download=download)
         if not (root / "model_index.json").is_file():
             raise ModelNotFoundError(
@@ -355,14 +360,17 @@ class ZImageBackend:
         loras: list[tuple[str, float]],
     ) -> dict[str, Any]:
         noise = options.noise if options.noise and options.noise.strength > 0 else None
+        negative = options.negative_ids if options.guidance > 0 and options.negative_ids else None
         return {
             "idea": None,
+            "prompt": readable_text(token_ids, self.tokenizer),
             "text": self.tokenizer.decode(token_ids),
             "token_count": len(token_ids),
             "token_sha256": token_sha256(token_ids),
-            "negative_text": self.tokenizer.decode(options.negative_ids)
-            if options.guidance > 0 and options.negative_ids
-            else None,
+            "token_ids": encode_ids(token_ids),
+            "negative_prompt": readable_text(negative, self.tokenizer) if negative else None,
+            "negative_text": self.tokenizer.decode(negative) if negative else None,
+            "negative_token_ids": encode_ids(negative) if negative else None,
             "width": options.width,
             "height": options.height,
             "steps": options.steps,
@@ -376,6 +384,7 @@ class ZImageBackend:
             "noise": noise.model_dump() if noise else None,
             "model": self.model_id,
             "model_revision": self.model_revision,
+            "dtype": _dtype_name(self.pipe.transformer.dtype),
             "writer": None,
             "versions": dict(package_versions()),
         }
@@ -497,6 +506,11 @@ def _torch_dtype(name: str | None, device: str):
         return names[name.lower()]
     except KeyError:
         raise UserError(f"unknown dtype {name!r}", hint=f"use one of {', '.join(names)}") from None
+
+
+def _dtype_name(dtype) -> str | None:
+    """The name `_torch_dtype` takes for `dtype` (recorded, so a rerender loads the same)."""
+    return next((n for n in ("bf16", "fp16", "fp32") if _torch_dtype(n, "cpu") is dtype), None)
 
 
 def _component_overrides(

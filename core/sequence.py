@@ -17,8 +17,11 @@ Shapes:
 - `think`: user = idea, assistant = think part + content.
 - `answer`: user = idea, assistant = content, no think part.
 
-Text segments are stripped of surrounding whitespace, as Qwen3's template does (a leading newline
-would also merge with the template's own and change the ids).
+User and system text is kept exactly as typed, surrounding whitespace included: Qwen3's template
+does not strip it, so neither do diffusers and ComfyUI. It is tokenized together with the header's
+newline, because a leading newline merges with it ("\\n\\n" is one token); the ids then equal
+tokenizing the whole template string. Think and assistant text (a writer's) is stripped, as the
+template strips newlines around think parts.
 
 The token budget (512 by default, as diffusers) is never exceeded and never cut silently; see
 `assemble`.
@@ -220,7 +223,8 @@ def assemble(
     closing ids. What was cut is reported in `Assembled.cut`. When cutting cannot reach the budget,
     or with `overflow="error"`, a `UserError` says by how much the sequence is over.
     """
-    pieces = _pieces(seq, tokenizer)
+    fixed = _FixedIds(tokenizer)
+    pieces = _pieces(seq, tokenizer, fixed)
     total = sum(len(p.ids) for p in pieces)
     cuts: list[Cut] = []
     if total > max_tokens:
@@ -229,7 +233,7 @@ def assemble(
                 f"the chat sequence has {total} tokens, over the budget of {max_tokens}",
                 hint="shorten the text or raise {max_tokens}",
             )
-        pieces, cuts = _cut_to_budget(pieces, total - max_tokens, max_tokens)
+        pieces, cuts = _cut_to_budget(pieces, total - max_tokens, max_tokens, fixed.newline)
     ids: list[int] = []
     spans: list[Span] = []
     for piece in pieces:
@@ -257,12 +261,16 @@ def empty_prompt_ids(tokenizer: Tokenizer) -> list[int]:
     return [*fixed.header("user"), fixed.im_end, fixed.newline, *fixed.header("assistant")]
 
 
-def _pieces(seq: ChatSequence, tok: Tokenizer) -> list[_Piece]:
-    fixed = _FixedIds(tok)
+def _pieces(seq: ChatSequence, tok: Tokenizer, fixed: _FixedIds) -> list[_Piece]:
+    _check_user_text(seq)
     last_user = max(i for i, t in enumerate(seq.turns) if t.role == "user")
     pieces: list[_Piece] = []
     for i, turn in enumerate(seq.turns):
         is_last = i == len(seq.turns) - 1
+        if turn.role != "assistant" and turn.content.ids is None:
+            pieces += _typed_turn(turn.role, i, turn.content.text, tok, fixed)
+            pieces.append(_Piece(None, i, [fixed.im_end, fixed.newline]))
+            continue
         pieces.append(_Piece(None, i, fixed.header(turn.role)))
         if (
             turn.role == "assistant"
@@ -284,8 +292,42 @@ def _pieces(seq: ChatSequence, tok: Tokenizer) -> list[_Piece]:
             pieces.append(_Piece(None, i, [fixed.im_end, fixed.newline]))
     if seq.turns[-1].role != "assistant":
         pieces.append(_Piece(None, len(seq.turns), fixed.header("assistant")))
-    _check_user_text(seq, pieces)
     return pieces
+
+
+def readable_text(ids: list[int], tokenizer: Tokenizer) -> str:
+    """What a sequence describes, for people and other tools, without chat markup: the content of
+    its last user or assistant turn that has some (an assistant turn's after its think part).
+
+    Turns are found by their control ids, so user text that spells out `<|im_start|>` stays text.
+    """
+    fixed = _FixedIds(tokenizer)
+    role_of = {role_ids[0]: role for role, role_ids in fixed._roles.items()}
+    starts = [i for i, token in enumerate(ids) if token == fixed.im_start]
+    text = ""
+    for start, end in zip(starts, [*starts[1:], len(ids)], strict=True):
+        role, body = role_of.get(ids[start + 1]) if start + 1 < end else None, ids[start + 2 : end]
+        if fixed.im_end in body:
+            body = body[: body.index(fixed.im_end)]
+        if role == "assistant" and fixed.think_close in body:
+            body = body[body.index(fixed.think_close) + 1 :]
+        content = tokenizer.decode(body).strip()
+        if content and role in ("user", "assistant"):
+            text = content
+    return text
+
+
+def _typed_turn(role: Role, turn: int, text: str, tok: Tokenizer, fixed: _FixedIds) -> list[_Piece]:
+    """The header and the ids of a system or user text typed by a person, kept as typed.
+
+    The text is tokenized with the header's newline in front: when it starts with a newline the
+    two merge into one token, which then opens the segment (the header keeps `<|im_start|>role`).
+    """
+    ids = tok.encode_text("\n" + text)
+    header = fixed.header(role)
+    if ids[0] == fixed.newline:
+        return [_Piece(None, turn, header), _Piece(role, turn, ids[1:])]
+    return [_Piece(None, turn, header[:-1]), _Piece(role, turn, ids)]
 
 
 def _segment_piece(
@@ -305,20 +347,21 @@ def _segment_piece(
     return _Piece(part, turn, list(seg.ids), from_writer=True)
 
 
-def _check_user_text(seq: ChatSequence, pieces: list[_Piece]) -> None:
-    for piece in pieces:
-        if piece.part == "user" and not piece.ids:
+def _check_user_text(seq: ChatSequence) -> None:
+    for i, turn in enumerate(seq.turns):
+        seg = turn.content
+        empty = not seg.ids if seg.ids is not None else not seg.text.strip()
+        if turn.role == "user" and empty:
             raise UserError(
-                f"the user text of turn {piece.turn} is empty",
+                f"the user text of turn {i} is empty",
                 hint="give an idea with some words in it",
             )
 
 
 def _cut_to_budget(
-    pieces: list[_Piece], excess: int, budget: int
+    pieces: list[_Piece], excess: int, budget: int, newline: int
 ) -> tuple[list[_Piece], list[Cut]]:
     cuts: list[Cut] = []
-    newline = next(p.ids[-1] for p in pieces if p.part is None)  # every header ends with "\n"
     for part in CUT_ORDER:
         for piece in [p for p in pieces if p.part == part]:
             if excess <= 0:

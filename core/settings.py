@@ -116,10 +116,11 @@ def load_settings(**overrides) -> Settings:
     from pydantic import ValidationError
 
     from zit_agent.errors import UserError
+    from zit_agent.files import check_home
 
     given = {k: v for k, v in overrides.items() if v is not None}
     try:
-        return Settings(**given)
+        settings = Settings(**given)
     except ValidationError as err:
         first = err.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
@@ -131,3 +132,5 @@ def load_settings(**overrides) -> Settings:
         raise UserError(
             f"cannot read {config_file()}: {err}", hint="fix or remove the file"
         ) from None
+    check_home(settings.home)
+    return settings

@@ -42,3 +42,11 @@ def zit_home(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("ZIT_CONFIG", str(tmp_path / "no-zit.toml"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     return home
+
+
+@pytest.fixture(scope="session")
+def tiny_zimage_dir(tmp_path_factory, tokenizer_dir) -> Path:
+    """A tiny random Z-Image model folder, built once per session for the tests that need one."""
+    from zit_agent.backends.tiny.zimage import build_tiny_zimage
+
+    return build_tiny_zimage(tmp_path_factory.mktemp("tiny-zimage"), tokenizer_dir, seed=0)

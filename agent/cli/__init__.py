@@ -24,11 +24,20 @@ app = typer.Typer(
 
 
 @app.callback()
-def _root() -> None:
+def _root(
+    verbose: bool = typer.Option(
+        False,
+        "--verbose",
+        help="Keep the libraries' progress bars and log lines (diffusers, transformers, hub).",
+    ),
+) -> None:
     """Local prompt-writing agent for Z-Image-Turbo."""
+    from zit_agent.backends.quiet import quiet_libraries
+
+    quiet_libraries(verbose=verbose)
 
 
-COMMAND_MODULES = ("tokens", "expand", "generate", "chat", "demo", "ruts", "eval")
+COMMAND_MODULES = ("tokens", "expand", "generate", "rerender", "chat", "demo", "ruts", "eval")
 
 
 def _register_commands() -> None:

@@ -84,9 +84,10 @@ def build_tiny_qwen3_gguf(
     layers: int = 4,
     seed: int = 0,
     f16: bool = False,
+    chat_template: str | None = None,
 ) -> Path:
     """Write the same tiny random Qwen3 as a `qwen3` GGUF file at `path` (`f16`: 2-D weights in
-    float16, as a real converted model; norms stay float32)."""
+    float16, as a real converted model; norms stay float32). `chat_template` replaces Qwen3's."""
     import gguf
 
     path = Path(path)
@@ -96,7 +97,7 @@ def build_tiny_qwen3_gguf(
     tmp = path.with_name(path.name + ".tmp")
     writer = gguf.GGUFWriter(str(tmp), "qwen3")
     _add_hparams(writer, cfg)
-    _add_tokenizer(writer, _tokenizer_dir(tokenizer_dir), cfg.vocab_size)
+    _add_tokenizer(writer, _tokenizer_dir(tokenizer_dir), cfg.vocab_size, chat_template)
     for name, array in _gguf_tensors(model, cfg.num_hidden_layers):
         writer.add_tensor(name, array.astype("float16") if f16 and array.ndim == 2 else array)
     writer.write_header_to_file()
@@ -146,7 +147,9 @@ def _add_hparams(writer, cfg) -> None:
     writer.add_file_type(0)
 
 
-def _add_tokenizer(writer, tokenizer_dir: Path, rows: int) -> None:
+def _add_tokenizer(
+    writer, tokenizer_dir: Path, rows: int, chat_template: str | None = None
+) -> None:
     import gguf
 
     data = json.loads((tokenizer_dir / "tokenizer.json").read_text(encoding="utf-8"))
@@ -169,7 +172,7 @@ def _add_tokenizer(writer, tokenizer_dir: Path, rows: int) -> None:
     writer.add_pad_token_id(tokens.index("<|endoftext|>"))
     writer.add_bos_token_id(tokens.index("<|endoftext|>"))
     writer.add_add_bos_token(False)
-    writer.add_chat_template(config["chat_template"])
+    writer.add_chat_template(chat_template or config["chat_template"])
 
 
 _BLOCK_NAMES = {

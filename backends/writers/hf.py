@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from zit_agent.backends.base import Message, Sampling
 from zit_agent.backends.hub import resolve_dir
+from zit_agent.backends.quiet import quiet_libraries
 from zit_agent.backends.tokenizer import QwenTokenizer, VocabFingerprint
 from zit_agent.backends.writers.parse import SpecialIds
 from zit_agent.backends.writers.template import ChatTemplateWriter, Prompt, render_prompt
@@ -57,6 +58,7 @@ class TransformersWriter(ChatTemplateWriter):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        quiet_libraries()
         root = resolve_dir(spec, what="writer model", allow_patterns=MODEL_FILES, download=download)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         torch_dtype = getattr(torch, dtype) if dtype else _default_dtype(device)

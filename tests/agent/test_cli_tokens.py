@@ -102,3 +102,19 @@ def test_tokens_error_in_subprocess_has_no_traceback():
     out = run_zit("tokens", "a cat", "--tokenizer", "/no/such/dir")
     assert out.returncode == 2
     assert out.stderr.startswith("zit: error:") and "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("idea", ["  a dog on a beach  ", "a cat on a windowsill\n", "\n\na cat"])
+def test_tokens_equal_diffusers_template_ids_for_surrounding_whitespace(
+    tokenizer_dir, hf_tokenizer, capsys, idea
+):
+    from tests.cli_helpers import run_zit as run_in_process
+
+    code, out, err = run_in_process(
+        capsys, "tokens", idea, "--tokenizer", str(tokenizer_dir), "--json"
+    )
+    assert code == 0, err
+    text = hf_tokenizer.apply_chat_template(
+        [{"role": "user", "content": idea}], tokenize=False, add_generation_prompt=True
+    )
+    assert json.loads(out)["token_ids"] == hf_tokenizer(text).input_ids

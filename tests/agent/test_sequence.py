@@ -23,6 +23,18 @@ IDEAS = [
     "über café naïve façade résumé",
     " ".join(["a long description of a very detailed scene with many words"] * 30),
 ]
+# Text as typed or read from a file keeps its surrounding whitespace, as in diffusers and ComfyUI.
+WHITESPACE_IDEAS = [
+    "  a dog on a beach  ",
+    "a cat on a windowsill\n",
+    "\na cat",
+    "\n\n  a cat\n\n",
+    " \n a cat",
+    "\r\na cat\r\n",
+    "\ta cat\t",
+    "\n a cat",
+    "a cat \n\n\n",
+]
 
 
 def diffusers_ids(hf_tokenizer, prompt: str) -> list[int]:
@@ -36,10 +48,27 @@ def diffusers_ids(hf_tokenizer, prompt: str) -> list[int]:
     return hf_tokenizer(text, truncation=True, max_length=512).input_ids
 
 
-@pytest.mark.parametrize("idea", IDEAS)
+@pytest.mark.parametrize("idea", IDEAS + WHITESPACE_IDEAS)
 def test_plain_shape_matches_diffusers(qwen_tokenizer, hf_tokenizer, idea):
     got = assemble(ChatSequence.plain(idea), qwen_tokenizer).ids
     assert got == diffusers_ids(hf_tokenizer, idea)
+
+
+@pytest.mark.parametrize("system", ["Describe images.\n", "\n  Describe images."])
+def test_system_text_keeps_its_whitespace(qwen_tokenizer, hf_tokenizer, system):
+    got = assemble(ChatSequence.plain(" a cat\n", system=system), qwen_tokenizer)
+    messages = [{"role": "system", "content": system}, {"role": "user", "content": " a cat\n"}]
+    text = hf_tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    assert got.ids == hf_tokenizer(text).input_ids
+
+
+def test_a_leading_newline_merges_with_the_header_and_opens_the_user_span(qwen_tokenizer):
+    got = assemble(ChatSequence.plain("\na cat"), qwen_tokenizer)
+    assert got.ids[:4] == [IM_START, USER, NLNL, 64]
+    user = next(s for s in got.spans if s.part == "user")
+    assert qwen_tokenizer.decode(got.ids[user.start : user.end]) == "\n\na cat"
+    cut = assemble(ChatSequence.plain("\n" + "word " * 600), qwen_tokenizer, max_tokens=64)
+    assert cut.count == 64 and cut.ids[-5:] == [IM_END, NL, IM_START, ASSISTANT, NL]
 
 
 def test_a_cat_exact_ids(qwen_tokenizer):
@@ -141,7 +170,7 @@ def test_over_budget_plain_cuts_user_tail_and_keeps_closing_ids(qwen_tokenizer):
     assert got.count == 512
     assert got.ids[-5:] == [IM_END, NL, IM_START, ASSISTANT, NL]
     assert [c.part for c in got.cut] == ["user"]
-    assert got.cut[0].removed + got.cut[0].kept == len(qwen_tokenizer.encode_text(idea.strip()))
+    assert got.cut[0].removed + got.cut[0].kept == len(qwen_tokenizer.encode_text(idea))
 
 
 def test_over_budget_cuts_think_first_then_answer(qwen_tokenizer):

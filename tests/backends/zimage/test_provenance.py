@@ -49,8 +49,9 @@ def test_record_round_trips_through_the_png_and_the_json_beside_it(tmp_path):
 def test_a1111_parameters_show_prompt_and_settings():
     text = a1111_parameters(RECORD)
     prompt, settings = text.rsplit("\n", 1)
-    assert prompt == RECORD["text"]
+    assert prompt == RECORD["idea"]  # no readable prompt in this record: the idea, never markup
     assert "Steps: 8" in settings and "Seed: 42" in settings and "Size: 64x48" in settings
+    assert "Sampler: Euler," in settings and "CFG scale: 1.0" in settings
     assert 'Lora: "ink, style.safetensors:0.8"' in settings  # commas quoted, as A1111 does
 
 
@@ -102,3 +103,110 @@ def test_rendered_images_carry_the_full_record(backend, plain_ids, small_options
         "euler",
     )
     assert record["versions"]["diffusers"]
+
+
+def test_token_ids_pack_compactly_and_round_trip(qwen_tokenizer):
+    from zit_agent.backends.provenance import decode_ids, encode_ids
+
+    text = (  # varied text: repeated text would compress far better
+        "A red fox curled up in deep snow at dusk, soft blue light, 35 mm photo. Behind it a "
+        "line of birches, their bark peeling; a frozen creek bends towards a wooden footbridge "
+        "where two children in yellow coats throw pebbles. Smoke rises from a farmhouse chimney, "
+        "and the sky shades from violet to a pale, cold green above the far hills."
+    )
+    ids = [151644, 872, 198, 0, 151935, *qwen_tokenizer.encode_text(text)]
+    packed = encode_ids(ids)
+    assert decode_ids(packed) == ids
+    assert len(json.dumps(packed)) < len(json.dumps(ids))  # 512 ids of prose: about half
+
+
+def test_rendered_records_hold_the_exact_ids_and_a_readable_prompt(
+    backend, plain_ids, small_options, tmp_path
+):
+    from zit_agent.backends.provenance import record_token_ids, render_request
+
+    rendered = backend.render(plain_ids, [3], small_options)
+    path = save_rendered(rendered, tmp_path, idea="a red fox in the snow")[0]
+    for record in (read_record(path), json.loads(path.with_suffix(".json").read_text())):
+        assert record_token_ids(record) == plain_ids
+        assert record["prompt"] == "a red fox in the snow"
+    request = render_request(read_record(path))
+    assert (request.seed, request.options) == (3, small_options.model_copy(update={"shift": 3.0}))
+    assert request.model == backend.model_id and request.dtype == "fp32"
+
+
+def parsed(path):
+    """The PNG as a third-party reader of A1111 metadata sees it."""
+    from sd_parsers import ParserManager
+
+    info = ParserManager().parse(str(path))
+    assert info is not None and info.generator.value == "AUTOMATIC1111"
+    (sampler,) = info.samplers
+    return sampler
+
+
+def test_a_third_party_parser_reads_a_readable_prompt_and_a1111_sampler_names(
+    backend, qwen_tokenizer, small_options, tmp_path
+):
+    from zit_agent.sequence import ChatSequence, assemble
+
+    seq = ChatSequence.think(
+        "a fox", "Plan: snow, dusk.", "A red fox curled up in deep snow at dusk."
+    )
+    ids = assemble(seq, qwen_tokenizer).ids
+    negative = assemble(ChatSequence.plain("blurry, low detail"), qwen_tokenizer).ids
+    options = small_options.model_copy(
+        update={"sampler": "euler_a", "guidance": 2.0, "negative_ids": negative}
+    )
+    path = save_rendered(backend.render(ids, [8], options), tmp_path, idea="a fox")[0]
+    sampler = parsed(path)
+    assert sampler.name == "Euler a"
+    assert [p.value for p in sampler.prompts] == ["A red fox curled up in deep snow at dusk."]
+    assert [p.value for p in sampler.negative_prompts] == ["blurry, low detail"]
+    assert sampler.parameters["cfg_scale"] == "3.0"  # diffusers' 2.0 is A1111's 3.0
+    assert sampler.parameters["seed"] == "8" and sampler.parameters["steps"] == "2"
+    assert "<|im_start|>" not in Image.open(path).text["parameters"]
+
+
+@pytest.mark.parametrize(
+    ("name", "a1111"), [("euler", "Euler"), ("lcm", "LCM"), ("unipc", "UniPC")]
+)
+def test_every_sampler_has_its_a1111_name(tmp_path, name, a1111):
+    path = save_image(image(), {**RECORD, "sampler": name}, tmp_path, "fox")
+    assert parsed(path).name == a1111
+
+
+def test_an_output_folder_that_is_a_file_is_a_user_error(tmp_path):
+    from zit_agent.errors import UserError
+
+    blocker = tmp_path / "out"
+    blocker.write_text("x")
+    with pytest.raises(UserError, match="is a file, not a folder"):
+        save_image(image(), RECORD, blocker, "fox")
+    with pytest.raises(UserError, match=f"cannot be made: {blocker} is a file"):
+        save_image(image(), RECORD, blocker / "sub", "fox")
+
+
+def test_a_full_disk_leaves_no_partial_files(tmp_path):
+    """A file-size limit stands in for a full disk: the write fails half way."""
+    import subprocess
+    import sys
+
+    code = (
+        "import resource, sys\n"
+        "import numpy as np\n"
+        "from PIL import Image\n"
+        "from zit_agent.backends.provenance import save_image\n"
+        "from zit_agent.errors import UserError\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (20000, 20000))\n"
+        "noise = np.random.default_rng(0).integers(0, 255, (128, 128, 3), dtype=np.uint8)\n"
+        "try:\n"
+        "    save_image(Image.fromarray(noise), {'seed': 1}, sys.argv[1], 'big')\n"
+        "except UserError as err:\n"
+        "    print(err.one_line())\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=60
+    )
+    assert "cannot write the image to" in out.stdout and "too large" in out.stdout, out.stderr
+    assert list(tmp_path.iterdir()) == []

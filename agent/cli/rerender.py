@@ -1,0 +1,90 @@
+"""`zit rerender`: render an image's exact token sequence again, from the record in its PNG."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from zit_agent.agent.cli import app
+
+
+@app.command()
+def rerender(
+    image: Annotated[Path, typer.Argument(help="A PNG written by zit (its `zit` record is read).")],
+    seed: Annotated[int | None, typer.Option(help="Another seed (default: the image's).")] = None,
+    size: Annotated[
+        str | None, typer.Option(help="Another WIDTHxHEIGHT (default: the image's).")
+    ] = None,
+    image_model: Annotated[
+        str | None,
+        typer.Option("--image-model", help="Z-Image folder or repo id (default: the image's)."),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Output folder (default: ZIT_HOME/outputs).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Render IMAGE's token sequence again with its settings: the same pixels for the same seed,
+    size and model. The token ids come from the PNG's record, never re-tokenized text."""
+    from zit_agent.agent.cli.common import parse_size, print_json
+    from zit_agent.backends.provenance import render_request, save_rendered
+    from zit_agent.backends.zimage import ZImageBackend, check_options
+    from zit_agent.errors import UserError
+    from zit_agent.files import check_home
+    from zit_agent.settings import load_settings
+
+    # 1. The record, and what changes
+    record = _record_of(image)
+    request = render_request(record)
+    options = request.options
+    if size:
+        width, height = parse_size(size)
+        options = options.model_copy(update={"width": width, "height": height})
+    check_options(options)
+    settings = load_settings(image_model=image_model)
+    model = image_model or request.model
+    if model is None:
+        raise UserError(
+            f"{image} does not name the image model it was made with",
+            hint="name the Z-Image model folder or repo id to render it with",
+        )
+    out_dir = out or check_home(settings.home) / "outputs"
+    # 2. Render the same ids
+    backend = ZImageBackend.from_pretrained(model, download=settings.download, dtype=request.dtype)
+    seeds = [seed if seed is not None else request.seed]
+    rendered = backend.render(request.token_ids, seeds, options)
+    for item in rendered:
+        item.record["rerendered_from"] = str(image)
+    # 3. Save and print
+    paths = save_rendered(rendered, out_dir, idea=record.get("idea"), writer=record.get("writer"))
+    if as_json:
+        print_json(
+            {
+                "images": [str(p) for p in paths],
+                "source": str(image),
+                "seeds": seeds,
+                "token_count": len(request.token_ids),
+                "token_sha256": rendered[0].record["token_sha256"],
+                "model": model,
+            }
+        )
+        return
+    for path in paths:
+        print(path)
+
+
+def _record_of(image: Path) -> dict:
+    from zit_agent.backends.provenance import read_record
+    from zit_agent.errors import UserError
+
+    if not image.is_file():
+        raise UserError(f"no image file {image}", hint="give the path of a PNG written by zit")
+    record = read_record(image)
+    if record is None:
+        raise UserError(
+            f"{image} has no zit record (not a PNG written by zit, or its metadata was removed)",
+            hint="give a PNG written by zit generate, chat or eval",
+        )
+    return record
