@@ -45,7 +45,7 @@ def open_plain(path: str | Path, flags: int = os.O_RDWR | os.O_CREAT) -> int:
             raise
         raise UserError(
             f"{path} is a symbolic link, not a file zit made",
-            hint="remove the link (its target is left as it is)",
+            hint="remove the link; its target is left as it is",
         ) from None
 
 

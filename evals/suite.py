@@ -14,7 +14,15 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from zit_agent.backends.base import NoiseSettings, Sampling
 from zit_agent.defaults import AGENT, LIMITS, RENDER
@@ -29,7 +37,20 @@ SIDE_MULTIPLE = 16  # Z-Image's patching (FACTS.md section 1)
 
 Seed = Annotated[int, Field(ge=0, le=LIMITS.max_seed)]
 Steps = Annotated[int, Field(ge=1, le=LIMITS.max_steps)]
-Side = Annotated[int, Field(ge=LIMITS.min_side, le=LIMITS.max_side, multiple_of=SIDE_MULTIPLE)]
+
+
+def _multiple_of_side(value: int) -> int:
+    if value % SIDE_MULTIPLE:
+        lower = value - value % SIDE_MULTIPLE
+        raise ValueError(
+            f"{value} is not a multiple of {SIDE_MULTIPLE}: use {lower} or {lower + SIDE_MULTIPLE}"
+        )
+    return value
+
+
+Side = Annotated[
+    int, Field(ge=LIMITS.min_side, le=LIMITS.max_side), AfterValidator(_multiple_of_side)
+]
 
 
 class SuiteFieldError(UserError):
