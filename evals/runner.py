@@ -220,15 +220,13 @@ class RunFolder:
         """Take the folder for a run of `suite`: a new or empty folder, or one of an eval run of
         the same suite (finished jobs only with `resume`). A folder of other files, or a run of
         another suite, is refused: one run's files never mix with another's or a user's."""
-        from zit_agent.files import claim_folder, mark_folder
+        from zit_agent.files import claim_folder
 
         earlier = self._unmarked_run()
         marker = claim_folder(
             self.root, self.KIND, adopt=earlier is not None, suite=earlier or suite.name
         )
-        if not self.has_run():  # nothing finished here: any suite may start afresh
-            if marker.get("suite") != suite.name:
-                mark_folder(self.root, self.KIND, suite=suite.name)
+        if not self.has_run():  # nothing finished here: any suite may start afresh (`mark`)
             return
         if not resume:
             raise UserError(
@@ -240,6 +238,13 @@ class RunFolder:
                 f"{self.root} holds a run of suite {marker.get('suite')!r}, not of {suite.name!r}",
                 hint="resume it with its own suite (its config.json), or choose another folder",
             )
+
+    def mark(self, suite: Suite) -> None:
+        """Name `suite` as the folder's (under the lock: a run still at its first job elsewhere
+        keeps its name)."""
+        from zit_agent.files import mark_folder
+
+        mark_folder(self.root, self.KIND, suite=suite.name)
 
     def _unmarked_run(self) -> str | None:
         """The suite name of a run made before folders were marked (its config.json), if any."""
@@ -360,6 +365,7 @@ def run_suite(
     folder.claim(suite, resume)
     run = context or RunContext(suite)
     with folder.lock():
+        folder.mark(suite)
         jobs = plan(suite)
         folder.clear_temporary()
         folder.write_json("config.json", run_config(suite, run, source))

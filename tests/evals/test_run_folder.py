@@ -167,3 +167,11 @@ def test_compare_on_a_malformed_summary_is_one_line(tmp_path, capsys, summary, p
     (tmp_path / "a" / "summary.json").write_bytes(summary)
     err = one_line_error(capsys, "eval", "compare", str(tmp_path / "a"), str(tmp_path / "a"))
     assert problem in err
+
+
+def test_a_folder_whose_run_finished_no_job_is_taken_by_any_suite(tmp_path, run):
+    out = tmp_path / "run"
+    RunFolder(out).claim(Suite.model_validate(sketch_suite()), resume=False)  # stopped there
+    other = Suite.model_validate(sketch_suite(name="other"))
+    assert run(other, out).ran == 4
+    assert json.loads((out / FOLDER_MARKER).read_text())["suite"] == "other"
