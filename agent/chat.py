@@ -13,11 +13,7 @@ process killed mid-turn leaves the thread interrupted; the next turn finishes th
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import os
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -48,28 +44,15 @@ def check_session_name(name: str) -> str:
     return name
 
 
-@contextlib.contextmanager
-def session_lock(home: Path, name: str) -> Iterator[None]:
-    """One turn at a time per session, across processes (an advisory lock the OS drops when the
-    holder dies). The lock file is opened without following symlinks."""
-    folder = home / "sessions.locks"
-    folder.mkdir(parents=True, exist_ok=True)
-    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
-    try:
-        fd = os.open(folder / f"{name}.lock", flags, 0o600)
-    except OSError as err:
-        raise UserError(f"cannot open the lock of session {name!r}: {err.strerror}") from None
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise Busy(
-                f"session {name!r} is busy: another zit process is running one of its turns",
-                hint="wait for it to finish, then send the message again",
-            ) from None
-        yield
-    finally:
-        os.close(fd)
+def session_lock(home: Path, name: str):
+    """One turn at a time per session, across processes (`files.exclusive_lock`)."""
+    from zit_agent.files import exclusive_lock
+
+    busy = Busy(
+        f"session {name!r} is busy: another zit process is running one of its turns",
+        hint="wait for it to finish, then send the message again",
+    )
+    return exclusive_lock(home / "sessions.locks" / f"{name}.lock", busy)
 
 
 class ChatSession:

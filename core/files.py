@@ -1,15 +1,28 @@
-"""Atomic file writes: the data goes to a hidden temporary name in the same folder, is synced to
-disk, then renamed over the target. A reader never sees half a file, and a killed process leaves at
-most a `.NAME.<pid>.<random>.tmp` behind (never the target name)."""
+"""Files zit writes, written safely.
+
+- Atomic writes: the data goes to a hidden temporary name in the same folder, is synced to disk,
+  then renamed over the target. A reader never sees half a file, and a killed process leaves at
+  most a `.NAME.<pid>.<random>.tmp` behind (never the target name). The temporary file is created
+  new, never opened through a symbolic link or over an existing file.
+- Output folders: zit writes only into a folder it made. `claim_folder` marks a new or empty folder
+  with `.zit-folder.json` and refuses a non-empty one without that mark, so a user's files are
+  never overwritten.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from zit_agent.errors import UserError
+
+FOLDER_MARKER = ".zit-folder.json"
+_NO_FOLLOW = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
 def temp_path(path: Path) -> Path:
@@ -17,16 +30,56 @@ def temp_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
 
 
+def create_new(path: str | Path) -> BinaryIO:
+    """`path` created and opened for writing: fails if anything exists there, a symbolic link
+    included, so no file elsewhere is ever written through it."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NO_FOLLOW, 0o666)
+    return os.fdopen(fd, "wb")
+
+
+def open_plain(path: str | Path, flags: int = os.O_RDWR | os.O_CREAT) -> int:
+    """A file descriptor of the plain file at `path` (created when `flags` say so), never opened
+    through a symbolic link: a link there is refused, and its target left untouched."""
+    try:
+        return os.open(path, flags | _NO_FOLLOW, 0o666)
+    except OSError as err:
+        if err.errno != errno.ELOOP:
+            raise
+        raise UserError(
+            f"{path} is a symbolic link, not a file zit made",
+            hint="remove the link; its target is left as it is",
+        ) from None
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: str | Path, busy: Exception) -> Iterator[None]:
+    """Hold `path` as a lock for one process at a time, or raise `busy`. An advisory lock the OS
+    drops when the holder dies (a killed process never leaves it locked); the lock file is a plain
+    file, opened without following symbolic links and never truncated."""
+    import fcntl
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fd = open_plain(path)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise busy from None
+        yield
+    finally:
+        os.close(fd)
+
+
 def write_atomic(path: str | Path, data: bytes) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path(path)
     try:
-        with open(tmp, "wb") as fh:
+        with create_new(tmp) as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        os.replace(tmp, path)  # a link at `path` is replaced, never followed
     finally:
         tmp.unlink(missing_ok=True)
     return path
@@ -78,3 +131,61 @@ def _check_folder_path(path: Path, what: str, hint: str) -> Path:
     if not os.access(existing, os.W_OK | os.X_OK):
         raise UserError(f"{what} {path}: {existing} is not writable", hint=hint)
     return path
+
+
+# -- output folders ------------------------------------------------------------------------------
+def folder_marker(root: str | Path) -> dict[str, Any] | None:
+    """What zit recorded when it made `root` (at least `kind`), or None: not a folder of zit's."""
+    try:
+        data = json.loads((Path(root) / FOLDER_MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and isinstance(data.get("kind"), str) else None
+
+
+def mark_folder(root: str | Path, kind: str, **details: Any) -> dict[str, Any]:
+    marker = {"kind": kind, **details}
+    write_json_atomic(Path(root) / FOLDER_MARKER, marker)
+    return marker
+
+
+def claim_folder(
+    root: str | Path, kind: str, *, adopt: bool = False, **details: Any
+) -> dict[str, Any]:
+    """Take `root` for zit's `kind` output and return its marker. A new or empty folder is marked
+    now (with `details`), and so is any folder when `adopt`; a folder marked `kind` is taken as it
+    is. Anything else is refused: a file, a folder of another kind, a non-empty unmarked folder."""
+    root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise UserError(f"{root} is a file, not a folder", hint="choose a folder for the output")
+    marker = folder_marker(root)
+    if marker is None:
+        if not adopt and _holds_files(root):
+            raise UserError(
+                f"{root} is not empty and holds no zit {kind}",
+                hint="choose a new or empty folder: zit writes only into folders it made",
+            )
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise UserError(f"cannot create {root}: {err.strerror}") from None
+        return mark_folder(root, kind, **details)
+    if marker["kind"] != kind:
+        raise UserError(
+            f"{root} holds a zit {marker['kind']}, not a zit {kind}",
+            hint="choose another folder",
+        )
+    return marker
+
+
+def _holds_files(root: Path) -> bool:
+    """Whether `root` holds anything but the temporary file of an interrupted marker write."""
+    stray = f".{FOLDER_MARKER}."
+    try:
+        return any(
+            not (p.name.startswith(stray) and p.name.endswith(".tmp")) for p in root.iterdir()
+        )
+    except FileNotFoundError:
+        return False
+    except OSError as err:
+        raise UserError(f"cannot read {root}: {err.strerror}") from None

@@ -21,6 +21,8 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pydantic import BaseModel, ValidationError
+
 from zit_agent.errors import UserError
 from zit_agent.evals.metrics import COST_KEYS, TIMING_KEYS, group_records, summarize
 
@@ -363,16 +365,46 @@ def plot_png(summary: dict[str, Any]) -> str:
 
 # -- compare -------------------------------------------------------------------------------------
 def load_summary(run_dir: str | Path) -> dict[str, Any]:
+    """A run's summary.json, checked to hold what `compare` reads."""
     path = Path(run_dir) / "summary.json"
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
+        _SummaryShape.model_validate(data)
+        return data
+    except ValidationError as err:
+        first = err.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "(the top level)"
+        raise UserError(
+            f"{path} is not an eval summary: {field}: {first['msg']}",
+            hint="give the output folder of a finished `zit eval` run, its summary.json unedited",
+        ) from None
     except FileNotFoundError:
         raise UserError(
             f"no summary.json in {run_dir}",
             hint="give the output folder of a finished `zit eval` run ({resume} finishes one)",
         ) from None
-    except (OSError, json.JSONDecodeError) as err:
+    except (OSError, ValueError) as err:  # unreadable, not UTF-8, not JSON
         raise UserError(f"cannot read {path}: {err}") from None
+
+
+class _Interval(BaseModel):
+    mean: float
+    low: float
+    high: float
+
+
+class _Metric(BaseModel):
+    interval: _Interval | None = None
+
+
+class _Figures(BaseModel):
+    metrics: dict[str, _Metric]
+
+
+class _SummaryShape(BaseModel):
+    """The part of summary.json that `compare` reads (other keys may hold anything)."""
+
+    configs: dict[str, _Figures]
 
 
 def compare(run_a: str | Path, run_b: str | Path) -> dict[str, Any]:
@@ -383,8 +415,8 @@ def compare(run_a: str | Path, run_b: str | Path) -> dict[str, Any]:
     for name in [n for n in a["configs"] if n in b["configs"]]:
         rows = {}
         for key in (*HEADLINE, *COST_KEYS):
-            ia = a["configs"][name]["metrics"][key]["interval"]
-            ib = b["configs"][name]["metrics"][key]["interval"]
+            ia = a["configs"][name]["metrics"].get(key, {}).get("interval")
+            ib = b["configs"][name]["metrics"].get(key, {}).get("interval")
             if ia is None or ib is None:
                 continue
             apart = ia["high"] < ib["low"] or ib["high"] < ia["low"]

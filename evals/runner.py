@@ -7,6 +7,7 @@ backend and, for the agent, the embedder it judges with), so a changed suite red
 
 The output folder:
 
+    .zit-folder.json marks the folder as an eval run's, and of which suite
     config.json      the suite as run and what it resolved to (enough to rerun)
     run.lock         held while a run works in the folder (one run at a time)
     manifest.json    the planned jobs, by key
@@ -15,7 +16,8 @@ The output folder:
     work/KEY16/      a job's scratch folder (the agent's attempts and its own history store)
     per_image.jsonl, summary.json, report.html     written at the end
 
-A job counts as done only when its journal file exists. A resumed run first deletes the files of
+A job counts as done only when its journal file holds its images and they all exist (a corrupt
+journal or a deleted image makes it a job to do again). A resumed run first deletes the files of
 unfinished jobs (a run killed mid-job may have left some of their images), then runs them again: each
 image ends up in the folder exactly once, and no file is ever half written (temporary name, then
 rename; stray temporary files are removed).
@@ -39,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from zit_agent.errors import UserError
 from zit_agent.evals.strategies import STRATEGIES, Output
-from zit_agent.evals.suite import Config, Idea, Suite, canonical_json
+from zit_agent.evals.suite import Config, Idea, Suite, canonical_json, slug
 
 if TYPE_CHECKING:
     from zit_agent.backends.base import Embedder, ImageBackend, RenderOptions, Writer
@@ -226,42 +228,93 @@ def plan(suite: Suite) -> list[Job]:
 
 # -- the output folder ---------------------------------------------------------------------------
 class RunFolder:
+    KIND = "eval run"  # its folder marker's kind
+
     def __init__(self, root: Path):
         self.root = Path(root)
         self.jobs = self.root / "jobs"
         self.images = self.root / "images"
         self.work = self.root / "work"
 
+    def claim(self, suite: Suite, resume: bool) -> None:
+        """Take the folder for a run of `suite`: a new or empty folder, or one of an eval run of
+        the same suite (finished jobs only with `resume`). A folder of other files, or a run of
+        another suite, is refused: one run's files never mix with another's or a user's."""
+        from zit_agent.files import claim_folder
+
+        earlier = self._unmarked_run()
+        marker = claim_folder(
+            self.root, self.KIND, adopt=earlier is not None, suite=earlier or suite.name
+        )
+        if not self.has_run():  # nothing finished here: any suite may start afresh (`mark`)
+            return
+        if not resume:
+            raise UserError(
+                f"{self.root} already holds an eval run",
+                hint="pass {resume} to finish it, or choose another {out}",
+            )
+        if marker.get("suite") != suite.name:
+            raise UserError(
+                f"{self.root} holds a run of suite {marker.get('suite')!r}, not of {suite.name!r}",
+                hint="resume it with its own suite (its config.json), or choose another folder",
+            )
+
+    def mark(self, suite: Suite) -> None:
+        """Name `suite` as the folder's (under the lock: a run still at its first job elsewhere
+        keeps its name)."""
+        from zit_agent.files import mark_folder
+
+        mark_folder(self.root, self.KIND, suite=suite.name)
+
+    def _unmarked_run(self) -> str | None:
+        """The suite name of a run made before folders were marked (its config.json), if any."""
+        try:
+            config = json.loads((self.root / "config.json").read_text(encoding="utf-8"))
+            name = config["suite"]["name"] if "suite_digest" in config else None
+        except (OSError, ValueError, TypeError, KeyError):
+            return None
+        return name if isinstance(name, str) and self.jobs.is_dir() else None
+
     def has_run(self) -> bool:
         """Whether a run finished any job here (a run that stopped before its first job, say on
         a missing model, may simply be started again)."""
         return self.jobs.is_dir() and any(self.jobs.glob("*.json"))
 
-    def is_done(self, job: Job) -> bool:
-        return (self.jobs / f"{job.key}.json").is_file()
+    def journal(self, job: Job) -> dict[str, Any] | None:
+        """The job's journal, or None: not done. A journal that does not parse, is not this job's
+        or lists an image that is gone counts as not done (the job runs again)."""
+        data = _read_json(self.jobs / f"{job.key}.json")
+        if not isinstance(data, dict) or data.get("key") != job.key:
+            return None
+        images = data.get("images")
+        if not isinstance(images, list) or len(images) != len(job.seeds):
+            return None
+        for record in images:
+            image = record.get("image") if isinstance(record, dict) else None
+            if not isinstance(image, str) or not (self.root / image).is_file():
+                return None
+        return data
 
-    def journal(self, job: Job) -> dict[str, Any]:
-        return json.loads((self.jobs / f"{job.key}.json").read_text(encoding="utf-8"))
+    def is_done(self, job: Job) -> bool:
+        return self.journal(job) is not None
 
     def failure(self, job: Job) -> dict[str, Any] | None:
-        path = self.jobs / f"{job.key}.failed.json"
-        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+        data = _read_json(self.jobs / f"{job.key}.failed.json")
+        return data if isinstance(data, dict) else None
 
     @contextmanager
     def lock(self) -> Iterator[None]:
         """Hold the folder for one run at a time (an advisory lock the OS drops when the process
-        dies, so a killed run never leaves it locked)."""
-        import fcntl
+        dies, so a killed run never leaves it locked). The lock file is opened as a plain file,
+        never truncated and never through a symbolic link."""
+        from zit_agent.errors import Busy
+        from zit_agent.files import exclusive_lock
 
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / "run.lock", "w") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise UserError(
-                    f"another zit eval is running in {self.root}",
-                    hint="wait for it to finish, or choose another {out}",
-                ) from None
+        busy = Busy(
+            f"another zit eval is running in {self.root}",
+            hint="wait for it to finish, or choose another {out}",
+        )
+        with exclusive_lock(self.root / "run.lock", busy):
             yield
 
     def clear_temporary(self) -> None:
@@ -281,6 +334,7 @@ class RunFolder:
         for job in jobs:
             shutil.rmtree(self.workdir(job), ignore_errors=True)
             (self.jobs / f"{job.key}.failed.json").unlink(missing_ok=True)
+            (self.jobs / f"{job.key}.json").unlink(missing_ok=True)  # one that failed its check
         if not self.images.is_dir():
             return
         stale = tuple(f"{job.stem_prefix}-" for job in jobs)
@@ -292,6 +346,14 @@ class RunFolder:
         from zit_agent.files import write_json_atomic
 
         return write_json_atomic(self.root / relative, data)
+
+
+def _read_json(path: Path) -> Any:
+    """The JSON in `path`, or None when it is missing or does not parse."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # missing, unreadable, not UTF-8, not JSON
+        return None
 
 
 # -- running -------------------------------------------------------------------------------------
@@ -314,13 +376,10 @@ def run_suite(
 ) -> RunResult:
     """Run every missing job of `suite` into `out_dir`, then write the report files."""
     folder = RunFolder(out_dir)
-    if folder.has_run() and not resume:
-        raise UserError(
-            f"{folder.root} already holds an eval run",
-            hint="pass {resume} to finish it, or choose another {out}",
-        )
+    folder.claim(suite, resume)
     run = context or RunContext(suite)
     with folder.lock():
+        folder.mark(suite)
         jobs = plan(suite)
         folder.clear_temporary()
         folder.write_json("config.json", run_config(suite, run, source))
@@ -331,7 +390,7 @@ def run_suite(
         run_jobs(jobs, todo, run, folder, quiet)
         from zit_agent.evals.report import write_report
 
-        journals = [folder.journal(j) for j in jobs if folder.is_done(j)]
+        journals = [j for j in map(folder.journal, jobs) if j is not None]
         failures = [f for f in map(folder.failure, jobs) if f is not None]
         summary = write_report(folder.root, suite, journals, run, failures=failures)
     return RunResult(folder.root, ran=len(todo), skipped=len(jobs) - len(todo), summary=summary)
@@ -442,7 +501,9 @@ def manifest(jobs: list[Job]) -> dict[str, Any]:
 
 
 def default_out_dir(suite: Suite, settings: Settings) -> Path:
-    return settings.outputs_dir / "evals" / suite.name
+    """ZIT_HOME/outputs/evals/NAME, the suite's name made a safe folder name (`../x` or `/tmp/x`
+    stay inside)."""
+    return settings.outputs_dir / "evals" / slug(suite.name, width=64, empty="suite")
 
 
 # -- progress ------------------------------------------------------------------------------------

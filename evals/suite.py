@@ -12,16 +12,45 @@ import json
 import re
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from zit_agent.backends.base import NoiseSettings, Sampling
+from zit_agent.defaults import AGENT, LIMITS, RENDER
 from zit_agent.errors import UserError
 
 STRATEGIES = ("raw", "expanded", "think", "agent")
 WRITER_STRATEGIES = ("expanded", "think")
 DEFAULT_SHAPES = {"expanded": "plain", "think": "think"}
+NAME_PATTERN = r"[A-Za-z0-9_.-]+"  # config names and idea ids: they become parts of file names
+NAME_RULE = "may use only letters, digits, '.', '_', '-'"
+SIDE_MULTIPLE = 16  # Z-Image's patching (FACTS.md section 1)
+
+Seed = Annotated[int, Field(ge=0, le=LIMITS.max_seed)]
+Steps = Annotated[int, Field(ge=1, le=LIMITS.max_steps)]
+
+
+def _multiple_of_side(value: int) -> int:
+    if value % SIDE_MULTIPLE:
+        lower = value - value % SIDE_MULTIPLE
+        raise ValueError(
+            f"{value} is not a multiple of {SIDE_MULTIPLE}: use {lower} or {lower + SIDE_MULTIPLE}"
+        )
+    return value
+
+
+Side = Annotated[
+    int, Field(ge=LIMITS.min_side, le=LIMITS.max_side), AfterValidator(_multiple_of_side)
+]
 
 
 class SuiteFieldError(UserError):
@@ -50,6 +79,8 @@ class Idea(_Strict):
             raise ValueError("the idea text is empty")
         if not self.id:
             self.id = slug(self.text)
+        if not re.fullmatch(NAME_PATTERN, self.id):
+            raise ValueError(f"idea id {self.id!r} {NAME_RULE}")
         missing = [a for a in self.locked if not attribute_present(a, self.text)]
         if missing:
             raise ValueError(
@@ -70,9 +101,11 @@ class Config(_Strict):
     target_words: int | None = Field(None, ge=5)
     layer: int | None = None
     noise: NoiseSettings | None = None
-    steps: int | None = Field(None, ge=1)
-    max_tokens: int = Field(512, ge=16)
-    max_attempts: int = Field(4, ge=1, description="agent: renders before it gives up")
+    steps: Steps | None = None
+    max_tokens: int = Field(RENDER.max_tokens, ge=16, le=LIMITS.token_ceiling)
+    max_attempts: int = Field(
+        AGENT.max_attempts, ge=1, description="agent: renders before it gives up"
+    )
     ladder: list[Literal["vary", "shorter", "noise", "layer", "seeds"]] | None = Field(
         None, min_length=1, description="agent: the escape ladder's order (default: the agent's)"
     )
@@ -94,9 +127,9 @@ class Backend(_Strict):
     kind: Literal["zimage", "sketch"] = "zimage"
     model: str | None = Field(None, description="zimage: a diffusers directory or repo id")
     tokenizer: str | None = Field(None, description="default: the model's, or the bundled Qwen3")
-    width: int | None = Field(None, ge=16)
-    height: int | None = Field(None, ge=16)
-    steps: int | None = Field(None, ge=1)
+    width: Side | None = None
+    height: Side | None = None
+    steps: Steps | None = None
     dtype: Literal["bf16", "fp16", "fp32"] | None = Field(
         None, description="zimage: default bf16 on CUDA, fp32 on CPU"
     )
@@ -108,7 +141,9 @@ class Backend(_Strict):
 class Suite(_Strict):
     name: str = Field(min_length=1)
     description: str = ""
-    seeds: list[int] = Field(min_length=2, description="diversity needs two or more")
+    seeds: list[Seed] = Field(
+        min_length=2, max_length=LIMITS.max_count, description="diversity needs two or more"
+    )
     baseline: str = "raw"
     backend: Backend = Field(default_factory=Backend)
     writer: str | None = Field(None, description="the writer of configs that name none")
@@ -122,8 +157,10 @@ class Suite(_Strict):
     def _count_to_list(cls, value: Any) -> Any:
         """`seeds: 4` means seeds 0..3."""
         if isinstance(value, int) and not isinstance(value, bool):
-            if value < 2:
-                raise ValueError("give two or more seeds: diversity compares an idea's images")
+            if not 2 <= value <= LIMITS.max_count:
+                raise ValueError(
+                    f"give 2..{LIMITS.max_count} seeds: diversity compares an idea's images"
+                )
             return list(range(value))
         return value
 
@@ -137,9 +174,9 @@ class Suite(_Strict):
     @field_validator("configs")
     @classmethod
     def _config_names(cls, value: dict[str, Config]) -> dict[str, Config]:
-        bad = [n for n in value if not re.fullmatch(r"[A-Za-z0-9_.-]+", n)]
+        bad = [n for n in value if not re.fullmatch(NAME_PATTERN, n)]
         if bad:
-            raise ValueError(f"config names {bad} may use only letters, digits, '.', '_', '-'")
+            raise ValueError(f"config names {bad} {NAME_RULE}")
         return value
 
     @model_validator(mode="after")
@@ -175,6 +212,10 @@ class Suite(_Strict):
     def select(self, only: list[str] | None = None, limit: int | None = None) -> Suite:
         """This suite with only the named configs and the first `limit` ideas."""
         configs = self.configs
+        if only is not None and not only:
+            raise UserError(
+                "no configuration selected", hint=f"name one of {', '.join(self.configs)}"
+            )
         if only:
             unknown = [n for n in only if n not in self.configs]
             if unknown:
@@ -192,9 +233,10 @@ class Suite(_Strict):
 
 
 # -- helpers -------------------------------------------------------------------------------------
-def slug(text: str, width: int = 40) -> str:
+def slug(text: str, width: int = 40, empty: str = "idea") -> str:
+    """Lowercase letters and digits joined by '-': safe as a file or folder name anywhere."""
     words = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
-    return words[:width].rstrip("-") or "idea"
+    return words[:width].rstrip("-") or empty
 
 
 def attribute_present(attribute: str, text: str) -> bool:

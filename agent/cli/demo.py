@@ -53,12 +53,16 @@ def demo(
     from zit_agent.agent.cli.common import print_json
     from zit_agent.agent.cli.output import ConsoleEvents
     from zit_agent.errors import UserError
+    from zit_agent.files import claim_folder
     from zit_agent.settings import load_settings
 
     if not idea.strip():
         raise UserError("the idea is empty", hint="give an idea with some words in it")
     settings = load_settings()
-    out = Path(out) if out is not None else settings.home / "demo"
+    own = settings.home / "demo"
+    out = Path(out) if out is not None else own
+    # Another folder is used only when new, empty or an earlier demo's; ZIT_HOME's is zit's own.
+    claim_folder(out, "demo", adopt=out == own)
     console = Console(stderr=True)
     started = time.perf_counter()
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Sized
+from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 from zit_agent.backends.base import Draft, Message, Sampling
 from zit_agent.backends.writers.parse import SpecialIds, draft_from_ids
@@ -65,32 +67,128 @@ def render_prompt(template: str | None, messages: list[Message], *, open_think: 
 
 
 def _render(template: str, messages: list[Message]) -> str:
-    from jinja2 import TemplateError
-
+    """The template rendered with a sentinel for each message's content. A template is code from
+    the model file: any failure, and rendering past the time or size limit, is a `UserError`."""
     stand_ins = [{"role": m.role, "content": _SENTINEL.format(i)} for i, m in enumerate(messages)]
+    token = _deadline.set(time.monotonic() + MAX_RENDER_SECONDS)
     try:
-        return _compiled(template).render(
+        parts = _compiled(template).generate(
             messages=stand_ins, add_generation_prompt=True, tools=None
         )
-    except TemplateError as err:
-        raise UserError(f"the writer's chat template failed: {err}") from None
+        text = _joined(parts)
+    except Exception as err:  # noqa: BLE001  (whatever the template's own code raises)
+        raise UserError(
+            f"the writer's chat template failed: {_describe(err)}",
+            hint="the template comes with the writer model: use a model with a working one",
+        ) from None
+    finally:
+        _deadline.reset(token)
+    if not _SENTINEL_RE.search(text):
+        raise UserError(
+            "the writer's chat template rendered none of the messages",
+            hint="use a writer model whose chat template writes out each message",
+        )
+    return text
+
+
+# A real chat prompt is a few thousand characters and Qwen3's template renders in about a
+# millisecond: these limits stop only a template that runs away.
+MAX_RENDER_CHARS = 1_000_000
+MAX_RENDER_SECONDS = 2.0
+_deadline: ContextVar[float] = ContextVar("template_deadline", default=float("inf"))
+
+
+class RenderLimit(Exception):
+    """A template that ran past the time or size limit."""
+
+
+def _tick() -> None:
+    if time.monotonic() > _deadline.get():
+        raise RenderLimit(f"rendering took over {MAX_RENDER_SECONDS:g} s (a runaway loop?)")
+
+
+def _check_size(size: int) -> None:
+    if size > MAX_RENDER_CHARS:
+        raise RenderLimit(f"rendering made over {MAX_RENDER_CHARS:,} characters")
+
+
+def _joined(parts: Iterable[str]) -> str:
+    """The rendered text, stopped as soon as it grows past the size limit."""
+    out, size = [], 0
+    for part in parts:
+        size += len(part)
+        _check_size(size)
+        out.append(part)
+    return "".join(out)
+
+
+def _describe(err: Exception) -> str:
+    from jinja2 import TemplateError
+
+    if isinstance(err, RecursionError):
+        text = "it recurses too deeply"
+    elif isinstance(err, (TemplateError, RenderLimit)):
+        text = str(err)
+    else:
+        text = f"{type(err).__name__}: {err}"
+    return " ".join(text.split())[:300]
+
+
+def _ticking(items: Iterable[Any]) -> Iterator[Any]:
+    """A template loop's items, checking the time limit at each (loops nest: 100000 x 100000)."""
+    for item in items:
+        _tick()
+        yield item
+
+
+def _result_size(operator: str, left: Any, right: Any) -> int:
+    """The size a `*`, `**` or `+` would produce (characters, items or integer bits), before it
+    is computed: `'a' * 300000000` is refused without allocating it."""
+    ints = isinstance(left, int) and isinstance(right, int)
+    if operator == "**":
+        return abs(left).bit_length() * right if ints and right > 0 else 0
+    if ints:
+        return left.bit_length() + right.bit_length()
+    if operator == "*":
+        sized, count = (left, right) if isinstance(right, int) else (right, left)
+        return len(sized) * count if isinstance(sized, Sized) and isinstance(count, int) else 0
+    if isinstance(left, Sized) and isinstance(right, Sized):
+        return len(left) + len(right)
+    return 0
 
 
 @lru_cache(maxsize=8)
 def _compiled(template: str):
     """The template compiled once (compiling Qwen3's takes about 30 ms), in the sandboxed
-    environment transformers uses for chat templates."""
-    from jinja2 import TemplateError
+    environment transformers uses for chat templates, with every loop and call checking the time
+    limit and every `*`, `**` and `+` the size limit."""
+    from jinja2 import TemplateError, nodes
     from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    class LimitedEnvironment(ImmutableSandboxedEnvironment):
+        intercepted_binops = frozenset({"*", "**", "+"})
+
+        def call_binop(self, context, operator, left, right):
+            _tick()
+            _check_size(_result_size(operator, left, right))
+            return super().call_binop(context, operator, left, right)
+
+        def call(__self, __context, __obj, *args, **kwargs):  # noqa: N805 (jinja's signature)
+            _tick()  # macros too: a recursive macro passes here at each call
+            return super().call(__context, __obj, *args, **kwargs)
 
     def raise_exception(message: str):
         raise TemplateError(message)
 
-    env = ImmutableSandboxedEnvironment(
+    env = LimitedEnvironment(
         trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"]
     )
     env.globals["raise_exception"] = raise_exception
-    return env.from_string(template)
+    env.filters["zit_ticking"] = _ticking
+    tree = env.parse(template)
+    for loop in tree.find_all(nodes.For):
+        loop.iter = nodes.Filter(loop.iter, "zit_ticking", [], [], None, None, lineno=loop.lineno)
+    return env.from_string(tree)
 
 
 class ChatTemplateWriter:

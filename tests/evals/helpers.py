@@ -58,3 +58,23 @@ def without_timings(summary: dict) -> dict:
     if isinstance(summary, list):
         return [without_timings(v) for v in summary]
     return summary
+
+
+def files_under(root: Path) -> dict[str, str | bytes]:
+    """Every file under `root` by relative path: its bytes, or `-> TARGET` for a symbolic link
+    (links are listed, never followed). Comparing two of these shows what a command changed."""
+    found: dict[str, str | bytes] = {}
+    for folder, dirs, names in os.walk(root):
+        for name in dirs + names:
+            path = Path(folder) / name
+            key = str(path.relative_to(root))
+            if path.is_symlink():
+                found[key] = f"-> {os.readlink(path)}"
+            elif path.is_file():
+                found[key] = path.read_bytes()
+    return found
+
+
+def changed(before: dict, after: dict) -> set[str]:
+    """The paths added, removed or rewritten between two `files_under` listings."""
+    return {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}

@@ -15,6 +15,7 @@ import yaml
 from tests.evals.helpers import REPO, sketch_suite, without_timings, write_suite, zit
 from zit_agent.evals.runner import RunContext, run_suite
 from zit_agent.evals.suite import Suite
+from zit_agent.files import FOLDER_MARKER
 
 IDEAS = [
     {"id": f"idea{n}", "text": text, "locked": [text.split()[-1]]}
@@ -74,7 +75,8 @@ def test_kill_9_then_resume_gives_each_image_once_and_the_same_summary(tmp_path,
     images = sorted(p.name for p in (killed / "images").glob("*.png"))
     assert len(images) == expected == len(set(images))
     assert images == sorted(p.name for p in (tmp_path / "straight" / "images").glob("*.png"))
-    assert not [p for p in killed.rglob("*") if p.name.startswith(".") or p.suffix == ".tmp"]
+    hidden = [p for p in killed.rglob("*") if p.name.startswith(".") or p.suffix == ".tmp"]
+    assert hidden == [killed / FOLDER_MARKER]  # no temporary file left
     records = [json.loads(x) for x in (killed / "per_image.jsonl").read_text().splitlines()]
     assert len({r["key"] for r in records}) == expected
     summaries = [

@@ -191,7 +191,9 @@ def test_one_run_at_a_time_per_folder(tmp_path, run):
     from zit_agent.evals.runner import RunFolder
 
     suite = Suite.model_validate(sketch_suite())
-    with RunFolder(tmp_path / "run").lock(), pytest.raises(UserError, match="another zit eval"):
+    holder = RunFolder(tmp_path / "run")
+    holder.claim(suite, resume=False)  # as another run of the suite has it
+    with holder.lock(), pytest.raises(UserError, match="another zit eval"):
         run(suite, tmp_path / "run")
     assert run(suite, tmp_path / "run", resume=True).ran == 4  # the lock went with its holder
 

@@ -102,3 +102,35 @@ def test_a_missing_suite_lists_the_shipped_ones():
     with pytest.raises(UserError) as info:
         load_suite("no-such-suite")
     assert "smoke" in info.value.one_line() and "standard" in info.value.one_line()
+
+
+@pytest.mark.parametrize(
+    ("edit", "where"),
+    [
+        (("seeds: 2", "seeds: [-5, 1]"), "s.yaml:2: field seeds.0: Input should be greater"),
+        (("seeds: 2", "seeds: [0, 99999999999999999999999]"), "s.yaml:2: field seeds.1: Input"),
+        (("seeds: 2", "seeds: 1000000000"), "s.yaml:2: field seeds: Value error, give 2..64"),
+        (("seeds: 2", f"seeds: {list(range(65))}"), "s.yaml:2: field seeds: List should have"),
+        (("seeds: 2", "seeds: 2\nbackend: {width: 99984}"), "s.yaml:3: field backend.width"),
+        (("seeds: 2", "seeds: 2\nbackend: {height: 100}"), "s.yaml:3: field backend.height"),
+        (("seeds: 2", "seeds: 2\nbackend: {steps: 100000}"), "s.yaml:3: field backend.steps"),
+        (("strategy: agent", "strategy: agent\n    steps: 201"), "s.yaml:11: field configs.agent"),
+        (("strategy: agent", "strategy: agent\n    max_tokens: 99999"), "s.yaml:11: field"),
+        (("  - text: a dog", "  - {text: a dog, id: a/b}"), "s.yaml:6: field ideas.1: Value"),
+        (("  - text: a dog", "  - {text: a dog, id: ../x}"), "s.yaml:6: field ideas.1: Value"),
+    ],
+)
+def test_suite_values_get_the_cli_bounds(edit, where):
+    message = error_of(GOOD.replace(*edit))
+    assert message.startswith(where), message
+
+
+def test_the_bounds_themselves_are_allowed():
+    edited = GOOD.replace("seeds: 2", "seeds: [0, 9223372036854775807]\nbackend: {width: 4096}")
+    suite = parse_suite(edited)
+    assert suite.seeds[1] == 2**63 - 1 and suite.backend.width == 4096
+
+
+def test_an_empty_selection_is_refused_not_everything():
+    with pytest.raises(UserError, match="no configuration selected"):
+        parse_suite(GOOD).select(only=[])

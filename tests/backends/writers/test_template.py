@@ -55,3 +55,49 @@ def test_missing_or_failing_template_is_a_user_error():
         render_prompt(None, MESSAGES, open_think=False)
     with pytest.raises(UserError, match="template failed: nope"):
         render_prompt("{{ raise_exception('nope') }}", MESSAGES, open_think=False)
+
+
+@pytest.mark.parametrize(
+    ("template", "problem"),
+    [
+        ("{% if %}", "template failed: Expected an expression"),
+        ("{{ 1/0 }}", "template failed: ZeroDivisionError: division by zero"),
+        ("{% macro f(x) %}{{ f(x) }}{% endmacro %}{{ f(1) }}", "recurses too deeply"),
+        ("{% if false %}{{ messages }}{% endif %}", "rendered none of the messages"),
+        ("{{ 'a' * 300000000 }}", "over 1,000,000 characters"),
+        ("{{ 10 ** (10 ** 10) }}", "over 1,000,000 characters"),
+        (
+            "{% set ns = namespace(s='ab') %}{% for i in range(60) %}"
+            "{% set ns.s = ns.s + ns.s %}{% endfor %}{{ ns.s }}",
+            "over 1,000,000 characters",
+        ),
+        ("{% for i in range(100000) %}{{ 'x' * 100 }}{% endfor %}", "over 1,000,000 characters"),
+    ],
+)
+def test_a_broken_or_runaway_template_is_a_one_line_user_error(template, problem):
+    with pytest.raises(UserError, match=problem) as info:
+        render_prompt(template, MESSAGES, open_think=False)
+    assert "\n" not in info.value.one_line()
+
+
+def test_a_template_that_loops_too_long_is_stopped_at_the_time_limit(monkeypatch):
+    import time
+
+    from zit_agent.backends.writers import template as module
+
+    monkeypatch.setattr(module, "MAX_RENDER_SECONDS", 0.2)
+    nested = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
+    recursive = "{% macro f(n) %}{{ f(n) }}{{ f(n) }}{% endmacro %}{{ f(0) }}"
+    for runaway in (nested, recursive):
+        start = time.monotonic()
+        with pytest.raises(UserError, match="failed: (rendering took over 0.2 s|it recurses)"):
+            render_prompt(runaway, MESSAGES, open_think=False)
+        assert time.monotonic() - start < 2
+
+
+def test_the_limits_leave_loop_variables_working():
+    template = (
+        "{% for m in messages %}{{ m.content }}{% if not loop.last %}|{% endif %}{% endfor %}"
+    )
+    prompt = render_prompt(template, MESSAGES, open_think=False)
+    assert [p.text for p in prompt.pieces] == ["Describe it.", "|", "a cat"]
