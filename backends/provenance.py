@@ -43,6 +43,8 @@ RECORD_KEYS = (
     "guidance",
     "layer",
     "sampler",
+    "scheduler",
+    "sigmas",
     "shift",
     "lora",
     "lora_strength",
@@ -78,6 +80,7 @@ def a1111_parameters(record: dict[str, Any]) -> str:
     settings = {
         "Steps": record.get("steps"),
         "Sampler": record.get("sampler"),
+        "Schedule type": record.get("scheduler"),
         "CFG scale": record.get("guidance"),
         "Seed": record.get("seed"),
         "Size": f"{record.get('width')}x{record.get('height')}",
