@@ -80,6 +80,7 @@ class LimitsTable(_Table):
     max_count: int = 64  # images per request
     max_seed: int = 2**63 - 1
     lora_strength: tuple[float, float] = (-2.0, 2.0)
+    min_tokens: int = 16  # a token budget below this cannot hold the template and an idea
     token_ceiling: int = 1504  # Z-Image's caption positions (axes_lens[0] 1536 minus padding)
     warn_tokens: int = 512  # past the encode length Z-Image was trained with
 

@@ -14,9 +14,18 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from zit_agent.backends.base import NoiseSettings, Sampling
+from zit_agent.defaults import LIMITS, RENDER
 from zit_agent.errors import UserError
 
 STRATEGIES = ("raw", "expanded", "think", "agent")
@@ -71,11 +80,34 @@ class Config(_Strict):
     layer: int | None = None
     noise: NoiseSettings | None = None
     steps: int | None = Field(None, ge=1)
-    max_tokens: int = Field(512, ge=16)
+    # Sampling levers (None: the backend's default): ComfyUI's names, see docs/sampling.md.
+    sampler: str | None = None
+    scheduler: str | None = None
+    shift: float | str | None = Field(None, description="a number, auto, auto:notes")
+    max_tokens: int = Field(RENDER.max_tokens, ge=LIMITS.min_tokens, le=LIMITS.token_ceiling)
     max_attempts: int = Field(4, ge=1, description="agent: renders before it gives up")
     ladder: list[Literal["vary", "shorter", "noise", "layer", "seeds"]] | None = Field(
         None, min_length=1, description="agent: the escape ladder's order (default: the agent's)"
     )
+
+    @field_validator("sampler", "scheduler", "shift", mode="before")
+    @classmethod
+    def _sampling_lever(cls, value: Any, info: ValidationInfo) -> Any:
+        """Canonical names and a parsed shift; a bad one is reported at its line."""
+        from zit_agent.backends.samplers import get_sampler
+        from zit_agent.backends.schedules import get_scheduler, parse_shift
+
+        if value is None:
+            return None
+        check = {
+            "sampler": lambda v: get_sampler(str(v)).name,
+            "scheduler": lambda v: get_scheduler(str(v)),
+            "shift": parse_shift,
+        }[info.field_name]
+        try:
+            return check(value)
+        except UserError as err:
+            raise ValueError(err.one_line()) from None
 
     @model_validator(mode="after")
     def _check(self) -> Config:
