@@ -84,6 +84,7 @@ def test_tokens_readable_view(tokenizer_dir, capsys):
         (["a cat", "--tokenizer", "/no/such/dir"], "no directory"),
         (["a cat", "--close"], "--close needs"),
         (["a cat", "--max-tokens", "4"], "too small"),
+        (["a cat", "--max-tokens", "4096"], "past the ceiling of 1504 tokens"),
         (["a cat", "--tokenizer", "Nobody/NotCached"], "not in the local Hugging Face cache"),
     ],
 )
@@ -102,3 +103,14 @@ def test_tokens_error_in_subprocess_has_no_traceback():
     out = run_zit("tokens", "a cat", "--tokenizer", "/no/such/dir")
     assert out.returncode == 2
     assert out.stderr.startswith("zit: error:") and "Traceback" not in out.stderr
+
+
+def test_tokens_budget_goes_up_to_the_ceiling_with_a_warning(tokenizer_dir):
+    out = run_zit(
+        "tokens", "a lighthouse " * 400, "--tokenizer", str(tokenizer_dir),
+        "--max-tokens", "1504", "--json",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert 512 < data["count"] <= 1504 and data["budget"] == 1504 and data["cut"] is None
+    assert "past the 512 tokens Z-Image was trained with" in out.stderr
