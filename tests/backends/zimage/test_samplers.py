@@ -176,7 +176,7 @@ def pipe_with(raw_pipe):
     """Run diffusers' pipeline with one of our samplers, putting its own scheduler back after."""
     own = raw_pipe.scheduler
 
-    def run(name, embeds, seeds, scheduler="simple"):
+    def run(name, embeds, seeds, scheduler="simple", output_type="latent"):
         sigmas = sigma_schedule(scheduler, STEPS, SHIFT)
         raw_pipe.scheduler, _ = make_scheduler(name, dict(own.config), SHIFT)
         if hasattr(raw_pipe.scheduler, "set_noise_seeds"):
@@ -188,7 +188,7 @@ def pipe_with(raw_pipe):
             sigmas=list(sigmas),
             guidance_scale=0.0,
             generator=[torch.Generator().manual_seed(s) for s in seeds],
-            output_type="latent",
+            output_type=output_type,
         ).images
 
     yield run
@@ -246,3 +246,16 @@ def test_unipc_runs_on_the_given_schedule(pipe_with, raw_pipe, embeds):
     assert torch.isfinite(latents).all()
     expected = np.asarray(sigma_schedule("beta", STEPS, SHIFT)[1:-1])
     assert np.allclose(raw_pipe.scheduler.sigmas[1:-1].numpy(), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize(("sampler", "scheduler"), [("er_sde", "beta"), ("dpmpp_2m", "normal")])
+def test_the_backend_renders_what_the_pipeline_renders_with_that_sampler(
+    backend, pipe_with, embeds, plain_ids, small_options, sampler, scheduler
+):
+    options = small_options.model_copy(
+        update={"sampler": sampler, "scheduler": scheduler, "steps": STEPS, "shift": SHIFT}
+    )
+    ours = backend.render(plain_ids, SEEDS, options)
+    theirs = pipe_with(sampler, embeds, SEEDS, scheduler=scheduler, output_type="pil")
+    for rendered, image in zip(ours, theirs, strict=True):
+        assert np.array_equal(np.asarray(rendered.image), np.asarray(image))
