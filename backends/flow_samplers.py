@@ -2,7 +2,8 @@
 
 `ZImagePipeline` calls `set_timesteps(sigmas=..., mu=...)` once and then `step(v, t, x)` per step,
 where `v` is the velocity the DiT predicts (noise minus image). These schedulers take the sigma
-schedule as given (already shifted: see `backends/schedules.py`; `mu` is ignored) and apply
+schedule as given (already shifted: see `backends/schedules.py`; `mu` is ignored; with only
+`num_inference_steps`, the `simple` schedule at their shift) and apply
 k-diffusion's update rules as ComfyUI runs them on a flow model, where the denoised estimate is
 `x0 = x - sigma * v`:
 
@@ -30,7 +31,7 @@ from diffusers import UniPCMultistepScheduler
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.schedulers.scheduling_utils import SchedulerMixin, SchedulerOutput
 
-from zit_agent.backends.schedules import ER_SDE_FIRST_OFFSET, time_snr_shift
+from zit_agent.backends.schedules import ER_SDE_FIRST_OFFSET, sigma_schedule, time_snr_shift
 
 NOISE_SEED_OFFSET = 1
 ER_SDE_POINTS = 200  # ComfyUI's integration points for the stage 2 and 3 coefficients
@@ -69,8 +70,10 @@ class FlowSampler(SchedulerMixin, ConfigMixin):
         mu: float | None = None,
         timesteps: list[float] | None = None,
     ) -> None:
-        if sigmas is None:
-            raise ValueError(f"{type(self).__name__} needs the sigma schedule (`sigmas=`)")
+        if sigmas is None:  # used on its own: Turbo's schedule at this sampler's shift
+            if num_inference_steps is None:
+                raise ValueError("give `sigmas` or `num_inference_steps`")
+            sigmas = sigma_schedule("simple", num_inference_steps, self.config.shift)
         values = [float(s) for s in sigmas]
         if values[-1] != 0:
             values.append(0.0)
