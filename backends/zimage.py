@@ -6,9 +6,9 @@ it is given (`output_hidden_states=True`, hidden layer -2 by default) and passes
 `prompt_embeds`, so the ids reach the encoder verbatim and nothing is wrapped twice. For a plain
 sequence the images equal `pipe(prompt=idea)` pixel for pixel.
 
-Render steps: 1. check options, 2. encode (cached by ids and layer), 3. shift, sigma schedule,
-sampler and LoRA state, 4. denoise in batches of seeds (the schedule passed as `sigmas`), 5. attach
-the provenance record (with the scheduler and the exact sigmas).
+Render steps: 1. check options, resolve the shift, compute the sigma schedule, 2. encode (cached
+by ids and layer), 3. sampler and LoRA state, 4. denoise in batches of seeds (the schedule passed
+as `sigmas`), 5. attach the provenance record (with the scheduler and the exact sigmas).
 
 Sequences may run past diffusers' 512-token encode default up to `token_ceiling`, the caption
 positions of the loaded DiT (1504 for Z-Image); past 512 is past what the model was trained on.
@@ -154,8 +154,10 @@ class ZImageBackend:
     def render(
         self, token_ids: list[int], seeds: list[int], options: RenderOptions
     ) -> list[RenderedImage]:
-        # 1. Check inputs
+        # 1. Check inputs; the shift and the sigma schedule (a bad one fails before any work)
         self._check(token_ids, seeds, options)
+        shift = resolve_shift(options.shift, options.width, options.height, self._scheduler_config)
+        sigmas = sigma_schedule(options.scheduler, options.steps, shift.value)
         # 2. Encode (the negative sequence too when CFG is on)
         start = time.perf_counter()
         embeds, cached = self.encode(token_ids, options.layer)
@@ -163,9 +165,7 @@ class ZImageBackend:
         if options.guidance > 0:
             negative, _ = self.encode(self._negative_ids(options), options.layer)
         encode_s = time.perf_counter() - start
-        # 3. Shift, sigma schedule, sampler and LoRA state
-        shift = resolve_shift(options.shift, options.width, options.height, self._scheduler_config)
-        sigmas = sigma_schedule(options.scheduler, options.steps, shift.value)
+        # 3. Sampler (built for the shift) and LoRA state
         sampler = self._use_sampler(options.sampler, shift.value)
         loras = self._use_loras(options)
         # 4. Denoise, seeds in batches (stochastic samplers draw step noise per seed)
