@@ -116,8 +116,9 @@ class ChatSession:
         render = runner.options_for(options)
         ruts = bool(options.ruts)
         initial = initial_state(
-            idea, options, runner.settings, render, seeds=seeds_of(options, image_count(options, False)),
-            has_writer=runner.parts.writer is not None, ruts=ruts, run_id=self.name, chat=True,
+            idea, options, render, seeds=seeds_of(options, image_count(options, False)),
+            budget=runner.budget(options), has_writer=runner.parts.writer is not None, ruts=ruts,
+            run_id=self.name, chat=True,
             parts={**runner.parts.spec.model_dump(), "options": options.model_dump(exclude_none=True)},
         )  # fmt: skip
         try:

@@ -176,6 +176,7 @@ def render_options(
         layer=first_given(options.layer, settings.render.layer, RENDER.layer),
         shift=first_given(options.shift, settings.render.shift),  # None: the model's own
         sampler=get_sampler(options.sampler).name if options.sampler else RENDER.sampler,
+        scheduler=options.scheduler or RENDER.scheduler,
         noise=noise,
         lora=loras[0][0] if loras else None,
         lora_strength=loras[0][1] if loras else 1.0,
@@ -193,8 +194,15 @@ def render_options(
     return result.model_copy(update={"negative_ids": ids})
 
 
-def token_budget(settings: Settings, options: BaseModel) -> int:
-    return first_given(options.max_tokens, settings.render_value("max_tokens"))
+def token_budget(
+    settings: Settings, options: BaseModel, ceiling: int = LIMITS.token_ceiling
+) -> int:
+    """The sequence's token budget, checked against the DiT's ceiling (the loaded model's, or
+    Z-Image's before one loads); past 512 it warns."""
+    from zit_agent.sequence import check_token_budget
+
+    budget = first_given(options.max_tokens, settings.render_value("max_tokens"))
+    return check_token_budget(budget, ceiling)
 
 
 def seeds_of(options: BaseModel, count: int) -> list[int]:
@@ -272,6 +280,7 @@ def check_request(settings: Settings, options: BaseModel, *, ruts: bool) -> None
     from zit_agent.backends.registry import registered
 
     render_options(settings, options)
+    token_budget(settings, options)
     seeds_of(options, image_count(options, ruts))
     parse_ladder(options.ladder)
     if options.shape is not None:
@@ -283,7 +292,7 @@ def check_request(settings: Settings, options: BaseModel, *, ruts: bool) -> None
 
 # -- 4. the starting state -----------------------------------------------------------------------
 def initial_state(
-    idea: str, options: BaseModel, settings: Settings, render: RenderOptions, *, seeds: list[int],
+    idea: str, options: BaseModel, render: RenderOptions, *, seeds: list[int], budget: int,
     has_writer: bool, ruts: bool, run_id: str, chat: bool = False, parts: dict | None = None,
 ) -> AgentState:  # fmt: skip
     """The agent's first state: the same for `generate`, a chat session's first turn and the eval
@@ -301,7 +310,7 @@ def initial_state(
         ruts=ruts,
         chat=chat,
         ladder=parse_ladder(options.ladder),
-        max_tokens=token_budget(settings, options),
+        max_tokens=budget,
         run_id=run_id,
         temperature=None,
         knobs=RenderKnobs(
@@ -357,6 +366,11 @@ class Runner:
     def variant(self) -> str | None:
         return getattr(self.parts.backend, "variant", None)
 
+    def budget(self, options: BaseModel) -> int:
+        """The token budget, against the loaded DiT's own ceiling."""
+        ceiling = getattr(self.parts.backend, "token_ceiling", LIMITS.token_ceiling)
+        return token_budget(self.settings, options, ceiling)
+
     def options_for(self, options: BaseModel) -> RenderOptions:
         return render_options(self.settings, options, self.parts.tokenizer, variant=self.variant)
 
@@ -393,8 +407,9 @@ class Runner:
         render = self.options_for(options)
         run_id = run_id or run_id_for(idea)
         initial = initial_state(
-            idea, options, self.settings, render, seeds=seeds_of(options, image_count(options, ruts)),
-            has_writer=self.parts.writer is not None, ruts=ruts, run_id=run_id,
+            idea, options, render, seeds=seeds_of(options, image_count(options, ruts)),
+            budget=self.budget(options), has_writer=self.parts.writer is not None, ruts=ruts,
+            run_id=run_id,
             parts=self.parts.spec.model_dump(),
         )  # fmt: skip
         own_store = store is None and ruts
@@ -424,7 +439,7 @@ class Runner:
         sequence = assemble(
             ChatSequence.plain(idea),
             self.parts.tokenizer,
-            max_tokens=token_budget(self.settings, options),
+            max_tokens=self.budget(options),
         )
         rendered = self.parts.backend.render(sequence.ids, seeds, render)
         paths = save_rendered(rendered, out_dir, idea=idea)

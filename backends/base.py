@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from zit_agent.defaults import AGENT, RENDER
 
@@ -103,8 +103,11 @@ class RenderOptions(BaseModel):
     steps: int = RENDER.steps
     guidance: float = RENDER.guidance
     layer: int = RENDER.layer
-    shift: float | None = None  # None: the model's own scheduler config
-    sampler: str = RENDER.sampler
+    # None: the model's scheduler config; a positive number; "auto" (= "auto:diffusers") or
+    # "auto:notes": resolution-dependent (backends/schedules.py, docs/sampling.md).
+    shift: float | str | None = None
+    sampler: str = RENDER.sampler  # ComfyUI's names (backends/samplers.py)
+    scheduler: str = RENDER.scheduler  # the sigma schedule, ComfyUI's names (backends/schedules.py)
     negative_ids: list[int] | None = None  # used only when guidance > 0
     noise: NoiseSettings | None = None
     lora: str | None = None
@@ -112,6 +115,28 @@ class RenderOptions(BaseModel):
     # More LoRA files stacked on top of `lora`, as (path, strength); the distilled model takes one
     # well, so backends warn when this is used.
     extra_loras: list[tuple[str, float]] = Field(default_factory=list)
+
+    # Bad values raise `UserError` (one line, names the fix); pydantic passes it through.
+    @field_validator("shift", mode="before")
+    @classmethod
+    def _shift(cls, value: Any) -> float | str | None:
+        from zit_agent.backends.schedules import parse_shift
+
+        return parse_shift(value)
+
+    @field_validator("sampler")
+    @classmethod
+    def _sampler(cls, value: str) -> str:
+        from zit_agent.backends.samplers import get_sampler
+
+        return get_sampler(value).name
+
+    @field_validator("scheduler")
+    @classmethod
+    def _scheduler(cls, value: str) -> str:
+        from zit_agent.backends.schedules import get_scheduler
+
+        return get_scheduler(value)
 
 
 class RenderedImage(BaseModel):

@@ -56,6 +56,8 @@ RECORD_KEYS = (
     "guidance",
     "layer",
     "sampler",
+    "scheduler",
+    "sigmas",
     "shift",
     "lora",
     "lora_strength",
@@ -192,6 +194,7 @@ def a1111_parameters(record: dict[str, Any]) -> str:
     settings = {
         "Steps": record.get("steps"),
         "Sampler": _a1111_sampler(record.get("sampler")),
+        "Schedule type": record.get("scheduler"),
         "CFG scale": guidance + 1 if isinstance(guidance, int | float) else None,
         "Seed": record.get("seed"),
         "Size": f"{record.get('width')}x{record.get('height')}",

@@ -1,20 +1,21 @@
-"""Sampler (scheduler) choice by name, and the static shift.
+"""Samplers by ComfyUI's names, and the scheduler object each one runs as.
 
-`ZImagePipeline` hands its scheduler a sigma schedule (`sigmas=`) and a `mu`, so only schedulers
-whose `set_timesteps` takes both can drive it. Of the flow-matching schedulers diffusers ships,
-these do:
+`ZImagePipeline` hands its scheduler a sigma schedule (`sigmas=`, from `backends/schedules.py`)
+and calls `step` with the DiT's velocity. Each sampler here is such a scheduler, built for the
+shift its schedule was made with:
 
-- `euler`: `FlowMatchEulerDiscreteScheduler` from the model's own scheduler config (Turbo: static
-  shift 3.0). The default, and what Z-Image-Turbo was distilled for.
-- `euler_a`: the same with `stochastic_sampling=True`: each step predicts the clean latent and
-  re-noises it with fresh noise (ancestral style). More variety, softer detail.
-- `lcm`: `FlowMatchLCMScheduler`, the consistency-model sampler (also re-noises at every step).
-- `unipc`: `UniPCMultistepScheduler` in flow mode (`use_flow_sigmas`, flow prediction), a
-  multistep predictor-corrector.
+- `euler`: flow-matching Euler, the model's own (default; what Turbo was distilled for).
+- `euler_ancestral` (old name `euler_a`): ComfyUI's flow-model Euler ancestral: steps below the
+  next sigma and adds fresh noise back. More variety, softer detail.
+- `er_sde`: ComfyUI's ER-SDE-Solver-3, a stochastic solver up to third order.
+- `dpmpp_2m`: DPM-Solver++(2M), deterministic second-order multistep.
+- `res_multistep`: ComfyUI's RES multistep, deterministic second order (ComfyUI's own Z-Image
+  Turbo template uses it with `simple`).
+- `lcm`: ComfyUI's LCM: predicts the clean latent and re-noises it each step.
+- `unipc`: diffusers' UniPC multistep in flow mode (not ComfyUI's `uni_pc`).
 
-Flow-matching schedulers that do not accept a sigma schedule (Heun, DPM-Solver, DEIS, SA-Solver)
-cannot run inside this pipeline and are not offered. `shift` overrides the static shift of every
-sampler; None keeps the model's.
+The update rules live in `backends/flow_samplers.py` (imported when a sampler is built, so this
+module stays light). Stochastic samplers take their noise from the image seed.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from zit_agent.defaults import RENDER
 from zit_agent.errors import UserError
 
 
@@ -30,95 +32,99 @@ from zit_agent.errors import UserError
 class Sampler:
     name: str
     description: str
-    stochastic: bool  # draws fresh noise in its steps (from torch's global generator)
+    stochastic: bool  # draws fresh noise in its steps (from the image seed)
     build: Callable[[dict[str, Any], float], Any]
     a1111: str  # the name A1111 and the tools that read its `parameters` text use
+    aliases: tuple[str, ...] = ()
 
 
-def _euler(config: dict[str, Any], shift: float):
-    from diffusers import FlowMatchEulerDiscreteScheduler
+def _flow(class_name: str) -> Callable[[dict[str, Any], float], Any]:
+    def build(config: dict[str, Any], shift: float):
+        from zit_agent.backends import flow_samplers
 
-    return FlowMatchEulerDiscreteScheduler.from_config(config, shift=shift)
+        cls = getattr(flow_samplers, class_name)
+        return cls(num_train_timesteps=config.get("num_train_timesteps", 1000), shift=shift)
 
-
-def _euler_ancestral(config: dict[str, Any], shift: float):
-    from diffusers import FlowMatchEulerDiscreteScheduler
-
-    return FlowMatchEulerDiscreteScheduler.from_config(
-        config, shift=shift, stochastic_sampling=True
-    )
-
-
-def _lcm(config: dict[str, Any], shift: float):
-    from diffusers import FlowMatchLCMScheduler
-
-    return FlowMatchLCMScheduler.from_config(config, shift=shift)
+    return build
 
 
 def _unipc(config: dict[str, Any], shift: float):
-    return _flow_unipc_class()(
+    from zit_agent.backends.flow_samplers import FlowUniPC
+
+    return FlowUniPC(
         num_train_timesteps=config.get("num_train_timesteps", 1000),
         use_flow_sigmas=True,
         prediction_type="flow_prediction",
-        flow_shift=shift,
+        flow_shift=1.0,  # the schedule it is given is already shifted
     )
-
-
-def _flow_unipc_class():
-    """UniPC whose `set_timesteps` also takes the sigma list the pipeline passes (UniPC itself
-    wants a numpy array there)."""
-    import numpy as np
-    from diffusers import UniPCMultistepScheduler
-
-    class FlowUniPCMultistepScheduler(UniPCMultistepScheduler):
-        def set_timesteps(self, num_inference_steps=None, device=None, sigmas=None, mu=None):
-            sigmas = np.asarray(sigmas, dtype=np.float64) if sigmas is not None else None
-            return super().set_timesteps(num_inference_steps, device, sigmas=sigmas, mu=mu)
-
-    return FlowUniPCMultistepScheduler
 
 
 SAMPLERS: dict[str, Sampler] = {
     s.name: s
     for s in (
-        Sampler("euler", "flow-matching Euler, the model's own (default)", False, _euler, "Euler"),
         Sampler(
-            "euler_a",
-            "flow-matching Euler, stochastic (ancestral style)",
+            "euler",
+            "flow-matching Euler, the model's own (default)",
+            False,
+            _flow("FlowEuler"),
+            "Euler",
+        ),
+        Sampler(
+            "euler_ancestral",
+            "Euler ancestral for flow models: re-noises each step (more variety)",
             True,
-            _euler_ancestral,
+            _flow("FlowEulerAncestral"),
             "Euler a",
+            aliases=("euler_a",),
         ),
         Sampler(
-            "lcm", "flow-matching LCM (consistency sampler, re-noises each step)", True, _lcm, "LCM"
+            "er_sde",
+            "ER-SDE-Solver-3: stochastic, up to third order",
+            True,
+            _flow("FlowErSde"),
+            "ER SDE",
         ),
-        Sampler("unipc", "UniPC multistep in flow-matching mode", False, _unipc, "UniPC"),
+        Sampler(
+            "dpmpp_2m",
+            "DPM-Solver++(2M): deterministic multistep",
+            False,
+            _flow("FlowDpmpp2m"),
+            "DPM++ 2M",
+        ),
+        Sampler(
+            "res_multistep",
+            "RES multistep: deterministic second order",
+            False,
+            _flow("FlowResMultistep"),
+            "Res Multistep",
+        ),
+        Sampler(
+            "lcm",
+            "LCM: jump to the clean latent, re-noise each step",
+            True,
+            _flow("FlowLcm"),
+            "LCM",
+        ),
+        Sampler("unipc", "diffusers' UniPC multistep in flow mode", False, _unipc, "UniPC"),
     )
 }
-DEFAULT_SAMPLER = "euler"
+ALIASES = {alias: s.name for s in SAMPLERS.values() for alias in s.aliases}
+DEFAULT_SAMPLER = RENDER.sampler
 
 
 def get_sampler(name: str) -> Sampler:
+    key = name.strip().lower().replace("-", "_")
     try:
-        return SAMPLERS[name.lower().replace("-", "_")]
+        return SAMPLERS[ALIASES.get(key, key)]
     except KeyError:
         raise UserError(
             f"unknown sampler {name!r}", hint=f"use one of {', '.join(SAMPLERS)}"
         ) from None
 
 
-def model_shift(config: dict[str, Any]) -> float:
-    """The static shift in a flow-matching scheduler config (`shift`, or `flow_shift`)."""
-    return float(config.get("shift", config.get("flow_shift", 1.0)))
+def make_scheduler(name: str, model_config: dict[str, Any], shift: float):
+    """The scheduler object of sampler `name` for a schedule made at `shift`.
 
-
-def make_scheduler(name: str, model_config: dict[str, Any], shift: float | None = None):
-    """A scheduler for sampler `name`, built on the model's own scheduler config.
-
-    Returns `(scheduler, sampler, shift_used)`.
-    """
-    if shift is not None and not shift > 0:
-        raise UserError(f"shift {shift} is not positive", hint="use a value such as 3.0")
+    Returns `(scheduler, sampler)`."""
     sampler = get_sampler(name)
-    used = shift if shift is not None else model_shift(model_config)
-    return sampler.build(dict(model_config), used), sampler, used
+    return sampler.build(dict(model_config), float(shift)), sampler

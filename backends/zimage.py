@@ -6,8 +6,12 @@ it is given (`output_hidden_states=True`, hidden layer -2 by default) and passes
 `prompt_embeds`, so the ids reach the encoder verbatim and nothing is wrapped twice. For a plain
 sequence the images equal `pipe(prompt=idea)` pixel for pixel.
 
-Render steps: 1. check options, 2. encode (cached by ids and layer), 3. sampler and LoRA state,
-4. denoise in batches of seeds, 5. attach the provenance record.
+Render steps: 1. check options, resolve the shift, compute the sigma schedule, 2. encode (cached
+by ids and layer), 3. sampler and LoRA state, 4. denoise in batches of seeds (the schedule passed
+as `sigmas`), 5. attach the provenance record (with the scheduler and the exact sigmas).
+
+Sequences may run past diffusers' 512-token encode default up to `token_ceiling`, the caption
+positions of the loaded DiT (1504 for Z-Image); past 512 is past what the model was trained on.
 """
 
 from __future__ import annotations
@@ -26,7 +30,14 @@ from zit_agent.backends.hub import resolve_dir
 from zit_agent.backends.provenance import encode_ids, package_versions, token_sha256
 from zit_agent.backends.quiet import quiet_libraries
 from zit_agent.backends.samplers import make_scheduler
+from zit_agent.backends.schedules import (
+    ShiftChoice,
+    get_scheduler,
+    resolve_shift,
+    sigma_schedule,
+)
 from zit_agent.backends.tokenizer import QwenTokenizer
+from zit_agent.defaults import LIMITS
 from zit_agent.errors import ModelNotFoundError, UserError
 from zit_agent.sequence import empty_prompt_ids, readable_text
 
@@ -40,6 +51,7 @@ MAX_SIDE = 4096
 WARN_SIDE = 2048
 LORA_STRENGTH_RANGE = (-2.0, 2.0)
 PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".pkl", ".pickle")
+SEQ_MULTIPLE = 32  # the DiT pads captions to a multiple of this (diffusers' SEQ_MULTI_OF)
 
 
 class ZImageBackend:
@@ -74,7 +86,7 @@ class ZImageBackend:
         self._cache_size = cache_size
         self._scheduler_config = dict(pipe.scheduler.config)
         self._loras: dict[str, str] = {}  # resolved path -> adapter name
-        self._schedulers: dict[tuple[str, float | None], tuple[Any, Any, float]] = {}
+        self._schedulers: dict[tuple[str, float], tuple[Any, Any]] = {}
         self._pad_id = self.tokenizer.token_id("<|endoftext|>")  # Qwen3's pad token
         # Where the pipeline runs (with CPU offload: the accelerator). Place `pipe` before
         # building the backend; the lookup walks every module, too slow to repeat per render.
@@ -147,8 +159,10 @@ class ZImageBackend:
     def render(
         self, token_ids: list[int], seeds: list[int], options: RenderOptions
     ) -> list[RenderedImage]:
-        # 1. Check inputs
+        # 1. Check inputs; the shift and the sigma schedule (a bad one fails before any work)
         self._check(token_ids, seeds, options)
+        shift = resolve_shift(options.shift, options.width, options.height, self._scheduler_config)
+        sigmas = sigma_schedule(options.scheduler, options.steps, shift.value)
         # 2. Encode (the negative sequence too when CFG is on)
         start = time.perf_counter()
         embeds, cached = self.encode(token_ids, options.layer)
@@ -156,16 +170,20 @@ class ZImageBackend:
         if options.guidance > 0:
             negative, _ = self.encode(self._negative_ids(options), options.layer)
         encode_s = time.perf_counter() - start
-        # 3. Sampler and LoRA state
-        sampler, shift = self._use_sampler(options)
+        # 3. Sampler (built for the shift) and LoRA state; the pipeline gets its own scheduler
+        #    back afterwards, so a caller's `pipe(prompt=...)` renders as diffusers does
+        own_scheduler = self.pipe.scheduler
+        sampler = self._use_sampler(options.sampler, shift.value)
         loras = self._use_loras(options)
-        # 4. Denoise, seeds in batches (stochastic samplers: one seed at a time, see _denoise)
-        batch = 1 if sampler.stochastic else self.max_batch
+        # 4. Denoise, seeds in batches (stochastic samplers draw step noise per seed)
         images: list[tuple[int, Any, float]] = []
-        for chunk in _chunks(seeds, batch):
-            images += self._denoise(embeds, negative, chunk, options, sampler.stochastic)
+        try:
+            for chunk in _chunks(seeds, self.max_batch):
+                images += self._denoise(embeds, negative, chunk, options, sigmas)
+        finally:
+            self.pipe.scheduler = own_scheduler
         # 5. Provenance
-        base = self._record(token_ids, options, sampler.name, shift, loras)
+        base = self._record(token_ids, options, sampler.name, shift, sigmas, loras)
         timings = {"encode_s": round(encode_s, 4), "encode_cached": cached}
         return [
             RenderedImage(
@@ -214,6 +232,11 @@ class ZImageBackend:
     def vocab_size(self) -> int:
         return int(self.pipe.text_encoder.config.vocab_size)
 
+    @property
+    def token_ceiling(self) -> int:
+        """The longest sequence the loaded DiT can place (1504 for Z-Image)."""
+        return caption_ceiling(self.pipe.transformer.config.axes_lens[0])
+
     def _negative_ids(self, options: RenderOptions) -> list[int]:
         """The negative sequence: given ids, else the template around an empty prompt (what
         diffusers encodes for `negative_prompt=None`)."""
@@ -234,6 +257,8 @@ class ZImageBackend:
                     hint="use ids from the Qwen3 tokenizer of this model",
                 )
         check_options(options)
+        for ids, what in ((token_ids, "sequence"), (options.negative_ids or [], "negative")):
+            check_token_count(len(ids), self.token_ceiling, what)
         n = self.layer_count
         if not -(n + 1) <= options.layer <= n:
             raise UserError(
@@ -242,16 +267,14 @@ class ZImageBackend:
             )
 
     # -- sampler, LoRA ---------------------------------------------------------------------------
-    def _use_sampler(self, options: RenderOptions):
-        key = (options.sampler, options.shift)
+    def _use_sampler(self, name: str, shift: float):
+        """Put the scheduler of sampler `name` (built for `shift`) on the pipeline."""
+        key = (name, shift)
         if key not in self._schedulers:
-            self._schedulers[key] = make_scheduler(
-                options.sampler, self._scheduler_config, options.shift
-            )
-        scheduler, sampler, shift = self._schedulers[key]
-        if self.pipe.scheduler is not scheduler:
-            self.pipe.scheduler = scheduler
-        return sampler, shift
+            self._schedulers[key] = make_scheduler(name, self._scheduler_config, shift)
+        scheduler, sampler = self._schedulers[key]
+        self.pipe.scheduler = scheduler
+        return sampler
 
     def _use_loras(self, options: RenderOptions) -> list[tuple[str, float]]:
         """Load the LoRAs `options` asks for (once each) and set their strengths; no LoRA: all
@@ -299,11 +322,10 @@ class ZImageBackend:
         negative: torch.Tensor | None,
         seeds: list[int],
         options: RenderOptions,
-        stochastic: bool,
+        sigmas: tuple[float, ...],
     ) -> list[tuple[int, Any, float]]:
         import torch
 
-        device = self.device
         positive = [embeds] * len(seeds)
         callback = None
         if options.noise is not None and options.noise.strength > 0:
@@ -315,24 +337,24 @@ class ZImageBackend:
             "negative_prompt_embeds": [negative] * len(seeds) if negative is not None else None,
             "height": options.height,
             "width": options.width,
-            "num_inference_steps": options.steps,
+            "num_inference_steps": len(sigmas) - 1,
+            "sigmas": list(sigmas),
             "guidance_scale": options.guidance,
             "generator": [torch.Generator(device="cpu").manual_seed(s) for s in seeds],
             "callback_on_step_end": callback,
         }
         start = time.perf_counter()
-        # Stochastic samplers draw step noise from torch's global generator (diffusers does not
-        # pass ours to `scheduler.step`): seed it per image, without disturbing the caller's.
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            if stochastic:
-                torch.manual_seed(seeds[0])
-            result = self._call_pipe(kwargs)
+        result = self._call_pipe(kwargs)
         per_image = (time.perf_counter() - start) / len(seeds)
         return [(s, img, per_image) for s, img in zip(seeds, result.images, strict=True)]
 
     def _call_pipe(self, kwargs: dict[str, Any]):
         import torch
 
+        # diffusers passes no generator to `scheduler.step`: a stochastic sampler gets the seeds of
+        # this batch's rows (a generator's initial seed is the image seed) for its step noise.
+        if hasattr(self.pipe.scheduler, "set_noise_seeds"):
+            self.pipe.scheduler.set_noise_seeds([g.initial_seed() for g in kwargs["generator"]])
         try:
             return self.pipe(**kwargs)
         except torch.OutOfMemoryError:
@@ -356,7 +378,8 @@ class ZImageBackend:
         token_ids: list[int],
         options: RenderOptions,
         sampler: str,
-        shift: float,
+        shift: ShiftChoice,
+        sigmas: tuple[float, ...],
         loras: list[tuple[str, float]],
     ) -> dict[str, Any]:
         noise = options.noise if options.noise and options.noise.strength > 0 else None
@@ -377,7 +400,11 @@ class ZImageBackend:
             "guidance": options.guidance,
             "layer": options.layer,
             "sampler": sampler,
-            "shift": shift,
+            "scheduler": get_scheduler(options.scheduler),
+            "sigmas": list(sigmas),
+            "shift": shift.value,
+            "shift_source": shift.source,
+            "shift_auto": shift.auto,
             "lora": loras[0][0] if loras else None,
             "lora_strength": loras[0][1] if loras else None,
             "extra_loras": [list(x) for x in loras[1:]],
@@ -392,8 +419,10 @@ class ZImageBackend:
 
 # -- checks shared with the CLI ------------------------------------------------------------------
 def check_options(options: RenderOptions) -> None:
-    """What can be checked without the model: size, steps, guidance, sampler, LoRA strengths."""
+    """What can be checked without the model: size, steps, guidance, sampler, scheduler, shift,
+    LoRA strengths."""
     from zit_agent.backends.samplers import get_sampler
+    from zit_agent.backends.schedules import parse_shift
 
     check_size(options.width, options.height)
     if options.steps < 1:
@@ -401,6 +430,8 @@ def check_options(options: RenderOptions) -> None:
     if options.guidance < 0:
         raise UserError(f"guidance {options.guidance} is negative", hint="use 0 (Turbo) or more")
     get_sampler(options.sampler)
+    get_scheduler(options.scheduler)
+    parse_shift(options.shift)
     if options.lora:
         check_lora_strength(options.lora_strength)
     for _, strength in options.extra_loras:
@@ -420,6 +451,32 @@ def check_size(width: int, height: int) -> None:
             )
     if max(width, height) > WARN_SIDE:
         log.warning("%dx%d is above %d px: Z-Image's quality drops there", width, height, WARN_SIDE)
+
+
+def caption_ceiling(axes_len: int) -> int:
+    """The longest caption a Z-Image DiT with caption axis length `axes_len` can place.
+
+    The DiT pads a caption of L tokens to P = L rounded up to 32, gives it positions 1..P and the
+    image position P + 1, which must stay below `axes_len`: P <= axes_len - 2. Z-Image: 1536 ->
+    1504 (a 1505-token caption pads to 1536 and fails inside diffusers)."""
+    return (axes_len - 2) // SEQ_MULTIPLE * SEQ_MULTIPLE
+
+
+def check_token_count(count: int, ceiling: int, what: str = "sequence") -> None:
+    """Refuse a sequence past `ceiling`; warn past the length Z-Image was trained with."""
+    if count > ceiling:
+        raise UserError(
+            f"the {what} has {count} tokens, past this model's ceiling of {ceiling}",
+            hint=f"shorten it to {ceiling} tokens or fewer",
+        )
+    if count > LIMITS.warn_tokens:
+        log.warning(
+            "the %s has %d tokens, past the %d Z-Image was trained with: it may follow the "
+            "prompt less well",
+            what,
+            count,
+            LIMITS.warn_tokens,
+        )
 
 
 def check_lora_strength(strength: float) -> None:

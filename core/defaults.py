@@ -4,6 +4,8 @@ is derived from these values, never written out again).
 - `VARIANTS`: what each Z-Image model variant renders with (Turbo: 8 steps, CFG off, shift 3.0;
   base: about 28-50 steps, CFG about 4 with normalization, shift 6.0, negative prompt on).
 - `RENDER`: the Turbo values every render starts from (settings' `render.*` overrides them).
+- `AUTO_SHIFT`: the resolution-dependent shift (`shift="auto"`), when the model's scheduler
+  config names no parameters of its own.
 - `AGENT`: the agent loop's values, the same for every front end.
 - `LIMITS`: the bounds every front end enforces (CLI, suites, HTTP requests).
 """
@@ -42,10 +44,23 @@ class RenderTable(_Table):
     shift: float = VARIANTS[DEFAULT_VARIANT].shift
     layer: int = -2  # the encoder hidden layer Z-Image feeds its DiT
     sampler: str = "euler"
+    scheduler: str = "simple"  # ComfyUI's name for Turbo's own sigma schedule
     max_tokens: int = 512  # diffusers' encode default (the DiT itself takes up to 1504)
     max_batch: int = 4  # seeds denoised in one batch
     noise_fraction: float = 0.5  # conditioning noise: share of embedding values noised
     noise_steps_share: float = 0.2  # and share of the steps that get it
+
+
+class AutoShiftTable(_Table):
+    """`shift="auto"`: mu from the image's latent patch count (W*H/256), shift = exp(mu), as
+    diffusers' dynamic shifting does. The fallbacks are diffusers' (`ZImagePipeline` reads the
+    same names from the scheduler config); at 1024x1024 exp(1.15) = 3.16, near Turbo's 3.0."""
+
+    formula: str = "diffusers"  # or "notes" (the community formula; see docs/sampling.md)
+    base_seq_len: int = 256
+    max_seq_len: int = 4096
+    base_shift: float = 0.5
+    max_shift: float = 1.15
 
 
 class AgentTable(_Table):
@@ -66,9 +81,12 @@ class LimitsTable(_Table):
     max_count: int = 64  # images per request
     max_seed: int = 2**63 - 1
     lora_strength: tuple[float, float] = (-2.0, 2.0)
+    min_tokens: int = 16  # a token budget below this cannot hold the template and an idea
     token_ceiling: int = 1504  # Z-Image's caption positions (axes_lens[0] 1536 minus padding)
+    warn_tokens: int = 512  # past the encode length Z-Image was trained with
 
 
 RENDER = RenderTable()
+AUTO_SHIFT = AutoShiftTable()
 AGENT = AgentTable()
 LIMITS = LimitsTable()

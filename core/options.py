@@ -139,12 +139,10 @@ DECLARED: tuple[Option, ...] = (
     Option(
         "max_tokens",
         int,
-        "Token budget of the whole chat sequence (default {default}; "
-        "Z-Image's DiT takes up to {ceiling}).".replace("{ceiling}", str(LIMITS.token_ceiling)),
+        "Token budget of the whole chat sequence (default {default}; Z-Image's DiT takes up "
+        "to {ceiling}; past 512 it warns).".replace("{ceiling}", str(LIMITS.token_ceiling)),
         AGENT_GROUP,
         _const(RENDER.max_tokens),
-        ge=16,
-        le=LIMITS.token_ceiling,
     ),
     # -- rendering ---------------------------------------------------------------------------
     Option(
@@ -203,18 +201,26 @@ DECLARED: tuple[Option, ...] = (
     Option(
         "sampler",
         str,
-        "Sampler (default {default}): see docs/sampling.md.",
+        "Sampler by ComfyUI's name: euler, euler_ancestral, er_sde, dpmpp_2m, res_multistep, "
+        "lcm, unipc (default {default}; docs/sampling.md).",
         RENDER_GROUP,
         _const(RENDER.sampler),
     ),
     Option(
+        "scheduler",
+        str,
+        "Sigma schedule by ComfyUI's name: simple, sgm_uniform, normal, beta, bong_tangent "
+        "(default {default}).",
+        RENDER_GROUP,
+        _const(RENDER.scheduler),
+    ),
+    Option(
         "shift",
-        float,
-        "Static flow-matching shift (default: the model's; Turbo {default}).",
+        str,
+        "Flow shift: a number, auto (diffusers' formula) or auto:notes (default: the model's; "
+        "Turbo {default}).",
         RENDER_GROUP,
         _const(RENDER.shift),
-        ge=0.01,
-        le=100.0,
     ),
     Option(
         "lora",

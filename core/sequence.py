@@ -24,17 +24,21 @@ tokenizing the whole template string. Think and assistant text (a writer's) is s
 template strips newlines around think parts.
 
 The token budget (512 by default, as diffusers) is never exceeded and never cut silently; see
-`assemble`.
+`assemble`. It may go up to Z-Image's caption ceiling (1504 tokens; `check_token_budget`).
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from pydantic import BaseModel, Field, model_validator
 
+from zit_agent.defaults import LIMITS
 from zit_agent.errors import UserError
+
+log = logging.getLogger("zit.sequence")
 
 Role = Literal["system", "user", "assistant"]
 Part = Literal["system", "user", "think", "assistant"]
@@ -252,6 +256,30 @@ def assemble(
         cut=cuts or None,
         shape=seq.shape,
     )
+
+
+def check_token_budget(budget: int, ceiling: int = LIMITS.token_ceiling) -> int:
+    """`budget` if a sequence may be that long: at least `LIMITS.min_tokens`, at most `ceiling`
+    (the DiT's caption positions; without a model loaded, Z-Image's). Past the length Z-Image was
+    trained with (512) it warns."""
+    if budget < LIMITS.min_tokens:
+        raise UserError(
+            f"a token budget of {budget} is too small", hint=f"use {LIMITS.min_tokens} or more"
+        )
+    if budget > ceiling:
+        raise UserError(
+            f"a token budget of {budget} is past the ceiling of {ceiling} tokens "
+            "(the caption positions of Z-Image's DiT)",
+            hint=f"use {ceiling} or fewer",
+        )
+    if budget > LIMITS.warn_tokens:
+        log.warning(
+            "a token budget of %d is past the %d tokens Z-Image was trained with: long prompts "
+            "may be followed less well",
+            budget,
+            LIMITS.warn_tokens,
+        )
+    return budget
 
 
 def empty_prompt_ids(tokenizer: Tokenizer) -> list[int]:

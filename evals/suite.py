@@ -20,6 +20,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -102,13 +103,36 @@ class Config(_Strict):
     layer: int | None = None
     noise: NoiseSettings | None = None
     steps: Steps | None = None
-    max_tokens: int = Field(RENDER.max_tokens, ge=16, le=LIMITS.token_ceiling)
+    # Sampling levers (None: the backend's default): ComfyUI's names, see docs/sampling.md.
+    sampler: str | None = None
+    scheduler: str | None = None
+    shift: float | str | None = Field(None, description="a number, auto, auto:notes")
+    max_tokens: int = Field(RENDER.max_tokens, ge=LIMITS.min_tokens, le=LIMITS.token_ceiling)
     max_attempts: int = Field(
         AGENT.max_attempts, ge=1, description="agent: renders before it gives up"
     )
     ladder: list[Literal["vary", "shorter", "noise", "layer", "seeds"]] | None = Field(
         None, min_length=1, description="agent: the escape ladder's order (default: the agent's)"
     )
+
+    @field_validator("sampler", "scheduler", "shift", mode="before")
+    @classmethod
+    def _sampling_lever(cls, value: Any, info: ValidationInfo) -> Any:
+        """Canonical names and a parsed shift; a bad one is reported at its line."""
+        from zit_agent.backends.samplers import get_sampler
+        from zit_agent.backends.schedules import get_scheduler, parse_shift
+
+        if value is None:
+            return None
+        check = {
+            "sampler": lambda v: get_sampler(str(v)).name,
+            "scheduler": lambda v: get_scheduler(str(v)),
+            "shift": parse_shift,
+        }[info.field_name]
+        try:
+            return check(value)
+        except UserError as err:
+            raise ValueError(err.one_line()) from None
 
     @model_validator(mode="after")
     def _check(self) -> Config:

@@ -6,7 +6,13 @@ import json
 import sys
 from typing import Any
 
+from zit_agent.defaults import LIMITS, RENDER
 from zit_agent.errors import UserError
+
+MAX_TOKENS_HELP = (
+    f"Token budget of the whole sequence (default {RENDER.max_tokens}; up to "
+    f"{LIMITS.token_ceiling}; past {LIMITS.warn_tokens} is past Z-Image's training length)."
+)
 
 
 def print_json(data: Any) -> None:

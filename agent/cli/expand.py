@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from zit_agent.agent.cli import app
+from zit_agent.agent.cli.common import MAX_TOKENS_HELP
 
 
 @app.command()
@@ -52,9 +53,7 @@ def expand(
         str | None,
         typer.Option(help="Encoder tokenizer: directory, Z-Image model directory or repo id."),
     ] = None,
-    max_tokens: Annotated[
-        int | None, typer.Option(help="Token budget of the whole sequence (default 512).")
-    ] = None,
+    max_tokens: Annotated[int | None, typer.Option(help=MAX_TOKENS_HELP)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Expand IDEA with a local writer model and print the Z-Image chat sequence it makes.
@@ -69,7 +68,7 @@ def expand(
     from zit_agent.backends.tokenizer import QwenTokenizer
     from zit_agent.backends.writers import SPEC_HINT, load_writer, parse_spec
     from zit_agent.errors import UserError
-    from zit_agent.sequence import SHAPES
+    from zit_agent.sequence import SHAPES, check_token_budget
     from zit_agent.settings import load_settings
 
     # 1. Parse and check everything that needs no model
@@ -84,6 +83,7 @@ def expand(
     if shape not in SHAPES:
         raise UserError(f"unknown sequence shape {shape!r}", hint=f"use one of {', '.join(SHAPES)}")
     prompts.load(instruction)  # an unknown instruction fails before any model loads
+    budget = check_token_budget(max_tokens or settings.render_value("max_tokens"))
     # 2. Load the encoder tokenizer (cheap, fails early), then the writer
     tok = QwenTokenizer.from_pretrained(settings.tokenizer_spec, download=settings.download)
     model = load_writer(
@@ -100,7 +100,7 @@ def expand(
         sampling=sampling,
         seed=seed,
         retokenize=retokenize,
-        max_tokens=max_tokens or settings.render_value("max_tokens"),
+        max_tokens=budget,
     )
     # 4. Show
     for note in result.draft.notes:

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from zit_agent.agent.cli import app
+from zit_agent.agent.cli.common import MAX_TOKENS_HELP
 
 
 @app.command()
@@ -26,9 +27,7 @@ def tokens(
         str | None,
         typer.Option(help="Tokenizer directory, Z-Image model directory or repo id."),
     ] = None,
-    max_tokens: Annotated[
-        int | None, typer.Option(help="Token budget of the whole sequence (default 512).")
-    ] = None,
+    max_tokens: Annotated[int | None, typer.Option(help=MAX_TOKENS_HELP)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Build the Z-Image chat sequence of IDEA and print its token ids.
@@ -39,13 +38,11 @@ def tokens(
     from zit_agent.agent.cli.common import print_json
     from zit_agent.backends.tokenizer import QwenTokenizer
     from zit_agent.errors import UserError
-    from zit_agent.sequence import ChatSequence, assemble
+    from zit_agent.sequence import ChatSequence, assemble, check_token_budget
     from zit_agent.settings import load_settings
 
     settings = load_settings(tokenizer=tokenizer)
-    budget = max_tokens or settings.render_value("max_tokens")
-    if budget < 16:
-        raise UserError(f"--max-tokens {budget} is too small", hint="use 16 or more")
+    budget = check_token_budget(max_tokens or settings.render_value("max_tokens"))
     shape = "think" if think is not None else "answer" if assistant is not None else "plain"
     if close and shape == "plain":
         raise UserError("--close needs --think or --assistant", hint="the plain shape ends open")

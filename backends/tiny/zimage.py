@@ -59,7 +59,7 @@ def tiny_transformer(seed: int, *, cap_feat_dim: int):
         qk_norm=True,
         cap_feat_dim=cap_feat_dim,
         axes_dims=[4, 6, 6],
-        axes_lens=[1024, 64, 64],
+        axes_lens=[1536, 64, 64],  # the real caption axis: a 1504-token ceiling, as Z-Image
     )
 
 

@@ -88,6 +88,10 @@ def test_readable_view_shows_turns_and_numbers(zit, tiny):
         (["a fox", "--writer", "gguf:{}/tiny-qwen3.gguf", "--temperature", "-1"], "temperature"),
         (["a fox", "--writer", "gguf:{}/tiny-qwen3.gguf", "--instruction", "nope"], "instruction"),
         (
+            ["a fox", "--writer", "gguf:{}/no-such.gguf", "--max-tokens", "4096"],
+            "past the ceiling of 1504",  # refused before the writer is looked for
+        ),
+        (
             [
                 "a fox",
                 "--writer",

@@ -55,7 +55,9 @@ def test_render_flags_reach_the_record(capsys, model_dir, tmp_path):
     )  # fmt: skip
     assert code == 0
     record = read_record(out.strip())
-    assert (record["layer"], record["sampler"], record["shift"]) == (-3, "euler_a", 2.5)
+    # euler_a is the old name of ComfyUI's euler_ancestral: recorded by its ComfyUI name.
+    assert (record["layer"], record["sampler"], record["shift"]) == (-3, "euler_ancestral", 2.5)
+    assert record["scheduler"] == "simple" and len(record["sigmas"]) == 3  # 2 steps, then 0
     assert record["noise"]["strength"] == 0.5 and record["noise"]["seed"] == 9
 
 
@@ -75,7 +77,7 @@ def test_render_flags_reach_the_record(capsys, model_dir, tmp_path):
         (["--seed", "99999999999999999999999"], "bad value for --seed"),
         (
             ["--max-tokens", "4096"],
-            "bad value for --max-tokens: Input should be less than or equal to 1504",
+            "past the ceiling of 1504 tokens",
         ),
         (["--count", "0"], "bad value for --count"),
         (["--noise", "0.3", "--noise-fraction", "1.5"], "fraction"),

@@ -67,7 +67,7 @@ def test_a_writer_sequence_is_rendered_again_pixel_for_pixel(
     assert (again["idea"], again["seed"], again["sampler"], again["layer"]) == (
         "a cat",
         21,
-        "euler_a",
+        "euler_ancestral",  # euler_a is its old name
         -3,
     )
 

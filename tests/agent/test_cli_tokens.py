@@ -84,6 +84,7 @@ def test_tokens_readable_view(tokenizer_dir, capsys):
         (["a cat", "--tokenizer", "/no/such/dir"], "no directory"),
         (["a cat", "--close"], "--close needs"),
         (["a cat", "--max-tokens", "4"], "too small"),
+        (["a cat", "--max-tokens", "4096"], "past the ceiling of 1504 tokens"),
         (["a cat", "--tokenizer", "Nobody/NotCached"], "not in the local Hugging Face cache"),
     ],
 )
@@ -118,3 +119,14 @@ def test_tokens_equal_diffusers_template_ids_for_surrounding_whitespace(
         [{"role": "user", "content": idea}], tokenize=False, add_generation_prompt=True
     )
     assert json.loads(out)["token_ids"] == hf_tokenizer(text).input_ids
+
+
+def test_tokens_budget_goes_up_to_the_ceiling_with_a_warning(tokenizer_dir):
+    out = run_zit(
+        "tokens", "a lighthouse " * 400, "--tokenizer", str(tokenizer_dir),
+        "--max-tokens", "1504", "--json",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert 512 < data["count"] <= 1504 and data["budget"] == 1504 and data["cut"] is None
+    assert "past the 512 tokens Z-Image was trained with" in out.stderr

@@ -12,9 +12,11 @@ from tests.cli_helpers import run_zit as zit
 from tests.evals.helpers import sketch_suite
 
 IDEA = "a red fox in the snow"
-REQUEST = ["--noise", "0.5", "--shift", "2.5", "--layer", "-3", "--sampler", "euler_a"]
+REQUEST = ["--noise", "0.5", "--shift", "2.5", "--layer", "-3", "--sampler", "euler_a",
+           "--scheduler", "beta"]  # fmt: skip
 SKETCH = ["--backend", "sketch", "--size", "64x64", "-n", "2", "--seed", "0"]
-RECORDED = ("noise", "shift", "sampler", "layer", "width", "height", "steps", "guidance")
+RECORDED = ("noise", "shift", "sampler", "scheduler", "layer", "width", "height", "steps",
+            "guidance")  # fmt: skip
 
 
 def recorded(image: str) -> dict:
@@ -35,8 +37,8 @@ def test_generate_chat_and_the_eval_agent_record_the_same_render_options(capsys,
     from zit_agent.evals.runner import run_suite
     from zit_agent.evals.suite import Suite
 
-    config = {"strategy": "agent", "noise": {"strength": 0.5}, "layer": -3,
-              "max_attempts": 1}  # fmt: skip
+    config = {"strategy": "agent", "noise": {"strength": 0.5}, "layer": -3, "shift": 2.5,
+              "sampler": "euler_a", "scheduler": "beta", "max_attempts": 1}  # fmt: skip
     suite = Suite.model_validate(
         sketch_suite(
             ideas=[{"id": "fox", "text": IDEA}], configs={"agent": config}, baseline="agent"
@@ -49,9 +51,9 @@ def test_generate_chat_and_the_eval_agent_record_the_same_render_options(capsys,
     assert from_generate["noise"] == {"strength": 0.5, "fraction": 0.5, "steps_share": 0.2,
                                       "seed": 0}  # fmt: skip
     assert from_generate == from_chat
-    assert (from_generate["shift"], from_generate["sampler"]) == (2.5, "euler_a")
-    same = {k: v for k, v in from_eval.items() if k not in ("shift", "sampler")}
-    assert same == {k: v for k, v in from_generate.items() if k not in ("shift", "sampler")}
+    assert (from_generate["shift"], from_generate["sampler"]) == (2.5, "euler_ancestral")
+    assert from_generate["scheduler"] == "beta"
+    assert from_eval == from_generate
 
 
 def test_a_request_is_checked_before_any_model_loads(capsys, tmp_path):

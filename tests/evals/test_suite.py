@@ -52,11 +52,45 @@ def test_a_good_suite_parses_with_defaults():
             "s.yaml:8: field configs.raw.sampling.temperature",
         ),
         (("seeds: 2", "seeds: 1"), "s.yaml:2: field seeds"),
+        (
+            ("  raw: {strategy: raw}", "  raw: {strategy: raw, sampler: dpm}"),
+            "s.yaml:8: field configs.raw.sampler: Value error, unknown sampler 'dpm'",
+        ),
+        (
+            ("  raw: {strategy: raw}", "  raw: {strategy: raw, scheduler: karras}"),
+            "s.yaml:8: field configs.raw.scheduler: Value error, unknown scheduler 'karras'",
+        ),
+        (
+            ("  raw: {strategy: raw}", "  raw: {strategy: raw, shift: -2}"),
+            "s.yaml:8: field configs.raw.shift",
+        ),
+        (
+            ("  raw: {strategy: raw}", "  raw: {strategy: raw, max_tokens: 4096}"),
+            "s.yaml:8: field configs.raw.max_tokens",
+        ),
     ],
 )
 def test_a_bad_field_is_named_with_its_line(edit, where):
     message = error_of(GOOD.replace(*edit))
     assert message.startswith(where), message
+
+
+def test_configs_sweep_sampler_scheduler_and_shift_by_comfyui_names():
+    text = GOOD.replace(
+        "  raw: {strategy: raw}",
+        "  raw: {strategy: raw}\n"
+        "  ea-bong: {strategy: raw, sampler: euler_a, scheduler: bong_tangent, shift: auto}\n"
+        "  er: {strategy: raw, sampler: er_sde, scheduler: sgm_uniform, shift: 2.5}",
+    )
+    configs = parse_suite(text).configs
+    assert (configs["raw"].sampler, configs["raw"].scheduler, configs["raw"].shift) == (None,) * 3
+    bong = configs["ea-bong"]
+    assert (bong.sampler, bong.scheduler, bong.shift) == (
+        "euler_ancestral",
+        "bong_tangent",
+        "auto:diffusers",
+    )
+    assert (configs["er"].sampler, configs["er"].shift) == ("er_sde", 2.5)
 
 
 def test_a_bad_baseline_points_at_its_line():

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import math
+
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
+from tests.backends.test_schedules import COMFY_8_STEPS_SHIFT_3
 from tests.backends.zimage.conftest import IDEA, SMALL
 from zit_agent.backends.base import ImageBackend, NoiseSettings
 from zit_agent.backends.samplers import SAMPLERS
@@ -207,3 +212,73 @@ def test_stochastic_sampler_image_depends_only_on_its_seed(backend, plain_ids, s
     alone = backend.render(plain_ids, [6], options)[0]
     assert same(together[1].image, alone.image)
     assert not same(together[0].image, together[1].image)
+
+
+# -- schedulers, samplers, shift --------------------------------------------------------------
+@pytest.mark.parametrize("name", sorted(COMFY_8_STEPS_SHIFT_3))
+def test_each_scheduler_records_comfyuis_sigmas_in_the_png_and_the_json(
+    backend, plain_ids, small_options, name, tmp_path
+):
+    from zit_agent.backends.provenance import read_record, save_rendered
+
+    options = small_options.model_copy(update={"scheduler": name, "steps": 8, "shift": 3.0})
+    rendered = backend.render(plain_ids, [7], options)
+    png = save_rendered(rendered, tmp_path, idea=IDEA)[0]
+    for record in (read_record(png), json.loads(png.with_suffix(".json").read_text())):
+        assert record["scheduler"] == name
+        assert np.allclose(record["sigmas"], COMFY_8_STEPS_SHIFT_3[name], rtol=0, atol=1e-4)
+    assert "Schedule type: " + name in Image.open(png).text["parameters"]
+
+
+def test_schedulers_change_the_image(backend, plain_ids, small_options):
+    images = [
+        backend.render(plain_ids, [7], small_options.model_copy(update={"scheduler": name}))[0]
+        for name in ("simple", "beta", "bong_tangent")
+    ]
+    assert not same(images[0].image, images[1].image)
+    assert not same(images[0].image, images[2].image)
+
+
+def test_er_sde_is_reproducible_and_differs_from_euler(backend, plain_ids, small_options):
+    options = small_options.model_copy(update={"sampler": "er_sde", "steps": 8})
+    first, again = (backend.render(plain_ids, [11], options)[0] for _ in range(2))
+    euler = backend.render(plain_ids, [11], options.model_copy(update={"sampler": "euler"}))[0]
+    assert same(first.image, again.image)
+    assert not same(first.image, euler.image)
+    assert first.record["sampler"] == "er_sde"
+
+
+def test_old_sampler_name_euler_a_is_euler_ancestral(backend, plain_ids, small_options):
+    from zit_agent.backends.base import RenderOptions
+
+    assert RenderOptions(sampler="euler_a").sampler == "euler_ancestral"
+    options = small_options.model_copy(update={"sampler": "euler_a", "steps": 3})
+    assert backend.render(plain_ids, [1], options)[0].record["sampler"] == "euler_ancestral"
+
+
+def test_auto_shift_is_resolution_dependent_and_recorded(backend, plain_ids, small_options):
+    rendered = backend.render(plain_ids, [7], small_options.model_copy(update={"shift": "auto"}))
+    record = rendered[0].record
+    seq_len = (SMALL["width"] // 16) * (SMALL["height"] // 16)
+    mu = 0.5 + (seq_len - 256) * (1.15 - 0.5) / (4096 - 256)  # diffusers' defaults, in the config
+    assert record["shift_source"] == "auto"
+    assert record["shift_auto"]["formula"] == "diffusers"
+    assert record["shift_auto"]["image_seq_len"] == seq_len
+    assert record["shift"] == pytest.approx(math.exp(mu))
+    assert record["sigmas"][1] < COMFY_8_STEPS_SHIFT_3["simple"][1]  # a smaller shift than 3
+
+
+def test_the_notes_shift_formula_refuses_small_images(backend, plain_ids, small_options):
+    with pytest.raises(UserError, match="larger than 256x256"):
+        backend.render(plain_ids, [7], small_options.model_copy(update={"shift": "auto:notes"}))
+
+
+@pytest.mark.parametrize(
+    ("update", "message"),
+    [({"scheduler": "karras"}, "unknown scheduler"), ({"shift": "big"}, "not a number")],
+)
+def test_bad_scheduler_and_shift_are_user_errors(
+    backend, plain_ids, small_options, update, message
+):
+    with pytest.raises(UserError, match=message):
+        backend.render(plain_ids, [0], small_options.model_copy(update=update))
