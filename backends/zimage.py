@@ -152,6 +152,11 @@ class ZImageBackend:
             names=[n for n in (checkpoint, transformer) if n] + [str(spec)],
             given=variant,
         )
+        control_model = None
+        if controlnet:  # before the DiT: a missing ControlNet fails in seconds
+            from zit_agent.backends.controlnet import load_controlnet
+
+            control_model = load_controlnet(controlnet, torch_dtype=torch_dtype, download=download)
         try:
             tokenizer = QwenTokenizer.from_pretrained(root)
             pipe = ZImagePipeline.from_pretrained(root, dtype=torch_dtype, tokenizer=None, **parts)
@@ -162,12 +167,11 @@ class ZImageBackend:
             ) from None
         _check_encoder_fits(pipe, tokenizer)
         control_pipe = None
-        if controlnet:
-            from zit_agent.backends.controlnet import check_controlnet_fits, load_controlnet
+        if control_model is not None:
+            from zit_agent.backends.controlnet import check_controlnet_fits
 
-            model = load_controlnet(controlnet, torch_dtype=torch_dtype, download=download)
-            check_controlnet_fits(model, pipe.transformer)
-            control_pipe = controlnet_pipeline(pipe, model)
+            check_controlnet_fits(control_model, pipe.transformer)
+            control_pipe = controlnet_pipeline(pipe, control_model)
         # The ControlNet pipeline holds every module of `pipe`: placing it places both.
         placed = control_pipe or pipe
         if cpu_offload:
