@@ -3,6 +3,7 @@
 - `LlamaCppWriter` (`gguf:PATH` or `gguf:ORG/REPO/FILE.gguf`): llama.cpp through llama-cpp-python,
   the default.
 - `TransformersWriter` (`hf:DIR_OR_REPO`): transformers' `generate()`.
+- `EncoderWriter` (`encoder`): the loaded Z-Image model's own text encoder (no second model).
 - `FakeWriter`: scripted drafts for tests and agent logic (a fake, no model).
 
 `load_writer(spec)` picks and loads one. Heavy libraries are imported only when a writer loads.
@@ -15,16 +16,27 @@ from typing import Any
 from zit_agent.backends.base import Writer
 from zit_agent.errors import UserError
 
-SPEC_HINT = "use gguf:PATH, gguf:ORG/REPO/FILE.gguf or hf:DIR_OR_REPO"
+SPEC_HINT = "use gguf:PATH, gguf:ORG/REPO/FILE.gguf, hf:DIR_OR_REPO or encoder"
+ENCODER_SPEC = "encoder"
 
 
 def load_writer(
-    spec: str, *, download: bool = False, threads: int | None = None, **opts: Any
+    spec: str,
+    *,
+    download: bool = False,
+    threads: int | None = None,
+    backend: Any = None,
+    **opts: Any,
 ) -> Writer:
     """The writer named by `spec`; `opts` go to its `from_pretrained` (e.g. `n_ctx`, `device`,
-    `open_think`). `threads`: CPU threads of a llama.cpp writer (default: all cores). A missing
-    model raises `ModelNotFoundError` with the way to get it."""
+    `open_think`). `threads`: CPU threads of a llama.cpp writer (default: all cores). `backend`:
+    the loaded `ZImageBackend`, which the `encoder` writer writes with. A missing model raises
+    `ModelNotFoundError` with the way to get it."""
     kind, target = parse_spec(spec)
+    if kind == ENCODER_SPEC:
+        from zit_agent.backends.writers.encoder import EncoderWriter
+
+        return EncoderWriter.from_backend(backend, open_think=opts.get("open_think", False))
     if kind == "gguf":
         from zit_agent.backends.writers.llama import LlamaCppWriter
 
@@ -35,7 +47,10 @@ def load_writer(
 
 
 def parse_spec(spec: str) -> tuple[str, str]:
-    """`gguf:X` or `hf:X` -> (kind, X); a bare `*.gguf` path is a gguf spec."""
+    """`gguf:X` or `hf:X` -> (kind, X); a bare `*.gguf` path is a gguf spec; `encoder` ->
+    ("encoder", "")."""
+    if spec.strip().lower() == ENCODER_SPEC:
+        return ENCODER_SPEC, ""
     kind, _, target = spec.partition(":")
     if not target and spec.endswith(".gguf"):
         kind, target = "gguf", spec
