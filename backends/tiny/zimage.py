@@ -110,8 +110,9 @@ def tiny_scheduler(shift: float = 3.0):
     )
 
 
-def tiny_controlnet(seed: int):
-    """A random ControlNet Union (1.x layout) for the tiny transformer (FACTS.md section 9).
+def tiny_controlnet(seed: int, *, union: str = "1"):
+    """A random ControlNet Union for the tiny transformer (FACTS.md section 9); `union` "2" is the
+    2.x layout (control input padded to 33 channels, a modulated control noise refiner).
 
     Its projections into the DiT start at zero in a fresh model (so an untrained ControlNet
     changes nothing): they are drawn at random here, so the control map shows in the image.
@@ -119,15 +120,18 @@ def tiny_controlnet(seed: int):
     import torch
     from diffusers import ZImageControlNetModel
 
+    layout = {"control_in_dim": 16, "add_control_noise_refiner": None}
+    if union == "2":
+        layout = {"control_in_dim": 33, "add_control_noise_refiner": "control_noise_refiner"}
     torch.manual_seed(seed + 3)
     model = ZImageControlNetModel(
         control_layers_places=[0],
         control_refiner_layers_places=[0],
-        control_in_dim=16,
         dim=32,
         n_refiner_layers=1,
         n_heads=2,
         n_kv_heads=2,
+        **layout,
     )
     with torch.no_grad():
         for name, param in model.named_parameters():
@@ -136,10 +140,10 @@ def tiny_controlnet(seed: int):
     return model.eval()
 
 
-def build_tiny_controlnet(out_dir: str | Path, *, seed: int = 0) -> Path:
+def build_tiny_controlnet(out_dir: str | Path, *, seed: int = 0, union: str = "1") -> Path:
     """The tiny ControlNet as a diffusers folder (config.json + safetensors)."""
     out_dir = Path(out_dir)
-    tiny_controlnet(seed).save_pretrained(out_dir)
+    tiny_controlnet(seed, union=union).save_pretrained(out_dir)
     return out_dir
 
 

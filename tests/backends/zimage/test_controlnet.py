@@ -240,3 +240,23 @@ def test_the_default_control_scale_comes_from_the_defaults_table(small_options):
     from zit_agent.defaults import RENDER
 
     assert small_options.control_scale == RENDER.control_scale == 0.75
+
+
+def test_a_union_2_controlnet_equals_diffusers_too(
+    tiny_zimage_dir, tmp_path, plain_ids, small_options, control_file
+):
+    from diffusers import ZImageControlNetModel, ZImageControlNetPipeline, ZImagePipeline
+
+    from zit_agent.backends.tiny.zimage import build_tiny_controlnet
+
+    folder = build_tiny_controlnet(tmp_path / "union-2", union="2")
+    backend = ZImageBackend.from_pretrained(tiny_zimage_dir, controlnet=str(folder))
+    assert backend.control_pipe.controlnet.config.control_in_dim == 33
+    plain = ZImagePipeline.from_pretrained(tiny_zimage_dir)
+    pipe = ZImageControlNetPipeline(
+        **plain.components, controlnet=ZImageControlNetModel.from_pretrained(folder)
+    )
+    pipe.set_progress_bar_config(disable=True)
+    rendered = backend.render(plain_ids, [2], controlled(small_options, control_file))[0]
+    expected = reference(pipe, 2, Image.open(control_file), 0.75)
+    assert np.array_equal(pixels(rendered.image), pixels(expected))
