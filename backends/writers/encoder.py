@@ -47,6 +47,12 @@ class EncoderWriter(TransformersWriter):
             )
         return cls(backend, open_think=open_think)
 
+    @property
+    def input_device(self):
+        """Where the encoder runs: with CPU offload its weights wait on the CPU, but its hook
+        moves them (and the inputs) to the accelerator, where the LM head's output lands."""
+        return self.backend.device
+
     def prompt(self, messages: list[Message]) -> Prompt:
         return render_prompt(self.chat_template, messages, open_think=self.open_think)
 
