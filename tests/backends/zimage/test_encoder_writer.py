@@ -75,7 +75,7 @@ def qwen3_models() -> int:
     return sum(
         1
         for obj in gc.get_objects()
-        if isinstance(obj, Qwen3PreTrainedModel)
+        if issubclass(type(obj), Qwen3PreTrainedModel)
         and not next(obj.parameters()).is_meta
         and getattr(obj, "base_model", obj) is obj
     )
