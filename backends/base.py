@@ -115,6 +115,12 @@ class RenderOptions(BaseModel):
     # More LoRA files stacked on top of `lora`, as (path, strength); the distilled model takes one
     # well, so backends warn when this is used.
     extra_loras: list[tuple[str, float]] = Field(default_factory=list)
+    # Z-Image (base) renders with CFG renormalization on (see `defaults.VARIANTS`).
+    cfg_normalization: bool = RENDER.cfg_normalization
+    # A control map (image path) that fixes the composition; needs a backend with a ControlNet.
+    control_image: str | None = None
+    control_scale: float = RENDER.control_scale
+    preprocess: str = "none"  # "none": the map is used as is; "canny": edges of the image
 
     # Bad values raise `UserError` (one line, names the fix); pydantic passes it through.
     @field_validator("shift", mode="before")

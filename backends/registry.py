@@ -10,7 +10,8 @@ simonw/llm's plugins:
     mybackend = "my_package.backend:load"
 
 Factories take keyword arguments only:
-- writers: `factory(target, *, download, threads)` for a spec `KIND:TARGET`;
+- writers: `factory(target, *, download, threads, backend)` for a spec `KIND:TARGET` (`backend`:
+  the loaded image backend, for a writer that shares its model);
 - image backends: `factory(*, model, tokenizer, download, **model_options)` returning
   `(backend, tokenizer)` (the tokenizer of the encoder the backend feeds);
 - embedders: `factory(target, *, settings)` for a spec `NAME` or `NAME:TARGET`.
@@ -29,6 +30,7 @@ from zit_agent.errors import UserError
 WRITERS: dict[str, str] = {
     "gguf": "zit_agent.backends.writers:load_gguf",
     "hf": "zit_agent.backends.writers:load_hf",
+    "encoder": "zit_agent.backends.writers:load_encoder",  # the loaded Z-Image's own encoder
 }
 IMAGE_BACKENDS: dict[str, str] = {
     "zimage": "zit_agent.backends.zimage:load_backend",

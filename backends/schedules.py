@@ -74,8 +74,9 @@ def _schedule(name: str, steps: int, shift: float) -> tuple[float, ...]:
     elif name in ("normal", "sgm_uniform"):
         values = _normal(steps, shift, sgm=name == "sgm_uniform")
     else:
-        table = flow_sigma_table(shift)
-        values = _simple(table, steps) if name == "simple" else _beta(table, steps)
+        values = (
+            _simple(shift, steps) if name == "simple" else _beta(flow_sigma_table(shift), steps)
+        )
     return tuple(float(v) for v in np.asarray(values, dtype=np.float32))
 
 
@@ -94,9 +95,17 @@ def flow_sigma_table(shift: float):
     return time_snr_shift(shift, t)
 
 
-def _simple(table, steps: int) -> list[float]:
-    stride = len(table) / steps
-    return [table[-(1 + int(x * stride))] for x in range(steps)] + [0.0]
+def _simple(shift: float, steps: int) -> list[float]:
+    """Evenly spaced flow times from 1 down to 1/steps, shifted: the schedule diffusers' Z-Image
+    pipeline uses (`torch.linspace(1, 1/steps, steps)`, shifted in float32 by the scheduler), so
+    the default render equals diffusers' pixel for pixel. ComfyUI's `simple` picks the same times
+    from its 1000-entry table: identical whenever `steps` divides 1000 (8 does), otherwise a time
+    may differ by up to 1/1000 (its table rounds)."""
+    import numpy as np
+    import torch
+
+    t = torch.linspace(1.0, 1 / steps, steps).numpy().astype(np.float32)
+    return list(time_snr_shift(np.float32(shift), t)) + [0.0]
 
 
 def _normal(steps: int, shift: float, *, sgm: bool) -> list[float]:

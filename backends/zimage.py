@@ -36,22 +36,24 @@ from zit_agent.backends.schedules import (
     resolve_shift,
     sigma_schedule,
 )
+from zit_agent.backends.single_file import PICKLE_SUFFIXES
 from zit_agent.backends.tokenizer import QwenTokenizer
-from zit_agent.defaults import LIMITS
-from zit_agent.errors import ModelNotFoundError, UserError
+from zit_agent.defaults import DEFAULT_VARIANT, LIMITS
+from zit_agent.errors import ModelNotFoundError, ResourceExhausted, UserError
 from zit_agent.sequence import empty_prompt_ids, readable_text
 
 if TYPE_CHECKING:
     import torch
-    from diffusers import ZImagePipeline
+    from diffusers import ZImageControlNetPipeline, ZImagePipeline
 
 log = logging.getLogger("zit.zimage")
 
 MAX_SIDE = 4096
 WARN_SIDE = 2048
 LORA_STRENGTH_RANGE = (-2.0, 2.0)
-PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".pkl", ".pickle")
 SEQ_MULTIPLE = 32  # the DiT pads captions to a multiple of this (diffusers' SEQ_MULTI_OF)
+# What a model folder must hold when an all-in-one checkpoint brings the weights.
+CONFIG_PATTERNS = ["*.json", "*.txt", "*.jinja", "tokenizer/*"]
 
 
 class ZImageBackend:
@@ -70,11 +72,24 @@ class ZImageBackend:
         cache_size: int = 32,
         pad_to: int = 512,
         tokenizer: QwenTokenizer | None = None,
+        control_pipe: ZImageControlNetPipeline | None = None,
+        controlnet_id: str | None = None,
+        variant: str = DEFAULT_VARIANT,
+        variant_source: str = "default",
+        components: dict[str, str] | None = None,
     ):
         """`tokenizer`: the model's Qwen3 tokenizer; when not given, a private copy of
         `pipe.tokenizer` (`from_pretrained` loads it without transformers, which saves about
-        165 MB)."""
+        165 MB). `control_pipe`: the same components with a ControlNet (`controlnet_pipeline`),
+        used for renders with a control image. `variant`: "turbo" or "base" (see
+        `backends.variants`). `components`: where parts came from when not the model folder (for
+        provenance)."""
         self.pipe = pipe
+        self.control_pipe = control_pipe
+        self.controlnet_id = controlnet_id
+        self.variant = variant
+        self.variant_source = variant_source
+        self.components = components or {}
         self.tokenizer = tokenizer or QwenTokenizer.private_copy(
             pipe.tokenizer.backend_tokenizer, "pipeline"
         )
@@ -92,6 +107,8 @@ class ZImageBackend:
         # building the backend; the lookup walks every module, too slow to repeat per render.
         self.device = pipe._execution_device
         pipe.set_progress_bar_config(disable=True)
+        if control_pipe is not None:
+            control_pipe.set_progress_bar_config(disable=True)
 
     # -- loading ---------------------------------------------------------------------------------
     @classmethod
@@ -109,19 +126,34 @@ class ZImageBackend:
         vae: str | None = None,
         transformer: str | None = None,
         max_batch: int = 4,
+        checkpoint: str | None = None,
+        controlnet: str | None = None,
+        variant: str | None = None,
+        vae_tiling: bool = False,
     ) -> ZImageBackend:
         """Load a Z-Image diffusers directory or Hugging Face repo id (from the hub cache).
 
         `dtype`: bf16 on CUDA and fp32 on CPU unless given ("bf16", "fp16", "fp32").
-        `text_encoder`: another Qwen3-4B-shaped encoder (directory or repo id); `vae`: another
-        Flux-layout VAE (directory, repo id, or a single `.safetensors`); `transformer`: a single
-        `.safetensors` file (ComfyUI layout) or a diffusers directory.
+        `checkpoint`: an all-in-one `.safetensors` (DiT, encoder and VAE in one file); `spec`
+        then only gives configs, scheduler and tokenizer (a folder without weights will do).
+        `text_encoder`, `vae`, `transformer`: other parts, each a diffusers/transformers folder,
+        a repo id or a single file (ComfyUI split files, fp8 too; `transformer` also `.gguf`);
+        they win over the checkpoint's. `controlnet`: a Z-Image ControlNet Union (folder, repo
+        id or `.safetensors`). `variant`: "turbo" or "base", detected when not given.
+        `vae_tiling`: decode in tiles (less memory for large images).
         """
         import torch
         from diffusers import ZImagePipeline
 
+        from zit_agent.backends.variants import detect_variant
+
         quiet_libraries()
-        root = resolve_dir(spec, what="image model", download=download)
+        root = resolve_dir(
+            spec,
+            what="image model",
+            download=download,
+            allow_patterns=CONFIG_PATTERNS if checkpoint else None,
+        )
         if not (root / "model_index.json").is_file():
             raise ModelNotFoundError(
                 f"image model: {root} has no model_index.json (not a diffusers Z-Image folder)",
@@ -129,7 +161,18 @@ class ZImageBackend:
             )
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         torch_dtype = _torch_dtype(dtype, device)
-        parts = _component_overrides(root, torch_dtype, text_encoder, vae, transformer, download)
+        given = {"transformer": transformer, "text_encoder": text_encoder, "vae": vae}
+        parts, components = _component_overrides(root, torch_dtype, given, checkpoint, download)
+        found_variant, variant_source = detect_variant(
+            root,
+            names=[n for n in (checkpoint, transformer) if n] + [str(spec)],
+            given=variant,
+        )
+        control_model = None
+        if controlnet:  # before the DiT: a missing ControlNet fails in seconds
+            from zit_agent.backends.controlnet import load_controlnet
+
+            control_model = load_controlnet(controlnet, torch_dtype=torch_dtype, download=download)
         try:
             tokenizer = QwenTokenizer.from_pretrained(root)
             pipe = ZImagePipeline.from_pretrained(root, dtype=torch_dtype, tokenizer=None, **parts)
@@ -139,21 +182,44 @@ class ZImageBackend:
                 hint=f"re-fetch it with `hf download {spec}`" if not Path(spec).exists() else None,
             ) from None
         _check_encoder_fits(pipe, tokenizer)
+        control_pipe = None
+        if control_model is not None:
+            from zit_agent.backends.controlnet import check_controlnet_fits
+
+            check_controlnet_fits(control_model, pipe.transformer)
+            control_pipe = controlnet_pipeline(pipe, control_model)
+        # The ControlNet pipeline holds every module of `pipe`: placing it places both.
+        placed = control_pipe or pipe
         if cpu_offload:
-            pipe.enable_model_cpu_offload(device=device)
+            placed.enable_model_cpu_offload(device=device)
         else:
-            pipe.to(device)
+            placed.to(device)
+        if vae_tiling:
+            pipe.vae.enable_tiling()
         if attention:
             _set_attention(pipe, attention)
         if compile:
             pipe.transformer.compile(fullgraph=False)
+        from zit_agent.backends.controlnet import controlnet_id
+
         return cls(
             pipe,
             model_id=str(spec),
             model_revision=_revision(root),
             max_batch=max_batch,
             tokenizer=tokenizer,
+            control_pipe=control_pipe,
+            controlnet_id=controlnet_id(controlnet) if controlnet else None,
+            variant=found_variant,
+            variant_source=variant_source,
+            components=components,
         )
+
+    def default_options(self, options: RenderOptions | None = None) -> RenderOptions:
+        """`options` with this model variant's steps, guidance, shift and CFG normalization."""
+        from zit_agent.backends.variants import variant_options
+
+        return variant_options(self.variant, options)
 
     # -- the protocol ----------------------------------------------------------------------------
     def render(
@@ -259,6 +325,16 @@ class ZImageBackend:
         check_options(options)
         for ids, what in ((token_ids, "sequence"), (options.negative_ids or [], "negative")):
             check_token_count(len(ids), self.token_ceiling, what)
+        if options.control_image and self.control_pipe is None:
+            raise UserError(
+                "a control image needs a ControlNet, and this image model was loaded without one",
+                hint="load the image model with a Z-Image ControlNet Union",
+            )
+        if self.variant == "base" and options.guidance == 0:
+            log.warning(
+                "rendering Z-Image (base) with CFG off: base needs CFG (its defaults: %s)",
+                _variant_summary(self.variant),
+            )
         n = self.layer_count
         if not -(n + 1) <= options.layer <= n:
             raise UserError(
@@ -340,15 +416,32 @@ class ZImageBackend:
             "num_inference_steps": len(sigmas) - 1,
             "sigmas": list(sigmas),
             "guidance_scale": options.guidance,
+            "cfg_normalization": options.cfg_normalization,
             "generator": [torch.Generator(device="cpu").manual_seed(s) for s in seeds],
             "callback_on_step_end": callback,
         }
+        pipe = self.pipe
+        if options.control_image:
+            pipe = self._control(kwargs, options)
         start = time.perf_counter()
-        result = self._call_pipe(kwargs)
+        result = self._call_pipe(pipe, kwargs)
         per_image = (time.perf_counter() - start) / len(seeds)
         return [(s, img, per_image) for s, img in zip(seeds, result.images, strict=True)]
 
-    def _call_pipe(self, kwargs: dict[str, Any]):
+    def _control(self, kwargs: dict[str, Any], options: RenderOptions):
+        """The ControlNet pipeline, with the sampler of the plain one and the control map added
+        to `kwargs`."""
+        from zit_agent.backends.controlnet import control_map
+
+        assert self.control_pipe is not None and options.control_image
+        self.control_pipe.scheduler = self.pipe.scheduler
+        kwargs["control_image"] = control_map(
+            options.control_image, options.width, options.height, options.preprocess
+        )
+        kwargs["controlnet_conditioning_scale"] = options.control_scale
+        return self.control_pipe
+
+    def _call_pipe(self, pipe, kwargs: dict[str, Any]):
         import torch
 
         # diffusers passes no generator to `scheduler.step`: a stochastic sampler gets the seeds of
@@ -356,11 +449,11 @@ class ZImageBackend:
         if hasattr(self.pipe.scheduler, "set_noise_seeds"):
             self.pipe.scheduler.set_noise_seeds([g.initial_seed() for g in kwargs["generator"]])
         try:
-            return self.pipe(**kwargs)
+            return pipe(**kwargs)
         except torch.OutOfMemoryError:
             n = len(kwargs["prompt_embeds"])
             if n == 1:
-                raise UserError(
+                raise ResourceExhausted(
                     "out of device memory for one image",
                     hint="use a smaller {size}, {cpu_offload} or {dtype} bf16",
                 ) from None
@@ -368,7 +461,7 @@ class ZImageBackend:
             torch.cuda.empty_cache()
             half = n // 2
             parts = [_batch_slice(kwargs, 0, half), _batch_slice(kwargs, half, n)]
-            results = [self._call_pipe(p) for p in parts]
+            results = [self._call_pipe(pipe, p) for p in parts]
             results[0].images += results[1].images
             return results[0]
 
@@ -382,8 +475,20 @@ class ZImageBackend:
         sigmas: tuple[float, ...],
         loras: list[tuple[str, float]],
     ) -> dict[str, Any]:
+        from zit_agent.backends.controlnet import control_record
+
         noise = options.noise if options.noise and options.noise.strength > 0 else None
         negative = options.negative_ids if options.guidance > 0 and options.negative_ids else None
+        control = (
+            control_record(
+                options.control_image,
+                options.control_scale,
+                options.preprocess,
+                self.controlnet_id,
+            )
+            if options.control_image
+            else None
+        )
         return {
             "idea": None,
             "prompt": readable_text(token_ids, self.tokenizer),
@@ -398,6 +503,7 @@ class ZImageBackend:
             "height": options.height,
             "steps": options.steps,
             "guidance": options.guidance,
+            "cfg_normalization": options.cfg_normalization,
             "layer": options.layer,
             "sampler": sampler,
             "scheduler": get_scheduler(options.scheduler),
@@ -412,6 +518,10 @@ class ZImageBackend:
             "model": self.model_id,
             "model_revision": self.model_revision,
             "dtype": _dtype_name(self.pipe.transformer.dtype),
+            "variant": self.variant,
+            "variant_source": self.variant_source,
+            "components": self.components or None,
+            "control": control,
             "writer": None,
             "versions": dict(package_versions()),
         }
@@ -420,7 +530,8 @@ class ZImageBackend:
 # -- checks shared with the CLI ------------------------------------------------------------------
 def check_options(options: RenderOptions) -> None:
     """What can be checked without the model: size, steps, guidance, sampler, scheduler, shift,
-    LoRA strengths."""
+    control, LoRA strengths."""
+    from zit_agent.backends.controlnet import check_control
     from zit_agent.backends.samplers import get_sampler
     from zit_agent.backends.schedules import parse_shift
 
@@ -432,6 +543,7 @@ def check_options(options: RenderOptions) -> None:
     get_sampler(options.sampler)
     get_scheduler(options.scheduler)
     parse_shift(options.shift)
+    check_control(options.control_image, options.control_scale, options.preprocess)
     if options.lora:
         check_lora_strength(options.lora_strength)
     for _, strength in options.extra_loras:
@@ -573,28 +685,66 @@ def _dtype_name(dtype) -> str | None:
 def _component_overrides(
     root: Path,
     torch_dtype,
-    text_encoder: str | None,
-    vae: str | None,
-    transformer: str | None,
+    given: dict[str, str | None],
+    checkpoint: str | None,
     download: bool,
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The pipeline parts that do not come from the model folder, and where each came from:
+    an all-in-one checkpoint's parts, then each part given (folder, repo id or single file)."""
+    from zit_agent.backends import single_file
+
     parts: dict[str, Any] = {}
-    if text_encoder:
-        encoder = _load_text_encoder(text_encoder, torch_dtype, download)
+    components: dict[str, str] = {}
+    if checkpoint:
+        path = single_file.weight_file(checkpoint, "checkpoint", download=download)
+        layout = single_file.inspect_file(path, "checkpoint")
+        layout.require("transformer")
+        parts |= single_file.load_checkpoint(path, root, torch_dtype)
+        components |= {kind: _described(layout, kind) for kind in layout.parts}
+    encoder = given.get("text_encoder")
+    if encoder:
+        parts["text_encoder"], components["text_encoder"] = _part(
+            "text_encoder", encoder, root, torch_dtype, download
+        )
         # Refuse a misfit before the multi-GB transformer loads.
         own = _read_json(root / "text_encoder" / "config.json")
         dit = _read_json(root / "transformer" / "config.json")
         _check_encoder_config(
-            encoder.config, dit.get("cap_feat_dim", 2560), own.get("vocab_size", 151936)
+            parts["text_encoder"].config,
+            dit.get("cap_feat_dim", 2560),
+            own.get("vocab_size", 151936),
         )
-        parts["text_encoder"] = encoder
-    if vae:
-        parts["vae"] = _load_component("AutoencoderKL", vae, root, "vae", torch_dtype, download)
-    if transformer:
-        parts["transformer"] = _load_component(
-            "ZImageTransformer2DModel", transformer, root, "transformer", torch_dtype, download
-        )
-    return parts
+    for kind in ("vae", "transformer"):
+        if given.get(kind):
+            parts[kind], components[kind] = _part(kind, given[kind], root, torch_dtype, download)
+    return parts, components
+
+
+def _part(kind: str, spec: str, root: Path, torch_dtype, download: bool) -> tuple[Any, str]:
+    """One part from a single file (any layout `single_file` reads) or a folder / repo id."""
+    from zit_agent.backends import single_file
+
+    what = single_file.PART_NAMES[kind]
+    if not single_file.is_file_spec(spec):
+        if kind == "text_encoder":
+            return _load_text_encoder(spec, torch_dtype, download), spec
+        class_name = "AutoencoderKL" if kind == "vae" else "ZImageTransformer2DModel"
+        return _load_component(class_name, spec, kind, torch_dtype, download), spec
+    path = single_file.weight_file(spec, what, download=download)
+    layout = single_file.inspect_file(path, what)
+    layout.require(kind)
+    loaders = {
+        "transformer": single_file.load_transformer_file,
+        "text_encoder": single_file.load_text_encoder_file,
+        "vae": single_file.load_vae_file,
+    }
+    return loaders[kind](path, root, torch_dtype), _described(layout, kind)
+
+
+def _described(layout, kind: str) -> str:
+    part = layout.parts[kind]
+    quant = f", {layout.quantization}" if layout.quantization else ""
+    return f"{layout.path.resolve()} ({part.layout} layout{quant})"
 
 
 def _load_text_encoder(spec: str, torch_dtype, download: bool):
@@ -611,25 +761,13 @@ def _load_text_encoder(spec: str, torch_dtype, download: bool):
         ) from None
 
 
-def _load_component(
-    class_name: str, spec: str, root: Path, subfolder: str, torch_dtype, download: bool
-):
-    """A VAE or transformer from a single `.safetensors` file (config from the model's own
-    folder) or from a diffusers folder / repo id."""
+def _load_component(class_name: str, spec: str, subfolder: str, torch_dtype, download: bool):
+    """A VAE or transformer from a diffusers folder / repo id."""
     import diffusers
 
     cls = getattr(diffusers, class_name)
     what = subfolder if subfolder != "vae" else "VAE"
-    path = Path(spec).expanduser()
     try:
-        if path.suffix.lower() in PICKLE_SUFFIXES:
-            raise UserError(f"{what} {path}: pickle files are refused", hint="use .safetensors")
-        if path.suffix.lower() == ".safetensors":
-            if not path.is_file():
-                raise ModelNotFoundError(f"{what}: no file {path}")
-            return cls.from_single_file(
-                str(path), config=str(root), subfolder=subfolder, torch_dtype=torch_dtype
-            )
         folder = resolve_dir(spec, what=what, download=download)
         sub = folder / subfolder if (folder / subfolder / "config.json").is_file() else folder
         return cls.from_pretrained(sub, dtype=torch_dtype)
@@ -638,6 +776,23 @@ def _load_component(
             f"{what}: cannot load {spec}: {_first_line(err)}",
             hint=f"give a {class_name} .safetensors file or diffusers folder",
         ) from None
+
+
+def controlnet_pipeline(pipe: ZImagePipeline, controlnet) -> ZImageControlNetPipeline:
+    """A `ZImageControlNetPipeline` over the same modules as `pipe` plus `controlnet` (nothing
+    loaded twice). With CPU offload the ControlNet runs beside the DiT at every step."""
+    from diffusers import ZImageControlNetPipeline
+
+    control = ZImageControlNetPipeline(**pipe.components, controlnet=controlnet)
+    control.model_cpu_offload_seq = "text_encoder->controlnet->transformer->vae"
+    return control
+
+
+def _variant_summary(variant: str) -> str:
+    from zit_agent.backends.variants import variant_defaults
+
+    found = variant_defaults(variant)
+    return f"{found.steps} steps, guidance {found.guidance:g}, shift {found.shift:g}"
 
 
 def _check_encoder_fits(pipe: ZImagePipeline, tokenizer: QwenTokenizer) -> None:

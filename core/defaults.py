@@ -42,6 +42,7 @@ class RenderTable(_Table):
     steps: int = VARIANTS[DEFAULT_VARIANT].steps
     guidance: float = VARIANTS[DEFAULT_VARIANT].guidance
     shift: float = VARIANTS[DEFAULT_VARIANT].shift
+    cfg_normalization: bool = VARIANTS[DEFAULT_VARIANT].cfg_normalization
     layer: int = -2  # the encoder hidden layer Z-Image feeds its DiT
     sampler: str = "euler"
     scheduler: str = "simple"  # ComfyUI's name for Turbo's own sigma schedule
@@ -49,6 +50,8 @@ class RenderTable(_Table):
     max_batch: int = 4  # seeds denoised in one batch
     noise_fraction: float = 0.5  # conditioning noise: share of embedding values noised
     noise_steps_share: float = 0.2  # and share of the steps that get it
+    control_scale: float = 0.75  # ControlNet Union's model card: 0.65-0.80
+    canny_thresholds: tuple[int, int] = (100, 200)  # the built-in canny preprocessor (OpenCV)
 
 
 class AutoShiftTable(_Table):
@@ -82,6 +85,7 @@ class LimitsTable(_Table):
     max_seed: int = 2**63 - 1
     lora_strength: tuple[float, float] = (-2.0, 2.0)
     min_tokens: int = 16  # a token budget below this cannot hold the template and an idea
+    control_scale: tuple[float, float] = (0.0, 2.0)
     token_ceiling: int = 1504  # Z-Image's caption positions (axes_lens[0] 1536 minus padding)
     warn_tokens: int = 512  # past the encode length Z-Image was trained with
 

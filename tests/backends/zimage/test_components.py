@@ -55,39 +55,17 @@ def test_another_vae_folder_is_used(tiny_zimage_dir, tmp_path, plain_ids, small_
     assert not np.array_equal(render(other, plain_ids, small_options), baseline)
 
 
-def comfy_layout(state: dict) -> dict:
-    """The tiny transformer's weights as a ComfyUI / original Z-Image single file: fused qkv,
-    original names, `model.diffusion_model.` prefix (the inverse of diffusers' converter)."""
-    import torch
-
-    renames = {
-        "all_final_layer.2-1.": "final_layer.",
-        "all_x_embedder.2-1.": "x_embedder.",
-        ".attention.to_out.0.": ".attention.out.",
-        ".attention.norm_k.": ".attention.k_norm.",
-        ".attention.norm_q.": ".attention.q_norm.",
-    }
-    out = {}
-    for key, value in state.items():
-        if ".attention.to_k." in key or ".attention.to_v." in key:
-            continue
-        if ".attention.to_q." in key:
-            parts = [state[key.replace("to_q", name)] for name in ("to_q", "to_k", "to_v")]
-            key, value = key.replace("to_q", "qkv"), torch.cat(parts, dim=0)
-        for old, new in renames.items():
-            key = key.replace(old, new)
-        out["model.diffusion_model." + key] = value.contiguous()
-    return out
-
-
 def test_single_file_transformer_in_comfyui_layout_loads_the_same_weights(
     tiny_zimage_dir, tmp_path, plain_ids, small_options, baseline
 ):
     from diffusers import ZImageTransformer2DModel
 
+    from zit_agent.backends.tiny.single_files import comfy_transformer_state
+
     model = ZImageTransformer2DModel.from_pretrained(tiny_zimage_dir / "transformer")
+    state = comfy_transformer_state(model.state_dict())
     path = tmp_path / "z_image_turbo.safetensors"
-    save_file(comfy_layout(model.state_dict()), str(path))
+    save_file({f"model.diffusion_model.{k}": v for k, v in state.items()}, str(path))
     other = ZImageBackend.from_pretrained(tiny_zimage_dir, transformer=str(path))
     assert np.array_equal(render(other, plain_ids, small_options), baseline)
 
