@@ -22,8 +22,9 @@ def load_writer(
     spec: str, *, download: bool = False, threads: int | None = None, **opts: Any
 ) -> Writer:
     """The writer named by `spec`; `opts` go to its `from_pretrained` (e.g. `n_ctx`, `device`,
-    `open_think`). `threads`: CPU threads of a llama.cpp writer (default: all cores). A missing
-    model raises `ModelNotFoundError` with the way to get it."""
+    `open_think`). `threads`: CPU threads of a llama.cpp writer (default: the physical cores
+    free for it, `llama.default_threads`). A missing model raises `ModelNotFoundError` with the
+    way to get it."""
     kind, target = parse_spec(spec)
     if kind == "gguf":
         from zit_agent.backends.writers.llama import LlamaCppWriter
