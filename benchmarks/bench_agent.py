@@ -130,19 +130,42 @@ DEMO_STAGES = ("write", "assemble", "render", "embed", "judge", "escape", "finis
 @benchmark("demo")
 def demo_time(quick: bool) -> list[Figure]:
     """`zit demo` in a fresh process and a fresh ZIT_HOME (tiny models built too), against the
-    two-minute budget; then the demo's steps in this process, timed per agent node."""
+    two-minute budget; then with the models cached, the default writer threads against one
+    thread (and, without --quick, every CPU), alternated (target: default within 1.3x of one);
+    then the demo's steps in this process, timed per agent node."""
+    import statistics
+
+    from zit_agent.backends.cpu import allowed_cpus
+    from zit_agent.backends.writers.llama import default_threads
+
     with tempfile.TemporaryDirectory(prefix="zit-bench-demo-") as tmp:
         home = Path(tmp)
         first = _zit_demo(home, home / "demo")
         figures = [Figure("zit demo, first run (builds the tiny models)", first.seconds, "s",
                           target="< 120 s", met=first.seconds < 120,
                           extra={"peak_rss_mb": round(first.peak_mb, 1)})]  # fmt: skip
+        threads = {"default": None, "1 thread": 1}
         if not quick:
-            cached = _zit_demo(home, home / "demo2")
-            figures.append(Figure("zit demo, models cached", cached.seconds, "s",
-                                  target="< 120 s", met=cached.seconds < 120,
-                                  extra={"peak_rss_mb": round(cached.peak_mb, 1)}))  # fmt: skip
+            threads["all CPUs"] = len(allowed_cpus())
+        runs: dict[str, list] = {name: [] for name in threads}
+        for repeat in range(2 if quick else 3):
+            for name, n in threads.items():
+                runs[name].append(_zit_demo(home, home / f"demo-{repeat}-{len(runs[name])}", n))
         stages = demo_stages(home)
+    seconds = {name: statistics.median(r.seconds for r in rs) for name, rs in runs.items()}
+    spread = {name: (max(r.seconds for r in rs) - min(r.seconds for r in rs)) / seconds[name]
+              for name, rs in runs.items()}  # fmt: skip
+    figures.append(Figure(
+        f"zit demo, models cached, default writer threads ({default_threads().generation})",
+        seconds["default"], "s", seconds["1 thread"], "the same demo, writer on 1 thread",
+        target="ratio <= 1.3", met=seconds["default"] <= 1.3 * seconds["1 thread"],
+        spread=max(spread.values()),
+        extra={"median_s": {k: round(v, 2) for k, v in seconds.items()},
+               "cpu_s": {k: round(statistics.median(r.cpu_s for r in rs), 2)
+                         for k, rs in runs.items()},
+               "peak_rss_mb": round(statistics.median(r.peak_mb for r in runs["default"]), 1),
+               "repeats": len(runs["default"])},
+    ))  # fmt: skip
     total = sum(stages.values())
     return figures + [
         Figure(f"zit demo stage: {name}", seconds, "s", total, "the demo's steps in-process",
@@ -151,12 +174,26 @@ def demo_time(quick: bool) -> list[Figure]:
     ]  # fmt: skip
 
 
-def _zit_demo(home: Path, out: Path):
+# Runs the CLI with the writer's default thread rule replaced by a fixed count (argv[1]).
+WITH_THREADS = """import sys
+from zit_agent.backends.writers import llama
+n = int(sys.argv.pop(1))
+llama.default_threads = lambda: llama.Threads(generation=n, batch=n)
+from zit_agent.agent.cli import main
+main(sys.argv[1:])
+"""
+
+
+def _zit_demo(home: Path, out: Path, threads: int | None = None):
     from benchmarks.bench_memory import measure
 
     env = {**os.environ, "ZIT_HOME": str(home), "ZIT_CONFIG": str(home / "none.toml"),
            "HF_HUB_OFFLINE": "1"}  # fmt: skip
-    return measure([sys.executable, "-m", "zit_agent.agent", "demo", "--out", str(out)], env, home)
+    if threads is None:
+        cmd = [sys.executable, "-m", "zit_agent.agent"]
+    else:
+        cmd = [sys.executable, "-c", WITH_THREADS, str(threads)]
+    return measure([*cmd, "demo", "--out", str(out)], env, home)
 
 
 def demo_stages(home: Path) -> dict[str, float]:
