@@ -118,8 +118,9 @@ def test_the_writer_runs_on_the_threads_asked_for(monkeypatch, tiny_writers):
     given = load_writer(gguf, n_ctx=256, threads=2)
     assert (given.llama.n_threads, given.llama.n_threads_batch) == (2, 2)
     sampling = Sampling(max_new_tokens=6)
-    assert default.write(MESSAGES, sampling, 3).generated_ids == given.write(
-        MESSAGES, sampling, 3
-    ).generated_ids  # threads change the speed, not the ids
+    assert (
+        default.write(MESSAGES, sampling, 3).generated_ids
+        == given.write(MESSAGES, sampling, 3).generated_ids
+    )  # threads change the speed, not the ids
     with pytest.raises(UserError, match="thread count 0"):
         load_writer(gguf, threads=0)
