@@ -35,6 +35,10 @@ if TYPE_CHECKING:
     from zit_agent.settings import Settings
 
 BUSY_TIMEOUT_S = 30.0
+# Images decoded at once when embedding: 16 RGB images of 1024x1024 hold 48 MB of pixels.
+EMBED_CHUNK = 16
+# The wider window first looks among the newest SCAN_FACTOR times its size (history.py, below).
+SCAN_FACTOR = 4
 
 # Append only: never edit or reorder a migration that has shipped.
 MIGRATIONS: list[list[str]] = [
@@ -70,6 +74,43 @@ MIGRATIONS: list[list[str]] = [
             created_at REAL NOT NULL
         )""",
         "CREATE INDEX rut_events_by_idea ON rut_events (idea, id)",
+    ],
+    # The judge's windows, indexed per embedder: `image_vectors` lists the images that have a
+    # vector from an embedder (idea '' for none), `idea_latest` each idea's newest such image.
+    # Triggers keep both in step with `images` and `embeddings`, whoever writes them.
+    [
+        """CREATE TABLE image_vectors (
+            embedder TEXT NOT NULL,
+            image_id INTEGER NOT NULL,
+            idea TEXT NOT NULL,
+            PRIMARY KEY (embedder, image_id)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX image_vectors_by_idea ON image_vectors (embedder, idea, image_id)",
+        """CREATE TABLE idea_latest (
+            embedder TEXT NOT NULL,
+            idea TEXT NOT NULL,
+            image_id INTEGER NOT NULL,
+            PRIMARY KEY (embedder, idea)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX idea_latest_by_image ON idea_latest (embedder, image_id)",
+        """CREATE TRIGGER idea_latest_on_vector AFTER INSERT ON image_vectors BEGIN
+            INSERT INTO idea_latest (embedder, idea, image_id)
+            VALUES (NEW.embedder, NEW.idea, NEW.image_id)
+            ON CONFLICT (embedder, idea) DO UPDATE SET image_id = max(image_id, excluded.image_id);
+        END""",
+        """CREATE TRIGGER image_vectors_on_embedding AFTER INSERT ON embeddings BEGIN
+            INSERT OR IGNORE INTO image_vectors (embedder, image_id, idea)
+            SELECT NEW.embedder, id, ifnull(idea, '') FROM images
+            WHERE content_hash = NEW.content_hash;
+        END""",
+        """CREATE TRIGGER image_vectors_on_image AFTER INSERT ON images BEGIN
+            INSERT OR IGNORE INTO image_vectors (embedder, image_id, idea)
+            SELECT embedder, NEW.id, ifnull(NEW.idea, '') FROM embeddings
+            WHERE content_hash = NEW.content_hash;
+        END""",
+        """INSERT OR IGNORE INTO image_vectors (embedder, image_id, idea)
+            SELECT e.embedder, i.id, ifnull(i.idea, '') FROM images i
+            JOIN embeddings e ON e.content_hash = i.content_hash""",
     ],
 ]
 
@@ -204,22 +245,23 @@ class HistoryStore:
         session: str | None = None,
     ) -> ImageRow:
         """Record an image; its content hash is computed from the file unless given."""
-        row = {
-            "path": str(path),
-            "content_hash": content_hash or file_hash(path),
-            "idea": idea,
-            "sequence_hash": sequence_hash,
-            "seed": seed,
-            "settings": json.dumps(settings or {}, sort_keys=True),
-            "session": session,
-            "created_at": time.time(),
-        }
+        fields = {"content_hash": content_hash, "idea": idea, "sequence_hash": sequence_hash}
+        fields |= {"seed": seed, "settings": settings, "session": session}
+        return self.add_images([{"path": path, **fields}])[0]
+
+    def add_images(self, images: list[dict[str, Any]]) -> list[ImageRow]:
+        """Record many images in one transaction; each dict holds `add_image`'s arguments."""
+        rows = [_new_image_row(image) for image in images]
+        found = []
         with self._write() as db:
-            cursor = db.execute(
-                f"INSERT INTO images ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
-                tuple(row.values()),
-            )
-        return ImageRow(id=cursor.lastrowid, **{**row, "settings": settings or {}})
+            for image, row in zip(images, rows, strict=True):
+                cursor = db.execute(
+                    f"INSERT INTO images ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                    tuple(row.values()),
+                )
+                settings = image.get("settings") or {}
+                found.append(ImageRow(id=cursor.lastrowid, **{**row, "settings": settings}))
+        return found
 
     def images(
         self, *, idea: str | None = None, session: str | None = None, limit: int | None = None
@@ -262,30 +304,49 @@ class HistoryStore:
         load: Callable[[str], Image.Image],
     ) -> np.ndarray:
         """Vectors for `hashes` (in order): stored ones are reused, the rest are computed with
-        `embedder` on `load(hash)` and stored."""
-        known = self._stored(hashes, embedder.name)
-        missing = list(dict.fromkeys(h for h in hashes if h not in known))
-        if missing:
-            computed = embedder.embed([load(h) for h in missing])
-            fresh = dict(zip(missing, computed, strict=True))
-            self.put_embeddings(embedder.name, fresh)
-            known.update(fresh)
+        `embedder` on `load(hash)` and stored (see `embed_missing`)."""
+        self.embed_missing(hashes, embedder, load)
         if not hashes:
             return np.zeros((0, 0), dtype=np.float32)
+        known = self._stored(hashes, embedder.name)
         return np.stack([known[h] for h in hashes]).astype(np.float32)
 
+    def embed_missing(
+        self,
+        hashes: list[str],
+        embedder: Embedder,
+        load: Callable[[str], Image.Image],
+    ) -> int:
+        """Embed and store the images of `hashes` that have no vector from `embedder` yet, in
+        chunks of EMBED_CHUNK: at most that many images are decoded at once, and each chunk is
+        stored before the next is loaded (an interrupted run keeps what it embedded). Returns how
+        many were embedded."""
+        known = self._stored_hashes(hashes, embedder.name)
+        missing = list(dict.fromkeys(h for h in hashes if h not in known))
+        for start in range(0, len(missing), EMBED_CHUNK):
+            chunk = missing[start : start + EMBED_CHUNK]
+            computed = embedder.embed([load(h) for h in chunk])
+            self.put_embeddings(embedder.name, dict(zip(chunk, computed, strict=True)))
+        return len(missing)
+
     def _stored(self, hashes: list[str], embedder: str) -> dict[str, np.ndarray]:
-        found: dict[str, np.ndarray] = {}
+        return {
+            h: np.frombuffer(v, dtype=np.float32)
+            for h, v in self._by_hash(hashes, embedder, "content_hash, vector")
+        }
+
+    def _stored_hashes(self, hashes: list[str], embedder: str) -> set[str]:
+        return {h for (h,) in self._by_hash(hashes, embedder, "content_hash")}
+
+    def _by_hash(self, hashes: list[str], embedder: str, columns: str) -> Iterator[sqlite3.Row]:
         unique = list(dict.fromkeys(hashes))
         for start in range(0, len(unique), 500):  # below SQLite's bound-parameter limit
             chunk = unique[start : start + 500]
-            rows = self._db.execute(
-                "SELECT content_hash, vector FROM embeddings WHERE embedder = ? AND content_hash"
+            yield from self._db.execute(
+                f"SELECT {columns} FROM embeddings WHERE embedder = ? AND content_hash"
                 f" IN ({', '.join('?' * len(chunk))})",
                 [embedder, *chunk],
-            ).fetchall()
-            found.update((r[0], np.frombuffer(r[1], dtype=np.float32)) for r in rows)
-        return found
+            )
 
     def recent_vectors(
         self,
@@ -296,19 +357,65 @@ class HistoryStore:
         other_than_idea: str | None = None,
     ) -> tuple[np.ndarray, list[ImageRow]]:
         """The newest `limit` images that have a vector from `embedder` (of one idea, or of all
-        ideas but one), oldest first: what a windowed rut check reads. Cost grows with `limit`,
-        not with the history."""
-        where, args = _filters(idea=idea, other_than_idea=other_than_idea, prefix="i.")
-        where = f"{where} {'AND' if where else 'WHERE'} e.embedder = ?"
+        ideas but one), oldest first: what a windowed rut check reads. Every window is read from
+        an index, so the cost grows with `limit`, never with the history (whatever its layout)."""
+        if idea is not None and other_than_idea is not None:
+            raise ValueError("give idea or other_than_idea, not both")
+        if other_than_idea is not None:
+            ids = self._newest_of_other_ideas(embedder, other_than_idea, limit)
+        else:
+            ids = self._newest(embedder, limit, idea)
         rows = self._db.execute(
-            f"SELECT i.*, e.vector FROM images i JOIN embeddings e "
-            f"ON e.content_hash = i.content_hash {where} ORDER BY i.id DESC LIMIT ?",
-            [*args, embedder, limit],
-        ).fetchall()[::-1]
+            "SELECT i.*, e.vector FROM images i JOIN embeddings e ON e.content_hash = "
+            "i.content_hash AND e.embedder = ? WHERE i.id IN (SELECT value FROM json_each(?)) "
+            "ORDER BY i.id",
+            (embedder, json.dumps(ids)),
+        ).fetchall()
         if not rows:
             return np.zeros((0, 0), dtype=np.float32), []
         vectors = np.stack([np.frombuffer(r["vector"], dtype=np.float32) for r in rows])
         return vectors, [_image_row(r) for r in rows]
+
+    def _newest(self, embedder: str, limit: int, idea: str | None = None) -> list[int]:
+        where = "embedder = ?" + (" AND idea = ?" if idea is not None else "")
+        return self._ids(
+            f"SELECT image_id FROM image_vectors WHERE {where} ORDER BY image_id DESC LIMIT ?",
+            [embedder, *([] if idea is None else [idea]), limit],
+        )
+
+    def _newest_of_other_ideas(self, embedder: str, idea: str, limit: int) -> list[int]:
+        """The ids of the newest `limit` images of ideas other than `idea`.
+
+        Most often they lie among the newest few images: the newest `SCAN_FACTOR * limit` are
+        read first. When `idea` fills those, the images sought belong to at most `limit` ideas,
+        the ones whose own newest images are the newest, and none is older than the newest image
+        of the `limit`-th of those ideas. So at most `limit` images of each of at most `limit`
+        ideas are read, however many rows of `idea` (or of other embedders) lie in between."""
+        near = self._ids(
+            "SELECT image_id FROM (SELECT image_id, idea FROM image_vectors WHERE embedder = ? "
+            "ORDER BY image_id DESC LIMIT ?) WHERE idea != ? LIMIT ?",
+            [embedder, SCAN_FACTOR * limit, idea, limit],
+        )
+        if len(near) == limit:
+            return near
+        ideas = self._db.execute(
+            "SELECT idea, image_id FROM idea_latest WHERE embedder = ? AND idea != ? "
+            "ORDER BY image_id DESC LIMIT ?",
+            (embedder, idea, limit),
+        ).fetchall()
+        if not ideas:
+            return []
+        oldest = ideas[-1]["image_id"] if len(ideas) == limit else 0
+        one = (
+            "SELECT * FROM (SELECT image_id FROM image_vectors WHERE embedder = ? AND idea = ? "
+            "AND image_id >= ? ORDER BY image_id DESC LIMIT ?)"
+        )
+        union = " UNION ALL ".join([one] * len(ideas))
+        args = [v for row in ideas for v in (embedder, row["idea"], oldest, limit)]
+        return self._ids(f"{union} ORDER BY image_id DESC LIMIT ?", [*args, limit])
+
+    def _ids(self, sql: str, args: list[Any]) -> list[int]:
+        return [row[0] for row in self._db.execute(sql, args)]
 
     # -- rut events ------------------------------------------------------------------------------
     def add_rut_event(
@@ -342,23 +449,32 @@ class HistoryStore:
         ]
 
 
-def _filters(
-    *,
-    idea: str | None = None,
-    session: str | None = None,
-    other_than_idea: str | None = None,
-    prefix: str = "",
-) -> tuple[str, list[Any]]:
+def _filters(*, idea: str | None = None, session: str | None = None) -> tuple[str, list[Any]]:
     clauses, args = [], []
-    for column, op, value in (
-        ("idea", "=", idea),
-        ("session", "=", session),
-        ("idea", "IS NOT", other_than_idea),
-    ):
+    for column, value in (("idea", idea), ("session", session)):
         if value is not None:
-            clauses.append(f"{prefix}{column} {op} ?")
+            clauses.append(f"{column} = ?")
             args.append(value)
     return (f"WHERE {' AND '.join(clauses)}" if clauses else ""), args
+
+
+NEW_IMAGE_KEYS = {"path", "content_hash", "idea", "sequence_hash", "seed", "settings", "session"}
+
+
+def _new_image_row(image: dict[str, Any]) -> dict[str, Any]:
+    """The `images` row of an `add_image` argument dict (settings as JSON text)."""
+    if unknown := set(image) - NEW_IMAGE_KEYS:
+        raise TypeError(f"unknown image fields {sorted(unknown)}")
+    return {
+        "path": str(image["path"]),
+        "content_hash": image.get("content_hash") or file_hash(image["path"]),
+        "idea": image.get("idea"),
+        "sequence_hash": image.get("sequence_hash"),
+        "seed": image.get("seed"),
+        "settings": json.dumps(image.get("settings") or {}, sort_keys=True),
+        "session": image.get("session"),
+        "created_at": time.time(),
+    }
 
 
 def _image_row(row: sqlite3.Row) -> ImageRow:

@@ -70,6 +70,9 @@ RECORD_KEYS = (
 )
 VERSIONED_PACKAGES = ("zit-agent", "torch", "diffusers", "transformers", "peft")
 IDS_ENCODING = "zlib-uint32le-base64"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+TEXT_CHUNKS = (b"tEXt", b"zTXt", b"iTXt")
+MAX_TEXT_BYTES = 1 << 24  # an inflated text chunk (a record is a few kB)
 
 
 def token_sha256(ids: list[int]) -> str:
@@ -293,13 +296,9 @@ def slug(text: str, limit: int = 40) -> str:
 
 def read_record(path: str | Path) -> dict[str, Any] | None:
     """The `zit` record of a PNG written by `save_image`; None when it has none."""
-    from PIL import Image, UnidentifiedImageError
-
     try:
-        with Image.open(path) as img:
-            img.load()
-            text = getattr(img, "text", {}).get(RECORD_CHUNK)
-    except (OSError, UnidentifiedImageError):
+        text = png_text(path, RECORD_CHUNK)
+    except (OSError, ValueError, zlib.error):
         return None
     if text is None:
         return None
@@ -308,6 +307,50 @@ def read_record(path: str | Path) -> dict[str, Any] | None:
     except json.JSONDecodeError:
         return None
     return record if isinstance(record, dict) else None
+
+
+def png_text(path: str | Path, keyword: str) -> str | None:
+    """The text of a PNG's `keyword` text chunk (tEXt, zTXt or iTXt, before or after the image
+    data), or None. Reads the file chunk by chunk and seeks past the image data: no pixel is
+    decoded (Pillow's `.text` decodes the whole image first)."""
+    wanted = keyword.encode("latin-1")
+    with open(path, "rb") as f:
+        if f.read(len(PNG_SIGNATURE)) != PNG_SIGNATURE:
+            return None
+        while len(header := f.read(8)) == 8:
+            length, kind = struct.unpack(">I4s", header)
+            if kind == b"IEND":
+                return None
+            if kind not in TEXT_CHUNKS:
+                f.seek(length + 4, os.SEEK_CUR)  # the data and its CRC
+                continue
+            data = f.read(length)
+            f.seek(4, os.SEEK_CUR)
+            name, _, rest = data.partition(b"\0")
+            if name == wanted:
+                return _chunk_text(kind, rest)
+    return None
+
+
+def _chunk_text(kind: bytes, rest: bytes) -> str:
+    """The text of a tEXt, zTXt or iTXt chunk, after its keyword (PNG spec, section 11.3.4)."""
+    if kind == b"tEXt":
+        return rest.decode("latin-1")
+    if kind == b"zTXt":
+        return _inflate(rest[1:]).decode("latin-1")
+    compressed, rest = rest[0], rest[2:]
+    _language, _, rest = rest.partition(b"\0")
+    _translated, _, text = rest.partition(b"\0")
+    return (_inflate(text) if compressed else text).decode("utf-8")
+
+
+def _inflate(data: bytes) -> bytes:
+    """zlib data, refused past MAX_TEXT_BYTES (a small file must not inflate to gigabytes)."""
+    inflater = zlib.decompressobj()
+    text = inflater.decompress(data, MAX_TEXT_BYTES)
+    if inflater.unconsumed_tail:
+        raise ValueError(f"a PNG text chunk inflates past {MAX_TEXT_BYTES} bytes")
+    return text
 
 
 # -- atomic, non-overwriting writes --------------------------------------------------------------

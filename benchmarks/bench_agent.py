@@ -130,19 +130,42 @@ DEMO_STAGES = ("write", "assemble", "render", "embed", "judge", "escape", "finis
 @benchmark("demo")
 def demo_time(quick: bool) -> list[Figure]:
     """`zit demo` in a fresh process and a fresh ZIT_HOME (tiny models built too), against the
-    two-minute budget; then the demo's steps in this process, timed per agent node."""
+    two-minute budget; then with the models cached, the default writer threads against one
+    thread (and, without --quick, every CPU), alternated (target: default within 1.3x of one);
+    then the demo's steps in this process, timed per agent node."""
+    import statistics
+
+    from zit_agent.backends.cpu import allowed_cpus
+    from zit_agent.backends.writers.llama import default_threads
+
     with tempfile.TemporaryDirectory(prefix="zit-bench-demo-") as tmp:
         home = Path(tmp)
         first = _zit_demo(home, home / "demo")
         figures = [Figure("zit demo, first run (builds the tiny models)", first.seconds, "s",
                           target="< 120 s", met=first.seconds < 120,
                           extra={"peak_rss_mb": round(first.peak_mb, 1)})]  # fmt: skip
+        threads = {"default": None, "1 thread": 1}
         if not quick:
-            cached = _zit_demo(home, home / "demo2")
-            figures.append(Figure("zit demo, models cached", cached.seconds, "s",
-                                  target="< 120 s", met=cached.seconds < 120,
-                                  extra={"peak_rss_mb": round(cached.peak_mb, 1)}))  # fmt: skip
+            threads["all CPUs"] = len(allowed_cpus())
+        runs: dict[str, list] = {name: [] for name in threads}
+        for repeat in range(2 if quick else 3):
+            for name, n in threads.items():
+                runs[name].append(_zit_demo(home, home / f"demo-{repeat}-{len(runs[name])}", n))
         stages = demo_stages(home)
+    seconds = {name: statistics.median(r.seconds for r in rs) for name, rs in runs.items()}
+    spread = {name: (max(r.seconds for r in rs) - min(r.seconds for r in rs)) / seconds[name]
+              for name, rs in runs.items()}  # fmt: skip
+    figures.append(Figure(
+        f"zit demo, models cached, default writer threads ({default_threads().generation})",
+        seconds["default"], "s", seconds["1 thread"], "the same demo, writer on 1 thread",
+        target="ratio <= 1.3", met=seconds["default"] <= 1.3 * seconds["1 thread"],
+        spread=max(spread.values()),
+        extra={"median_s": {k: round(v, 2) for k, v in seconds.items()},
+               "cpu_s": {k: round(statistics.median(r.cpu_s for r in rs), 2)
+                         for k, rs in runs.items()},
+               "peak_rss_mb": round(statistics.median(r.peak_mb for r in runs["default"]), 1),
+               "repeats": len(runs["default"])},
+    ))  # fmt: skip
     total = sum(stages.values())
     return figures + [
         Figure(f"zit demo stage: {name}", seconds, "s", total, "the demo's steps in-process",
@@ -151,12 +174,26 @@ def demo_time(quick: bool) -> list[Figure]:
     ]  # fmt: skip
 
 
-def _zit_demo(home: Path, out: Path):
+# Runs the CLI with the writer's default thread rule replaced by a fixed count (argv[1]).
+WITH_THREADS = """import sys
+from zit_agent.backends.writers import llama
+n = int(sys.argv.pop(1))
+llama.default_threads = lambda: llama.Threads(generation=n, batch=n)
+from zit_agent.agent.cli import main
+main(sys.argv[1:])
+"""
+
+
+def _zit_demo(home: Path, out: Path, threads: int | None = None):
     from benchmarks.bench_memory import measure
 
     env = {**os.environ, "ZIT_HOME": str(home), "ZIT_CONFIG": str(home / "none.toml"),
            "HF_HUB_OFFLINE": "1"}  # fmt: skip
-    return measure([sys.executable, "-m", "zit_agent.agent", "demo", "--out", str(out)], env, home)
+    if threads is None:
+        cmd = [sys.executable, "-m", "zit_agent.agent"]
+    else:
+        cmd = [sys.executable, "-c", WITH_THREADS, str(threads)]
+    return measure([*cmd, "demo", "--out", str(out)], env, home)
 
 
 def demo_stages(home: Path) -> dict[str, float]:
@@ -168,6 +205,9 @@ def demo_stages(home: Path) -> dict[str, float]:
     from rich.console import Console
 
     from zit_agent.agent.cli import demo
+    from zit_agent.agent.history import HistoryStore
+    from zit_agent.agent.run import initial_state, seeds_of
+    from zit_agent.defaults import AGENT
     from zit_agent.settings import load_settings
 
     console = Console(file=io.StringIO())
@@ -181,9 +221,17 @@ def demo_stages(home: Path) -> dict[str, float]:
     )
     start = time.perf_counter()
     models = demo.tiny_models(home / "demo-models", console)
-    context = demo.demo_context(models, settings, out, console)
+    runner = demo.demo_runner(models, settings)
+    options = demo.demo_options(4, AGENT.max_attempts, 0)
+    render = runner.options_for(options)
+    context = runner.context(options, render, out_dir=out / "images",
+                             store=HistoryStore(out / "history.sqlite"))  # fmt: skip
     seconds["load (tokenizer, llama.cpp writer)"] = time.perf_counter() - start
-    final, per_node = stream_nodes(_demo_initial(), context)
+    initial = initial_state(
+        demo.DEFAULT_IDEA, options, render, seeds=seeds_of(options, 4),
+        budget=runner.budget(options), has_writer=True, ruts=True, run_id="bench-demo",
+    )  # fmt: skip
+    final, per_node = stream_nodes(initial, context)
     seconds.update({f"agent {name}": per_node.get(name, 0.0) for name in DEMO_STAGES})
     start = time.perf_counter()
     zimage = demo.zimage_pass(models["zimage"], final, out / "zimage", console)
@@ -201,18 +249,6 @@ def _import_model_libraries() -> None:
     import llama_cpp  # noqa: F401
     from diffusers import ZImagePipeline  # noqa: F401
     from transformers import Qwen3Model  # noqa: F401
-
-
-def _demo_initial():
-    """The state `zit demo` starts from (agent.cli.demo.run_loop, with its defaults)."""
-    from zit_agent.agent.cli import demo
-    from zit_agent.agent.state import AgentState, RenderKnobs
-
-    size = demo.SKETCH_SIZE
-    return AgentState(
-        idea=demo.DEFAULT_IDEA, shape="think", n=4, seed=0, max_attempts=5, ruts=True,
-        run_id="bench-demo", knobs=RenderKnobs(width=size, height=size),
-    )  # fmt: skip
 
 
 def stream_nodes(initial, context) -> tuple[object, dict[str, float]]:

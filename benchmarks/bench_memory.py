@@ -43,7 +43,7 @@ pid = os.fork()
 if pid == 0:
     os.execv(sys.argv[2], sys.argv[2:])
 _, status, usage = os.wait4(pid, 0)
-open(sys.argv[1], "w").write(str(usage.ru_maxrss))
+open(sys.argv[1], "w").write(f"{usage.ru_maxrss} {usage.ru_utime + usage.ru_stime}")
 sys.exit(os.waitstatus_to_exitcode(status))
 """
 # ru_maxrss is in bytes on macOS, in KiB on Linux.
@@ -54,11 +54,12 @@ MAXRSS_PER_MB = 2**20 if sys.platform == "darwin" else 2**10
 class ChildRun:
     peak_mb: float
     seconds: float
+    cpu_s: float  # user + system time of the command (less moved by other work than wall time)
 
 
 def measure(cmd: list[str], env: dict[str, str], cwd: Path) -> ChildRun:
-    """Run `cmd` to the end; its peak resident memory (MB) and wall time. Fails loudly (with the
-    command's stderr) when it fails, so a broken path is never reported as a figure."""
+    """Run `cmd` to the end; its peak resident memory (MB), wall time and CPU time. Fails loudly
+    (with the command's stderr) when it fails, so a broken path is never reported as a figure."""
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "maxrss"
         start = time.perf_counter()
@@ -70,7 +71,8 @@ def measure(cmd: list[str], env: dict[str, str], cwd: Path) -> ChildRun:
         if done.returncode != 0:
             tail = done.stderr.decode(errors="replace")[-2000:]
             raise RuntimeError(f"{' '.join(cmd)} exited {done.returncode}:\n{tail}")
-        return ChildRun(peak_mb=int(report.read_text()) / MAXRSS_PER_MB, seconds=seconds)
+        maxrss, cpu_s = report.read_text().split()
+        return ChildRun(int(maxrss) / MAXRSS_PER_MB, seconds, float(cpu_s))
 
 
 def tiny_home(root: Path) -> tuple[Path, Path]:

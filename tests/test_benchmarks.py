@@ -69,7 +69,7 @@ def test_peak_memory_is_the_commands_own(tmp_path):
 def test_gpu_standing_uses_the_devices_bf16_peak():
     from benchmarks import gpu, gpu_zimage
 
-    plan = gpu_zimage.make_plan(gpu_zimage.parse_args([]))
+    plan = gpu_zimage.make_plan(gpu.parse_args([]))
     cases = {
         "raw-vs-backend": {"raw": {"median_s": 0.9}, "backend": {"median_s": 0.97}},
         "batch:4": {"median_s": 3.2, "per_image_s": 0.8},
@@ -86,6 +86,7 @@ def test_gpu_standing_uses_the_devices_bf16_peak():
 
 @pytest.mark.slow
 def test_gpu_script_dry_run_on_cpu(tmp_path):
+    """--dry builds the real configurations on the meta device and runs every case on CPU."""
     from benchmarks import gpu
 
     out = tmp_path / "gpu.json"
@@ -93,13 +94,52 @@ def test_gpu_script_dry_run_on_cpu(tmp_path):
     data = json.loads(out.read_text())
     assert data["plan"]["dry"] is True and data["device"]
     cases = data["cases"]
-    assert {"writer", "build", "raw-vs-backend", "encode-cold-vs-cached", "attention:native",
-            "batch:1", "batch:2"} <= set(cases)  # fmt: skip
+    assert list(cases) == ["real-configs", "writer", "build", "raw-vs-backend",
+                           "encode-cold-vs-cached", "batch:2", "attention:_native_math",
+                           "compile"]  # fmt: skip
+    assert not [name for name, case in cases.items() if "error" in case or "skipped" in case]
+    real = cases["real-configs"]
+    assert real["transformer"]["params"] == 6_154_908_736  # Z-Image's 6.15 B DiT
+    assert round(real["text_encoder"]["params"] / 1e9, 2) == 4.02  # Qwen3-4B, 36 layers
+    assert real["transformer"]["dtype"] == "torch.bfloat16"
     writer = cases["writer"]
     assert writer["raw"]["tokens_per_s"] > 0 and writer["writer"]["tokens_per_s"] > 0
     assert 0 < writer["new_tokens"]["writer"] <= 8
-    assert cases["batch:2"]["per_image_s"] == cases["batch:2"]["median_s"] / 2
+    batch = cases["batch:2"]
+    assert batch["per_image_s"] == batch["median_s"] / 2 and batch["vs_baseline"] > 0
+    assert cases["compile"]["first_call_s"] > 0
     assert "backend, batch 1" in data["standing"]["measured"]
+
+
+def test_a_case_that_fails_runs_long_or_finds_no_time_is_recorded_and_the_run_goes_on(tmp_path):
+    """Each case is written as soon as it ends; a failure or a timeout is a result."""
+    import time
+
+    from benchmarks import gpu
+
+    path = tmp_path / "gpu.json"
+    results = gpu.Results(path, {"device": "test"})
+    run = gpu.CaseRunner(results, budget_s=60, on_cuda=False)
+    run("fine", lambda: {"median_s": 1.0})
+    assert json.loads(path.read_text())["cases"]["fine"]["median_s"] == 1.0
+    run("slow", lambda: time.sleep(30) or {}, 0.2)
+    run("broken", lambda: 1 / 0)
+    run.deadline = time.monotonic() + 1  # less left than a case may start with
+    run("late", lambda: {"median_s": 2.0})
+    cases = json.loads(path.read_text())["cases"]
+    assert cases["slow"]["error"] == "timed out after 0 s" and cases["slow"]["case_s"] < 5
+    assert cases["broken"]["error"].startswith("ZeroDivisionError")
+    assert "budget" in cases["late"]["skipped"]
+
+
+def test_gpu_results_go_under_out_on_a_lent_device(monkeypatch, tmp_path):
+    from benchmarks import gpu
+
+    monkeypatch.setenv("OUT", str(tmp_path))
+    assert gpu.results_path(None, "NVIDIA H200") == tmp_path / "gpu-NVIDIA-H200.json"
+    assert gpu.results_path(tmp_path / "x.json", "NVIDIA H200") == tmp_path / "x.json"
+    monkeypatch.delenv("OUT")
+    assert gpu.results_path(None, "NVIDIA H200") is None
 
 
 def test_gpu_script_refuses_without_a_device(tmp_path, capsys):

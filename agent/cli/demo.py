@@ -122,17 +122,22 @@ def demo_runner(models: dict[str, Path], settings) -> Runner:
     return Runner(settings, parts)
 
 
+def demo_options(count: int, max_attempts: int, seed: int):
+    from zit_agent.options import run_options
+
+    return run_options(
+        size=f"{SKETCH_SIZE}x{SKETCH_SIZE}", count=count, seed=seed, max_attempts=max_attempts,
+        max_new_tokens=WRITER_NEW_TOKENS, shape="think",
+    )  # fmt: skip
+
+
 def run_loop(runner: Runner, idea: str, count: int, max_attempts: int, seed: int, out: Path,
              on_event) -> AgentState:  # fmt: skip
     """The agent loop on the demo's options. The demo keeps its own history, so earlier runs
     elsewhere cannot change its verdicts."""
     from zit_agent.agent.history import HistoryStore
-    from zit_agent.options import run_options
 
-    options = run_options(
-        size=f"{SKETCH_SIZE}x{SKETCH_SIZE}", count=count, seed=seed, max_attempts=max_attempts,
-        max_new_tokens=WRITER_NEW_TOKENS, shape="think",
-    )  # fmt: skip
+    options = demo_options(count, max_attempts, seed)
     with HistoryStore(out / "history.sqlite") as store:
         return runner.generate(
             idea, options, out_dir=out / "images", on_event=on_event, store=store,

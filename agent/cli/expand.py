@@ -47,7 +47,10 @@ def expand(
         ),
     ] = False,
     threads: Annotated[
-        int | None, typer.Option(help="CPU threads of a gguf writer (default: all cores).")
+        int | None,
+        typer.Option(
+            min=1, help="CPU threads of a gguf writer (default: the physical cores, less one)."
+        ),
     ] = None,
     tokenizer: Annotated[
         str | None,

@@ -8,7 +8,7 @@ database by content hash, so a second run over the same images embeds nothing.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NamedTuple
 
 import typer
 
@@ -77,11 +77,11 @@ def ruts(
     thresholds = _thresholds(model.family, rut=rut, warn=warn, duplicate=duplicate)
     # 3. Vectors (cached by content hash)
     items = [_read(f) for f in files]
+    groups = group_windows(items, window)
     with HistoryStore(settings.history_db) as store:
-        by_hash = {item["hash"]: item["path"] for item in items}
-        vectors = store.vectors([i["hash"] for i in items], model, load=lambda h: _open(by_hash[h]))
+        vectors = judged_vectors(store, model, items, groups)
     # 4. Judge
-    result = judge_groups(items, vectors, model.name, thresholds, window)
+    result = judge_groups(items, vectors, groups, model.name, thresholds, window)
     result["notes"] = notes
     # 5. Show
     if as_json:
@@ -181,35 +181,74 @@ def _thresholds(family: str, **overrides: float | None) -> Thresholds:
         ) from None
 
 
-def judge_groups(items, vectors, embedder: str, thresholds, window: int) -> dict[str, Any]:
-    """The report over all images, plus one per idea when the images carry ideas (each idea's
-    wider window: the newest images of the other ideas)."""
-    from zit_agent.agent.ruts import judge
+class Group(NamedTuple):
+    """One judged group: its idea (None for all images), its newest `window` images and the
+    newest images of the other ideas (its wider window), as indices into the items."""
 
-    def report(indices: list[int], others: list[int] | None = None) -> RutReport:
-        texts = [items[i]["text"] for i in indices]
-        others = (others or [])[-WIDER_WINDOW:]
-        return judge(
-            vectors[indices],
-            embedder=embedder,
-            thresholds=thresholds,
-            window=window,
-            labels=[str(items[i]["path"]) for i in indices],
-            texts=texts if all(texts) else None,
-            wider=vectors[others] if others else None,
-            wider_labels=[str(items[i]["path"]) for i in others],
-        )
+    idea: str | None
+    window: list[int]
+    wider: list[int]
 
-    everything = _summary(report(list(range(len(items)))))
+
+def group_windows(items: list[dict[str, Any]], window: int) -> list[Group]:
+    """All images, then one group per idea (first seen first). Linear in the images: each idea's
+    wider window is collected from the newest end, past that idea's own images only."""
     ideas: dict[str, list[int]] = {}
     for i, item in enumerate(items):
         if item["idea"]:
             ideas.setdefault(item["idea"], []).append(i)
-    everything["groups"] = [
-        {"idea": idea, **_summary(report(mine, [i for i in range(len(items)) if i not in mine]))}
-        for idea, mine in ideas.items()
-    ]
-    return everything
+    groups = [Group(None, list(range(max(0, len(items) - window), len(items))), [])]
+    for idea, mine in ideas.items():
+        others: list[int] = []
+        for i in range(len(items) - 1, -1, -1):
+            if len(others) == WIDER_WINDOW:
+                break
+            if items[i]["idea"] != idea:
+                others.append(i)
+        groups.append(Group(idea, mine[-window:], others[::-1]))
+    return groups
+
+
+def judged_vectors(store, model, items: list[dict[str, Any]], groups: list[Group]) -> dict:
+    """Embed every image not embedded yet (in bounded chunks, stored as they go), then read back
+    the vectors of the images the groups judge: memory holds a chunk and the windows, never
+    the folder's vectors."""
+    by_hash = {item["hash"]: item["path"] for item in items}
+
+    def load(content_hash: str):
+        return _open(by_hash[content_hash])
+
+    store.embed_missing([item["hash"] for item in items], model, load)
+    judged = sorted({i for group in groups for i in (*group.window, *group.wider)})
+    found = store.vectors([items[i]["hash"] for i in judged], model, load)
+    return dict(zip(judged, found, strict=True))
+
+
+def judge_groups(items, vectors, groups, embedder: str, thresholds, window: int) -> dict[str, Any]:
+    """The report over all images, plus one per idea when the images carry ideas (each idea's
+    wider window: the newest images of the other ideas). `vectors` maps an item's index to its
+    vector, for the indices the groups name."""
+    import numpy as np
+
+    from zit_agent.agent.ruts import judge
+
+    def report(group: Group) -> RutReport:
+        texts = [items[i]["text"] for i in group.window]
+        return judge(
+            np.stack([vectors[i] for i in group.window]),
+            embedder=embedder,
+            thresholds=thresholds,
+            window=window,
+            labels=[str(items[i]["path"]) for i in group.window],
+            texts=texts if all(texts) else None,
+            wider=np.stack([vectors[i] for i in group.wider]) if group.wider else None,
+            wider_labels=[str(items[i]["path"]) for i in group.wider],
+        )
+
+    everything, *per_idea = groups
+    result = _summary(report(everything))
+    result["groups"] = [{"idea": g.idea, **_summary(report(g))} for g in per_idea]
+    return result
 
 
 def _summary(report: RutReport) -> dict[str, Any]:

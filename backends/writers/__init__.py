@@ -30,7 +30,8 @@ def load_writer(
     **opts: Any,
 ) -> Writer:
     """The writer named by `spec`; `opts` go to its `from_pretrained` (e.g. `n_ctx`, `device`,
-    `open_think`). `threads`: CPU threads of a llama.cpp writer (default: the physical cores).
+    `open_think`). `threads`: CPU threads of a llama.cpp writer (default: the physical cores
+    free for it, `llama.default_threads`).
     `backend`: the loaded image backend, which the `encoder` writer writes with. A missing model
     raises `ModelNotFoundError` with the way to get it."""
     from zit_agent.backends.registry import factory

@@ -3,16 +3,20 @@
 Prompt ids come from the model's own chat template (`backends.writers.template`); generation stops
 at an end-of-turn id (`<|im_end|>`, `<|endoftext|>`) or at `max_new_tokens`. The sampler is
 re-seeded on every call, so the same messages, sampling and seed give the same ids.
+
+Threads (`default_threads`): the physical cores this process may use, less one, at least one;
+generation capped at GENERATION_THREADS_CAP, prompt processing not. A given count overrides both.
 """
 
 from __future__ import annotations
 
-import os
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from zit_agent.backends.base import Message, Sampling
+from zit_agent.backends.cpu import physical_cores
 from zit_agent.backends.hub import resolve_file
 from zit_agent.backends.tokenizer import VocabFingerprint, fingerprint_from
 from zit_agent.backends.writers.parse import SpecialIds
@@ -24,6 +28,35 @@ if TYPE_CHECKING:
 
 DEFAULT_N_CTX = 4096
 EXAMPLE_GGUF = ("Qwen/Qwen3-4B-GGUF", "Qwen3-4B-Q4_K_M.gguf")
+# Generation reads every weight once per token, so past about 8 threads memory bandwidth limits
+# it, not cores (llama.cpp's guidance; not measured here: this machine has 2 cores).
+GENERATION_THREADS_CAP = 8
+
+
+@dataclass(frozen=True)
+class Threads:
+    generation: int  # llama.cpp's n_threads: one new token at a time
+    batch: int  # n_threads_batch: the prompt, many tokens at once
+
+
+def default_threads() -> Threads:
+    """The physical cores this process may use, less one for everything else (the rest of zit,
+    the OS, other programs), at least one; generation capped at GENERATION_THREADS_CAP.
+
+    Why one fewer: llama.cpp's threads wait for each other at every step, so one thread that
+    another program preempts stalls them all. On a shared 2-core machine (issue 16) a 32-token
+    write took 970 ms median with 2 threads and 217 ms with 1; `zit demo` 35.5 s and 12.0 s."""
+    free = max(1, physical_cores() - 1)
+    return Threads(generation=min(free, GENERATION_THREADS_CAP), batch=free)
+
+
+def writer_threads(threads: int | None = None) -> Threads:
+    """`threads` for both generation and the prompt, or the default rule when None."""
+    if threads is None:
+        return default_threads()
+    if threads < 1:
+        raise UserError(f"bad writer thread count {threads}", hint="give 1 or more threads")
+    return Threads(generation=threads, batch=threads)
 
 
 class LlamaCppWriter(ChatTemplateWriter):
@@ -50,18 +83,20 @@ class LlamaCppWriter(ChatTemplateWriter):
         n_gpu_layers: int = -1,
         open_think: bool = False,
     ) -> LlamaCppWriter:
-        """Load `spec` (a .gguf path or ORG/REPO/FILE.gguf in the hub cache) with all cores and,
-        when llama.cpp was built with a GPU, all layers on it. The context holds `n_ctx` tokens
-        (prompt + new tokens; writer prompts are short, so the default leaves ample room)."""
+        """Load `spec` (a .gguf path or ORG/REPO/FILE.gguf in the hub cache) with `n_threads`
+        CPU threads (default: `default_threads()`) and, when llama.cpp was built with a GPU, all
+        layers on it. The context holds `n_ctx` tokens (prompt + new tokens; writer prompts are
+        short, so the default leaves ample room)."""
         import llama_cpp
 
+        threads = writer_threads(n_threads)
         path = _resolve_gguf(spec, download)
         try:
             llama = llama_cpp.Llama(
                 model_path=str(path),
                 n_ctx=n_ctx,
-                n_threads=n_threads or os.cpu_count(),
-                n_threads_batch=n_threads or os.cpu_count(),
+                n_threads=threads.generation,
+                n_threads_batch=threads.batch,
                 n_gpu_layers=n_gpu_layers,
                 verbose=False,
             )

@@ -108,6 +108,52 @@ def test_embeddings_are_cached_in_the_history(capsys, comfy_folder, zit_home):
     assert first["verdict"] == "rut"
 
 
+def test_groups_hold_the_newest_images_of_each_idea_and_of_the_others():
+    """The linear grouping gives the windows by their definition (brute force over every image):
+    each idea's newest `window`, and the newest WIDER_WINDOW images of any other idea or none."""
+    import random
+
+    from zit_agent.agent.cli.ruts import WIDER_WINDOW, group_windows
+
+    rng = random.Random(3)
+    ideas = ["cat", "dog", None, "owl"]
+    # long runs of one idea (the layout that made the old grouping slow), then a mix
+    items = [{"idea": "cat"}] * 300 + [{"idea": rng.choice(ideas)} for _ in range(400)]
+    items += [{"idea": "dog"}] * 150
+    everything, *groups = group_windows(items, window=5)
+    assert everything.idea is None and everything.window == [845, 846, 847, 848, 849]
+    assert [g.idea for g in groups] == ["cat", "dog", "owl"]
+    for group in groups:
+        mine = [i for i, item in enumerate(items) if item["idea"] == group.idea]
+        others = [i for i, item in enumerate(items) if item["idea"] != group.idea]
+        assert group.window == mine[-5:] and group.wider == others[-WIDER_WINDOW:]
+
+
+def test_judged_images_are_embedded_once_in_bounded_chunks(capsys, tmp_path, zit_home):
+    """Every image is embedded (and cached), never more than EMBED_CHUNK decoded at once."""
+    from zit_agent.agent.history import EMBED_CHUNK, HistoryStore
+    from zit_agent.backends import embedders
+
+    count = EMBED_CHUNK + 5
+    for i in range(count):
+        Image.new("RGB", (24, 24), (7 * i, 200 - 5 * i, 40)).save(tmp_path / f"{i:03d}.png")
+    calls: list[int] = []
+    real_embed = embedders.HashEmbedder.embed
+
+    def counted(self, images):
+        calls.append(len(images))
+        return real_embed(self, images)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(embedders.HashEmbedder, "embed", counted)
+        result = json.loads(run(capsys, str(tmp_path), "--json", "--window", "4")[1])
+        assert calls == [EMBED_CHUNK, 5] and result["count"] == 4
+        run(capsys, str(tmp_path), "--json")
+        assert calls == [EMBED_CHUNK, 5]  # the second run embeds nothing
+    with HistoryStore(zit_home / "history.sqlite") as store:
+        assert store._db.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0] == count
+
+
 def test_thresholds_can_be_set(capsys, comfy_folder):
     code, out, _ = run(capsys, str(comfy_folder), "--json", "--warn", "0.99", "--rut", "1.0")
     assert json.loads(out)["verdict"] == "ok"

@@ -97,3 +97,30 @@ def test_a_file_that_is_not_a_gguf_is_a_user_error(tmp_path):
     bad.write_bytes(b"not a gguf file")
     with pytest.raises(UserError, match="cannot load writer GGUF"):
         load_writer(str(bad))  # a bare *.gguf path is a gguf spec
+
+
+@pytest.mark.parametrize(("cores", "generation", "batch"),
+                         [(1, 1, 1), (2, 1, 1), (4, 3, 3), (16, 8, 15), (64, 8, 63)])  # fmt: skip
+def test_default_threads_leave_a_core_and_cap_generation(monkeypatch, cores, generation, batch):
+    from zit_agent.backends.writers import llama
+
+    monkeypatch.setattr(llama, "physical_cores", lambda: cores)
+    assert llama.default_threads() == llama.Threads(generation=generation, batch=batch)
+
+
+def test_the_writer_runs_on_the_threads_asked_for(monkeypatch, tiny_writers):
+    from zit_agent.backends.writers import llama
+
+    gguf = f"gguf:{tiny_writers / 'tiny-qwen3.gguf'}"
+    monkeypatch.setattr(llama, "physical_cores", lambda: 4)
+    default = load_writer(gguf, n_ctx=256)
+    assert (default.llama.n_threads, default.llama.n_threads_batch) == (3, 3)
+    given = load_writer(gguf, n_ctx=256, threads=2)
+    assert (given.llama.n_threads, given.llama.n_threads_batch) == (2, 2)
+    sampling = Sampling(max_new_tokens=6)
+    assert (
+        default.write(MESSAGES, sampling, 3).generated_ids
+        == given.write(MESSAGES, sampling, 3).generated_ids
+    )  # threads change the speed, not the ids
+    with pytest.raises(UserError, match="thread count 0"):
+        load_writer(gguf, threads=0)

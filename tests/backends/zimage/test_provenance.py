@@ -10,6 +10,7 @@ from PIL import Image
 from zit_agent.backends.provenance import (
     RECORD_KEYS,
     a1111_parameters,
+    png_text,
     read_record,
     save_image,
     save_rendered,
@@ -81,6 +82,42 @@ def test_read_record_is_none_for_other_files(tmp_path):
     assert read_record(plain) is None
     assert read_record(tmp_path / "notes.txt") is None
     assert read_record(tmp_path / "missing.png") is None
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    import struct
+    import zlib
+
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def test_text_chunks_are_read_in_every_form_without_decoding_pixels(tmp_path):
+    """tEXt, zTXt and iTXt (plain or compressed), before or after the image data, the same as
+    Pillow reads them; and from a PNG whose pixel data is broken (so nothing decoded it)."""
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("plain", "latin-1 text: caf\xe9")
+    info.add_text("squeezed", "zip " * 50, zip=True)
+    info.add_itxt("intl", "Ünïcödé 画像", lang="de", tkey="Übersetzt")
+    info.add_itxt("intl-zip", "Ünïcödé " * 40, zip=True)
+    path = tmp_path / "chunks.png"
+    image().save(path, pnginfo=info)
+    with Image.open(path) as opened:
+        expected = dict(opened.text)
+    assert {key: png_text(path, key) for key in expected} == expected
+    assert png_text(path, "absent") is None
+
+    data = path.read_bytes()
+    end = data.rindex(b"IEND") - 4  # the IEND chunk's length field
+    late = data[:end] + _chunk(b"iTXt", b"zit\0\0\0\0\0" + b'{"idea": "late"}') + data[end:]
+    idat = late.index(b"IDAT") + 4
+    size = int.from_bytes(late[idat - 8 : idat - 4], "big")
+    broken = late[:idat] + bytes(size) + late[idat + size :]  # the pixel data zeroed
+    (tmp_path / "broken.png").write_bytes(broken)
+    assert read_record(tmp_path / "broken.png") == {"idea": "late"}
+    with pytest.raises(OSError), Image.open(tmp_path / "broken.png") as opened:
+        opened.load()
 
 
 def test_rendered_images_carry_the_full_record(backend, plain_ids, small_options, tmp_path):
