@@ -32,6 +32,7 @@ SESSION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 SESSION_SETTINGS = {
     "size": "/size WxH", "layer": "/layer N", "lora": "/lora PATH:S", "seed": "/seed N",
     "count": "a new session", "noise": "a new session", "noise_seed": "a new session",
+    "control": "/control PATH",
 }  # fmt: skip
 
 
@@ -204,6 +205,7 @@ def check_later_options(state: AgentState, options: BaseModel) -> None:
         "size": (knobs.width, knobs.height), "layer": knobs.layer, "seed": state.seed,
         "count": state.n, "noise": knobs.noise, "noise_seed": knobs.noise_seed,
         "lora": [(knobs.lora, knobs.lora_strength)] if knobs.lora else [],
+        "control": knobs.control,
     }  # fmt: skip
     given = options.model_dump(include=set(SESSION_SETTINGS), exclude_none=True)
     for name, value in given.items():
@@ -211,6 +213,8 @@ def check_later_options(state: AgentState, options: BaseModel) -> None:
             value = parse_size(value)
         elif name == "lora":
             value = [parse_lora(spec) for spec in value]
+        elif name == "control":
+            value = str(Path(value).expanduser().resolve())
         if value != current[name]:
             raise UserError(
                 f"{{{name}}} is set when a session starts (this session's: {current[name]})",

@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, TypeAdapter
 
-from zit_agent.defaults import LIMITS
+from zit_agent.defaults import LIMITS, RENDER
 from zit_agent.errors import UserError
 
 HELP = """\
@@ -26,6 +26,7 @@ text          refine the current description with what you type
 /size WxH     render again at this size (multiples of 16)
 /layer N      render again with encoder hidden layer N (Z-Image: -2)
 /lora PATH:S  render again with a .safetensors LoRA at strength S (-2..2)
+/control PATH render again with this control map (needs a ControlNet; /control none: off)
 /show         the chat sequence of the current description
 /tokens       its token ids
 /history      the turns so far and their images
@@ -70,6 +71,11 @@ class Lora(_Command):
     kind: Literal["lora"] = "lora"
     path: str
     strength: float = 1.0
+
+
+class Control(_Command):
+    kind: Literal["control"] = "control"
+    path: str | None  # None: no control map
 
 
 class Local(_Command):
@@ -117,6 +123,8 @@ def parse_command(text: str) -> BaseModel:
         return _size(arg, raw)
     if name == "lora":
         return _lora(arg, raw)
+    if name == "control":
+        return _control(arg, raw)
     raise UserError(f"unknown command /{name}", hint="type /help for the commands")
 
 
@@ -146,3 +154,15 @@ def _lora(arg: str, raw: str) -> Lora:
         raise UserError("/lora needs a file", hint="/lora PATH.safetensors:STRENGTH")
     path, strength = parse_lora(arg)
     return Lora(path=str(Path(path).expanduser().resolve()), strength=strength, raw=raw)
+
+
+def _control(arg: str, raw: str) -> Control:
+    from zit_agent.backends.controlnet import check_control
+
+    if not arg:
+        raise UserError("/control needs a control map", hint="/control PATH.png, or /control none")
+    if arg.lower() == "none":
+        return Control(path=None, raw=raw)
+    path = str(Path(arg).expanduser().resolve())
+    check_control(path, RENDER.control_scale, "none")
+    return Control(path=path, raw=raw)

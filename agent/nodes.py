@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from zit_agent.settings import Settings
 
 Event = Callable[[str, dict[str, Any]], None]
+# The layout axes a ControlNet's control map fixes: the judge does not ask the ladder to vary them.
+CONTROLLED_AXES = ("shot_size", "camera_angle", "framing", "pose", "count", "lens")
 
 
 def _ignore(kind: str, data: dict[str, Any]) -> None:
@@ -201,6 +203,7 @@ def render_options(ctx: AgentContext, state: AgentState) -> RenderOptions:
             "noise": noise,
             "lora": knobs.lora,
             "lora_strength": knobs.lora_strength,
+            "control_image": knobs.control,
         }
     )
 
@@ -288,15 +291,19 @@ def judge(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     report = _report(ctx, state, attempt)
     if report.verdict != "ok":
         ctx.store.add_rut_event(report, idea=state.idea, session=state.run_id)
+    axes, reason = report.axes_to_vary, report.reason
+    if state.knobs.control:  # a control map fixes the composition on purpose
+        axes = [axis for axis in axes if axis not in CONTROLLED_AXES]
+        reason += "; a control map fixes the composition: its layout axes are not varied"
     scores = Scores(
         verdict=report.verdict,
-        reason=report.reason,
+        reason=reason,
         mean_similarity=report.mean_similarity or 0.0,
         max_similarity=report.max_similarity or 0.0,
         vendi=report.vendi,
         near_duplicate_rate=report.near_duplicate_rate,
         count=report.count,
-        axes=report.axes_to_vary,
+        axes=axes,
         wider_max_similarity=report.wider.max_similarity if report.wider else None,
         embedder=report.embedder,
         thresholds=report.thresholds.model_dump(),
@@ -558,7 +565,8 @@ def await_user(state: AgentState) -> dict[str, Any]:
 
 
 def apply_setting(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
-    """`/seed`, `/size`, `/layer`, `/lora`: change one render setting; the same shots render again."""
+    """`/seed`, `/size`, `/layer`, `/lora`, `/control`: change one render setting; the same shots
+    render again."""
     command = state.command or {}
     kind = command["kind"]
     knobs = state.knobs
@@ -576,6 +584,8 @@ def apply_setting(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str
         update["knobs"] = knobs.model_copy(
             update={"lora": command["path"], "lora_strength": command["strength"]}
         )
+    elif kind == "control":
+        update["knobs"] = knobs.model_copy(update={"control": command["path"]})
     _ctx(runtime).on_event("setting", {"command": command.get("raw", kind)})
     return update
 

@@ -48,6 +48,8 @@ MODEL_OPTIONS = {  # declared option -> the image backend loader's keyword
     "text_encoder": "text_encoder", "vae": "vae", "transformer": "transformer",
     "device": "device", "dtype": "dtype", "cpu_offload": "cpu_offload",
     "attention": "attention", "compile": "compile", "batch": "max_batch",
+    "checkpoint": "checkpoint", "controlnet": "controlnet", "variant": "variant",
+    "vae_tiling": "vae_tiling",
 }  # fmt: skip
 
 
@@ -65,6 +67,7 @@ class PartsSpec(BaseModel):
     embedder: str | None = None  # None: the `embedder` setting, else hash
     image_model: str = ""
     threads: int | None = None
+    vram: str | None = None  # plan memory for a card of this size (`backends.memory`)
     model: dict[str, Any] = {}  # image-model loader options (dtype, cpu_offload, ...)
 
 
@@ -85,6 +88,7 @@ def parts_spec(settings: Settings, options: BaseModel, stored: dict[str, Any] | 
             options.image_model, stored.get("image_model"), settings.image_model
         ),
         threads=first_given(options.threads, stored.get("threads")),
+        vram=first_given(options.vram, stored.get("vram")),
         model=model,
     )
 
@@ -105,31 +109,71 @@ class Parts:
     writer: Writer | None = None
     embedder: Embedder | None = None
     notes: list[str] = field(default_factory=list)
+    plan: Any = None  # the memory plan it loaded by (`backends.memory.MemoryPlan`), if any
 
 
 def load_parts(
-    settings: Settings, spec: PartsSpec, *, embedder: bool = True, progress: Progress = _ignore
-) -> Parts:
-    """Load each part once, through the registries, saying what loads (`progress`)."""
+    settings: Settings, spec: PartsSpec, *, embedder: bool = True, progress: Progress = _ignore,
+    tokenizer: QwenTokenizer | None = None,
+) -> Parts:  # fmt: skip
+    """Load each part once, through the registries, saying what loads (`progress`). A loaded
+    `tokenizer` may be handed in (it wins over `spec.tokenizer`)."""
     from zit_agent.backends.registry import factory
 
-    progress(f"loading the image backend ({spec.backend}) and its tokenizer")
     options = {MODEL_OPTIONS[k]: v for k, v in spec.model.items()}
     if spec.backend != "zimage" and options:
         raise UserError(f"image-model options ({', '.join(spec.model)}) need the zimage backend")
+    plan = memory_plan(settings, spec)
+    writer_options: dict[str, Any] = {}
+    if plan is not None:
+        for line in plan.lines():
+            progress(line)
+        options.update(plan.backend_options())
+        if not plan.writer_on_device and spec.writer:  # the writer runs on the CPU
+            gguf = spec.writer.startswith("gguf:") or spec.writer.endswith(".gguf")
+            writer_options = {"n_gpu_layers": 0} if gguf else {"device": "cpu"}
+    progress(f"loading the image backend ({spec.backend}) and its tokenizer")
     backend, tokenizer = factory("image backend", spec.backend)(
-        model=spec.image_model, tokenizer=spec.tokenizer, download=settings.download, **options
-    )
-    parts = Parts(spec=spec, tokenizer=tokenizer, backend=backend)
+        model=spec.image_model, tokenizer=tokenizer or spec.tokenizer, download=settings.download,
+        **options,
+    )  # fmt: skip
+    parts = Parts(spec=spec, tokenizer=tokenizer, backend=backend, plan=plan)
     if spec.writer:
         from zit_agent.backends.writers import load_writer
 
         progress(f"loading the writer {spec.writer}")
-        parts.writer = load_writer(spec.writer, download=settings.download, threads=spec.threads)
+        parts.writer = load_writer(
+            spec.writer, download=settings.download, threads=spec.threads, backend=backend,
+            **writer_options,
+        )  # fmt: skip
     if embedder:
         progress("loading the image embedder")
         parts.embedder, parts.notes = _embedder(settings, spec)
     return parts
+
+
+def memory_plan(settings: Settings, spec: PartsSpec):
+    """The memory plan for these parts when one was asked for (`vram`), checked: parts that
+    cannot fit are refused before anything loads. None: no plan."""
+    if spec.vram is None:
+        return None
+    if spec.backend != "zimage":
+        raise UserError("a memory plan needs the zimage backend", hint="leave out {vram}")
+    from zit_agent.backends.memory import plan_memory
+
+    model = spec.model
+    writer = (
+        spec.writer.partition(":")[2] if spec.writer and spec.writer.startswith("gguf:") else None
+    )
+    plan = plan_memory(
+        spec.vram, model=spec.image_model, transformer=model.get("transformer"),
+        text_encoder=model.get("text_encoder"), vae=model.get("vae"),
+        checkpoint=model.get("checkpoint"), controlnet=model.get("controlnet"), writer=writer,
+        batch=model.get("batch") or RENDER.max_batch, dtype=model.get("dtype"),
+        download=settings.download,
+    )  # fmt: skip
+    plan.check()
+    return plan
 
 
 def _embedder(settings: Settings, spec: PartsSpec):
@@ -181,6 +225,10 @@ def render_options(
         lora=loras[0][0] if loras else None,
         lora_strength=loras[0][1] if loras else 1.0,
         extra_loras=loras[1:],
+        cfg_normalization=chosen.cfg_normalization,
+        control_image=options.control,
+        control_scale=first_given(options.control_scale, RENDER.control_scale),
+        preprocess=options.preprocess or "none",
     )
     check_options(result)
     negative = first_given(options.negative, chosen.negative)
@@ -321,6 +369,7 @@ def initial_state(
             noise_seed=render.noise.seed if render.noise else 0,
             lora=render.lora,
             lora_strength=render.lora_strength,
+            control=render.control_image,
         ),
         turns=[ChatTurn(message=idea.strip())] if chat else [],
         parts=parts or {},

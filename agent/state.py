@@ -66,6 +66,7 @@ class RenderKnobs(BaseModel):
     noise_seed: int = 0
     lora: str | None = None
     lora_strength: float = 1.0
+    control: str | None = None  # a ControlNet control map (it fixes the composition)
 
 
 class Lever(BaseModel):

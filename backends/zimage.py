@@ -857,11 +857,14 @@ def _first_line(err: BaseException) -> str:
 
 
 def load_backend(
-    *, model: str, tokenizer: str | None = None, download: bool = False, **model_options: Any
-) -> tuple[ZImageBackend, QwenTokenizer]:
-    """The registry's factory: the backend, and the tokenizer of its encoder (a given tokenizer
-    folder or repo id wins over the model's own)."""
+    *, model: str, tokenizer: str | QwenTokenizer | None = None, download: bool = False,
+    **model_options: Any,
+) -> tuple[ZImageBackend, QwenTokenizer]:  # fmt: skip
+    """The registry's factory: the backend, and the tokenizer of its encoder (a given tokenizer,
+    loaded or a folder or repo id, wins over the model's own)."""
     backend = ZImageBackend.from_pretrained(model, download=download, **model_options)
     if tokenizer is None:
         return backend, backend.tokenizer
+    if isinstance(tokenizer, QwenTokenizer):
+        return backend, tokenizer
     return backend, QwenTokenizer.from_pretrained(tokenizer, download=download)

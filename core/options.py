@@ -306,14 +306,57 @@ DECLARED: tuple[Option, ...] = (
         ge=1,
         le=LIMITS.max_count,
     ),
+    Option(
+        "checkpoint",
+        str,
+        "An all-in-one .safetensors (DiT, encoder and VAE in one file); "
+        "the image model then gives only configs and tokenizer.",
+        MODEL_GROUP,
+    ),
+    Option(
+        "variant",
+        str,
+        "turbo or base (default: detected from the model's files); the render defaults follow it.",
+        MODEL_GROUP,
+    ),
+    Option("vae_tiling", bool, "Decode in tiles (less memory for large images).", MODEL_GROUP),
+    Option(
+        "vram",
+        str,
+        "Plan memory for a card of this size: auto, 8, 12, 16, 24 or full (GB): "
+        "offload, VAE tiling and load order, printed before loading.",
+        MODEL_GROUP,
+    ),
+    Option(
+        "controlnet",
+        str,
+        "A Z-Image ControlNet Union: folder, repo id or .safetensors.",
+        MODEL_GROUP,
+    ),
+    # -- control maps ------------------------------------------------------------------------
+    Option(
+        "control",
+        str,
+        "A control map (pose, depth, edges ...) for the ControlNet: it fixes the composition.",
+        RENDER_GROUP,
+    ),
+    Option(
+        "control_scale",
+        float,
+        "ControlNet strength (default {default}; the model card: 0.65-0.80).",
+        RENDER_GROUP,
+        _const(RENDER.control_scale),
+        ge=LIMITS.control_scale[0],
+        le=LIMITS.control_scale[1],
+    ),
+    Option(
+        "preprocess",
+        str,
+        "none (the map as it is) or canny (edges of an ordinary image).",
+        RENDER_GROUP,
+    ),
 )
 OPTIONS: dict[str, Option] = {o.name: o for o in DECLARED}
-
-# Which options load parts (a change means loading again) and which only shape a render.
-PART_OPTIONS = (
-    "writer", "backend", "tokenizer", "embedder", "threads", "image_model", "text_encoder", "vae",
-    "transformer", "device", "dtype", "cpu_offload", "attention", "compile", "batch",
-)  # fmt: skip
 
 
 def _field(option: Option) -> tuple[Any, Any]:

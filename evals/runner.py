@@ -97,21 +97,16 @@ class RunContext:
 
     @cached_property
     def backend(self) -> ImageBackend:
+        """Through the run API's loading (the image-backend registry), like every front end."""
+        from zit_agent.agent.run import PartsSpec, load_parts
+
         spec = self.suite.backend
-        if spec.kind == "sketch":
-            from zit_agent.backends.tiny.sketch import SketchBackend
-
-            return SketchBackend(self.tokenizer)  # decodes with the run's tokenizer
-        from zit_agent.backends.zimage import ZImageBackend
-
-        return ZImageBackend.from_pretrained(
-            spec.model or self.settings.image_model,
-            download=self.settings.download,
-            dtype=spec.dtype,
-            cpu_offload=spec.cpu_offload,
-            attention=spec.attention,
-            compile=spec.compile,
+        model = spec.model_dump(include={"dtype", "cpu_offload", "attention", "compile",
+                                         "controlnet", "variant"}, exclude_defaults=True)  # fmt: skip
+        parts = PartsSpec(
+            backend=spec.kind, image_model=spec.model or self.settings.image_model, model=model
         )
+        return load_parts(self.settings, parts, embedder=False, tokenizer=self.tokenizer).backend
 
     @cached_property
     def embedder(self) -> Embedder:
@@ -172,6 +167,9 @@ class RunContext:
             sampler=config.sampler,
             scheduler=config.scheduler,
             shift=None if config.shift is None else str(config.shift),
+            control=config.control,
+            control_scale=config.control_scale,
+            preprocess=config.preprocess,
             max_tokens=config.max_tokens,
             max_attempts=config.max_attempts,
             ladder=",".join(config.ladder) if config.ladder else None,

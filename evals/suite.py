@@ -107,6 +107,11 @@ class Config(_Strict):
     sampler: str | None = None
     scheduler: str | None = None
     shift: float | str | None = Field(None, description="a number, auto, auto:notes")
+    control: str | None = Field(None, description="a control map (needs backend.controlnet)")
+    control_scale: float | None = Field(
+        None, ge=LIMITS.control_scale[0], le=LIMITS.control_scale[1]
+    )
+    preprocess: Literal["none", "canny"] | None = None
     max_tokens: int = Field(RENDER.max_tokens, ge=LIMITS.min_tokens, le=LIMITS.token_ceiling)
     max_attempts: int = Field(
         AGENT.max_attempts, ge=1, description="agent: renders before it gives up"
@@ -160,6 +165,10 @@ class Backend(_Strict):
     cpu_offload: bool = Field(False, description="zimage: model CPU offload (for small GPUs)")
     attention: str | None = Field(None, description="zimage: a diffusers attention backend")
     compile: bool = Field(False, description="zimage: torch.compile the transformer")
+    controlnet: str | None = Field(
+        None, description="zimage: a ControlNet Union (folder, repo id or .safetensors)"
+    )
+    variant: Literal["turbo", "base"] | None = Field(None, description="default: detected")
 
 
 class Suite(_Strict):

