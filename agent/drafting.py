@@ -27,7 +27,7 @@ from zit_agent.backends.writers.parse import DraftProblem
 from zit_agent.errors import UserError
 from zit_agent.sequence import Assembled, ChatSequence, Segment, assemble
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("zit.drafting")
 
 RETRY_ATTEMPTS = 3
 

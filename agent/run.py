@@ -496,6 +496,8 @@ class Runner:
             "images": [str(p) for p in paths],
             "seeds": seeds,
             "token_count": sequence.count,
+            "budget": sequence.budget,
+            "cut": [c.model_dump() for c in sequence.cut] if sequence.cut else None,
             "model": self.parts.spec.image_model,
             "options": render.model_dump(exclude={"negative_ids"}),
             "negative": options.negative,

@@ -50,6 +50,30 @@ def _register_commands() -> None:
             importlib.import_module(f"zit_agent.agent.cli.{name}")
 
 
+def _log_warnings_to_stderr() -> None:
+    """zit's own warnings (`zit.*` loggers) as `zit: warning: ...` lines on stderr."""
+    import logging
+
+    class Stderr(logging.StreamHandler):
+        """Writes to whatever `sys.stderr` is when a record comes (tests swap it)."""
+
+        @property
+        def stream(self):
+            return sys.stderr
+
+        @stream.setter
+        def stream(self, value) -> None:
+            pass
+
+    logger = logging.getLogger("zit")
+    if not any(type(h).__name__ == "Stderr" for h in logger.handlers):
+        handler = Stderr()
+        handler.setFormatter(logging.Formatter("zit: %(levelname)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+    logger.setLevel(logging.WARNING)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI. Errors become one line on stderr and an exit code by kind
     (`zit_agent.errors`): 2 bad input (or busy), 3 out of memory or disk, 4 draft failed,
@@ -60,6 +84,7 @@ def main(argv: list[str] | None = None) -> None:
     from zit_agent.errors import InternalError, as_zit_error
 
     _register_commands()
+    _log_warnings_to_stderr()
     try:
         code = app(args=argv, standalone_mode=False)
     except click.exceptions.NoArgsIsHelpError as err:
