@@ -8,29 +8,23 @@ from typing import Annotated
 import typer
 
 from zit_agent.agent.cli import app
-from zit_agent.agent.cli.common import MAX_TOKENS_HELP
+from zit_agent.agent.cli.options import with_options
+
+# The declared options `zit expand` takes (the writer's, the tokenizer's and the budget).
+WRITER_OPTIONS = (
+    "writer", "tokenizer", "image_model", "temperature", "max_new_tokens", "threads",
+    "retokenize", "max_tokens", "seed",
+)  # fmt: skip
 
 
 @app.command()
+@with_options(only=WRITER_OPTIONS)
 def expand(
     idea: Annotated[str, typer.Argument(help="The short idea to expand.")],
-    writer: Annotated[
-        str | None,
-        typer.Option(
-            help="gguf:PATH, gguf:ORG/REPO/FILE.gguf or hf:DIR_OR_REPO (default: setting)."
-        ),
-    ] = None,
     shape: Annotated[str, typer.Option(help="Sequence shape: think, answer or plain.")] = "think",
     instruction: Annotated[
         str, typer.Option(help="Writer instruction from prompts/: expand, refine, vary.")
     ] = "expand",
-    seed: Annotated[int, typer.Option(help="Sampling seed (same seed, same output).")] = 0,
-    temperature: Annotated[
-        float | None, typer.Option(help="Sampling temperature (0: greedy; default 0.7).")
-    ] = None,
-    max_new_tokens: Annotated[
-        int | None, typer.Option(help="Most tokens the writer may generate (default 400).")
-    ] = None,
     target_words: Annotated[
         int | None, typer.Option(help="Length of the description in words, roughly.")
     ] = None,
@@ -40,58 +34,43 @@ def expand(
             "--open-think", help="Open the answer with <think> so an instruct model plans first."
         ),
     ] = False,
-    retokenize: Annotated[
-        bool,
-        typer.Option(
-            "--retokenize", help="Allow a writer of another vocabulary (re-tokenizes its text)."
-        ),
-    ] = False,
-    threads: Annotated[
-        int | None,
-        typer.Option(
-            min=1, help="CPU threads of a gguf writer (default: the physical cores, less one)."
-        ),
-    ] = None,
-    tokenizer: Annotated[
-        str | None,
-        typer.Option(help="Encoder tokenizer: directory, Z-Image model directory or repo id."),
-    ] = None,
-    max_tokens: Annotated[int | None, typer.Option(help=MAX_TOKENS_HELP)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    *,
+    options,
 ) -> None:
     """Expand IDEA with a local writer model and print the Z-Image chat sequence it makes.
 
     The writer's generated ids go into the sequence verbatim: think part and description in the
     assistant turn (`think`), the description only (`answer`), or the description as the prompt
-    (`plain`).
+    (`plain`). --seed is the writer's sampling seed (default 0: same seed, same output);
+    --writer encoder writes with the image model's own text encoder.
     """
     from zit_agent import prompts
     from zit_agent.agent.drafting import expand_idea
+    from zit_agent.agent.run import parts_spec, writer_sampling
     from zit_agent.backends.base import Sampling
-    from zit_agent.backends.tokenizer import QwenTokenizer
-    from zit_agent.backends.writers import SPEC_HINT, load_writer, parse_spec
+    from zit_agent.backends.writers import ENCODER_SPEC, SPEC_HINT, parse_spec
     from zit_agent.errors import UserError
     from zit_agent.sequence import SHAPES, check_token_budget
     from zit_agent.settings import load_settings
 
     # 1. Parse and check everything that needs no model
-    settings = load_settings(tokenizer=tokenizer, writer=writer)
-    if not settings.writer:
+    settings = load_settings()
+    spec = parts_spec(settings, options)
+    if not spec.writer:
         raise UserError(
             "no writer model given",
             hint=f"pass --writer ({SPEC_HINT.removeprefix('use ')}) or set ZIT_WRITER",
         )
-    parse_spec(settings.writer)
-    sampling = _sampling(Sampling, temperature, max_new_tokens)
+    parse_spec(spec.writer)
+    sampling = writer_sampling(options) or Sampling()
     if shape not in SHAPES:
         raise UserError(f"unknown sequence shape {shape!r}", hint=f"use one of {', '.join(SHAPES)}")
     prompts.load(instruction)  # an unknown instruction fails before any model loads
-    budget = check_token_budget(max_tokens or settings.render_value("max_tokens"))
-    # 2. Load the encoder tokenizer (cheap, fails early), then the writer
-    tok = QwenTokenizer.from_pretrained(settings.tokenizer_spec, download=settings.download)
-    model = load_writer(
-        settings.writer, download=settings.download, threads=threads, open_think=open_think
-    )
+    budget = check_token_budget(options.max_tokens or settings.render_value("max_tokens"))
+    # 2. Load the encoder tokenizer (cheap, fails early), then the writer (with the encoder as
+    #    writer: the image model, whose encoder it is)
+    tok, model = _tokenizer_and_writer(settings, spec, open_think, spec.writer == ENCODER_SPEC)
     # 3. Write and assemble
     result = expand_idea(
         model,
@@ -101,8 +80,8 @@ def expand(
         target_words=target_words,
         shape=shape,
         sampling=sampling,
-        seed=seed,
-        retokenize=retokenize,
+        seed=options.seed or 0,
+        retokenize=bool(options.retokenize),
         max_tokens=budget,
     )
     # 4. Show
@@ -116,19 +95,23 @@ def expand(
     _print_readable(result, tok)
 
 
-def _sampling(sampling_cls, temperature: float | None, max_new_tokens: int | None):
-    from pydantic import ValidationError
+def _tokenizer_and_writer(settings, spec, open_think: bool, encoder: bool):
+    from zit_agent.backends.tokenizer import QwenTokenizer
+    from zit_agent.backends.writers import load_writer
 
-    from zit_agent.errors import UserError
+    if encoder:
+        from zit_agent.agent.run import load_parts
 
-    given = {"temperature": temperature, "max_new_tokens": max_new_tokens}
-    try:
-        return sampling_cls(**{k: v for k, v in given.items() if v is not None})
-    except ValidationError as err:
-        first = err.errors()[0]
-        raise UserError(
-            f"bad --{first['loc'][0]}".replace("_", "-") + f": {first['msg']}"
-        ) from None
+        parts = load_parts(settings, spec.model_copy(update={"writer": None}), embedder=False)
+        writer = load_writer(spec.writer, backend=parts.backend, open_think=open_think)
+        return parts.tokenizer, writer
+    tok = QwenTokenizer.from_pretrained(
+        spec.tokenizer or settings.tokenizer_spec, download=settings.download
+    )
+    writer = load_writer(
+        spec.writer, download=settings.download, threads=spec.threads, open_think=open_think
+    )
+    return tok, writer
 
 
 def as_dict(result) -> dict:

@@ -34,9 +34,10 @@ def _parameter(option: Option) -> inspect.Parameter:
     )
 
 
-def with_options(*, exclude: tuple[str, ...] = ()) -> Callable[[Callable], Callable]:
-    """Give the command every declared option but `exclude`; it receives `options=RunOptions`."""
-    chosen = [o for o in DECLARED if o.name not in exclude]
+def with_options(*, only: tuple[str, ...] | None = None) -> Callable[[Callable], Callable]:
+    """Give the command every declared option (or `only` these); it receives
+    `options=RunOptions` with the ones the person set."""
+    chosen = [o for o in DECLARED if only is None or o.name in only]
 
     def decorate(command: Callable) -> Callable:
         signature = inspect.signature(command, eval_str=True)

@@ -28,11 +28,13 @@ def rerender(
 ) -> None:
     """Render IMAGE's token sequence again with its settings: the same pixels for the same seed,
     size and model. The token ids come from the PNG's record, never re-tokenized text."""
-    from zit_agent.agent.cli.common import parse_size, print_json
+    from zit_agent.agent.cli.common import print_json
+    from zit_agent.agent.run import Runner, parse_size
     from zit_agent.backends.provenance import render_request, save_rendered
-    from zit_agent.backends.zimage import ZImageBackend, check_options
+    from zit_agent.backends.zimage import check_options
     from zit_agent.errors import UserError
     from zit_agent.files import check_home
+    from zit_agent.options import run_options
     from zit_agent.settings import load_settings
 
     # 1. The record, and what changes
@@ -52,9 +54,9 @@ def rerender(
         )
     out_dir = out or check_home(settings.home) / "outputs"
     # 2. Render the same ids
-    backend = ZImageBackend.from_pretrained(model, download=settings.download, dtype=request.dtype)
+    runner = Runner.load(settings, run_options(image_model=model, dtype=request.dtype), ruts=False)
     seeds = [seed if seed is not None else request.seed]
-    rendered = backend.render(request.token_ids, seeds, options)
+    rendered = runner.parts.backend.render(request.token_ids, seeds, options)
     for item in rendered:
         item.record["rerendered_from"] = str(image)
     # 3. Save and print

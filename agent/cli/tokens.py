@@ -7,10 +7,11 @@ from typing import Annotated
 import typer
 
 from zit_agent.agent.cli import app
-from zit_agent.agent.cli.common import MAX_TOKENS_HELP
+from zit_agent.agent.cli.options import with_options
 
 
 @app.command()
+@with_options(only=("tokenizer", "max_tokens"))
 def tokens(
     idea: Annotated[str, typer.Argument(help="The prompt or idea (user turn).")],
     system: Annotated[str | None, typer.Option(help="A system turn before the user turn.")] = None,
@@ -23,12 +24,9 @@ def tokens(
     close: Annotated[
         bool, typer.Option("--close", help="Close the assistant turn with <|im_end|>.")
     ] = False,
-    tokenizer: Annotated[
-        str | None,
-        typer.Option(help="Tokenizer directory, Z-Image model directory or repo id."),
-    ] = None,
-    max_tokens: Annotated[int | None, typer.Option(help=MAX_TOKENS_HELP)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    *,
+    options,
 ) -> None:
     """Build the Z-Image chat sequence of IDEA and print its token ids.
 
@@ -41,8 +39,8 @@ def tokens(
     from zit_agent.sequence import ChatSequence, assemble, check_token_budget
     from zit_agent.settings import load_settings
 
-    settings = load_settings(tokenizer=tokenizer)
-    budget = check_token_budget(max_tokens or settings.render_value("max_tokens"))
+    settings = load_settings(tokenizer=options.tokenizer)
+    budget = check_token_budget(options.max_tokens or settings.render_value("max_tokens"))
     shape = "think" if think is not None else "answer" if assistant is not None else "plain"
     if close and shape == "plain":
         raise UserError("--close needs --think or --assistant", hint="the plain shape ends open")

@@ -136,3 +136,11 @@ def test_auto_shift_is_recorded(capsys, model_dir):
     assert code == 0, err
     record = read_record(out["images"][0])
     assert record["shift_source"].startswith("auto") and record["shift"] > 0
+
+
+def test_expand_writes_with_the_encoder_of_the_image_model(capsys, model_dir):
+    code, out, err = zit(capsys, "expand", IDEA, "--writer", "encoder", "--image-model",
+                         str(model_dir), "--max-new-tokens", "8", "--json")  # fmt: skip
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["token_ids"][:3] == [151644, 872, 198] and data["writer"]["new_tokens"] >= 1
