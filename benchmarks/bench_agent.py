@@ -187,7 +187,7 @@ main(sys.argv[1:])
 def _zit_demo(home: Path, out: Path, threads: int | None = None):
     from benchmarks.bench_memory import measure
 
-    env = {**os.environ, "ZIT_HOME": str(home), "ZIT_CONFIG": str(home / "none.toml"),
+    env = {**os.environ, "ZIT_HOME": str(home), "ZIT_CONFIG": os.devnull,
            "HF_HUB_OFFLINE": "1"}  # fmt: skip
     if threads is None:
         cmd = [sys.executable, "-m", "zit_agent.agent"]

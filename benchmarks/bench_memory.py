@@ -106,7 +106,7 @@ def peak_memory(quick: bool) -> list[Figure]:
         root = Path(tmp)
         home = root / "home"
         gguf, zimage = tiny_home(home)
-        env = {**os.environ, "ZIT_HOME": str(home), "ZIT_CONFIG": str(root / "none.toml"),
+        env = {**os.environ, "ZIT_HOME": str(home), "ZIT_CONFIG": os.devnull,
                "HF_HUB_OFFLINE": "1"}  # fmt: skip
         cwd = Path(__file__).resolve().parent.parent
 

@@ -4,6 +4,7 @@ PNGs (flat memory, flat time per image), and images per second for each embedder
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
@@ -119,7 +120,6 @@ def _png_folder(folder: Path, count: int, bases: list[bytes]) -> Path:
 
 def _ruts_runs(root: Path, count: int, bases: list[bytes], repeats: int):
     """`zit ruts FOLDER --json` in fresh processes with fresh homes (so every image is embedded)."""
-    import os
     import sys
 
     from benchmarks.bench_memory import measure
@@ -128,7 +128,7 @@ def _ruts_runs(root: Path, count: int, bases: list[bytes], repeats: int):
     runs = []
     for n in range(repeats):
         home = root / f"home-{count}-{n}"
-        env = {**os.environ, "ZIT_HOME": str(home), "ZIT_CONFIG": str(root / "none.toml"),
+        env = {**os.environ, "ZIT_HOME": str(home), "ZIT_CONFIG": os.devnull,
                "HF_HUB_OFFLINE": "1"}  # fmt: skip
         cmd = [sys.executable, "-m", "zit_agent.agent", "ruts", str(folder), "--json"]
         runs.append(measure(cmd, env, root))

@@ -119,6 +119,12 @@ def load_settings(**overrides) -> Settings:
     from zit_agent.files import check_home
 
     given = {k: v for k, v in overrides.items() if v is not None}
+    named = os.environ.get("ZIT_CONFIG")
+    if named and named != os.devnull and not Path(named).is_file():
+        raise UserError(
+            f"ZIT_CONFIG names {named}, which is not a file",
+            hint=f"point ZIT_CONFIG at a zit.toml, or at {os.devnull} for none",
+        )
     try:
         settings = Settings(**given)
     except ValidationError as err:

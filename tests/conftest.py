@@ -39,7 +39,7 @@ def hf_tokenizer(tokenizer_dir):
 def zit_home(tmp_path, monkeypatch) -> Path:
     home = tmp_path / "zit-home"
     monkeypatch.setenv("ZIT_HOME", str(home))
-    monkeypatch.setenv("ZIT_CONFIG", str(tmp_path / "no-zit.toml"))
+    monkeypatch.setenv("ZIT_CONFIG", os.devnull)  # no zit.toml
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     return home
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+from types import SimpleNamespace
 
 import typer
 
@@ -37,6 +38,7 @@ def _root(
     quiet_libraries(verbose=verbose)
 
 
+INTERRUPTED = "zit: interrupted (finished work is saved; a run resumes where it stopped)"
 COMMAND_MODULES = ("tokens", "expand", "generate", "rerender", "chat", "demo", "ruts", "eval")
 
 
@@ -48,6 +50,21 @@ def _register_commands() -> None:
     for name in COMMAND_MODULES:
         if importlib.util.find_spec(f"zit_agent.agent.cli.{name}") is not None:
             importlib.import_module(f"zit_agent.agent.cli.{name}")
+
+
+def _click_exceptions() -> SimpleNamespace:
+    """Click's exception classes as typer raises them (typer 0.2x vendors click as
+    `typer._click`; older typer uses click itself)."""
+    try:
+        from typer._click import exceptions
+    except ImportError:
+        from click import exceptions
+    return SimpleNamespace(
+        Exit=typer.Exit,
+        Abort=typer.Abort,
+        UsageError=exceptions.UsageError,
+        NoArgsIsHelpError=getattr(exceptions, "NoArgsIsHelpError", ()),
+    )
 
 
 def _log_warnings_to_stderr() -> None:
@@ -78,8 +95,7 @@ def main(argv: list[str] | None = None) -> None:
     """Run the CLI. Errors become one line on stderr and an exit code by kind
     (`zit_agent.errors`): 2 bad input (or busy), 3 out of memory or disk, 4 draft failed,
     70 internal; usage errors are one line too, and Ctrl-C says so and exits 130."""
-    import click
-
+    click = _click_exceptions()
     from zit_agent.agent.cli.options import option_flag
     from zit_agent.errors import InternalError, as_zit_error
 
@@ -87,16 +103,16 @@ def main(argv: list[str] | None = None) -> None:
     _log_warnings_to_stderr()
     try:
         code = app(args=argv, standalone_mode=False)
-    except click.exceptions.NoArgsIsHelpError as err:
+    except click.NoArgsIsHelpError as err:
         print(err.format_message(), file=sys.stderr)
         sys.exit(2)
-    except click.exceptions.Exit as done:
+    except click.Exit as done:
         sys.exit(done.exit_code)
-    except click.exceptions.UsageError as err:
+    except click.UsageError as err:
         command = err.ctx.command_path if err.ctx else "zit"
         print(f"zit: error: {err.format_message()} (see `{command} --help`)", file=sys.stderr)
         sys.exit(2)
-    except (KeyboardInterrupt, click.exceptions.Abort):
+    except (KeyboardInterrupt, click.Abort):
         print(
             "zit: interrupted (finished work is saved; a run resumes where it stopped)",
             file=sys.stderr,
@@ -113,4 +129,6 @@ def main(argv: list[str] | None = None) -> None:
             )
         print(f"zit: error: {error.one_line(option_flag)}", file=sys.stderr)
         sys.exit(error.exit_code)
+    if code == 130:  # typer returns Ctrl-C as exit code 130
+        print(INTERRUPTED, file=sys.stderr)
     sys.exit(code if isinstance(code, int) else 0)

@@ -47,7 +47,7 @@ def expand(
     """
     from zit_agent import prompts
     from zit_agent.agent.drafting import expand_idea
-    from zit_agent.agent.run import parts_spec, writer_sampling
+    from zit_agent.agent.run import first_given, parts_spec, writer_sampling
     from zit_agent.backends.base import Sampling
     from zit_agent.backends.writers import ENCODER_SPEC, SPEC_HINT, parse_spec
     from zit_agent.errors import UserError
@@ -67,7 +67,9 @@ def expand(
     if shape not in SHAPES:
         raise UserError(f"unknown sequence shape {shape!r}", hint=f"use one of {', '.join(SHAPES)}")
     prompts.load(instruction)  # an unknown instruction fails before any model loads
-    budget = check_token_budget(options.max_tokens or settings.render_value("max_tokens"))
+    budget = check_token_budget(
+        first_given(options.max_tokens, settings.render_value("max_tokens"))
+    )
     # 2. Load the encoder tokenizer (cheap, fails early), then the writer (with the encoder as
     #    writer: the image model, whose encoder it is)
     tok, model = _tokenizer_and_writer(settings, spec, open_think, spec.writer == ENCODER_SPEC)

@@ -42,6 +42,7 @@ def generate(
     from zit_agent.agent.run import Runner, check_request
     from zit_agent.agent.session import open_checkpointer
     from zit_agent.errors import UserError
+    from zit_agent.files import check_dir
     from zit_agent.settings import load_settings
 
     # 1. Parse and check everything that needs no model
@@ -51,7 +52,7 @@ def generate(
     settings = load_settings()
     check_request(settings, options, ruts=ruts)
     console = Console(stderr=True, quiet=as_json)
-    out_dir = Path(out or settings.outputs_dir)
+    out_dir = check_dir(Path(out or settings.outputs_dir), "the output folder")
     # 2. Load the parts once
     with loading(console, as_json) as progress:
         runner = Runner.load(settings, options, ruts=ruts, progress=progress)

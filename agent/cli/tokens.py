@@ -34,13 +34,16 @@ def tokens(
     `think` shape; with only --assistant: the `answer` shape.
     """
     from zit_agent.agent.cli.common import print_json
+    from zit_agent.agent.run import first_given
     from zit_agent.backends.tokenizer import QwenTokenizer
     from zit_agent.errors import UserError
     from zit_agent.sequence import ChatSequence, assemble, check_token_budget
     from zit_agent.settings import load_settings
 
     settings = load_settings(tokenizer=options.tokenizer)
-    budget = check_token_budget(options.max_tokens or settings.render_value("max_tokens"))
+    budget = check_token_budget(
+        first_given(options.max_tokens, settings.render_value("max_tokens"))
+    )
     shape = "think" if think is not None else "answer" if assistant is not None else "plain"
     if close and shape == "plain":
         raise UserError("--close needs --think or --assistant", hint="the plain shape ends open")

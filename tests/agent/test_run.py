@@ -118,3 +118,50 @@ def test_backends_are_registered_and_the_sketch_stand_in_is_one_of_them():
     assert {"gguf", "hf"} <= set(registered("writer"))
     assert {"hash", "hf", "dreamsim"} <= set(registered("embedder"))
     assert factory("image backend", "sketch").__module__ == "zit_agent.backends.tiny.sketch"
+
+
+def test_a_config_file_that_is_not_there_is_refused(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("ZIT_CONFIG", str(tmp_path / "nope.toml"))
+    code, _, err = zit(capsys, "generate", IDEA, *SKETCH)
+    assert code == 2 and "ZIT_CONFIG names" in err and "nope.toml" in err
+
+
+def test_a_token_budget_of_zero_is_refused_not_replaced(capsys, tokenizer_dir):
+    code, _, err = zit(
+        capsys, "tokens", IDEA, "--tokenizer", str(tokenizer_dir), "--max-tokens", "0"
+    )
+    assert code == 2 and "a token budget of 0 is too small" in err
+
+
+def test_an_output_folder_that_is_a_file_is_refused_before_rendering(capsys, tmp_path):
+    target = tmp_path / "file.txt"
+    target.write_text("mine")
+    code, _, err = zit(capsys, "generate", IDEA, *SKETCH, "--no-ruts", "--out", str(target))
+    assert code == 2 and "is a file" in err and "render" not in err
+    assert target.read_text() == "mine"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["tokens", "a", "b"],
+        ["generate"],
+        ["generate", IDEA, "--frobnicate"],
+        ["generate", IDEA, "-n"],
+    ],
+)
+def test_usage_errors_are_one_line_exit_2(capsys, args):
+    code, _, err = zit(capsys, *args)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and err.startswith("zit: error:")
+    assert "internal" not in err and "╭" not in err  # no usage box
+
+
+def test_ctrl_c_says_so_and_exits_130(capsys, monkeypatch):
+    from zit_agent.backends.tiny.sketch import SketchBackend
+
+    def render(self, token_ids, seeds, options):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(SketchBackend, "render", render)
+    code, _, err = zit(capsys, "generate", IDEA, *SKETCH, "--no-ruts")
+    assert code == 130 and "zit: interrupted" in err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from tests.evals.helpers import zit
 def smoke_run(tmp_path_factory) -> Path:
     """The shipped smoke suite, run once through `zit eval` for the whole session."""
     out = tmp_path_factory.mktemp("smoke") / "run"
-    env = {"ZIT_HOME": str(out.parent / "home"), "ZIT_CONFIG": str(out.parent / "none.toml")}
+    env = {"ZIT_HOME": str(out.parent / "home"), "ZIT_CONFIG": os.devnull}
     result = zit("eval", "smoke", "--out", str(out), "--quiet", env=env)
     assert result.returncode == 0, result.stderr
     return out
