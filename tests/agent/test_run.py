@@ -165,3 +165,10 @@ def test_ctrl_c_says_so_and_exits_130(capsys, monkeypatch):
     monkeypatch.setattr(SketchBackend, "render", render)
     code, _, err = zit(capsys, "generate", IDEA, *SKETCH, "--no-ruts")
     assert code == 130 and "zit: interrupted" in err
+
+
+def test_text_that_is_not_utf8_is_one_line_everywhere(capsys, tokenizer_dir):
+    bad = b"a \xff fox".decode("utf-8", "surrogateescape")  # as Python decodes such an argument
+    for args in (["tokens", bad, "--tokenizer", str(tokenizer_dir)], ["generate", bad, *SKETCH]):
+        code, _, err = zit(capsys, *args)
+        assert code == 2 and "not valid UTF-8 (byte ff at character" in err, err
