@@ -99,7 +99,9 @@ def as_command(data: dict) -> BaseModel:
 def parse_command(text: str) -> BaseModel:
     """The person's input as a command; a `UserError` names what is wrong with it. Nothing is
     sent to a session until its input parses."""
-    raw = text.strip()
+    from zit_agent.sequence import check_utf8
+
+    raw = check_utf8(text).strip()
     if not raw:
         raise UserError("empty message", hint="type what to change, or /help")
     if not raw.startswith("/"):

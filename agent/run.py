@@ -346,8 +346,9 @@ def initial_state(
     """The agent's first state: the same for `generate`, a chat session's first turn and the eval
     agent strategy (so one request records the same render settings everywhere)."""
     from zit_agent.agent.state import AgentState, ChatTurn, RenderKnobs
+    from zit_agent.sequence import check_utf8
 
-    if not idea.strip():
+    if not check_utf8(idea).strip():
         raise UserError("the idea is empty", hint="give an idea with some words in it")
     return AgentState(
         idea=idea.strip(),
@@ -479,9 +480,9 @@ class Runner:
         """The idea's plain sequence (id for id what diffusers feeds for `prompt=idea`), rendered
         once per seed and saved with provenance. Returns what `zit generate --json` prints."""
         from zit_agent.backends.provenance import save_rendered
-        from zit_agent.sequence import ChatSequence, assemble
+        from zit_agent.sequence import ChatSequence, assemble, check_utf8
 
-        if not idea.strip():
+        if not check_utf8(idea).strip():
             raise UserError("the idea is empty", hint="give an idea with some words in it")
         render = self.options_for(options)
         seeds = seeds_of(options, image_count(options, ruts=False))

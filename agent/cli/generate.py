@@ -43,10 +43,11 @@ def generate(
     from zit_agent.agent.session import open_checkpointer
     from zit_agent.errors import UserError
     from zit_agent.files import check_dir
+    from zit_agent.sequence import check_utf8
     from zit_agent.settings import load_settings
 
     # 1. Parse and check everything that needs no model
-    if not idea.strip():
+    if not check_utf8(idea).strip():
         raise UserError("the idea is empty", hint="give an idea with some words in it")
     ruts = options.ruts is not False
     settings = load_settings()
