@@ -298,6 +298,8 @@ class ZImageBackend:
     ) -> list[tuple[int, Any, float]]:
         import torch
 
+        from zit_agent.backends.progress import step_callback
+
         device = self.device
         positive = [embeds] * len(seeds)
         callback = None
@@ -313,7 +315,7 @@ class ZImageBackend:
             "num_inference_steps": options.steps,
             "guidance_scale": options.guidance,
             "generator": [torch.Generator(device="cpu").manual_seed(s) for s in seeds],
-            "callback_on_step_end": callback,
+            "callback_on_step_end": step_callback(callback, options.steps),  # progress hook
         }
         start = time.perf_counter()
         # Stochastic samplers draw step noise from torch's global generator (diffusers does not
