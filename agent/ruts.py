@@ -21,7 +21,7 @@ never with the whole history.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -249,3 +249,63 @@ def _verdict(reading: Verdict, streak: int, thresholds: Thresholds) -> Verdict:
     if reading == "rut" and streak < thresholds.consecutive:
         return "warn"
     return reading
+
+
+# -- many images, grouped by idea (`zit ruts`, the server's rut check) ---------------------------
+WIDER_WINDOW = 64  # images of other ideas each idea is also compared with
+REPORT_FIELDS = (
+    "verdict",
+    "reason",
+    "embedder",
+    "count",
+    "mean_similarity",
+    "max_similarity",
+    "vendi",
+    "near_duplicate_rate",
+    "clusters",
+    "wider",
+)
+
+
+def judge_groups(items, vectors, embedder: str, thresholds, window: int) -> dict[str, Any]:
+    """The report over all images, plus one per idea when the images carry ideas (each idea's
+    wider window: the newest images of the other ideas)."""
+
+    def report(indices: list[int], others: list[int] | None = None) -> RutReport:
+        texts = [items[i]["text"] for i in indices]
+        others = (others or [])[-WIDER_WINDOW:]
+        return judge(
+            vectors[indices],
+            embedder=embedder,
+            thresholds=thresholds,
+            window=window,
+            labels=[str(items[i]["path"]) for i in indices],
+            texts=texts if all(texts) else None,
+            wider=vectors[others] if others else None,
+            wider_labels=[str(items[i]["path"]) for i in others],
+        )
+
+    everything = report_summary(report(list(range(len(items)))))
+    ideas: dict[str, list[int]] = {}
+    for i, item in enumerate(items):
+        if item["idea"]:
+            ideas.setdefault(item["idea"], []).append(i)
+    everything["groups"] = [
+        {
+            "idea": idea,
+            **report_summary(report(mine, [i for i in range(len(items)) if i not in mine])),
+        }
+        for idea, mine in ideas.items()
+    ]
+    return everything
+
+
+def report_summary(report: RutReport) -> dict[str, Any]:
+    data = report.model_dump(include=set(REPORT_FIELDS))
+    data["thresholds"] = report.thresholds.model_dump()
+    data["axes"] = (
+        {"unstated": report.axes.unstated, "repeated": report.axes.repeated}
+        if report.axes
+        else None
+    )
+    return data

@@ -15,22 +15,9 @@ import typer
 from zit_agent.agent.cli import app
 
 if TYPE_CHECKING:
-    from zit_agent.agent.ruts import RutReport, Thresholds
+    from zit_agent.agent.ruts import Thresholds
 
-WIDER_WINDOW = 64  # images of other ideas each idea is also compared with
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
-REPORT_FIELDS = (
-    "verdict",
-    "reason",
-    "embedder",
-    "count",
-    "mean_similarity",
-    "max_similarity",
-    "vendi",
-    "near_duplicate_rate",
-    "clusters",
-    "wider",
-)
 
 
 @app.command()
@@ -62,6 +49,7 @@ def ruts(
     with zit metadata are also grouped by idea.
     """
     from zit_agent.agent.history import HistoryStore
+    from zit_agent.agent.ruts import judge_groups
     from zit_agent.backends.embedders import load_default_embedder, load_embedder
     from zit_agent.settings import load_settings
 
@@ -179,48 +167,6 @@ def _thresholds(family: str, **overrides: float | None) -> Thresholds:
             f"bad thresholds {given}: {err.errors()[0]['msg']}",
             hint="keep -1 <= --warn <= --rut <= 1",
         ) from None
-
-
-def judge_groups(items, vectors, embedder: str, thresholds, window: int) -> dict[str, Any]:
-    """The report over all images, plus one per idea when the images carry ideas (each idea's
-    wider window: the newest images of the other ideas)."""
-    from zit_agent.agent.ruts import judge
-
-    def report(indices: list[int], others: list[int] | None = None) -> RutReport:
-        texts = [items[i]["text"] for i in indices]
-        others = (others or [])[-WIDER_WINDOW:]
-        return judge(
-            vectors[indices],
-            embedder=embedder,
-            thresholds=thresholds,
-            window=window,
-            labels=[str(items[i]["path"]) for i in indices],
-            texts=texts if all(texts) else None,
-            wider=vectors[others] if others else None,
-            wider_labels=[str(items[i]["path"]) for i in others],
-        )
-
-    everything = _summary(report(list(range(len(items)))))
-    ideas: dict[str, list[int]] = {}
-    for i, item in enumerate(items):
-        if item["idea"]:
-            ideas.setdefault(item["idea"], []).append(i)
-    everything["groups"] = [
-        {"idea": idea, **_summary(report(mine, [i for i in range(len(items)) if i not in mine]))}
-        for idea, mine in ideas.items()
-    ]
-    return everything
-
-
-def _summary(report: RutReport) -> dict[str, Any]:
-    data = report.model_dump(include=set(REPORT_FIELDS))
-    data["thresholds"] = report.thresholds.model_dump()
-    data["axes"] = (
-        {"unstated": report.axes.unstated, "repeated": report.axes.repeated}
-        if report.axes
-        else None
-    )
-    return data
 
 
 def _print_table(result: dict[str, Any]) -> None:
