@@ -28,7 +28,7 @@ def _root() -> None:
     """Local prompt-writing agent for Z-Image-Turbo."""
 
 
-COMMAND_MODULES = ("tokens", "expand", "generate", "chat", "demo", "ruts", "eval")
+COMMAND_MODULES = ("tokens", "expand", "generate", "chat", "demo", "ruts", "eval", "serve")
 
 
 def _register_commands() -> None:
