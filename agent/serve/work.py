@@ -48,9 +48,10 @@ SKIPPED_FOLDERS = {"images", "jobs", "work", "sessions.locks"}
 
 
 def merged(state: ServeState, request: dict[str, Any]) -> BaseModel:
-    """The server's options (`zit serve --steps 4 ...`) with a request's on top."""
+    """The server's options (`zit serve --steps 4 ...`) with those a request set on top."""
     from zit_agent.options import given, run_options
 
+    request = {k: v for k, v in request.items() if v is not None}
     return run_options(**{**given(state.options), **request})
 
 

@@ -251,3 +251,22 @@ def test_a_session_started_with_other_parts_is_refused(qwen_tokenizer, zit_home,
         refused = client.post("/api/sessions/z/messages", json={"text": "closer"})
     assert refused.status_code == 409
     assert "image_model 'elsewhere'" in refused.json()["error"]["message"]
+
+
+def test_the_servers_options_are_the_requests_defaults(qwen_tokenizer, zit_home):
+    from fastapi.testclient import TestClient
+
+    from tests.agent.agent_fixtures import sketch_runner
+    from zit_agent.agent.serve import create_app
+    from zit_agent.options import run_options
+    from zit_agent.settings import load_settings
+
+    served = run_options(backend="sketch", size="32x48", seed=5)
+    app = create_app(load_settings(), served, runner=sketch_runner(qwen_tokenizer))
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        [item] = client.post("/v1/images/generations", json={"prompt": IDEA}).json()["data"]
+        assert png(base64.b64decode(item["b64_json"])).size == (32, 48)
+        done = client.post("/v1/images/generations", json={"prompt": IDEA, "size": "auto"})
+        assert png(base64.b64decode(done.json()["data"][0]["b64_json"])).size == (32, 48)
+        given = client.post("/api/generate", json={"idea": IDEA, "size": "16x16", "count": 1})
+        assert given.json()["images"][0]["seed"] == 5

@@ -151,3 +151,37 @@ def test_a_failed_load_is_reported_not_served(zit_home, tmp_path):
         assert client.get("/health").json()["status"] == "failed"
         answer = client.post("/v1/images/generations", json={"prompt": IDEA})
         assert answer.status_code == 503 and "failed to load" in answer.json()["error"]["message"]
+
+
+def test_concurrent_sessions_never_mix(live):
+    def converse(name: str) -> dict:
+        with httpx.Client(base_url=live.url, timeout=60) as http:
+            idea = f"{IDEA}, {name}"
+            assert http.post("/api/sessions", json={"name": name, "idea": idea, **SMALL}).is_success
+            for text in (f"{name} wears red", "/vary"):
+                answer = http.post(f"/api/sessions/{name}/messages", json={"text": text})
+                assert answer.status_code == 200, answer.text
+            return http.get(f"/api/sessions/{name}").json()
+
+    names = ["north", "south", "east", "west"]
+    results: dict[str, dict] = {}
+    threads = [
+        threading.Thread(target=lambda n=n: results.__setitem__(n, converse(n))) for n in names
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    for name in names:
+        view = results[name]
+        assert view["idea"].endswith(name)
+        assert [t["message"] for t in view["history"]] == [
+            view["idea"],
+            f"{name} wears red",
+            "/vary",
+        ]
+        images = {ref["id"] for t in view["history"] for a in t["attempts"] for ref in a["images"]}
+        for image_id in images:
+            record = httpx.get(f"{live.url}/api/images/{image_id}").json()
+            assert record["session"] == name and record["provenance"]["agent"]["run"] == name
+            assert record["provenance"]["idea"] == view["idea"]

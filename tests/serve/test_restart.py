@@ -1,5 +1,6 @@
 """`zit serve` as a user runs it: a fresh process answers GET / with the page; killed mid-session
-(SIGKILL) and started again, it continues the session, which `zit chat` then continues too;
+(SIGKILL) and started again (now on 0.0.0.0 with --token: 401 without it), it continues the
+session, which `zit chat` then continues too;
 SIGTERM stops it cleanly (the running job finishes, the databases close)."""
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from tests.serve.conftest import IDEA
 
 pytestmark = pytest.mark.slow  # starts processes
 READY = re.compile(r"ready at (http://\S+/) ")
+TOKEN = "restart-token"
 
 
 class ServeProcess:
@@ -73,15 +75,21 @@ def test_killed_and_started_again_the_server_continues_the_session(capsys, zit_h
     finally:
         assert first.stop(signal.SIGKILL) == -signal.SIGKILL  # no clean-up of any kind
 
-    second = ServeProcess("--backend", "sketch", "--size", "64x64", "-n", "2")
+    # started again, reachable from other machines: with a token, which every route but /health needs
+    second = ServeProcess("--backend", "sketch", "--size", "64x64", "-n", "2", "--host", "0.0.0.0",
+                          "--token", TOKEN)  # fmt: skip
+    url = second.url.replace("0.0.0.0", "127.0.0.1")
+    auth = {"authorization": f"Bearer {TOKEN}"}
     try:
+        assert httpx.get(f"{url}/health").status_code == 200
+        assert httpx.get(f"{url}/api/sessions/cafe").status_code == 401
         sent = httpx.post(
-            f"{second.url}/api/sessions/cafe/messages", json={"text": "at night"}, timeout=60
+            f"{url}/api/sessions/cafe/messages", json={"text": "at night"}, headers=auth, timeout=60
         )
         assert sent.status_code == 200, sent.text
         assert [t["message"] for t in sent.json()["history"]] == [IDEA, "at night"]
         for ref in sent.json()["history"][0]["attempts"][0]["images"]:  # the first server's
-            assert httpx.get(second.url + ref["url"]).status_code == 200
+            assert httpx.get(url + ref["url"], headers=auth).status_code == 200
     finally:  # a clean stop (uvicorn then ends the process by the signal it was sent)
         assert second.stop(signal.SIGTERM) == -signal.SIGTERM
     assert any("stopped" in line for line in list(second.lines.queue))

@@ -1,0 +1,162 @@
+"""`zit serve`'s own cost, on a live uvicorn on loopback (in this process, its own thread).
+
+- `serve`: seconds per image through `POST /v1/images/generations` (HTTP, the job queue, the
+  history record, the PNG as base64) against the run API called directly for the same image
+  (`Runner.render_plain` on a tiny random Z-Image at 256x256, Turbo's 8 steps; `Runner.generate` on
+  the sketch stand-in at 64x64, where the render itself costs about a millisecond), interleaved;
+- queue latency under load: 200 requests from 12 clients at once (sketch, one image each): p50 and
+  p95 of the time each job waited in the queue, against the time a job runs (12 clients: at most 11
+  jobs ahead of any, so p95 should stay under 12 service times: the queue adds no wait of its own).
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from benchmarks.core import Figure, benchmark, interleaved
+
+IDEA = "a portrait of a woman in a cafe"
+CLIENTS = 12
+
+
+class _Live:
+    """uvicorn serving `app` on a free loopback port, in a thread."""
+
+    def __init__(self, app):
+        import uvicorn
+
+        from zit_agent.agent.cli.serve import bind
+
+        self.sock = bind("127.0.0.1", 0)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]})
+
+    def __enter__(self):
+        self.thread.start()
+        while not self.server.started:
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc):
+        self.server.should_exit = True
+        self.thread.join(60)
+
+
+def _server(settings, options):
+    from zit_agent.agent.run import Runner
+    from zit_agent.agent.serve import create_app
+
+    runner = Runner.load(settings, options, ruts=True)
+    return runner, create_app(settings, options, runner=runner, queue_size=CLIENTS)
+
+
+def _overhead(settings, options, direct, label: str, repeats: int) -> Figure:
+    import httpx
+
+    runner, app = _server(settings, options)
+    seeds = iter(range(10**6))
+    with _Live(app) as live, httpx.Client(base_url=live.url, timeout=120) as http:
+
+        def served():
+            body = {"prompt": IDEA, "seed": next(seeds), "ruts": False, "n": 1}
+            answer = http.post("/v1/images/generations", json=body)
+            assert answer.status_code == 200, answer.text
+
+        t = interleaved(
+            {"server": served, "direct": lambda: direct(runner, next(seeds))},
+            repeats=repeats, warmup=2,
+        )  # fmt: skip
+    overhead_ms = 1000 * (t["server"].median - t["direct"].median)
+    return Figure(
+        f"one image through zit serve ({label})", t["server"].median, "s",
+        t["direct"].median, "the run API called directly", target="ratio <= 1.05",
+        met=t["server"].median <= 1.05 * t["direct"].median, spread=t["server"].spread,
+        extra={"overhead_ms": round(overhead_ms, 2), "repeats": repeats},
+    )  # fmt: skip
+
+
+def _queue_latency(settings, options, requests: int) -> list[Figure]:
+    import httpx
+
+    runner, app = _server(settings, options)
+    with _Live(app) as live, httpx.Client(
+        base_url=live.url, timeout=120, limits=httpx.Limits(max_connections=CLIENTS * 2)
+    ) as http:  # fmt: skip
+
+        def ask(seed: int) -> float:
+            start = time.perf_counter()
+            answer = http.post(
+                "/v1/images/generations",
+                json={"prompt": f"idea {seed % 9}", "seed": seed, "response_format": "url"},
+            )
+            assert answer.status_code == 200, answer.text
+            return time.perf_counter() - start
+
+        with ThreadPoolExecutor(CLIENTS) as pool:
+            latencies = list(pool.map(ask, range(requests)))
+        jobs = list(app.state.zit.jobs._jobs.values())[-requests:]
+    waits = sorted(job.started - job.created for job in jobs)
+    service = statistics.median(job.finished - job.started for job in jobs)
+    p50, p95 = _percentile(waits, 50), _percentile(waits, 95)
+    extra = {
+        "requests": requests, "clients": CLIENTS,
+        "end_to_end_p50_s": round(_percentile(sorted(latencies), 50), 4),
+        "end_to_end_p95_s": round(_percentile(sorted(latencies), 95), 4),
+    }  # fmt: skip
+    return [
+        Figure(
+            f"queue wait p50 ({requests} requests, {CLIENTS} clients, sketch 64x64)", p50, "s",
+            service, "one job's run time (median)", target=f"< {CLIENTS} x run time",
+            met=p50 < CLIENTS * service, extra=extra,
+        ),
+        Figure(
+            f"queue wait p95 ({requests} requests, {CLIENTS} clients, sketch 64x64)", p95, "s",
+            service, "one job's run time (median)", target=f"< {CLIENTS} x run time",
+            met=p95 < CLIENTS * service, extra=extra,
+        ),
+    ]  # fmt: skip
+
+
+def _percentile(ordered: list[float], q: float) -> float:
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+@benchmark("serve")
+def serve(quick: bool) -> list[Figure]:
+    from zit_agent.agent.session import open_checkpointer
+    from zit_agent.backends.tiny.zimage import build_tiny_zimage
+    from zit_agent.options import run_options
+    from zit_agent.settings import load_settings
+
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = load_settings(home=str(Path(tmp) / "home"))
+        model = build_tiny_zimage(Path(tmp) / "zimage")
+        zimage = run_options(image_model=str(model), size="256x256", steps=8)
+        sketch = run_options(backend="sketch", size="64x64", count=1)
+        out = settings.outputs_dir / "direct"
+        repeats = 5 if quick else 15
+        with open_checkpointer(settings.sessions_db) as saver:  # one, as the server has
+
+            def plain(runner, seed):
+                runner.render_plain(IDEA, zimage.model_copy(update={"seed": seed}), out_dir=out)
+
+            def looped(runner, seed):
+                runner.generate(
+                    IDEA, sketch.model_copy(update={"seed": seed}), out_dir=out, ruts=False,
+                    checkpointer=saver, run_id=f"direct-{seed}",
+                )  # fmt: skip
+
+            return [
+                _overhead(settings, zimage, plain, "tiny Z-Image, 256x256, 8 steps", repeats),
+                _overhead(
+                    settings, sketch, looped, "sketch stand-in, 64x64, agent loop", 3 * repeats
+                ),
+                *_queue_latency(settings, sketch, 60 if quick else 200),
+            ]
