@@ -18,6 +18,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import FileResponse, StreamingResponse
 
+from zit_agent.agent.ruts import DEFAULT_WINDOW
 from zit_agent.agent.serve import work
 from zit_agent.agent.serve.app import Conflict, ServeState, sse
 from zit_agent.agent.serve.jobs import PING, Job
@@ -62,7 +63,7 @@ async def answer(request: Request, job: Job) -> Any:
     """The job's result when done (JSON), or its events as they come (server-sent events)."""
     state = zit(request)
     if "text/event-stream" in request.headers.get("accept", ""):
-        headers = {"Cache-Control": "no-store", "X-Zit-Job": job.id}
+        headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no", "X-Zit-Job": job.id}
         return StreamingResponse(
             stream(state, job, owner=True), media_type="text/event-stream", headers=headers
         )
@@ -247,7 +248,7 @@ def tokens(body: TokensRequest, request: Request) -> TokensResponse:
 async def ruts(
     request: Request,
     files: Annotated[list[UploadFile], File(description="Two or more images (PNG, JPEG, ...)")],
-    window: Annotated[int, Form(ge=2, le=SERVE.max_uploads)] = 8,
+    window: Annotated[int, Form(ge=2, le=SERVE.max_uploads)] = DEFAULT_WINDOW,
 ) -> Any:
     """`zit ruts --json` over uploaded images: one composition over and over?"""
     if len(files) > SERVE.max_uploads:

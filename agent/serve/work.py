@@ -214,7 +214,8 @@ def tokens(state: ServeState, request: TokensRequest) -> TokensResponse:
     from zit_agent.sequence import ChatSequence, assemble
 
     tok = state.require().parts.tokenizer
-    shape = "think" if request.think is not None else "answer" if request.assistant else "plain"
+    shape = "think" if request.think is not None else "plain"
+    shape = "answer" if shape == "plain" and request.assistant is not None else shape
     if request.close and shape == "plain":
         raise UserError("close needs think or assistant", hint="the plain shape ends open")
     sequence = ChatSequence.of_shape(
