@@ -3,6 +3,7 @@ parse or build these; the graph consumes them (as `model_dump()` data in its che
 
     text          refine the current description with these words
     /vary         fresh values on the axes that repeat
+    /shorter      a shorter description (the escape ladder's `shorter` step)
     /undo         back one turn
     /seed N, /size WxH, /layer N, /lora PATH:S     change one render setting, render again
     /show, /tokens, /history, /help, /quit         answered by the front end, not the graph
@@ -21,6 +22,7 @@ from zit_agent.errors import UserError
 HELP = """\
 text          refine the current description with what you type
 /vary         a new take: fresh values on the axes that repeat (shot, angle, framing, ...)
+/shorter      a shorter description (short prompts vary more)
 /undo         back one turn (images stay on disk)
 /seed N       render again with seeds from N
 /size WxH     render again at this size (multiples of 16)
@@ -45,6 +47,10 @@ class Text(_Command):
 
 class Vary(_Command):
     kind: Literal["vary"] = "vary"
+
+
+class Shorter(_Command):
+    kind: Literal["shorter"] = "shorter"
 
 
 class Undo(_Command):
@@ -85,7 +91,7 @@ class Local(_Command):
 
 
 GraphCommand = Annotated[
-    Text | Vary | Undo | Seed | Size | Layer | Lora, Field(discriminator="kind")
+    Text | Vary | Shorter | Undo | Seed | Size | Layer | Lora, Field(discriminator="kind")
 ]
 SETTINGS = ("seed", "size", "layer", "lora")  # commands that change one render setting
 _GRAPH = TypeAdapter(GraphCommand)
@@ -112,6 +118,8 @@ def parse_command(text: str) -> BaseModel:
         return Local(kind=name, raw=raw)
     if name == "vary":
         return Vary(raw=raw)
+    if name == "shorter":
+        return Shorter(raw=raw)
     if name == "undo":
         return Undo(raw=raw)
     if name == "seed":

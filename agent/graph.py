@@ -16,7 +16,7 @@
 
 In chat the graph does not end: `finish` leads to `await_user`, which pauses with LangGraph's
 `interrupt()` until the person's next command resumes it (`Command(resume=...)`): text -> `write`
-(refine), `/vary` -> `escape`, `/undo` -> `undo`, `/seed` `/size` `/layer` `/lora` -> `apply_setting`
+(refine), `/vary` and `/shorter` -> `escape`, `/undo` -> `undo`, `/seed` `/size` `/layer` `/lora` -> `apply_setting`
 -> `render`.
 
 State is `agent.state.AgentState` (data only); the parts travel as the run context
@@ -93,7 +93,7 @@ def after_command(state: AgentState) -> Literal["write", "escape", "undo", "appl
     kind = (state.command or {}).get("kind")
     if kind == "text":
         return "write"
-    if kind == "vary":
+    if kind in ("vary", "shorter"):
         return "escape"
     if kind == "undo":
         return "undo"

@@ -275,6 +275,13 @@ class HistoryStore:
         rows = self._db.execute(sql, args).fetchall()
         return [_image_row(r) for r in reversed(rows)]
 
+    def images_by_hash(self, content_hash: str) -> list[ImageRow]:
+        """Every record of the image with these bytes, newest first."""
+        rows = self._db.execute(
+            "SELECT * FROM images WHERE content_hash = ? ORDER BY id DESC", (content_hash,)
+        ).fetchall()
+        return [_image_row(r) for r in rows]
+
     # -- embeddings ------------------------------------------------------------------------------
     def embedding(self, content_hash: str, embedder: str) -> np.ndarray | None:
         found = self._db.execute(

@@ -354,11 +354,13 @@ def should_escape(state: AgentState) -> bool:
 
 # -- escape --------------------------------------------------------------------------------------
 def escape_step(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
-    """The next step of the escape ladder (or, in chat, the `/vary` the person asked for)."""
+    """The next step of the escape ladder (or, in chat, the `/vary` or `/shorter` the person
+    asked for)."""
     ctx = _ctx(runtime)
     forced = state.command.get("kind") if state.command else None
-    lever_name = "vary" if forced == "vary" else escape.next_lever(state.ladder, state.ladder_step)
-    update: dict[str, Any] = {"ladder_step": state.ladder_step + (forced != "vary")}
+    asked = forced in ("vary", "shorter")
+    lever_name = forced if asked else escape.next_lever(state.ladder, state.ladder_step)
+    update: dict[str, Any] = {"ladder_step": state.ladder_step + (not asked)}
     number = len(state.attempts) + 1
     changed, levers = LEVERS[lever_name](ctx, state, number)
     update.update(changed)

@@ -479,7 +479,6 @@ class Runner:
     def render_plain(self, idea: str, options: BaseModel, *, out_dir: Path) -> dict[str, Any]:
         """The idea's plain sequence (id for id what diffusers feeds for `prompt=idea`), rendered
         once per seed and saved with provenance. Returns what `zit generate --json` prints."""
-        from zit_agent.backends.provenance import save_rendered
         from zit_agent.sequence import ChatSequence, assemble, check_utf8
 
         if not check_utf8(idea).strip():
@@ -491,8 +490,7 @@ class Runner:
             self.parts.tokenizer,
             max_tokens=self.budget(options),
         )
-        rendered = self.parts.backend.render(sequence.ids, seeds, render)
-        paths = save_rendered(rendered, out_dir, idea=idea)
+        paths = self.render_sequence(sequence.ids, seeds, render, out_dir=out_dir, idea=idea)
         return {
             "images": [str(p) for p in paths],
             "seeds": seeds,
@@ -503,6 +501,25 @@ class Runner:
             "options": render.model_dump(exclude={"negative_ids"}),
             "negative": options.negative,
         }
+
+    def render_sequence(
+        self, ids: list[int], seeds: list[int], render: RenderOptions, *, out_dir: Path,
+        idea: str | None,
+    ) -> list[Path]:  # fmt: skip
+        """These exact token ids rendered once per seed, saved with provenance (also how a
+        stored sequence is rendered again)."""
+        from zit_agent.backends.provenance import save_rendered
+
+        return save_rendered(self.parts.backend.render(ids, seeds, render), out_dir, idea=idea)
+
+    def plain_path(self, options: BaseModel, *, ruts: bool) -> bool:
+        """Whether a request is the plain path (no writer, no rut checks, the Z-Image backend, no
+        agent options): the idea's plain sequence rendered once, as diffusers would."""
+        parts = self.parts
+        return (
+            parts.writer is None and not ruts and parts.spec.backend == "zimage"
+            and options.shape in (None, "plain") and options.ladder is None
+        )  # fmt: skip
 
     # -- chat ------------------------------------------------------------------------------------
     def chat(self, name: str, checkpointer: Any, *, out_dir: Path, on_event: Event = _ignore):

@@ -21,12 +21,13 @@ never with the whole history.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from zit_agent.axes import AxisSummary, summarize
+from zit_agent.defaults import AGENT
 
 Verdict = Literal["ok", "warn", "rut"]
 DEFAULT_WINDOW = 8
@@ -249,3 +250,97 @@ def _verdict(reading: Verdict, streak: int, thresholds: Thresholds) -> Verdict:
     if reading == "rut" and streak < thresholds.consecutive:
         return "warn"
     return reading
+
+
+# -- many images, grouped by idea (`zit ruts`, the server's rut check) ---------------------------
+REPORT_FIELDS = (
+    "verdict",
+    "reason",
+    "embedder",
+    "count",
+    "mean_similarity",
+    "max_similarity",
+    "vendi",
+    "near_duplicate_rate",
+    "clusters",
+    "wider",
+)
+
+
+class Group(NamedTuple):
+    """One judged group: its idea (None for all images), its newest `window` images and the
+    newest images of the other ideas (its wider window), as indices into the items."""
+
+    idea: str | None
+    window: list[int]
+    wider: list[int]
+
+
+def group_windows(items: list[dict[str, Any]], window: int) -> list[Group]:
+    """All images, then one group per idea (first seen first). Linear in the images: each idea's
+    wider window is collected from the newest end, past that idea's own images only."""
+    ideas: dict[str, list[int]] = {}
+    for i, item in enumerate(items):
+        if item["idea"]:
+            ideas.setdefault(item["idea"], []).append(i)
+    groups = [Group(None, list(range(max(0, len(items) - window), len(items))), [])]
+    for idea, mine in ideas.items():
+        others: list[int] = []
+        for i in range(len(items) - 1, -1, -1):
+            if len(others) == AGENT.wider_window:
+                break
+            if items[i]["idea"] != idea:
+                others.append(i)
+        groups.append(Group(idea, mine[-window:], others[::-1]))
+    return groups
+
+
+def judged_vectors(store, model, items: list[dict[str, Any]], groups: list[Group], load) -> dict:
+    """Embed every image not embedded yet (in bounded chunks, stored as they go), then read back
+    the vectors of the images the groups judge: memory holds a chunk and the windows, never
+    the folder's vectors. `load(item_path)` opens an image."""
+    by_hash = {item["hash"]: item["path"] for item in items}
+
+    def load_hash(content_hash: str):
+        return load(by_hash[content_hash])
+
+    store.embed_missing([item["hash"] for item in items], model, load_hash)
+    judged = sorted({i for group in groups for i in (*group.window, *group.wider)})
+    found = store.vectors([items[i]["hash"] for i in judged], model, load_hash)
+    return dict(zip(judged, found, strict=True))
+
+
+def judge_groups(items, vectors, groups, embedder: str, thresholds, window: int) -> dict[str, Any]:
+    """The report over all images, plus one per idea when the images carry ideas (each idea's
+    wider window: the newest images of the other ideas). `vectors` maps an item's index to its
+    vector, for the indices the groups name."""
+    import numpy as np
+
+    def report(group: Group) -> RutReport:
+        texts = [items[i]["text"] for i in group.window]
+        return judge(
+            np.stack([vectors[i] for i in group.window]),
+            embedder=embedder,
+            thresholds=thresholds,
+            window=window,
+            labels=[str(items[i]["path"]) for i in group.window],
+            texts=texts if all(texts) else None,
+            wider=np.stack([vectors[i] for i in group.wider]) if group.wider else None,
+            wider_labels=[str(items[i]["path"]) for i in group.wider],
+        )
+
+    everything, *per_idea = groups
+    result = report_summary(report(everything))
+    result["groups"] = [{"idea": g.idea, **report_summary(report(g))} for g in per_idea]
+    return result
+
+
+def report_summary(report: RutReport) -> dict[str, Any]:
+    data = report.model_dump(include=set(REPORT_FIELDS))
+    data["thresholds"] = report.thresholds.model_dump()
+    data["axes"] = (
+        {"unstated": report.axes.unstated, "repeated": report.axes.repeated}
+        if report.axes
+        else None
+    )
+    return data

@@ -56,3 +56,15 @@ def open_checkpointer(path: Path) -> Iterator[SqliteSaver]:
         yield SqliteSaver(conn, serde=serde)
     finally:
         conn.close()
+
+
+def thread_names(saver: SqliteSaver, prefix: str) -> list[str]:
+    """The names of the threads `prefix:NAME` in the sessions database (e.g. `chat` sessions),
+    most recently checkpointed first."""
+    with saver.cursor(transaction=False) as cur:
+        rows = cur.execute(
+            "SELECT thread_id, MAX(rowid) AS last FROM checkpoints WHERE thread_id LIKE ? "
+            "GROUP BY thread_id ORDER BY last DESC",
+            (prefix.replace("%", "") + ":%",),
+        ).fetchall()
+    return [row[0].partition(":")[2] for row in rows]

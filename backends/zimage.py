@@ -402,6 +402,8 @@ class ZImageBackend:
     ) -> list[tuple[int, Any, float]]:
         import torch
 
+        from zit_agent.backends.progress import step_callback
+
         positive = [embeds] * len(seeds)
         callback = None
         if options.noise is not None and options.noise.strength > 0:
@@ -418,7 +420,7 @@ class ZImageBackend:
             "guidance_scale": options.guidance,
             "cfg_normalization": options.cfg_normalization,
             "generator": [torch.Generator(device="cpu").manual_seed(s) for s in seeds],
-            "callback_on_step_end": callback,
+            "callback_on_step_end": step_callback(callback, len(sigmas) - 1),  # progress hook
         }
         pipe = self.pipe
         if options.control_image:

@@ -8,6 +8,7 @@ is derived from these values, never written out again).
   config names no parameters of its own.
 - `AGENT`: the agent loop's values, the same for every front end.
 - `LIMITS`: the bounds every front end enforces (CLI, suites, HTTP requests).
+- `SERVE`: `zit serve`'s address, job queue and request bounds.
 """
 
 from __future__ import annotations
@@ -90,7 +91,21 @@ class LimitsTable(_Table):
     warn_tokens: int = 512  # past the encode length Z-Image was trained with
 
 
+class ServeTable(_Table):
+    host: str = "127.0.0.1"  # loopback only unless told otherwise (and then a token is needed)
+    port: int = 7860
+    queue: int = 8  # jobs waiting behind the running one; one more is answered 429
+    max_json_bytes: int = 1 << 20  # a JSON request body
+    max_upload_bytes: int = 64 << 20  # images uploaded to judge for a rut
+    max_uploads: int = 64  # images in one rut check
+    max_text: int = 4000  # characters of an idea or chat message
+    retry_after_s: int = 5  # what a 503 (loading, stopping) asks clients to wait
+    keepalive_s: float = 1.0  # a progress stream's ping (and disconnect check) while idle
+    stop_grace_s: float = 30.0  # how long stopping waits for the running job
+
+
 RENDER = RenderTable()
 AUTO_SHIFT = AutoShiftTable()
 AGENT = AgentTable()
 LIMITS = LimitsTable()
+SERVE = ServeTable()

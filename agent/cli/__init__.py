@@ -39,7 +39,17 @@ def _root(
 
 
 INTERRUPTED = "zit: interrupted (finished work is saved; a run resumes where it stopped)"
-COMMAND_MODULES = ("tokens", "expand", "generate", "rerender", "chat", "demo", "ruts", "eval")
+COMMAND_MODULES = (
+    "tokens",
+    "expand",
+    "generate",
+    "rerender",
+    "chat",
+    "demo",
+    "ruts",
+    "eval",
+    "serve",
+)
 
 
 def _register_commands() -> None:

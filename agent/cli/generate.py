@@ -59,8 +59,7 @@ def generate(
         runner = Runner.load(settings, options, ruts=ruts, progress=progress)
     for note in runner.parts.notes:
         console.print(f"[yellow]{note}[/]")
-    plain = runner.parts.writer is None and not ruts and runner.parts.spec.backend == "zimage"
-    if plain and options.shape in (None, "plain") and options.ladder is None:
+    if runner.plain_path(options, ruts=ruts):
         # 3a. The plain sequence, rendered once
         result = runner.render_plain(idea, options, out_dir=out_dir)
     else:

@@ -8,29 +8,16 @@ database by content hash, so a second run over the same images embeds nothing.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NamedTuple
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from zit_agent.agent.cli import app
 
 if TYPE_CHECKING:
-    from zit_agent.agent.ruts import RutReport, Thresholds
+    from zit_agent.agent.ruts import Thresholds
 
-WIDER_WINDOW = 64  # images of other ideas each idea is also compared with
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
-REPORT_FIELDS = (
-    "verdict",
-    "reason",
-    "embedder",
-    "count",
-    "mean_similarity",
-    "max_similarity",
-    "vendi",
-    "near_duplicate_rate",
-    "clusters",
-    "wider",
-)
 
 
 @app.command()
@@ -62,6 +49,7 @@ def ruts(
     with zit metadata are also grouped by idea.
     """
     from zit_agent.agent.history import HistoryStore
+    from zit_agent.agent.ruts import group_windows, judge_groups, judged_vectors
     from zit_agent.backends.embedders import load_default_embedder, load_embedder
     from zit_agent.settings import load_settings
 
@@ -79,7 +67,7 @@ def ruts(
     items = [_read(f) for f in files]
     groups = group_windows(items, window)
     with HistoryStore(settings.history_db) as store:
-        vectors = judged_vectors(store, model, items, groups)
+        vectors = judged_vectors(store, model, items, groups, load=_open)
     # 4. Judge
     result = judge_groups(items, vectors, groups, model.name, thresholds, window)
     result["notes"] = notes
@@ -179,87 +167,6 @@ def _thresholds(family: str, **overrides: float | None) -> Thresholds:
             f"bad thresholds {given}: {err.errors()[0]['msg']}",
             hint="keep -1 <= --warn <= --rut <= 1",
         ) from None
-
-
-class Group(NamedTuple):
-    """One judged group: its idea (None for all images), its newest `window` images and the
-    newest images of the other ideas (its wider window), as indices into the items."""
-
-    idea: str | None
-    window: list[int]
-    wider: list[int]
-
-
-def group_windows(items: list[dict[str, Any]], window: int) -> list[Group]:
-    """All images, then one group per idea (first seen first). Linear in the images: each idea's
-    wider window is collected from the newest end, past that idea's own images only."""
-    ideas: dict[str, list[int]] = {}
-    for i, item in enumerate(items):
-        if item["idea"]:
-            ideas.setdefault(item["idea"], []).append(i)
-    groups = [Group(None, list(range(max(0, len(items) - window), len(items))), [])]
-    for idea, mine in ideas.items():
-        others: list[int] = []
-        for i in range(len(items) - 1, -1, -1):
-            if len(others) == WIDER_WINDOW:
-                break
-            if items[i]["idea"] != idea:
-                others.append(i)
-        groups.append(Group(idea, mine[-window:], others[::-1]))
-    return groups
-
-
-def judged_vectors(store, model, items: list[dict[str, Any]], groups: list[Group]) -> dict:
-    """Embed every image not embedded yet (in bounded chunks, stored as they go), then read back
-    the vectors of the images the groups judge: memory holds a chunk and the windows, never
-    the folder's vectors."""
-    by_hash = {item["hash"]: item["path"] for item in items}
-
-    def load(content_hash: str):
-        return _open(by_hash[content_hash])
-
-    store.embed_missing([item["hash"] for item in items], model, load)
-    judged = sorted({i for group in groups for i in (*group.window, *group.wider)})
-    found = store.vectors([items[i]["hash"] for i in judged], model, load)
-    return dict(zip(judged, found, strict=True))
-
-
-def judge_groups(items, vectors, groups, embedder: str, thresholds, window: int) -> dict[str, Any]:
-    """The report over all images, plus one per idea when the images carry ideas (each idea's
-    wider window: the newest images of the other ideas). `vectors` maps an item's index to its
-    vector, for the indices the groups name."""
-    import numpy as np
-
-    from zit_agent.agent.ruts import judge
-
-    def report(group: Group) -> RutReport:
-        texts = [items[i]["text"] for i in group.window]
-        return judge(
-            np.stack([vectors[i] for i in group.window]),
-            embedder=embedder,
-            thresholds=thresholds,
-            window=window,
-            labels=[str(items[i]["path"]) for i in group.window],
-            texts=texts if all(texts) else None,
-            wider=np.stack([vectors[i] for i in group.wider]) if group.wider else None,
-            wider_labels=[str(items[i]["path"]) for i in group.wider],
-        )
-
-    everything, *per_idea = groups
-    result = _summary(report(everything))
-    result["groups"] = [{"idea": g.idea, **_summary(report(g))} for g in per_idea]
-    return result
-
-
-def _summary(report: RutReport) -> dict[str, Any]:
-    data = report.model_dump(include=set(REPORT_FIELDS))
-    data["thresholds"] = report.thresholds.model_dump()
-    data["axes"] = (
-        {"unstated": report.axes.unstated, "repeated": report.axes.repeated}
-        if report.axes
-        else None
-    )
-    return data
 
 
 def _print_table(result: dict[str, Any]) -> None:

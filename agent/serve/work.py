@@ -1,0 +1,451 @@
+"""What the routes do: thin calls of the run API (`zit_agent.agent.run`, `zit_agent.agent.chat`).
+
+Each `*_job` function checks a request completely (bad input is a 422 before anything waits in the
+queue) and returns the work the job queue runs. The lookups (sessions, images, eval runs) read
+what the CLI writes: the same sessions database, history store and ZIT_HOME folders.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+
+from zit_agent.agent.serve.app import Conflict, NotFound, ServeState
+from zit_agent.agent.serve.models import (
+    AttemptView,
+    GenerateResponse,
+    ImageRef,
+    RenderResponse,
+    RutsResponse,
+    SessionSummary,
+    SessionView,
+    ShotView,
+    TokensRequest,
+    TokensResponse,
+)
+from zit_agent.agent.serve.views import generate_response, image_ref, session_view
+from zit_agent.errors import UserError
+
+if TYPE_CHECKING:
+    from zit_agent.agent.history import HistoryStore, ImageRow
+    from zit_agent.agent.run import Runner
+    from zit_agent.agent.serve.jobs import Job
+    from zit_agent.agent.state import AgentState
+
+Work = Callable[["Job"], BaseModel]
+IMAGE_ID = re.compile(r"[0-9a-f]{64}")
+COMPARED_PARTS = ("backend", "writer", "image_model")  # a session keeps the parts it started with
+EVAL_DEPTH = 4  # how deep under ZIT_HOME eval runs are looked for
+SKIPPED_FOLDERS = {"images", "jobs", "work", "sessions.locks"}
+
+
+def merged(state: ServeState, request: dict[str, Any]) -> BaseModel:
+    """The server's options (`zit serve --steps 4 ...`) with those a request set on top."""
+    from zit_agent.options import given, run_options
+
+    request = {k: v for k, v in request.items() if v is not None}
+    return run_options(**{**given(state.options), **request})
+
+
+# -- generate ------------------------------------------------------------------------------------
+def generate_job(state: ServeState, idea: str, options: BaseModel, *, ruts: bool) -> Work:
+    """The rut-avoiding loop, or the plain path (no writer, no ruts, Z-Image): as `zit generate`."""
+    from zit_agent.agent.run import check_request, run_id_for
+
+    runner = state.require()
+    check_request(state.settings, options, ruts=ruts)
+    if not idea.strip():
+        raise UserError("the idea is empty", hint="give an idea with some words in it")
+
+    def work(job: Job) -> GenerateResponse:
+        run = f"{run_id_for(idea)}-{job.id[:6]}"
+        with contextlib.closing(state.store()) as store:
+            if runner.plain_path(options, ruts=ruts):
+                return _plain(state, runner, job, idea, options, store, run)
+            final = runner.generate(
+                idea, options, out_dir=state.serve_dir, ruts=ruts, on_event=job.on_event,
+                checkpointer=state.saver, store=store, run_id=run,
+            )  # fmt: skip
+        return generate_response(final)
+
+    return work
+
+
+def _plain(state, runner: Runner, job: Job, idea: str, options, store, run: str):
+    from zit_agent.backends.provenance import read_record
+
+    job.on_event("render", {"attempt": 1, "images": options.count or 1})
+    result = runner.render_plain(idea, options, out_dir=state.serve_dir)
+    job.on_event("rendered", {"attempt": 1, "images": result["images"]})
+    refs = [
+        record_image(
+            store, path, idea=idea, seed=seed, session=run, settings=result["options"],
+            sequence_hash=(read_record(path) or {}).get("token_sha256"),
+        )
+        for path, seed in zip(result["images"], result["seeds"], strict=True)
+    ]  # fmt: skip
+    shot = ShotView(
+        description=idea, token_count=result["token_count"], seeds=result["seeds"], images=refs
+    )
+    return GenerateResponse(
+        run=run, idea=idea, images=refs, message="rendered once: the idea's plain sequence",
+        attempts=[AttemptView(number=1, shots=[shot], images=refs, count=len(refs))],
+    )  # fmt: skip
+
+
+def record_image(store: HistoryStore, path: str | Path, **fields: Any) -> ImageRef:
+    row = store.add_image(path, **fields)
+    return image_ref(row.content_hash, fields.get("seed"))
+
+
+# -- chat sessions -------------------------------------------------------------------------------
+def chat_job(state: ServeState, name: str, text: str, options: BaseModel, *, new: bool) -> Work:
+    """A session's first turn (`new`: the idea) or a later one (text or a command), through
+    `ChatSession.turn`, as `zit chat --session NAME --message TEXT`."""
+    from zit_agent.agent.chat import check_session_name, stored_parts
+    from zit_agent.agent.commands import Local, parse_command
+    from zit_agent.agent.run import check_request
+
+    runner = state.require()
+    check_session_name(name)
+    stored = stored_parts(state.saver, name)
+    if new and stored:
+        raise Conflict(f"session {name!r} exists", hint="send it a message, or pick another name")
+    if not new and not stored:
+        raise NotFound(f"no session named {name!r}", hint="start one first")
+    _check_parts(runner, stored, name)
+    if new:
+        check_request(state.settings, options, ruts=bool(options.ruts))
+    else:
+        parse_command(text)  # bad input is refused before it waits in the queue
+
+    def work(job: Job) -> SessionView:
+        session = runner.chat(
+            name, state.saver, out_dir=state.chat_dir(name), on_event=job.on_event
+        )
+        if new and session.status() != "new":
+            raise Conflict(f"session {name!r} exists", hint="pick another name")
+        result = session.turn(text, options)
+        view = session_view(name, session.state(), session.status())
+        if isinstance(result, Local):
+            view.answer = local_answer(session.state(), result.kind)
+        return view
+
+    return work
+
+
+def _check_parts(runner: Runner, stored: dict[str, Any], name: str) -> None:
+    """Sessions never mix parts: one started with other models is refused, not continued with
+    this server's."""
+    mine = runner.parts.spec.model_dump()
+    for key in COMPARED_PARTS:
+        if stored and stored.get(key) != mine[key]:
+            raise Conflict(
+                f"session {name!r} was started with {key} {stored.get(key)!r}; this server runs "
+                f"{mine[key]!r}",
+                hint=f"continue it with `zit chat --session {name}`, or serve those parts",
+            )
+
+
+def local_answer(state: AgentState | None, kind: str) -> str:
+    """What `/help`, `/show`, `/tokens`, `/history` and `/quit` answer."""
+    from zit_agent.agent.commands import HELP
+
+    if kind == "help" or state is None:
+        return HELP
+    if kind == "show":
+        return "\n\n".join(shot.sequence_text for shot in state.shots)
+    if kind == "tokens":
+        return "\n".join(f"{len(s.sequence_ids)} tokens: {s.sequence_ids}" for s in state.shots)
+    if kind == "history":
+        return "\n".join(f"{i}. {turn.message}" for i, turn in enumerate(state.turns, 1))
+    return "the session stays as it is: come back to it any time"
+
+
+def read_session(state: ServeState, name: str) -> SessionView:
+    from zit_agent.agent.chat import check_session_name
+
+    check_session_name(name)
+    found, status = _session_state(state, name)
+    if found is None:
+        raise NotFound(f"no session named {name!r}", hint="start one first")
+    return session_view(name, found, status)
+
+
+def list_sessions(state: ServeState, limit: int = 100) -> list[SessionSummary]:
+    from zit_agent.agent.session import thread_names
+
+    summaries = []
+    for name in thread_names(state.saver, "chat")[:limit]:
+        found, status = _session_state(state, name)
+        if found is not None:
+            summaries.append(
+                SessionSummary(name=name, status=status, idea=found.idea, turns=len(found.turns))
+            )
+    return summaries
+
+
+def _session_state(state: ServeState, name: str):
+    from zit_agent.agent.chat import read_state, read_status
+
+    app, config = _thread(state, f"chat:{name}")
+    return read_state(app, config), read_status(app, config)
+
+
+def _thread(state: ServeState, thread_id: str):
+    from zit_agent.agent.graph import run_config
+    from zit_agent.agent.run import compiled_graph
+    from zit_agent.agent.state import AgentState
+
+    return compiled_graph(state.saver), run_config(AgentState(idea="-"), thread_id)
+
+
+# -- tokens --------------------------------------------------------------------------------------
+def tokens(state: ServeState, request: TokensRequest) -> TokensResponse:
+    """As `zit tokens --json`, with the server's tokenizer."""
+    from zit_agent.sequence import ChatSequence, assemble
+
+    tok = state.require().parts.tokenizer
+    shape = "think" if request.think is not None else "plain"
+    shape = "answer" if shape == "plain" and request.assistant is not None else shape
+    if request.close and shape == "plain":
+        raise UserError("close needs think or assistant", hint="the plain shape ends open")
+    sequence = ChatSequence.of_shape(
+        shape, request.idea, think=request.think, answer=request.assistant,
+        system=request.system, close=request.close,
+    )  # fmt: skip
+    budget = request.max_tokens or state.settings.render_value("max_tokens")
+    result = assemble(sequence, tok, max_tokens=budget)
+    return TokensResponse(
+        token_ids=result.ids, text=result.text, count=result.count, budget=result.budget,
+        shape=shape, cut=[c.model_dump() for c in result.cut] if result.cut else None,
+        spans=[s.model_dump() for s in result.spans], tokenizer=tok.source,
+    )  # fmt: skip
+
+
+# -- images --------------------------------------------------------------------------------------
+def find_image(state: ServeState, image_id: str) -> tuple[ImageRow, Path]:
+    """The history store's record of an image and its file: only a PNG inside ZIT_HOME whose bytes
+    still have this hash. Anything else is not found (404), whatever the id says."""
+    from zit_agent.agent.history import file_hash
+
+    if not IMAGE_ID.fullmatch(image_id):
+        raise NotFound("no such image")
+    with contextlib.closing(state.store()) as store:
+        rows = store.images_by_hash(image_id)
+    for row in rows:
+        path = inside(state.settings.home, row.path)
+        if path is not None and path.suffix == ".png" and file_hash(path) == image_id:
+            return row, path
+    raise NotFound(f"no image {image_id[:12]}")
+
+
+def inside(root: Path, path: str | Path) -> Path | None:
+    """`path` resolved (links followed) when it is a file inside `root`; else None."""
+    try:
+        resolved = Path(path).resolve(strict=True)
+    except (OSError, RuntimeError):
+        return None
+    if not resolved.is_file() or not resolved.is_relative_to(Path(root).resolve()):
+        return None
+    return resolved
+
+
+def recent_images(state: ServeState, limit: int) -> list[dict[str, Any]]:
+    """The newest images of the history store that can be served, newest first."""
+    with contextlib.closing(state.store()) as store:
+        rows = store.images(limit=limit)
+    home, seen, found = state.settings.home, set(), []
+    for row in reversed(rows):
+        if row.content_hash in seen or inside(home, row.path) is None:
+            continue
+        seen.add(row.content_hash)
+        found.append({"ref": image_ref(row.content_hash, row.seed), "row": row})
+    return found
+
+
+def image_record(state: ServeState, image_id: str) -> dict[str, Any]:
+    from zit_agent.backends.provenance import read_record
+
+    row, path = find_image(state, image_id)
+    return {
+        "image": image_ref(image_id, row.seed).model_dump(),
+        "idea": row.idea,
+        "session": row.session,
+        "created_at": row.created_at,
+        "provenance": read_record(path),
+    }
+
+
+def render_again_job(state: ServeState, image_id: str, seed: int | None) -> Work:
+    """An image's stored token ids, rendered again with its settings (its seed unless given)."""
+    from zit_agent.backends.provenance import read_record, token_sha256
+    from zit_agent.options import run_options
+
+    runner = state.require()
+    row, path = find_image(state, image_id)
+    record = read_record(path) or {}
+    ids = stored_sequence(state, runner, row, record)
+    render = runner.options_for(run_options(**options_from_record(record)))
+    seeds = [seed if seed is not None else (row.seed if row.seed is not None else 0)]
+
+    def work(job: Job) -> RenderResponse:
+        job.on_event("render", {"attempt": 1, "images": len(seeds)})
+        paths = runner.render_sequence(ids, seeds, render, out_dir=state.serve_dir, idea=row.idea)
+        job.on_event("rendered", {"attempt": 1, "images": [str(p) for p in paths]})
+        with contextlib.closing(state.store()) as store:
+            refs = [
+                record_image(
+                    store, p, idea=row.idea, seed=s, sequence_hash=token_sha256(ids),
+                    settings=render.model_dump(exclude={"negative_ids"}),
+                    session=f"again-{image_id[:16]}",
+                )
+                for p, s in zip(paths, seeds, strict=True)
+            ]  # fmt: skip
+        return RenderResponse(images=refs, token_count=len(ids), exact=True)
+
+    return work
+
+
+def stored_sequence(state: ServeState, runner: Runner, row: ImageRow, record: dict) -> list[int]:
+    """The exact ids an image rendered: from its session's or run's checkpointed state, else its
+    idea's plain sequence when that hashes the same. Never a guess: not found otherwise."""
+    from zit_agent.agent.chat import read_state
+    from zit_agent.backends.provenance import token_sha256
+    from zit_agent.sequence import ChatSequence, assemble
+
+    wanted = row.sequence_hash or record.get("token_sha256")
+    if not wanted:
+        raise NotFound("this image's token ids were not recorded")
+    for thread in (f"chat:{row.session}", f"generate:{row.session}") if row.session else ():
+        found = read_state(*_thread(state, thread))
+        shots = [shot for a in found.attempts for shot in a.shots] if found else []
+        for shot in shots:
+            if shot.sequence_ids and token_sha256(shot.sequence_ids) == wanted:
+                return list(shot.sequence_ids)
+    if row.idea:
+        budget = record.get("token_count") or state.settings.render_value("max_tokens")
+        with contextlib.suppress(UserError):
+            plain = assemble(
+                ChatSequence.plain(row.idea), runner.parts.tokenizer, max_tokens=budget
+            )
+            if token_sha256(plain.ids) == wanted:
+                return plain.ids
+    raise NotFound("this image's token ids are not stored (its session or run is gone)")
+
+
+def options_from_record(record: dict[str, Any]) -> dict[str, Any]:
+    """Run options that render what a provenance record says was rendered."""
+    render = record.get("render") or record
+    values: dict[str, Any] = {
+        key: render.get(key) for key in ("steps", "guidance", "layer", "sampler", "shift")
+    }
+    if render.get("width") and render.get("height"):
+        values["size"] = f"{render['width']}x{render['height']}"
+    if render.get("lora"):
+        values["lora"] = [f"{render['lora']}:{render.get('lora_strength') or 1.0}"]
+    noise = render.get("noise") or {}
+    if noise.get("strength"):
+        values.update(
+            noise=noise["strength"], noise_fraction=noise.get("fraction"),
+            noise_steps=noise.get("steps_share"), noise_seed=noise.get("seed"),
+        )  # fmt: skip
+    return values
+
+
+# -- rut checks of uploaded images ---------------------------------------------------------------
+def ruts_job(state: ServeState, uploads: list[tuple[str, bytes]], window: int) -> Work:
+    """`zit ruts --json` over uploaded images, with the server's embedder."""
+    from zit_agent.agent.ruts import group_windows, judge_groups, judged_vectors, thresholds_for
+
+    runner = state.require()
+    if len(uploads) < 2:
+        raise UserError("need two or more images to compare", hint="upload more images")
+    items, by_path = [], {}
+    for name, data in uploads:
+        item = _upload_item(name, data)
+        if item["path"] in by_path:  # two uploads of one name stay apart
+            item["path"] = f"{item['path']} ({len(items) + 1})"
+        items.append(item)
+        by_path[item["path"]] = data
+
+    def work(job: Job) -> RutsResponse:
+        from PIL import Image
+
+        embedder = runner.parts.embedder
+        job.on_event("embed", {"images": len(items), "embedder": embedder.name})
+        groups = group_windows(items, window)
+        with contextlib.closing(state.store()) as store:
+            vectors = judged_vectors(
+                store, embedder, items, groups,
+                load=lambda path: Image.open(io.BytesIO(by_path[path])).convert("RGB"),
+            )  # fmt: skip
+        thresholds = thresholds_for(getattr(embedder, "family", "vision"))
+        result = judge_groups(items, vectors, groups, embedder.name, thresholds, window)
+        return RutsResponse(**result, notes=runner.parts.notes)
+
+    return work
+
+
+def _upload_item(name: str, data: bytes) -> dict[str, Any]:
+    from PIL import Image, UnidentifiedImageError
+
+    from zit_agent.backends.provenance import read_record
+    from zit_agent.sequence import described_text
+
+    label = os.path.basename(name or "image")[:120] or "image"
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.verify()
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        raise UserError(
+            f"{label} is not a readable image ({type(err).__name__})",
+            hint="upload PNG, JPEG, WebP or BMP files",
+        ) from None
+    record = read_record(io.BytesIO(data)) or {}
+    text = record.get("text")
+    return {
+        "path": label,
+        "hash": hashlib.sha256(data).hexdigest(),
+        "idea": record.get("idea"),
+        "text": described_text(text) if text else None,
+    }
+
+
+# -- eval runs -----------------------------------------------------------------------------------
+def eval_runs(state: ServeState) -> list[dict[str, Any]]:
+    """Eval runs under ZIT_HOME (folders with a report.html), each with an opaque id."""
+    home = Path(state.settings.home)
+    found = []
+    if not home.is_dir():
+        return found
+    for folder, subfolders, files in os.walk(home):
+        depth = len(Path(folder).relative_to(home).parts)
+        subfolders[:] = [
+            d for d in subfolders if d not in SKIPPED_FOLDERS and not d.startswith(".")
+        ] if depth < EVAL_DEPTH else []  # fmt: skip
+        if "report.html" in files and inside(home, Path(folder) / "report.html"):
+            relative = Path(folder).relative_to(home).as_posix()
+            key = hashlib.sha256(relative.encode()).hexdigest()[:16]
+            modified = (Path(folder) / "report.html").stat().st_mtime
+            found.append({"id": key, "name": relative, "modified": modified})
+    return sorted(found, key=lambda run: -run["modified"])
+
+
+def eval_report(state: ServeState, run_id: str) -> Path:
+    for run in eval_runs(state):
+        if run["id"] == run_id:
+            path = inside(
+                state.settings.home, Path(state.settings.home) / run["name"] / "report.html"
+            )
+            if path is not None:
+                return path
+    raise NotFound("no such eval run")
