@@ -10,10 +10,10 @@
 - **This process (the driver) owns the run folder**: it plans, hands jobs to free workers (one
   running and `PREFETCH` queued per worker, so none waits for the driver), and records each
   finished job with `runner.record_job`: images, then the journal record, last and atomically,
-  exactly as a run in one process does. Images travel back in memory (a PIL image pickles as its
-  raw pixels, so the PNG written here is byte for byte the one-process PNG); with
-  `shared_storage` (the run folder on storage every node mounts) workers save them themselves
-  and send only their records.
+  exactly as a run in one process does. Workers save a job's images with the runner's own
+  `save_outputs` (so PNG encoding scales with the workers) into a scratch folder and send the
+  files back as bytes (byte for byte the one-process files); with `shared_storage` (the run
+  folder on storage every node mounts) they save them in the run folder and send only records.
 - **A worker that dies** (killed, out of memory, its node gone) loses the jobs it held: each goes
   back to the queue (its partial files cleared) and runs on another worker; a replacement worker
   starts. A job that loses `MAX_LOSSES` workers stops the run (`WorkerLost`). Nothing is
@@ -59,6 +59,9 @@ MAX_LOSSES = 3  # a job that loses this many workers stops the run
 CONNECT_TIMEOUT_S = 5.0
 RAY_GCS_PORT = 6379  # Ray's default head port (`ray start --head`)
 RAY_CLIENT_PORT = 10001  # and its client server's (`ray://HOST`)
+# A worker's scratch copy of the folder layout lives in memory where it can: its files are read
+# back at once, so the atomic writes' fsyncs there would only cost time.
+SCRATCH_ROOT = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
 INSTALL_HINT = 'install it with pip install "zit-agent[ray]"'
 
 
@@ -203,18 +206,24 @@ class EvalWorker:
         return self.info
 
     def run_job(self, job: Job) -> JobOutcome:
+        """Run the job and save its images (PNG encoding is the worker's work, not the
+        driver's): into the run folder on shared storage, else into a scratch copy of its layout
+        whose files travel back."""
         assert self.run is not None, "load() first"
-        if self.folder is not None:  # shared storage: save the images where the driver sees them
-            outcome = job_outcome(job, self.run, self.folder.workdir(job))
-            if outcome.failure is None:
-                outcome.records = save_outputs(job, self.suite, outcome.outputs, self.folder)
-                outcome.outputs = []
-        else:  # the images travel back; the scratch folder too
-            with tempfile.TemporaryDirectory(prefix="zit-eval-") as scratch:
-                workdir = Path(scratch) / job.stem_prefix
-                outcome = job_outcome(job, self.run, workdir)
-                outcome.workfiles = _files_under(workdir)
+        if self.folder is not None:
+            outcome = self._saved(job, self.folder)
+        else:
+            with tempfile.TemporaryDirectory(prefix="zit-eval-", dir=SCRATCH_ROOT) as scratch:
+                outcome = self._saved(job, RunFolder(Path(scratch)))
+                outcome.files = _files_under(Path(scratch))
         outcome.worker = dict(self.info)
+        return outcome
+
+    def _saved(self, job: Job, folder: RunFolder) -> JobOutcome:
+        outcome = job_outcome(job, self.run, folder.workdir(job))
+        if outcome.failure is None:
+            outcome.records = save_outputs(job, self.suite, outcome.outputs, folder)
+            outcome.outputs = []
         return outcome
 
 
@@ -259,13 +268,15 @@ class RayExecutor:
 
     `on_outcome(job, outcome)` is called after each job is recorded (tests use it to kill a
     worker mid-run). After a run: `workers` (every worker started, with its node, pid and device),
-    `lost` (how many times a job went back to the queue) and `seconds` (the whole run).
+    `lost` (how many times a job went back to the queue), `startup_s` (until every first worker
+    had loaded its models) and `seconds` (the whole run).
     """
 
     spec: RaySpec = field(default_factory=RaySpec)
     on_outcome: Callable[[Job, JobOutcome], None] | None = None
     workers: list[dict[str, Any]] = field(default_factory=list)
     lost: int = 0
+    startup_s: float | None = None
     seconds: float = 0.0
 
     def __call__(
@@ -276,13 +287,13 @@ class RayExecutor:
             pool = _Pool(ray, self.spec, run, folder, configs_of(todo))
             try:
                 progress.describe(f"starting {pool.count} Ray workers (loading models)")
-                self._run(ray, pool, todo, run, folder, progress)
+                self._run(ray, pool, todo, run, folder, progress, start)
             finally:
                 pool.close()
                 self.workers = [w.info or {"name": w.name} for w in pool.started]
         self.seconds = time.perf_counter() - start
 
-    def _run(self, ray, pool: _Pool, todo, run, folder, progress) -> None:
+    def _run(self, ray, pool: _Pool, todo, run, folder, progress, start: float) -> None:
         queue, losses = deque(todo), Counter()
         running: dict[Any, tuple[Job, _Worker]] = {}
         while queue or running:
@@ -295,6 +306,8 @@ class RayExecutor:
             [ref], _ = ray.wait([*pool.starting, *running], num_returns=1)
             if ref in pool.starting:
                 pool.loaded(ref)
+                if self.startup_s is None and len(pool.ready) == pool.count:
+                    self.startup_s = time.perf_counter() - start
                 continue
             job, worker = running.pop(ref)
             worker.held.remove(ref)

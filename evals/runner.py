@@ -353,12 +353,13 @@ Execute = Callable[[list[Job], RunContext, RunFolder, "Progress"], None]
 @dataclass
 class JobOutcome:
     """What one job produced, before any of it is in the run folder: its outputs (images in
-    memory), or the one-line error of a failed draft. A Ray worker returns this to the driver."""
+    memory), or the one-line error of a failed draft. A Ray worker saves its outputs itself (in
+    a scratch folder, or the run folder on shared storage) and returns their records and files."""
 
     outputs: list[Output] = field(default_factory=list)
     failure: str | None = None
     records: list[dict[str, Any]] | None = None  # set when a worker saved the images itself
-    workfiles: dict[str, bytes] = field(default_factory=dict)  # a scratch folder made elsewhere
+    files: dict[str, bytes] = field(default_factory=dict)  # what it saved, by path in the folder
     worker: dict[str, Any] = field(default_factory=lambda: {"name": LOCAL_WORKER})
     seconds: float = 0.0  # the strategy's wall time
 
@@ -409,9 +410,9 @@ def job_outcome(job: Job, run: RunContext, workdir: Path) -> JobOutcome:
 
 
 def record_job(job: Job, outcome: JobOutcome, suite: Suite, folder: RunFolder) -> None:
-    """The one way a job enters the run folder: its scratch files (when made elsewhere) and its
-    images with provenance (unless a worker on shared storage saved them), then its journal
-    record, last and atomically: the job counts as done only once that file exists."""
+    """The one way a job enters the run folder: its images with provenance (saved here, or by a
+    worker that sends their files, or by one on shared storage), then its journal record, last
+    and atomically: the job counts as done only once that file exists."""
     if outcome.failure is not None:
         folder.write_json(
             f"jobs/{job.key}.failed.json",
@@ -419,7 +420,7 @@ def record_job(job: Job, outcome: JobOutcome, suite: Suite, folder: RunFolder) -
              "seeds": list(job.seeds), "error": outcome.failure},
         )  # fmt: skip
         return
-    write_workfiles(folder.workdir(job), outcome.workfiles)
+    write_files(folder.root, outcome.files)
     records = outcome.records
     if records is None:
         records = save_outputs(job, suite, outcome.outputs, folder)
@@ -436,14 +437,15 @@ def save_outputs(job: Job, suite: Suite, outputs: list[Output], folder: RunFolde
     return [image_record(job, suite, out, folder, i) for i, out in enumerate(outputs)]
 
 
-def write_workfiles(workdir: Path, files: dict[str, bytes]) -> None:
+def write_files(root: Path, files: dict[str, bytes]) -> None:
+    """Files a worker saved in its own copy of the folder layout (images, scratch folder)."""
     from zit_agent.files import write_atomic
 
     for name, data in files.items():
         relative = Path(name)
         if relative.is_absolute() or ".." in relative.parts:
-            raise UserError(f"a worker sent a scratch file outside its folder: {name}")
-        write_atomic(workdir / relative, data)
+            raise UserError(f"a worker sent a file outside the run folder: {name}")
+        write_atomic(root / relative, data)
 
 
 def image_record(job: Job, suite: Suite, out: Output, folder: RunFolder, index: int) -> dict:
