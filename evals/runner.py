@@ -20,6 +20,9 @@ unfinished jobs (a run killed mid-job may have left some of their images), then 
 image ends up in the folder exactly once, and no file is ever half written (temporary name, then
 rename; stray temporary files are removed).
 
+Jobs run in this process (`run_locally`) or on Ray workers (`evals.distributed`, `--workers`);
+either way this process owns the folder and records every job through `record_job`.
+
 A job whose writer draft fails even after retries (`DraftProblem`) is recorded as
 `jobs/KEY.failed.json` and the run goes on; the report lists it and `--resume` tries it again.
 Other errors stop the run; `--resume` continues it.
