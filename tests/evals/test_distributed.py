@@ -214,3 +214,41 @@ def test_the_smoke_suite_with_workers_2_equals_the_single_process_run(tmp_path, 
     result = zit("eval", "smoke", "--out", str(out), "--workers", "2", "--quiet", env=env)
     assert result.returncode == 0, result.stderr
     assert_same_results(out, smoke_run)
+
+
+def test_workers_take_a_gpu_each_or_a_share_of_the_cpus():
+    from zit_agent.errors import UserError
+    from zit_agent.evals.distributed import worker_shape
+
+    assert worker_shape({"CPU": 16.0, "GPU": 4.0}, None) == (4, {"num_gpus": 1, "num_cpus": 4.0})
+    assert worker_shape({"CPU": 16.0, "GPU": 4.0}, 2) == (2, {"num_gpus": 1, "num_cpus": 8.0})
+    assert worker_shape({"CPU": 2.0}, None) == (2, {"num_gpus": 0, "num_cpus": 1.0})
+    assert worker_shape({"CPU": 2.0}, 4) == (4, {"num_gpus": 0, "num_cpus": 0.5})
+    with pytest.raises(UserError, match="8 workers need a GPU each and the cluster has 4"):
+        worker_shape({"CPU": 16.0, "GPU": 4.0}, 8)
+
+
+@pytest.mark.parametrize(
+    ("address", "expected"),
+    [("10.0.0.5:6379", ("10.0.0.5", 6379)), ("head", ("head", 6379)),
+     ("ray://head:10001", ("head", 10001)), ("ray://head", ("head", 10001)),
+     ("[::1]:6380", ("::1", 6380))],
+)  # fmt: skip
+def test_ray_addresses_name_a_host_and_a_port(address, expected):
+    from zit_agent.evals.distributed import split_address
+
+    assert split_address(address) == expected
+
+
+def test_a_worker_that_does_not_see_the_shared_folder_says_so(tmp_path, qwen_tokenizer):
+    from zit_agent.agent.cli.options import option_flag
+    from zit_agent.errors import UserError
+    from zit_agent.evals.distributed import EvalWorker
+    from zit_agent.settings import load_settings
+
+    suite = Suite.model_validate(SUITE)
+    (tmp_path / "manifest.json").write_text('{"jobs": []}\n')
+    worker = EvalWorker(suite, load_settings(), "ray-0", shared_root=str(tmp_path))
+    with pytest.raises(UserError, match="does not see the run folder") as err:
+        worker.load(suite.configs, manifest=b"the driver's manifest")
+    assert "--shared-storage" in err.value.one_line(option_flag)
