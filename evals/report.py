@@ -100,22 +100,23 @@ def write_report(
 
 def worker_throughput(journals: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per worker that ran jobs (`local`, or a Ray worker): its jobs, images, busy seconds (its
-    strategies' wall time) and images per busy second."""
+    strategies' wall time) and busy seconds per image (its throughput's inverse). Timings are
+    `seconds_*` keys, like every timing of the summary."""
     workers: dict[str, dict[str, Any]] = {}
     for journal in journals:
         worker = journal.get("worker") or {"name": "unrecorded"}  # journals of older runs
         entry = workers.setdefault(
             worker["name"],
             {"node": worker.get("node"), "device": worker.get("device"), "jobs": 0, "images": 0,
-             "seconds": 0.0},
+             "seconds_busy": 0.0},
         )  # fmt: skip
         entry["jobs"] += 1
         entry["images"] += len(journal["images"])
-        entry["seconds"] += worker.get("seconds", 0.0)
+        entry["seconds_busy"] += worker.get("seconds", 0.0)
     for entry in workers.values():
-        busy = entry["seconds"]
-        entry["images_per_second"] = round(entry["images"] / busy, 4) if busy else None
-        entry["seconds"] = round(busy, 3)
+        busy = entry["seconds_busy"]
+        entry["seconds_per_image"] = round(busy / entry["images"], 4) if entry["images"] else None
+        entry["seconds_busy"] = round(busy, 3)
     return dict(sorted(workers.items()))
 
 
@@ -231,12 +232,18 @@ def _about(summary: dict[str, Any]) -> str:
     )
 
 
+def images_per_second(worker: dict[str, Any]) -> float:
+    """A worker's throughput: images per busy second (0 when it recorded no time)."""
+    per_image = worker.get("seconds_per_image")
+    return 1 / per_image if per_image else 0.0
+
+
 def _workers_table(workers: dict[str, dict[str, Any]]) -> str:
     rows = "".join(
         f"<tr><td>{html.escape(name)}</td><td>{html.escape(str(w['node'] or ''))}</td>"
         f"<td>{html.escape(str(w['device'] or ''))}</td><td class='num'>{w['jobs']}</td>"
-        f"<td class='num'>{w['images']}</td><td class='num'>{w['seconds']:.1f}</td>"
-        f"<td class='num'>{w['images_per_second'] or 0:.3f}</td></tr>"
+        f"<td class='num'>{w['images']}</td><td class='num'>{w['seconds_busy']:.1f}</td>"
+        f"<td class='num'>{images_per_second(w):.2f}</td></tr>"
         for name, w in workers.items()
     )
     return (

@@ -157,11 +157,13 @@ def _print_summary(result) -> None:
     )
     workers = summary["cost"]["workers"]
     if set(workers) != {"local"}:
+        from zit_agent.evals.report import images_per_second
+
         console.print(
             "workers: "
             + "; ".join(
                 f"{name} ({w['device']} on {w['node']}) {w['images']} images, "
-                f"{w['images_per_second'] or 0:.2f}/s busy"
+                f"{images_per_second(w):.2f}/s busy"
                 for name, w in workers.items()
             )
         )

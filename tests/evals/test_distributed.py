@@ -117,7 +117,7 @@ def test_two_workers_give_the_single_process_results(
     workers = result.summary["cost"]["workers"]
     assert set(workers) == {"ray-0", "ray-1"} and executor.lost == 0
     assert sum(w["images"] for w in workers.values()) == len(records(local_run))
-    assert all(w["jobs"] and w["images_per_second"] > 0 for w in workers.values())
+    assert all(w["jobs"] and w["seconds_per_image"] > 0 for w in workers.values())
     assert {w["pid"] for w in executor.workers}.isdisjoint({os.getpid()})
 
 
