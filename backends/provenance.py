@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import functools
 import hashlib
 import json
@@ -29,7 +30,7 @@ import zlib
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from zit_agent.defaults import LIMITS
 from zit_agent.errors import UserError
@@ -294,8 +295,9 @@ def slug(text: str, limit: int = 40) -> str:
     return "-".join(words)[:limit].strip("-") or "image"
 
 
-def read_record(path: str | Path) -> dict[str, Any] | None:
-    """The `zit` record of a PNG written by `save_image`; None when it has none."""
+def read_record(path: str | Path | BinaryIO) -> dict[str, Any] | None:
+    """The `zit` record of a PNG written by `save_image` (a path or an open binary file); None
+    when it has none."""
     try:
         text = png_text(path, RECORD_CHUNK)
     except (OSError, ValueError, zlib.error):
@@ -309,12 +311,13 @@ def read_record(path: str | Path) -> dict[str, Any] | None:
     return record if isinstance(record, dict) else None
 
 
-def png_text(path: str | Path, keyword: str) -> str | None:
+def png_text(path: str | Path | BinaryIO, keyword: str) -> str | None:
     """The text of a PNG's `keyword` text chunk (tEXt, zTXt or iTXt, before or after the image
     data), or None. Reads the file chunk by chunk and seeks past the image data: no pixel is
     decoded (Pillow's `.text` decodes the whole image first)."""
     wanted = keyword.encode("latin-1")
-    with open(path, "rb") as f:
+    opened = contextlib.nullcontext(path) if hasattr(path, "read") else open(path, "rb")  # noqa: SIM115
+    with opened as f:
         if f.read(len(PNG_SIGNATURE)) != PNG_SIGNATURE:
             return None
         while len(header := f.read(8)) == 8:

@@ -357,6 +357,14 @@ DECLARED: tuple[Option, ...] = (
     ),
 )
 OPTIONS: dict[str, Option] = {o.name: o for o in DECLARED}
+# The options that pick or load parts (a server loads them once at start; a chat session keeps
+# the ones it started with): the groups Image model, plus the writer, backend, tokenizer,
+# embedder and threads.
+PART_OPTIONS: tuple[str, ...] = tuple(
+    o.name
+    for o in DECLARED
+    if o.group == MODEL_GROUP or o.name in ("writer", "backend", "tokenizer", "embedder", "threads")
+)
 
 
 def _field(option: Option) -> tuple[Any, Any]:

@@ -89,6 +89,7 @@ def write_report(
         "per_idea": figures["per_idea"],
         "rut_events": rut_events(records, figures["per_idea"]),
         "failed_jobs": failures or [],
+        "cost": {"workers": worker_throughput(journals)},
     }
     from zit_agent.files import write_text_atomic as write_atomic
 
@@ -97,6 +98,28 @@ def write_report(
     write_atomic(root / "summary.json", json.dumps(summary, ensure_ascii=False, indent=2) + "\n")
     write_atomic(root / "report.html", render_html(summary, suite, records, root))
     return summary
+
+
+def worker_throughput(journals: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per worker that ran jobs (`local`, or a Ray worker): its jobs, images, busy seconds (its
+    strategies' wall time) and busy seconds per image (its throughput's inverse). Timings are
+    `seconds_*` keys, like every timing of the summary."""
+    workers: dict[str, dict[str, Any]] = {}
+    for journal in journals:
+        worker = journal.get("worker") or {"name": "unrecorded"}  # journals of older runs
+        entry = workers.setdefault(
+            worker["name"],
+            {"node": worker.get("node"), "device": worker.get("device"), "jobs": 0, "images": 0,
+             "seconds_busy": 0.0},
+        )  # fmt: skip
+        entry["jobs"] += 1
+        entry["images"] += len(journal["images"])
+        entry["seconds_busy"] += worker.get("seconds", 0.0)
+    for entry in workers.values():
+        busy = entry["seconds_busy"]
+        entry["seconds_per_image"] = round(busy / entry["images"], 4) if entry["images"] else None
+        entry["seconds_busy"] = round(busy, 3)
+    return dict(sorted(workers.items()))
 
 
 def _embedder_info(embedder: Any) -> dict[str, Any]:
@@ -182,6 +205,7 @@ def render_html(
         _config_table(summary, HEADLINE),
         "<h3>Cost per image</h3>",
         _config_table(summary, COST_KEYS),
+        _workers_table(summary["cost"]["workers"]),
         "<h2>Fidelity versus diversity</h2>",
         f"<img alt='fidelity versus diversity' src='data:image/png;base64,{plot_png(summary)}'>",
         "<h2>Rut events and escapes</h2>",
@@ -207,6 +231,27 @@ def _about(summary: dict[str, Any]) -> str:
         f"<li>fidelity: <b>{html.escape(fid['method'])}</b>: {html.escape(fid['about'])}</li>"
         f"<li>intervals: bootstrap 95% over ideas; differences paired by idea against "
         f"<b>{html.escape(summary['baseline'])}</b></li></ul>"
+    )
+
+
+def images_per_second(worker: dict[str, Any]) -> float:
+    """A worker's throughput: images per busy second (0 when it recorded no time)."""
+    per_image = worker.get("seconds_per_image")
+    return 1 / per_image if per_image else 0.0
+
+
+def _workers_table(workers: dict[str, dict[str, Any]]) -> str:
+    rows = "".join(
+        f"<tr><td>{html.escape(name)}</td><td>{html.escape(str(w['node'] or ''))}</td>"
+        f"<td>{html.escape(str(w['device'] or ''))}</td><td class='num'>{w['jobs']}</td>"
+        f"<td class='num'>{w['images']}</td><td class='num'>{w['seconds_busy']:.1f}</td>"
+        f"<td class='num'>{images_per_second(w):.2f}</td></tr>"
+        for name, w in workers.items()
+    )
+    return (
+        "<h3>Workers</h3><table><thead><tr><th>worker</th><th>node</th><th>device</th>"
+        "<th>jobs</th><th>images</th><th>busy s</th><th>images per busy s</th></tr></thead>"
+        f"<tbody>{rows}</tbody></table>"
     )
 
 

@@ -22,6 +22,9 @@ unfinished jobs (a run killed mid-job may have left some of their images), then 
 image ends up in the folder exactly once, and no file is ever half written (temporary name, then
 rename; stray temporary files are removed).
 
+Jobs run in this process (`run_locally`) or on Ray workers (`evals.distributed`, `--workers`);
+either way this process owns the folder and records every job through `record_job`.
+
 A job whose writer draft fails even after retries (`DraftProblem`) is recorded as
 `jobs/KEY.failed.json` and the run goes on; the report lists it and `--resume` tries it again.
 Other errors stop the run; `--resume` continues it.
@@ -32,9 +35,10 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -374,8 +378,13 @@ def run_suite(
     quiet: bool = False,
     context: RunContext | None = None,
     source: str | None = None,
+    execute: Execute | None = None,
 ) -> RunResult:
-    """Run every missing job of `suite` into `out_dir`, then write the report files."""
+    """Run every missing job of `suite` into `out_dir`, then write the report files.
+
+    `execute` runs the jobs to do (default `run_locally`, in this process; `evals.distributed`
+    runs them on Ray workers). This process owns the folder either way: it plans, records each
+    finished job through `record_job`, and writes the report."""
     folder = RunFolder(out_dir)
     folder.claim(suite, resume)
     run = context or RunContext(suite)
@@ -388,7 +397,7 @@ def run_suite(
         todo = [job for job in jobs if not folder.is_done(job)]
         if resume:
             folder.clear_unfinished(todo)
-        run_jobs(jobs, todo, run, folder, quiet)
+        run_jobs(jobs, todo, run, folder, quiet, execute or run_locally)
         from zit_agent.evals.report import write_report
 
         journals = [j for j in map(folder.journal, jobs) if j is not None]
@@ -397,40 +406,112 @@ def run_suite(
     return RunResult(folder.root, ran=len(todo), skipped=len(jobs) - len(todo), summary=summary)
 
 
-def run_jobs(jobs: list[Job], todo: list[Job], run: RunContext, folder: RunFolder, quiet: bool):
+# -- the job loop --------------------------------------------------------------------------------
+# A job runs in two halves that may be in different processes: `job_outcome` (the strategy, where
+# the models are) and `record_job` (its files and journal record, in the process that owns the run
+# folder). `run_job` is both halves in this process.
+Execute = Callable[[list[Job], RunContext, RunFolder, "Progress"], None]
+
+
+@dataclass
+class JobOutcome:
+    """What one job produced, before any of it is in the run folder: its outputs (images in
+    memory), or the one-line error of a failed draft. A Ray worker saves its outputs itself (in
+    a scratch folder, or the run folder on shared storage) and returns their records and files."""
+
+    outputs: list[Output] = field(default_factory=list)
+    failure: str | None = None
+    records: list[dict[str, Any]] | None = None  # set when a worker saved the images itself
+    files: dict[str, bytes] = field(default_factory=dict)  # what it saved, by path in the folder
+    worker: dict[str, Any] = field(default_factory=lambda: {"name": LOCAL_WORKER})
+    seconds: float = 0.0  # the strategy's wall time
+
+
+LOCAL_WORKER = "local"
+
+
+def run_jobs(
+    jobs: list[Job], todo: list[Job], run: RunContext, folder: RunFolder, quiet: bool,
+    execute: Execute,
+) -> None:  # fmt: skip
     done = sum(len(j.seeds) for j in jobs if j not in todo)
     with Progress(total=sum(len(j.seeds) for j in jobs), done=done, quiet=quiet) as progress:
         if todo:
-            progress.describe("loading models")
-            run.load({job.config_name: job.config for job in todo})
-        for job in todo:
-            progress.describe(f"{job.idea.id} / {job.config_name}")
-            run_job(job, run, folder)
-            progress.advance(len(job.seeds))
+            execute(todo, run, folder, progress)
+
+
+def run_locally(todo: list[Job], run: RunContext, folder: RunFolder, progress: Progress) -> None:
+    """Every job in this process, one after another, with the models loaded once."""
+    progress.describe("loading models")
+    run.load(configs_of(todo))
+    for job in todo:
+        progress.describe(f"{job.idea.id} / {job.config_name}")
+        run_job(job, run, folder)
+        progress.advance(len(job.seeds))
+
+
+def configs_of(jobs: list[Job]) -> dict[str, Config]:
+    return {job.config_name: job.config for job in jobs}
 
 
 def run_job(job: Job, run: RunContext, folder: RunFolder) -> None:
     """Render one job's images, then record the job in the journal (which marks it done)."""
+    record_job(job, job_outcome(job, run, folder.workdir(job)), run.suite, folder)
+
+
+def job_outcome(job: Job, run: RunContext, workdir: Path) -> JobOutcome:
+    """Run the job's strategy; a failed draft (after the writer's retries) is an outcome too."""
     from zit_agent.backends.writers.parse import DraftProblem
 
     strategy = STRATEGIES[job.config.strategy]
+    start = time.perf_counter()
     try:
-        outputs = strategy.run(run, job.idea, job.config, list(job.seeds), folder.workdir(job))
-    except DraftProblem as problem:  # this idea's draft failed (after retries): go on without it
+        outputs = strategy.run(run, job.idea, job.config, list(job.seeds), workdir)
+    except DraftProblem as problem:  # this idea's draft failed: the run goes on without it
+        return JobOutcome(failure=problem.one_line(), seconds=time.perf_counter() - start)
+    return JobOutcome(outputs=outputs, seconds=time.perf_counter() - start)
+
+
+def record_job(job: Job, outcome: JobOutcome, suite: Suite, folder: RunFolder) -> None:
+    """The one way a job enters the run folder: its images with provenance (saved here, or by a
+    worker that sends their files, or by one on shared storage), then its journal record, last
+    and atomically: the job counts as done only once that file exists."""
+    if outcome.failure is not None:
         folder.write_json(
             f"jobs/{job.key}.failed.json",
             {"key": job.key, "idea": job.idea.id, "config": job.config_name,
-             "seeds": list(job.seeds), "error": problem.one_line()},
+             "seeds": list(job.seeds), "error": outcome.failure},
         )  # fmt: skip
         return
-    records = [image_record(job, run, out, folder, i) for i, out in enumerate(outputs)]
+    write_files(folder.root, outcome.files)
+    records = outcome.records
+    if records is None:
+        records = save_outputs(job, suite, outcome.outputs, folder)
+    worker = {**outcome.worker, "seconds": round(outcome.seconds, 4), "images": len(records)}
     folder.write_json(
         f"jobs/{job.key}.json",
-        {"key": job.key, "idea": job.idea.id, "config": job.config_name, "images": records},
-    )
+        {"key": job.key, "idea": job.idea.id, "config": job.config_name, "worker": worker,
+         "images": records},
+    )  # fmt: skip
 
 
-def image_record(job: Job, run: RunContext, out: Output, folder: RunFolder, index: int) -> dict:
+def save_outputs(job: Job, suite: Suite, outputs: list[Output], folder: RunFolder) -> list[dict]:
+    """Save a job's images with their provenance; their records (lines of per_image.jsonl)."""
+    return [image_record(job, suite, out, folder, i) for i, out in enumerate(outputs)]
+
+
+def write_files(root: Path, files: dict[str, bytes]) -> None:
+    """Files a worker saved in its own copy of the folder layout (images, scratch folder)."""
+    from zit_agent.files import write_atomic
+
+    for name, data in files.items():
+        relative = Path(name)
+        if relative.is_absolute() or ".." in relative.parts:
+            raise UserError(f"a worker sent a file outside the run folder: {name}")
+        write_atomic(root / relative, data)
+
+
+def image_record(job: Job, suite: Suite, out: Output, folder: RunFolder, index: int) -> dict:
     """Save one image with its provenance; the record is a line of per_image.jsonl."""
     from zit_agent.backends.provenance import save_image, token_sha256
 
@@ -446,7 +527,7 @@ def image_record(job: Job, run: RunContext, out: Output, folder: RunFolder, inde
     record = {
         "key": key,
         "job": job.key,
-        "suite": run.suite.name,
+        "suite": suite.name,
         "idea": job.idea.model_dump(),
         "config": job.config_name,
         "strategy": job.config.strategy,
@@ -459,7 +540,7 @@ def image_record(job: Job, run: RunContext, out: Output, folder: RunFolder, inde
             "writer_new_tokens": writer.get("new_tokens", 0),
             "seconds": out.seconds,
         },
-        "backend": {"kind": run.suite.backend.kind, **out.backend_record},
+        "backend": {"kind": suite.backend.kind, **out.backend_record},
         "events": out.events,
     }
     provenance = {
@@ -470,7 +551,7 @@ def image_record(job: Job, run: RunContext, out: Output, folder: RunFolder, inde
         "token_sha256": sequence["sha256"],
         "seed": out.seed,
         "writer": {k: v for k, v in writer.items() if k != "generated_ids"} or None,
-        "eval": {"suite": run.suite.name, "config": job.config_name, "key": key},
+        "eval": {"suite": suite.name, "config": job.config_name, "key": key},
     }
     path = save_image(out.image, provenance, folder.images, job.stem(out.seed))
     record["image"] = str(path.relative_to(folder.root))

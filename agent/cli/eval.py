@@ -58,9 +58,39 @@ def run(
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress bar; print only the report path.")
     ] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=1,
+            help="Run the jobs on N Ray workers: a local Ray instance, or the --ray cluster "
+            "(default there: one per GPU, else one per CPU). Needs zit-agent[ray].",
+            rich_help_panel="Scaling (Ray)",
+        ),
+    ] = None,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            metavar="ADDRESS",
+            help="Run on an existing Ray cluster: HOST:PORT, ray://HOST:PORT, or auto "
+            "(RAY_ADDRESS). Needs zit-agent[ray].",
+            rich_help_panel="Scaling (Ray)",
+        ),
+    ] = None,
+    shared_storage: Annotated[
+        bool,
+        typer.Option(
+            "--shared-storage",
+            help="The output folder is on storage every Ray node mounts at the same path: "
+            "workers save images there instead of sending them back.",
+            rich_help_panel="Scaling (Ray)",
+        ),
+    ] = False,
 ) -> None:
     """Run SUITE: every idea under every configuration with every seed, then write report.html,
-    summary.json, per_image.jsonl and config.json into the output folder."""
+    summary.json, per_image.jsonl and config.json into the output folder. With --workers or
+    --ray the jobs run on Ray workers (same results; see docs/scaling.md)."""
     from zit_agent.evals.runner import RunContext, default_out_dir, run_suite
     from zit_agent.evals.suite import load_suite
     from zit_agent.settings import load_settings
@@ -75,11 +105,28 @@ def run(
         quiet=quiet,
         context=RunContext(chosen, settings),
         source=suite,
+        execute=_ray_executor(workers, ray, shared_storage),
     )
     if quiet:
         typer.echo(str(result.out_dir / "report.html"))
         return
     _print_summary(result)
+
+
+def _ray_executor(workers: int | None, address: str | None, shared_storage: bool):
+    """None (this process) without Ray flags; else a Ray executor, checked before the run starts
+    (Ray installed, the cluster reachable)."""
+    if workers is None and address is None:
+        if shared_storage:
+            from zit_agent.errors import UserError
+
+            raise UserError("{shared_storage} is for Ray runs", hint="add {workers} or {ray}")
+        return None
+    from zit_agent.evals.distributed import RayExecutor, RaySpec, check
+
+    spec = RaySpec(address=address, workers=workers, shared_storage=shared_storage)
+    check(spec)
+    return RayExecutor(spec)
 
 
 def _split(values: list[str] | None) -> list[str] | None:
@@ -108,6 +155,18 @@ def _print_summary(result) -> None:
         f"embedder {summary['embedder']['name']}, fidelity by {summary['fidelity']['method']}; "
         f"ran {result.ran} jobs, {result.skipped} already done"
     )
+    workers = summary["cost"]["workers"]
+    if set(workers) != {"local"}:
+        from zit_agent.evals.report import images_per_second
+
+        console.print(
+            "workers: "
+            + "; ".join(
+                f"{name} ({w['device']} on {w['node']}) {w['images']} images, "
+                f"{images_per_second(w):.2f}/s busy"
+                for name, w in workers.items()
+            )
+        )
     if summary["note"]:
         console.print(f"[yellow]note[/]: {summary['note']}")
     console.print(f"report: {result.out_dir / 'report.html'}")

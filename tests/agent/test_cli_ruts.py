@@ -110,10 +110,11 @@ def test_embeddings_are_cached_in_the_history(capsys, comfy_folder, zit_home):
 
 def test_groups_hold_the_newest_images_of_each_idea_and_of_the_others():
     """The linear grouping gives the windows by their definition (brute force over every image):
-    each idea's newest `window`, and the newest WIDER_WINDOW images of any other idea or none."""
+    each idea's newest `window`, and the newest `AGENT.wider_window` images of any other idea or none."""
     import random
 
-    from zit_agent.agent.cli.ruts import WIDER_WINDOW, group_windows
+    from zit_agent.agent.ruts import group_windows
+    from zit_agent.defaults import AGENT
 
     rng = random.Random(3)
     ideas = ["cat", "dog", None, "owl"]
@@ -126,7 +127,7 @@ def test_groups_hold_the_newest_images_of_each_idea_and_of_the_others():
     for group in groups:
         mine = [i for i, item in enumerate(items) if item["idea"] == group.idea]
         others = [i for i, item in enumerate(items) if item["idea"] != group.idea]
-        assert group.window == mine[-5:] and group.wider == others[-WIDER_WINDOW:]
+        assert group.window == mine[-5:] and group.wider == others[-AGENT.wider_window :]
 
 
 def test_judged_images_are_embedded_once_in_bounded_chunks(capsys, tmp_path, zit_home):
