@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from zit_agent.errors import ModelNotFoundError
+from zit_agent.errors import ModelNotFoundError, UserError
 
 _REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
@@ -86,3 +86,26 @@ def resolve_file(spec: str, *, what: str, download: bool = False) -> Path:
             hint=f"fetch it with `hf download {repo_id} {filename}` "
             "or allow downloads with ZIT_DOWNLOAD=1",
         ) from None
+
+
+def check_device(device: str) -> str:
+    """`device` if torch can use it here; a one-line error for a name torch does not know or an
+    accelerator this machine or torch build lacks."""
+    import torch
+
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, ValueError):
+        raise UserError(f"unknown device {device!r}", hint="use cpu, cuda, cuda:N or mps") from None
+    available = {
+        "cuda": torch.cuda.is_available(),
+        "mps": getattr(torch.backends, "mps", None) is not None
+        and torch.backends.mps.is_available(),
+    }
+    if not available.get(kind, True):
+        raise UserError(
+            f"device {device!r} is not available here (this torch {torch.__version__} build or "
+            "machine has no such accelerator)",
+            hint="use cpu, or install a torch build for your accelerator",
+        )
+    return device

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zit_agent.backends.base import NoiseSettings, RenderedImage, RenderOptions
-from zit_agent.backends.hub import resolve_dir
+from zit_agent.backends.hub import check_device, resolve_dir
 from zit_agent.backends.provenance import encode_ids, package_versions, token_sha256
 from zit_agent.backends.quiet import quiet_libraries
 from zit_agent.backends.samplers import make_scheduler
@@ -159,7 +159,7 @@ class ZImageBackend:
                 f"image model: {root} has no model_index.json (not a diffusers Z-Image folder)",
                 hint="point {image_model} at a Z-Image diffusers folder or repo id",
             )
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        device = check_device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         torch_dtype = _torch_dtype(dtype, device)
         given = {"transformer": transformer, "text_encoder": text_encoder, "vae": vae}
         parts, components = _component_overrides(root, torch_dtype, given, checkpoint, download)

@@ -129,6 +129,11 @@ def _check_image(path: Path) -> None:
     try:
         with Image.open(path) as image:
             image.verify()
+    except Image.DecompressionBombError:
+        raise UserError(
+            f"{path} is too large to judge (more than {Image.MAX_IMAGE_PIXELS:,} pixels)",
+            hint="judge images of a normal size, or downscale this one",
+        ) from None
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
         raise UserError(
             f"{path} is not a readable image ({type(err).__name__})",

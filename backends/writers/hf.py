@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from zit_agent.backends.base import Message, Sampling
-from zit_agent.backends.hub import resolve_dir
+from zit_agent.backends.hub import check_device, resolve_dir
 from zit_agent.backends.quiet import quiet_libraries
 from zit_agent.backends.tokenizer import QwenTokenizer, VocabFingerprint
 from zit_agent.backends.writers.parse import SpecialIds
 from zit_agent.backends.writers.template import ChatTemplateWriter, Prompt, render_prompt
+from zit_agent.errors import ModelNotFoundError
 
 if TYPE_CHECKING:
     import torch
@@ -62,8 +63,17 @@ class TransformersWriter(ChatTemplateWriter):
         root = resolve_dir(spec, what="writer model", allow_patterns=MODEL_FILES, download=download)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         torch_dtype = getattr(torch, dtype) if dtype else _default_dtype(device)
-        tokenizer = AutoTokenizer.from_pretrained(str(root))
-        model = AutoModelForCausalLM.from_pretrained(str(root), dtype=torch_dtype).to(device)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(root))
+            model = AutoModelForCausalLM.from_pretrained(str(root), dtype=torch_dtype)
+        except (OSError, ValueError, KeyError) as err:
+            first = " ".join(str(err).split())[:200]
+            raise ModelNotFoundError(
+                f"writer model: {root} is not a transformers causal language model ({first})",
+                hint="point the writer at a Qwen3 instruct folder with config.json, weights and "
+                "tokenizer.json (a Z-Image folder is not one; its encoder writes with `encoder`)",
+            ) from None
+        model = model.to(check_device(device))
         return cls(model.eval(), tokenizer, name=Path(str(spec)).name, open_think=open_think)
 
     # -- parts -----------------------------------------------------------------------------------

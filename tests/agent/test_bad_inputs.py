@@ -100,3 +100,35 @@ def test_check_home_accepts_a_folder_or_a_path_to_make(tmp_path):
         check_home(tmp_path / "file")
     with pytest.raises(UserError, match="cannot be made"):
         check_home(tmp_path / "file" / "zit")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--device", "bogus"], "unknown device 'bogus'"),
+        (["--device", "cuda"], "is not available here"),
+    ],
+)
+def test_devices_torch_cannot_use_are_one_line(capsys, model_dir, args, message):
+    import torch
+
+    if message == "is not available here" and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")  # the CI machine has none
+    code, _, err = zit(capsys, *generate_args(model_dir, *args))
+    assert code == 2 and only_error_line(err, message)
+
+
+def test_a_transformers_writer_pointed_at_a_z_image_folder_is_one_line(capsys, model_dir):
+    args = generate_args(model_dir)
+    args[args.index("none")] = f"hf:{model_dir}"
+    code, _, err = zit(capsys, *args)
+    assert code == 2 and only_error_line(err, "is not a transformers causal language model")
+
+
+def test_zit_ruts_on_a_huge_png_is_one_line(capsys, tmp_path):
+    from PIL import Image
+
+    huge = tmp_path / "huge.png"
+    Image.new("1", (20000, 20000)).save(huge)  # 400 million pixels, a small file
+    code, _, err = zit(capsys, "ruts", str(huge), str(huge))
+    assert code == 2 and only_error_line(err, "too large to judge")
