@@ -126,8 +126,7 @@ def load_parts(
     plan = memory_plan(settings, spec)
     writer_options: dict[str, Any] = {}
     if plan is not None:
-        for line in plan.lines():
-            progress(line)
+        progress(f"memory plan for {spec.vram}: " + "; ".join(plan.lines()[:1]))
         options.update(plan.backend_options())
         if not plan.writer_on_device and spec.writer:  # the writer runs on the CPU
             gguf = spec.writer.startswith("gguf:") or spec.writer.endswith(".gguf")

@@ -51,7 +51,7 @@ def chat(
     from rich.console import Console
 
     from zit_agent.agent.chat import check_session_name, stored_options, stored_parts
-    from zit_agent.agent.cli.output import events, loading
+    from zit_agent.agent.cli.output import events, loading, print_parts
     from zit_agent.agent.commands import parse_command
     from zit_agent.agent.run import Runner, first_given
     from zit_agent.agent.session import open_checkpointer
@@ -69,6 +69,8 @@ def chat(
             parse_command(message)  # bad input is refused before any model loads
         with loading(console, as_json) as progress:
             runner = Runner.load(settings, options, ruts=ruts, stored=stored, progress=progress)
+        if not as_json:
+            print_parts(console, runner.parts)
         thread = runner.chat(
             session, saver, out_dir=Path(out or settings.outputs_dir / f"chat-{session}"),
             on_event=events(console, as_json),

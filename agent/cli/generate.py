@@ -37,7 +37,7 @@ def generate(
     from rich.console import Console
 
     from zit_agent.agent.cli.common import print_json
-    from zit_agent.agent.cli.output import attempts_table, events, loading
+    from zit_agent.agent.cli.output import attempts_table, events, loading, print_parts
     from zit_agent.agent.report import summary
     from zit_agent.agent.run import Runner, check_request
     from zit_agent.agent.session import open_checkpointer
@@ -57,8 +57,7 @@ def generate(
     # 2. Load the parts once
     with loading(console, as_json) as progress:
         runner = Runner.load(settings, options, ruts=ruts, progress=progress)
-    for note in runner.parts.notes:
-        console.print(f"[yellow]{note}[/]")
+    print_parts(console, runner.parts)
     if runner.plain_path(options, ruts=ruts):
         # 3a. The plain sequence, rendered once
         result = runner.render_plain(idea, options, out_dir=out_dir)
@@ -71,6 +70,8 @@ def generate(
             )  # fmt: skip
         console.print(attempts_table(final))
         result = {**summary(final), "thread": f"generate:{final.run_id}"}
+    if runner.parts.plan is not None:
+        result["memory_plan"] = runner.parts.plan.lines()
     # 4. Print
     if as_json:
         print_json(result)

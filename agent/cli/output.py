@@ -22,6 +22,14 @@ def loading(console: Console, quiet: bool) -> Iterator[Callable[[str], None]]:
         yield lambda text: status.update(text)
 
 
+def print_parts(console: Console, parts) -> None:
+    """What loading chose that a person should see: the memory plan, fallbacks (stderr)."""
+    for line in parts.plan.lines() if parts.plan is not None else []:
+        console.print(line, highlight=False, markup=False)
+    for note in parts.notes:
+        console.print(f"[yellow]{note}[/]")
+
+
 def events(console: Console, quiet: bool):
     return (lambda kind, data: None) if quiet else ConsoleEvents(console)
 

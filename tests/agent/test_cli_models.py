@@ -144,3 +144,10 @@ def test_expand_writes_with_the_encoder_of_the_image_model(capsys, model_dir):
     assert code == 0, err
     data = json.loads(out)
     assert data["token_ids"][:3] == [151644, 872, 198] and data["writer"]["new_tokens"] >= 1
+
+
+def test_a_memory_plan_is_printed_before_the_render(capsys, model_dir):
+    code, out, err = generate(capsys, model_dir, "--vram", "8")
+    assert code == 0, err
+    plan = "\n".join(out["memory_plan"])
+    assert "8 GB" in plan and "transformer" in plan and out["images"]
