@@ -70,7 +70,10 @@ def exclusive_lock(path: str | Path, busy: Exception) -> Iterator[None]:
         os.close(fd)
 
 
-def write_atomic(path: str | Path, data: bytes) -> Path:
+def write_atomic(path: str | Path, data: bytes, *, sync: bool = True) -> Path:
+    """`data` at `path`, all or nothing. `sync=False` skips the fsync: a crash of the machine
+    may then lose the file (never leave a part of it under its name); for records that are
+    checked when read and redone when missing."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path(path)
@@ -78,19 +81,23 @@ def write_atomic(path: str | Path, data: bytes) -> Path:
         with create_new(tmp) as fh:
             fh.write(data)
             fh.flush()
-            os.fsync(fh.fileno())
+            if sync:
+                os.fsync(fh.fileno())
         os.replace(tmp, path)  # a link at `path` is replaced, never followed
     finally:
         tmp.unlink(missing_ok=True)
     return path
 
 
-def write_text_atomic(path: str | Path, text: str) -> Path:
-    return write_atomic(path, text.encode("utf-8"))
+def write_text_atomic(path: str | Path, text: str, *, sync: bool = True) -> Path:
+    return write_atomic(path, text.encode("utf-8"), sync=sync)
 
 
-def write_json_atomic(path: str | Path, data: Any) -> Path:
-    return write_text_atomic(path, json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+def write_json_atomic(
+    path: str | Path, data: Any, *, sync: bool = True, indent: int | None = 2
+) -> Path:
+    text = json.dumps(data, ensure_ascii=False, indent=indent) + "\n"
+    return write_text_atomic(path, text, sync=sync)
 
 
 # -- folders -------------------------------------------------------------------------------------

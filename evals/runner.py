@@ -79,6 +79,7 @@ class RunContext:
         self.suite = suite
         self.settings = settings or load_settings()
         self._writers: dict[str, Writer] = dict(writers or {})
+        self._render_options: dict[int, tuple[Config, RenderOptions]] = {}
         for name, part in (("tokenizer", tokenizer), ("backend", backend), ("embedder", embedder)):
             if part is not None:
                 self.__dict__[name] = part  # fills the cached_property
@@ -181,11 +182,15 @@ class RunContext:
         )
 
     def render_options(self, config: Config) -> RenderOptions:
-        """Through the run API's one conversion, like every other front end."""
+        """Through the run API's one conversion, like every other front end; once per config
+        (the suite's configs live as long as the run)."""
         from zit_agent.agent.run import render_options
 
-        variant = getattr(self.__dict__.get("backend"), "variant", None)
-        return render_options(self.settings, self.options(config), self.tokenizer, variant=variant)
+        if id(config) not in self._render_options:
+            variant = getattr(self.__dict__.get("backend"), "variant", None)
+            self._render_options[id(config)] = (config, render_options(
+                self.settings, self.options(config), self.tokenizer, variant=variant))  # fmt: skip
+        return self._render_options[id(config)][1]
 
 
 # -- planning ------------------------------------------------------------------------------------
@@ -347,10 +352,10 @@ class RunFolder:
             if path.name.removeprefix(".").startswith(stale):
                 path.unlink(missing_ok=True)
 
-    def write_json(self, relative: str, data: Any) -> Path:
+    def write_json(self, relative: str, data: Any, **how: Any) -> Path:
         from zit_agent.files import write_json_atomic
 
-        return write_json_atomic(self.root / relative, data)
+        return write_json_atomic(self.root / relative, data, **how)
 
 
 def _read_json(path: Path) -> Any:
@@ -488,10 +493,14 @@ def record_job(job: Job, outcome: JobOutcome, suite: Suite, folder: RunFolder) -
     if records is None:
         records = save_outputs(job, suite, outcome.outputs, folder)
     worker = {**outcome.worker, "seconds": round(outcome.seconds, 4), "images": len(records)}
+    # The images were synced as they were saved; the record is not: a machine crash can only
+    # lose it (never leave part of it), and a resume redoes a job whose record is missing or
+    # damaged. That fsync was a third of the runner's own cost per image.
     folder.write_json(
         f"jobs/{job.key}.json",
         {"key": job.key, "idea": job.idea.id, "config": job.config_name, "worker": worker,
          "images": records},
+        sync=False, indent=None,  # a record for the runner to read, not for people
     )  # fmt: skip
 
 
