@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, Field, model_validator
 
@@ -489,3 +489,37 @@ def check_utf8(text: str) -> str:
             hint="give the text in UTF-8",
         ) from None
     return text
+
+
+def sequence_of_parts(
+    idea: str,
+    *,
+    system: str | None = None,
+    think: str | None = None,
+    assistant: str | None = None,
+    close: bool = False,
+) -> ChatSequence:
+    """The sequence `zit tokens` (and the server's tokens route) builds: the plain shape, or
+    `think` with think text, or `answer` with assistant text only."""
+    shape = "think" if think is not None else "answer" if assistant is not None else "plain"
+    if close and shape == "plain":
+        raise UserError("{close} needs {think} or {assistant}", hint="the plain shape ends open")
+    if not check_utf8(idea).strip():
+        raise UserError("the idea is empty", hint="give an idea with some words in it")
+    return ChatSequence.of_shape(
+        shape, idea, think=think, answer=assistant, system=system, close=close
+    )
+
+
+def assembled_json(result: Assembled, tokenizer_source: str) -> dict[str, Any]:
+    """`zit tokens --json` (and the server's tokens answer) for an assembled sequence."""
+    return {
+        "token_ids": result.ids,
+        "text": result.text,
+        "count": result.count,
+        "budget": result.budget,
+        "shape": result.shape or "plain",
+        "cut": [c.model_dump() for c in result.cut] if result.cut else None,
+        "spans": [s.model_dump() for s in result.spans],
+        "tokenizer": tokenizer_source,
+    }

@@ -36,41 +36,20 @@ def tokens(
     from zit_agent.agent.cli.common import print_json
     from zit_agent.agent.run import first_given
     from zit_agent.backends.tokenizer import QwenTokenizer
-    from zit_agent.errors import UserError
-    from zit_agent.sequence import ChatSequence, assemble, check_token_budget
+    from zit_agent.sequence import assemble, assembled_json, check_token_budget, sequence_of_parts
     from zit_agent.settings import load_settings
 
     settings = load_settings(tokenizer=options.tokenizer)
     budget = check_token_budget(
         first_given(options.max_tokens, settings.render_value("max_tokens"))
     )
-    shape = "think" if think is not None else "answer" if assistant is not None else "plain"
-    if close and shape == "plain":
-        raise UserError("--close needs --think or --assistant", hint="the plain shape ends open")
-    if not idea.strip():
-        raise UserError("the idea is empty", hint="give an idea with some words in it")
-
+    seq = sequence_of_parts(idea, system=system, think=think, assistant=assistant, close=close)
     tok = QwenTokenizer.from_pretrained(settings.tokenizer_spec, download=settings.download)
-    seq = ChatSequence.of_shape(
-        shape, idea, think=think, answer=assistant, system=system, close=close
-    )
     result = assemble(seq, tok, max_tokens=budget)
-
     if as_json:
-        print_json(
-            {
-                "token_ids": result.ids,
-                "text": result.text,
-                "count": result.count,
-                "budget": result.budget,
-                "shape": shape,
-                "cut": [c.model_dump() for c in result.cut] if result.cut else None,
-                "spans": [s.model_dump() for s in result.spans],
-                "tokenizer": tok.source,
-            }
-        )
+        print_json(assembled_json(result, tok.source))
         return
-    _print_readable(result, tok, shape)
+    _print_readable(result, tok, result.shape or "plain")
 
 
 def _print_readable(result, tok, shape: str) -> None:

@@ -210,25 +210,18 @@ def _thread(state: ServeState, thread_id: str):
 
 # -- tokens --------------------------------------------------------------------------------------
 def tokens(state: ServeState, request: TokensRequest) -> TokensResponse:
-    """As `zit tokens --json`, with the server's tokenizer."""
-    from zit_agent.sequence import ChatSequence, assemble
+    """As `zit tokens --json`, with the server's tokenizer (and its DiT's ceiling)."""
+    from zit_agent.options import run_options
+    from zit_agent.sequence import assemble, assembled_json, sequence_of_parts
 
-    tok = state.require().parts.tokenizer
-    shape = "think" if request.think is not None else "plain"
-    shape = "answer" if shape == "plain" and request.assistant is not None else shape
-    if request.close and shape == "plain":
-        raise UserError("close needs think or assistant", hint="the plain shape ends open")
-    sequence = ChatSequence.of_shape(
-        shape, request.idea, think=request.think, answer=request.assistant,
-        system=request.system, close=request.close,
+    runner = state.require()
+    sequence = sequence_of_parts(
+        request.idea, system=request.system, think=request.think,
+        assistant=request.assistant, close=request.close,
     )  # fmt: skip
-    budget = request.max_tokens or state.settings.render_value("max_tokens")
-    result = assemble(sequence, tok, max_tokens=budget)
-    return TokensResponse(
-        token_ids=result.ids, text=result.text, count=result.count, budget=result.budget,
-        shape=shape, cut=[c.model_dump() for c in result.cut] if result.cut else None,
-        spans=[s.model_dump() for s in result.spans], tokenizer=tok.source,
-    )  # fmt: skip
+    budget = runner.budget(run_options(max_tokens=request.max_tokens))
+    result = assemble(sequence, runner.parts.tokenizer, max_tokens=budget)
+    return TokensResponse(**assembled_json(result, runner.parts.tokenizer.source))
 
 
 # -- images --------------------------------------------------------------------------------------
