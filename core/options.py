@@ -356,7 +356,6 @@ DECLARED: tuple[Option, ...] = (
         RENDER_GROUP,
     ),
 )
-OPTIONS: dict[str, Option] = {o.name: o for o in DECLARED}
 # The options that pick or load parts (a server loads them once at start; a chat session keeps
 # the ones it started with): the groups Image model, plus the writer, backend, tokenizer,
 # embedder and threads.

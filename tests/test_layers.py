@@ -106,13 +106,22 @@ def test_no_module_imports_a_repository_folder_by_its_bare_name(bare):
 
 @pytest.mark.slow  # builds a wheel
 def test_the_wheel_installs_one_top_level_name(tmp_path):
-    """Built by pip from this pyproject, as a user's `pip install .` would."""
+    """Built by pip from this pyproject, as a user's `pip install .` would: from a copy of the
+    package's files, so the build leaves no `build/` folder in the checkout."""
+    import shutil
     import subprocess
     import sys
     import zipfile
 
+    source = tmp_path / "source"
+    junk = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for folder in {*FOLDERS.values()}:
+        shutil.copytree(REPO / folder, source / folder, ignore=junk)
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
     done = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(REPO)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path),
+         str(source)],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr

@@ -106,8 +106,8 @@ def main(argv: list[str] | None = None) -> None:
     (`zit_agent.errors`): 2 bad input (or busy), 3 out of memory or disk, 4 draft failed,
     70 internal; usage errors are one line too, and Ctrl-C says so and exits 130."""
     click = _click_exceptions()
-    from zit_agent.agent.cli.options import option_flag
     from zit_agent.errors import InternalError, as_zit_error
+    from zit_agent.options import flag_of
 
     _register_commands()
     _log_warnings_to_stderr()
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> None:
                 f"internal error: {type(exc).__name__}: {exc}",
                 hint="a bug in zit: rerun with ZIT_DEBUG=1 for the traceback and report it",
             )
-        print(f"zit: error: {error.one_line(option_flag)}", file=sys.stderr)
+        print(f"zit: error: {error.one_line(flag_of)}", file=sys.stderr)
         sys.exit(error.exit_code)
     if code == 130:  # typer returns Ctrl-C as exit code 130
         print(INTERRUPTED, file=sys.stderr)

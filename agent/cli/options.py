@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 import typer
 
-from zit_agent.options import DECLARED, Option, flag_of, run_options
+from zit_agent.options import DECLARED, Option, run_options
 
 
 def _parameter(option: Option) -> inspect.Parameter:
@@ -56,8 +56,3 @@ def with_options(*, only: tuple[str, ...] | None = None) -> Callable[[Callable],
         return wrapper
 
     return decorate
-
-
-def option_flag(name: str) -> str:
-    """How the CLI writes a declared option (errors' `{name}` marks)."""
-    return flag_of(name)

@@ -243,9 +243,9 @@ def test_ray_addresses_name_a_host_and_a_port(address, expected):
 
 
 def test_a_worker_that_does_not_see_the_shared_folder_says_so(tmp_path, qwen_tokenizer):
-    from zit_agent.agent.cli.options import option_flag
     from zit_agent.errors import UserError
     from zit_agent.evals.distributed import EvalWorker
+    from zit_agent.options import flag_of
     from zit_agent.settings import load_settings
 
     suite = Suite.model_validate(SUITE)
@@ -253,4 +253,4 @@ def test_a_worker_that_does_not_see_the_shared_folder_says_so(tmp_path, qwen_tok
     worker = EvalWorker(suite, load_settings(), "ray-0", shared_root=str(tmp_path))
     with pytest.raises(UserError, match="does not see the run folder") as err:
         worker.load(suite.configs, manifest=b"the driver's manifest")
-    assert "--shared-storage" in err.value.one_line(option_flag)
+    assert "--shared-storage" in err.value.one_line(flag_of)
