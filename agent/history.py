@@ -187,6 +187,11 @@ class HistoryStore:
         self._migrate()
 
     @classmethod
+    def in_memory(cls) -> HistoryStore:
+        """A store of one run's own, gone when closed (an eval job judges its images alone)."""
+        return cls(":memory:")
+
+    @classmethod
     def open(cls, settings: Settings | None = None) -> HistoryStore:
         from zit_agent.settings import load_settings
 

@@ -49,6 +49,7 @@ class AgentContext:
     store: HistoryStore | None = None  # needed when ruts are checked
     detector: Thresholds | None = None  # None: the embedder family's defaults
     retokenize: bool = False  # allow a writer of another vocabulary (its text re-tokenized)
+    record: dict[str, Any] = field(default_factory=dict)  # the caller's, in every image's record
     on_event: Event = field(default=_ignore)
 
 
@@ -234,6 +235,7 @@ def _render_shot(
                 "agent_stated": shot.description.agent_stated,
                 "stated_axes": shot.description.stated_axes,
             },
+            **ctx.record,
         }
         path = save_image(
             image.image, record, ctx.out_dir, f"{state.run_id}-a{number}-{index}-s{image.seed}"

@@ -448,8 +448,10 @@ class Runner:
         self, idea: str, options: BaseModel, *, out_dir: Path, ruts: bool = True,
         on_event: Event = _ignore, checkpointer: Any = None, store: HistoryStore | None = None,
         run_id: str | None = None, sampling: Sampling | None = None,
+        record: dict[str, Any] | None = None,
     ) -> AgentState:  # fmt: skip
-        """The rut-avoiding loop (write, render, judge, escape) to its end; the final state."""
+        """The rut-avoiding loop (write, render, judge, escape) to its end; the final state.
+        `record` is added to every image's provenance (an eval names its run and job)."""
         from zit_agent.agent.graph import run_config, state_of
         from zit_agent.agent.history import HistoryStore
 
@@ -467,6 +469,7 @@ class Runner:
             context = self.context(options, render, out_dir=out_dir, store=store, on_event=on_event)
             if sampling is not None:  # a full writer sampling (eval configs have one)
                 context.sampling = sampling
+            context.record = dict(record or {})
             thread = f"generate:{run_id}" if checkpointer is not None else None
             app = compiled_graph(checkpointer)
             return state_of(app.invoke(initial, run_config(initial, thread), context=context))

@@ -263,6 +263,25 @@ def save_image(image: Image.Image, record: dict[str, Any], out_dir: Path, stem: 
     return png_path
 
 
+def move_image(png: Path, out_dir: Path, stem: str) -> Path:
+    """Move a PNG that `save_image` wrote, and its record beside it, into `out_dir` as
+    `<stem>[-N].png` (never overwriting): renamed, not written again. Returns the new path."""
+    out_dir = check_dir(Path(out_dir), "the output folder")
+    png = Path(png)
+    try:
+        target = _link_to_free_name(png, out_dir, stem)
+    except OSError as err:
+        raise _write_error(out_dir, err) from None
+    try:
+        os.replace(png.with_suffix(".json"), target.with_suffix(".json"))
+    except OSError as err:
+        if png.exists():  # linked, not renamed: the original still has its record
+            target.unlink(missing_ok=True)
+        raise _write_error(out_dir, err) from None
+    png.unlink(missing_ok=True)
+    return target
+
+
 def _write_error(folder: Path, err: OSError) -> UserError:
     return UserError(
         f"cannot write the image to {folder}: {err.strerror or err}",

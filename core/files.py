@@ -4,6 +4,9 @@
   then renamed over the target. A reader never sees half a file, and a killed process leaves at
   most a `.NAME.<pid>.<random>.tmp` behind (never the target name). The temporary file is created
   new, never opened through a symbolic link or over an existing file.
+- Journals: `append_line` adds one record, a line, to a file in one write. A crash can cut only
+  the last line short; the next append closes it first, so a reader that skips lines that do not
+  parse sees each record whole or not at all.
 - Output folders: zit writes only into a folder it made. `claim_folder` marks a new or empty folder
   with `.zit-folder.json` and refuses a non-empty one without that mark, so a user's files are
   never overwritten.
@@ -98,6 +101,25 @@ def write_json_atomic(
 ) -> Path:
     text = json.dumps(data, ensure_ascii=False, indent=indent) + "\n"
     return write_text_atomic(path, text, sync=sync)
+
+
+def append_line(path: str | Path, line: bytes) -> None:
+    """`line` (one line, ending in a newline) appended to the plain file at `path`, made when
+    missing. A last line a crash cut short is ended first, so it stays one
+    unreadable line and never glues onto this one. Not synced: for records that are checked
+    when read and redone when missing."""
+    if not line.endswith(b"\n") or b"\n" in line[:-1]:
+        raise ValueError("append_line takes exactly one line, ending in a newline")
+    fd = open_plain(path, os.O_RDWR | os.O_APPEND | os.O_CREAT)
+    try:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            line = b"\n" + line
+        view = memoryview(line)
+        while view:  # a regular file takes it whole, short of a full disk
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
 
 
 # -- folders -------------------------------------------------------------------------------------

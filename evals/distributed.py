@@ -9,8 +9,8 @@
   Each loads the suite's models once (`RunContext.load`, the run API underneath) and keeps them.
 - **This process (the driver) owns the run folder**: it plans, hands jobs to free workers (one
   running and `PREFETCH` queued per worker, so none waits for the driver), and records each
-  finished job with `runner.record_job`: images, then the journal record, last and atomically,
-  exactly as a run in one process does. Workers save a job's images with the runner's own
+  finished job with `runner.record_job`: images, then the journal record (a line of jobs.jsonl),
+  last, exactly as a run in one process does. Workers save a job's images with the runner's own
   `save_outputs` (so PNG encoding scales with the workers) into a scratch folder and send the
   files back as bytes (byte for byte the one-process files); with `shared_storage` (the run
   folder on storage every node mounts) they save them in the run folder and send only records.

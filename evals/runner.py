@@ -11,13 +11,13 @@ The output folder:
     config.json      the suite as run and what it resolved to (enough to rerun)
     run.lock         held while a run works in the folder (one run at a time)
     manifest.json    the planned jobs, by key
-    jobs/KEY.json    the journal: one file per finished job, written atomically after its images
+    jobs.jsonl       the journal: a line per finished (or failed) job, appended after its images
     images/          KEY16-IDEA-CONFIG-sSEED.png (+ .json provenance beside each)
-    work/KEY16/      a job's scratch folder (the agent's attempts and its own history store)
+    work/KEY16/      a job's scratch folder (the agent's attempts but the final ones, moved)
     per_image.jsonl, summary.json, report.html     written at the end
 
-A job counts as done only when its journal file holds its images and they all exist (a corrupt
-journal or a deleted image makes it a job to do again). A resumed run first deletes the files of
+A job counts as done only when its latest journal line holds its images and they all exist (a
+line a crash cut short, or a deleted image, makes it a job to do again). A resumed run first deletes the files of
 unfinished jobs (a run killed mid-job may have left some of their images), then runs them again: each
 image ends up in the folder exactly once, and no file is ever half written (temporary name, then
 rename; stray temporary files are removed).
@@ -25,8 +25,8 @@ rename; stray temporary files are removed).
 Jobs run in this process (`run_locally`) or on Ray workers (`evals.distributed`, `--workers`);
 either way this process owns the folder and records every job through `record_job`.
 
-A job whose writer draft fails even after retries (`DraftProblem`) is recorded as
-`jobs/KEY.failed.json` and the run goes on; the report lists it and `--resume` tries it again.
+A job whose writer draft fails even after retries (`DraftProblem`) is recorded as a journal line
+with its error and the run goes on; the report lists it and `--resume` tries it again.
 Other errors stop the run; `--resume` continues it.
 """
 
@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from zit_agent.backends.base import Embedder, ImageBackend, RenderOptions, Writer
     from zit_agent.backends.tokenizer import QwenTokenizer
     from zit_agent.evals.metrics import ClipScorer
+    from zit_agent.sequence import Assembled
     from zit_agent.settings import Settings
 
 KEY_SCHEMA = 1
@@ -80,6 +81,7 @@ class RunContext:
         self.settings = settings or load_settings()
         self._writers: dict[str, Writer] = dict(writers or {})
         self._render_options: dict[int, tuple[Config, RenderOptions]] = {}
+        self._plain: dict[tuple[str, int | None], Assembled] = {}
         for name, part in (("tokenizer", tokenizer), ("backend", backend), ("embedder", embedder)):
             if part is not None:
                 self.__dict__[name] = part  # fills the cached_property
@@ -181,6 +183,18 @@ class RunContext:
             shape=config.shape,
         )
 
+    def plain_sequence(self, idea: str, max_tokens: int | None) -> Assembled:
+        """The idea's plain sequence (what diffusers feeds Z-Image), assembled once per run:
+        every seed's job of the idea renders the same ids."""
+        from zit_agent.sequence import ChatSequence, assemble
+
+        key = (idea, max_tokens)
+        if key not in self._plain:
+            self._plain[key] = assemble(
+                ChatSequence.plain(idea), self.tokenizer, max_tokens=max_tokens
+            )
+        return self._plain[key]
+
     def render_options(self, config: Config) -> RenderOptions:
         """Through the run API's one conversion, like every other front end; once per config
         (the suite's configs live as long as the run)."""
@@ -208,6 +222,10 @@ class Job:
 
     def stem(self, seed: int) -> str:
         return f"{self.stem_prefix}-{self.idea.id[:32]}-{self.config_name}-s{seed}"
+
+    def tag(self, suite: str) -> dict[str, Any]:
+        """What every image record of this job carries: which run, config and job made it."""
+        return {"eval": {"suite": suite, "config": self.config_name, "job": self.key}}
 
 
 def job_key(suite: Suite, idea: Idea, config: Config, seeds: tuple[int, ...]) -> str:
@@ -242,9 +260,11 @@ class RunFolder:
 
     def __init__(self, root: Path):
         self.root = Path(root)
-        self.jobs = self.root / "jobs"
+        self.journal_path = self.root / "jobs.jsonl"
+        self.legacy_jobs = self.root / "jobs"  # runs before jobs.jsonl: a journal file per job
         self.images = self.root / "images"
         self.work = self.root / "work"
+        self._latest: dict[str, dict[str, Any]] | None = None  # each job's latest journal line
 
     def claim(self, suite: Suite, resume: bool) -> None:
         """Take the folder for a run of `suite`: a new or empty folder, or one of an eval run of
@@ -283,18 +303,45 @@ class RunFolder:
             name = config["suite"]["name"] if "suite_digest" in config else None
         except (OSError, ValueError, TypeError, KeyError):
             return None
-        return name if isinstance(name, str) and self.jobs.is_dir() else None
+        return name if isinstance(name, str) and self.legacy_jobs.is_dir() else None  # a jobs/ run
 
     def has_run(self) -> bool:
         """Whether a run finished any job here (a run that stopped before its first job, say on
         a missing model, may simply be started again)."""
-        return self.jobs.is_dir() and any(self.jobs.glob("*.json"))
+        return bool(self._records())
+
+    def _records(self) -> dict[str, dict[str, Any]]:
+        """Each job's latest journal record, by key, read once. Lines that do not parse are
+        skipped (a crash can cut the last one short: its job is simply not done)."""
+        if self._latest is None:
+            latest = {}
+            for data in [*self._legacy_records(), *map(_parse_json, _lines(self.journal_path))]:
+                if isinstance(data, dict) and isinstance(data.get("key"), str):
+                    latest[data["key"]] = data
+            self._latest = latest
+        return self._latest
+
+    def _legacy_records(self) -> list[Any]:
+        """`jobs/KEY.json` and `jobs/KEY.failed.json` of a run made before jobs.jsonl (resumed
+        without redoing its jobs); the journal's lines come after them, so they win."""
+        if not self.legacy_jobs.is_dir():
+            return []
+        return [_read_json(path) for path in sorted(self.legacy_jobs.glob("*.json"))]
+
+    def record(self, data: dict[str, Any]) -> None:
+        """Append one job's record to the journal: the job is done (or failed) once it is there.
+        Not synced: a machine crash can only lose it, and a resume then redoes the job."""
+        from zit_agent.files import append_line
+
+        line = json.dumps(data, ensure_ascii=False, separators=(",", ":")) + "\n"
+        append_line(self.journal_path, line.encode("utf-8"))
+        self._records()[data["key"]] = data
 
     def journal(self, job: Job) -> dict[str, Any] | None:
-        """The job's journal, or None: not done. A journal that does not parse, is not this job's
-        or lists an image that is gone counts as not done (the job runs again)."""
-        data = _read_json(self.jobs / f"{job.key}.json")
-        if not isinstance(data, dict) or data.get("key") != job.key:
+        """The job's journal record, or None: not done. A job whose latest record is a failure,
+        or lists an image that is gone, counts as not done (the job runs again)."""
+        data = self._records().get(job.key)
+        if data is None or "error" in data:
             return None
         images = data.get("images")
         if not isinstance(images, list) or len(images) != len(job.seeds):
@@ -309,8 +356,9 @@ class RunFolder:
         return self.journal(job) is not None
 
     def failure(self, job: Job) -> dict[str, Any] | None:
-        data = _read_json(self.jobs / f"{job.key}.failed.json")
-        return data if isinstance(data, dict) else None
+        """The job's failed draft, when its latest record is one."""
+        data = self._records().get(job.key)
+        return data if data is not None and isinstance(data.get("error"), str) else None
 
     @contextmanager
     def lock(self) -> Iterator[None]:
@@ -329,7 +377,7 @@ class RunFolder:
 
     def clear_temporary(self) -> None:
         """Temporary files of a killed run's atomic writes (never read, but not left lying)."""
-        for folder in (self.root, self.jobs):
+        for folder in (self.root, self.legacy_jobs):
             for path in folder.glob(".*.tmp"):
                 path.unlink(missing_ok=True)
 
@@ -339,12 +387,11 @@ class RunFolder:
 
     def clear_unfinished(self, jobs: list[Job]) -> None:
         """Remove what a killed run may have left of `jobs`: their images, their temp files,
-        their scratch folders, and records of earlier failures (a resumed run tries again).
-        One pass over the images folder, however many jobs."""
+        their scratch folders (their journal records, failures or ones that failed their check,
+        are superseded by the lines they append when they finish). One pass over the images
+        folder, however many jobs."""
         for job in jobs:
             shutil.rmtree(self.workdir(job), ignore_errors=True)
-            (self.jobs / f"{job.key}.failed.json").unlink(missing_ok=True)
-            (self.jobs / f"{job.key}.json").unlink(missing_ok=True)  # one that failed its check
         if not self.images.is_dir():
             return
         stale = tuple(f"{job.stem_prefix}-" for job in jobs)
@@ -352,18 +399,33 @@ class RunFolder:
             if path.name.removeprefix(".").startswith(stale):
                 path.unlink(missing_ok=True)
 
-    def write_json(self, relative: str, data: Any, **how: Any) -> Path:
+    def write_json(self, relative: str, data: Any) -> Path:
         from zit_agent.files import write_json_atomic
 
-        return write_json_atomic(self.root / relative, data, **how)
+        return write_json_atomic(self.root / relative, data)
 
 
 def _read_json(path: Path) -> Any:
     """The JSON in `path`, or None when it is missing or does not parse."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):  # missing, unreadable, not UTF-8, not JSON
+        return _parse_json(path.read_bytes())
+    except OSError:  # missing, unreadable
         return None
+
+
+def _parse_json(data: bytes) -> Any:
+    """`data` as JSON, or None when it is not UTF-8 or not JSON."""
+    try:
+        return json.loads(data.decode("utf-8"))
+    except ValueError:  # UnicodeDecodeError included
+        return None
+
+
+def _lines(path: Path) -> list[bytes]:
+    try:
+        return path.read_bytes().splitlines()
+    except FileNotFoundError:
+        return []
 
 
 # -- running -------------------------------------------------------------------------------------
@@ -471,7 +533,7 @@ def job_outcome(job: Job, run: RunContext, workdir: Path) -> JobOutcome:
     strategy = STRATEGIES[job.config.strategy]
     start = time.perf_counter()
     try:
-        outputs = strategy.run(run, job.idea, job.config, list(job.seeds), workdir)
+        outputs = strategy.run(run, job, workdir)
     except DraftProblem as problem:  # this idea's draft failed: the run goes on without it
         return JobOutcome(failure=problem.one_line(), seconds=time.perf_counter() - start)
     return JobOutcome(outputs=outputs, seconds=time.perf_counter() - start)
@@ -479,29 +541,21 @@ def job_outcome(job: Job, run: RunContext, workdir: Path) -> JobOutcome:
 
 def record_job(job: Job, outcome: JobOutcome, suite: Suite, folder: RunFolder) -> None:
     """The one way a job enters the run folder: its images with provenance (saved here, or by a
-    worker that sends their files, or by one on shared storage), then its journal record, last
-    and atomically: the job counts as done only once that file exists."""
+    worker that sends their files, or by one on shared storage), then its journal record, last:
+    the job counts as done only once that line is whole in jobs.jsonl."""
     if outcome.failure is not None:
-        folder.write_json(
-            f"jobs/{job.key}.failed.json",
-            {"key": job.key, "idea": job.idea.id, "config": job.config_name,
-             "seeds": list(job.seeds), "error": outcome.failure},
-        )  # fmt: skip
+        folder.record({"key": job.key, "idea": job.idea.id, "config": job.config_name,
+                       "seeds": list(job.seeds), "error": outcome.failure})  # fmt: skip
         return
     write_files(folder.root, outcome.files)
     records = outcome.records
     if records is None:
         records = save_outputs(job, suite, outcome.outputs, folder)
     worker = {**outcome.worker, "seconds": round(outcome.seconds, 4), "images": len(records)}
-    # The images were synced as they were saved; the record is not: a machine crash can only
-    # lose it (never leave part of it), and a resume redoes a job whose record is missing or
-    # damaged. That fsync was a third of the runner's own cost per image.
-    folder.write_json(
-        f"jobs/{job.key}.json",
-        {"key": job.key, "idea": job.idea.id, "config": job.config_name, "worker": worker,
-         "images": records},
-        sync=False, indent=None,  # a record for the runner to read, not for people
-    )  # fmt: skip
+    # The images were synced as they were saved; the record, one line appended to one file, is
+    # not (a file and an fsync per job were most of the runner's own cost per image).
+    folder.record({"key": job.key, "idea": job.idea.id, "config": job.config_name,
+                   "worker": worker, "images": records})  # fmt: skip
 
 
 def save_outputs(job: Job, suite: Suite, outputs: list[Output], folder: RunFolder) -> list[dict]:
@@ -522,7 +576,7 @@ def write_files(root: Path, files: dict[str, bytes]) -> None:
 
 def image_record(job: Job, suite: Suite, out: Output, folder: RunFolder, index: int) -> dict:
     """Save one image with its provenance; the record is a line of per_image.jsonl."""
-    from zit_agent.backends.provenance import save_image, token_sha256
+    from zit_agent.backends.provenance import move_image, save_image, token_sha256
 
     key = hashlib.sha256(f"{job.key}:{index}:{out.seed}".encode()).hexdigest()
     sequence = {
@@ -552,17 +606,20 @@ def image_record(job: Job, suite: Suite, out: Output, folder: RunFolder, index: 
         "backend": {"kind": suite.backend.kind, **out.backend_record},
         "events": out.events,
     }
-    provenance = {
-        **out.backend_record,
-        "idea": job.idea.text,
-        "text": out.sequence_text,
-        "token_count": sequence["count"],
-        "token_sha256": sequence["sha256"],
-        "seed": out.seed,
-        "writer": {k: v for k, v in writer.items() if k != "generated_ids"} or None,
-        "eval": {"suite": suite.name, "config": job.config_name, "key": key},
-    }
-    path = save_image(out.image, provenance, folder.images, job.stem(out.seed))
+    if out.saved is not None:  # saved by the strategy, its record tagged: moved, not rewritten
+        path = move_image(out.saved, folder.images, job.stem(out.seed))
+    else:
+        provenance = {
+            **out.backend_record,
+            "idea": job.idea.text,
+            "text": out.sequence_text,
+            "token_count": sequence["count"],
+            "token_sha256": sequence["sha256"],
+            "seed": out.seed,
+            "writer": {k: v for k, v in writer.items() if k != "generated_ids"} or None,
+            **job.tag(suite.name),
+        }
+        path = save_image(out.image, provenance, folder.images, job.stem(out.seed))
     record["image"] = str(path.relative_to(folder.root))
     return record
 

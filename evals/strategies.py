@@ -1,9 +1,11 @@
 """Prompt strategies an eval compares. Each is one small function:
 
-    strategy(run, idea, config, seeds, workdir) -> list[Output]     (one Output per image)
+    strategy(run, job, workdir) -> list[Output]     (one Output per image of job.seeds)
 
 `workdir` is a scratch folder of the job (the agent keeps its attempts there); the runner empties
-it when it redoes an unfinished job.
+it when it redoes an unfinished job. A strategy returns its images in memory, or, when it saved
+them itself (the agent), their files: their records then already carry `job.tag(suite)` and the
+runner moves them into the run's images folder (each image is written once).
 
 - `raw`: the idea as a plain sequence, no writer (what diffusers feeds Z-Image for the idea).
 - `expanded`: the writer rewrites the idea; its answer is the prompt (`plain` shape by default).
@@ -26,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from PIL import Image
 
-    from zit_agent.evals.runner import RunContext
+    from zit_agent.evals.runner import Job, RunContext
     from zit_agent.evals.suite import Config, Idea
     from zit_agent.sequence import Assembled
 
@@ -36,7 +38,7 @@ class Output:
     """One image and what produced it."""
 
     seed: int
-    image: Image.Image
+    image: Image.Image | None  # None: the strategy saved it, at `saved`
     description: str  # the final text the image was rendered from (fidelity reads it)
     sequence_ids: list[int]
     sequence_text: str
@@ -45,9 +47,10 @@ class Output:
     writer: dict[str, Any] | None = None
     backend_record: dict[str, Any] = field(default_factory=dict)
     events: list[dict[str, Any]] = field(default_factory=list)  # rut readings, escapes (agent)
+    saved: Path | None = None  # the PNG (its record beside it) a strategy saved itself
 
 
-Strategy = Callable[["RunContext", "Idea", "Config", list[int], Path], list[Output]]
+Strategy = Callable[["RunContext", "Job", Path], list[Output]]
 
 
 @dataclass(frozen=True)
@@ -57,27 +60,20 @@ class StrategySpec:
 
 
 # -- raw, expanded, think ------------------------------------------------------------------------
-def raw(
-    run: RunContext, idea: Idea, config: Config, seeds: list[int], workdir: Path
-) -> list[Output]:
-    from zit_agent.sequence import ChatSequence, assemble
-
+def raw(run: RunContext, job: Job, workdir: Path) -> list[Output]:
     outputs = []
-    for seed in seeds:
+    for seed in job.seeds:
         start = time.perf_counter()
-        sequence = ChatSequence.plain(idea.text)
-        assembled = assemble(sequence, run.tokenizer, max_tokens=config.max_tokens)
+        assembled = run.plain_sequence(job.idea.text, job.config.max_tokens)
         write_seconds = time.perf_counter() - start
-        out = _render(run, config, assembled, idea.text, seed)
+        out = _render(run, job.config, assembled, job.idea.text, seed)
         out.seconds["write"] = write_seconds
         outputs.append(out)
     return outputs
 
 
-def expanded(
-    run: RunContext, idea: Idea, config: Config, seeds: list[int], workdir: Path
-) -> list[Output]:
-    return [_written(run, idea, config, seed) for seed in seeds]
+def expanded(run: RunContext, job: Job, workdir: Path) -> list[Output]:
+    return [_written(run, job.idea, job.config, seed) for seed in job.seeds]
 
 
 think = expanded  # the same steps; the config's shape (think by default) makes the difference
@@ -156,32 +152,31 @@ STAGE_BEFORE_EVENT = {
 }
 
 
-def agent(
-    run: RunContext, idea: Idea, config: Config, seeds: list[int], workdir: Path
-) -> list[Output]:
+def agent(run: RunContext, job: Job, workdir: Path) -> list[Output]:
     """The agent's loop over all of an idea's seeds (`len(seeds)` consecutive seeds from the first;
-    the `seeds` lever may move them). Its working images and a history store of its own go to
-    `workdir`, so its verdicts depend on this idea alone (not on run order, not on resuming)."""
+    the `seeds` lever may move them). Its images go to `workdir`, each saved once, with the job's
+    tag in its record (the final ones are then moved into the run's images). Its history store is
+    its own and in memory, so its verdicts depend on this job alone (not on run order, not on
+    resuming) and nothing of it is left to clear."""
     from zit_agent.agent.history import HistoryStore
     from zit_agent.agent.run import Parts, PartsSpec, Runner
 
+    config, seeds = job.config, job.seeds
     writer = _CountingWriter(run.writer_for(config)) if run.suite.writer_of(config) else None
     spec = PartsSpec(writer=run.suite.writer_of(config), backend=run.suite.backend.kind,
                      embedder=run.suite.embedder)  # fmt: skip
     runner = Runner(run.settings, Parts(spec, run.tokenizer, run.backend, writer, run.embedder))
     options = run.options(config).model_copy(update={"seed": seeds[0], "count": len(seeds)})
     clock = _StageClock()
-    with HistoryStore(workdir / "history.sqlite") as store:
+    with HistoryStore.in_memory() as store:
         final = runner.generate(
-            idea.text, options, out_dir=workdir, on_event=clock, store=store,
-            run_id=workdir.name, sampling=config.sampling,
+            job.idea.text, options, out_dir=workdir, on_event=clock, store=store,
+            run_id=workdir.name, sampling=config.sampling, record=job.tag(run.suite.name),
         )  # fmt: skip
     return _agent_outputs(final, clock, writer)
 
 
 def _agent_outputs(final: Any, clock: _StageClock, writer: _CountingWriter | None) -> list[Output]:
-    from PIL import Image
-
     chosen = final.attempts[final.final_attempt]
     images = [
         (shot, seed, Path(path))
@@ -193,12 +188,11 @@ def _agent_outputs(final: Any, clock: _StageClock, writer: _CountingWriter | Non
     events = _agent_events(final)
     outputs = []
     for shot, seed, path in images:
-        with Image.open(path) as img:
-            image = img.convert("RGB")
         outputs.append(
             Output(
                 seed=seed,
-                image=image,
+                image=None,
+                saved=path,
                 description=shot.description.full_text,
                 sequence_ids=list(shot.sequence_ids),
                 sequence_text=shot.sequence_text,

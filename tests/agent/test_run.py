@@ -45,7 +45,7 @@ def test_generate_chat_and_the_eval_agent_record_the_same_render_options(capsys,
         )  # fmt: skip
     )
     run = run_suite(suite, tmp_path / "eval", quiet=True)
-    image = next((run.out_dir / "work").rglob("*-a1-0-s0.png"))
+    image = next((run.out_dir / "images").glob("*-s0.png"))  # the agent's own, moved there
     from_eval = recorded(str(image))
 
     assert from_generate["noise"] == {"strength": 0.5, "fraction": 0.5, "steps_share": 0.2,

@@ -78,3 +78,30 @@ def files_under(root: Path) -> dict[str, str | bytes]:
 def changed(before: dict, after: dict) -> set[str]:
     """The paths added, removed or rewritten between two `files_under` listings."""
     return {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
+
+
+def journal(out: Path) -> list[dict]:
+    """The run's journal lines (`jobs.jsonl`) that parse (a run writing it may be mid-line)."""
+    import json
+
+    path = Path(out) / "jobs.jsonl"
+    lines = []
+    for line in path.read_bytes().splitlines() if path.is_file() else []:
+        try:
+            lines.append(json.loads(line))
+        except ValueError:
+            continue
+    return lines
+
+
+def jobs_done(out: Path) -> int:
+    """Jobs with a finished record in the journal."""
+    return len({line["key"] for line in journal(out) if "images" in line})
+
+
+def drop_from_journal(out: Path, key: str) -> None:
+    """The journal without the job's lines: as if killed after its images, before its record."""
+    import json
+
+    kept = [line for line in journal(out) if line["key"] != key]
+    (Path(out) / "jobs.jsonl").write_text("".join(json.dumps(line) + "\n" for line in kept))

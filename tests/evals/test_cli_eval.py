@@ -12,7 +12,14 @@ import time
 import pytest
 import yaml
 
-from tests.evals.helpers import REPO, sketch_suite, without_timings, write_suite, zit
+from tests.evals.helpers import (
+    REPO,
+    jobs_done,
+    sketch_suite,
+    without_timings,
+    write_suite,
+    zit,
+)
 from zit_agent.evals.runner import RunContext, run_suite
 from zit_agent.evals.suite import Suite
 from zit_agent.files import FOLDER_MARKER
@@ -64,8 +71,8 @@ def test_kill_9_then_resume_gives_each_image_once_and_the_same_summary(tmp_path,
     jobs = len(IDEAS) * (2 + 1)  # raw: a job per seed; agent: a job per idea
     killed = tmp_path / "killed"
     for more in (2, 5):  # kill twice, at different points (agent jobs included), then finish
-        _kill_when_jobs(suite, killed, at_least=len(_done(killed)) + more)
-        assert len(_done(killed)) < jobs, "the run finished before it was killed"
+        _kill_when_jobs(suite, killed, at_least=jobs_done(killed) + more)
+        assert jobs_done(killed) < jobs, "the run finished before it was killed"
     finished = zit("eval", str(suite), "--out", str(killed), "--resume", "--quiet")
     assert finished.returncode == 0, finished.stderr
     uninterrupted = Suite.model_validate(yaml.safe_load(suite.read_text()))
@@ -85,8 +92,6 @@ def test_kill_9_then_resume_gives_each_image_once_and_the_same_summary(tmp_path,
     assert without_timings(summaries[0]) == without_timings(summaries[1])
 
 
-def _done(out) -> list:
-    return list((out / "jobs").glob("*.json")) if (out / "jobs").is_dir() else []
 
 
 def _kill_when_jobs(suite, out, at_least: int) -> None:
@@ -104,7 +109,7 @@ def _kill_when_jobs(suite, out, at_least: int) -> None:
         args.append("--resume")
     proc = subprocess.Popen(args, cwd=REPO, env=os.environ.copy(), stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
-    while len(_done(out)) < at_least and proc.poll() is None and time.monotonic() < deadline:
+    while jobs_done(out) < at_least and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.005)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()

@@ -19,7 +19,14 @@ from pathlib import Path
 import pytest
 
 from tests.cli_helpers import run_zit
-from tests.evals.helpers import REPO, sketch_suite, without_timings, write_suite, zit
+from tests.evals.helpers import (
+    REPO,
+    jobs_done,
+    sketch_suite,
+    without_timings,
+    write_suite,
+    zit,
+)
 from zit_agent.evals.runner import RunContext, run_suite
 from zit_agent.evals.suite import Suite
 
@@ -157,18 +164,16 @@ def test_a_killed_driver_resumes_on_the_cluster(tmp_path, ray_address, local_run
         [sys.executable, "-m", "zit_agent.agent", *args], cwd=REPO, stderr=subprocess.PIPE
     )
     deadline = time.monotonic() + 60
-    while _jobs_done(out) < 3 and driver.poll() is None and time.monotonic() < deadline:
+    while jobs_done(out) < 3 and driver.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
     os.kill(driver.pid, signal.SIGKILL)
     driver.wait()
-    assert 3 <= _jobs_done(out) < 15, "the driver was not killed mid-run"
+    assert 3 <= jobs_done(out) < 15, "the driver was not killed mid-run"
     finished = zit(*args, "--resume")
     assert finished.returncode == 0, finished.stderr
     assert_same_results(out, local_run)
 
 
-def _jobs_done(out: Path) -> int:
-    return len(list((out / "jobs").glob("*.json"))) if (out / "jobs").is_dir() else 0
 
 
 def test_tiny_zimage_on_two_workers_gives_the_same_pixels(tmp_path, ray_address, tiny_zimage_dir):

@@ -11,7 +11,14 @@ from pathlib import Path
 import pytest
 
 from tests.cli_helpers import run_zit
-from tests.evals.helpers import changed, files_under, sketch_suite, write_suite
+from tests.evals.helpers import (
+    changed,
+    files_under,
+    jobs_done,
+    journal,
+    sketch_suite,
+    write_suite,
+)
 from zit_agent.errors import UserError
 from zit_agent.evals.runner import RunContext, RunFolder, plan, run_suite
 from zit_agent.evals.suite import Suite
@@ -104,10 +111,19 @@ def test_resume_with_another_suite_is_refused(tmp_path, run):
     assert changed(before, files_under(tmp_path)) == set()
 
 
+def as_before_the_one_journal(out: Path) -> None:
+    """Turn a run folder into the layout of runs before jobs.jsonl: a journal file per job."""
+    (out / "jobs").mkdir()
+    for line in journal(out):
+        (out / "jobs" / f"{line['key']}.json").write_text(json.dumps(line))
+    (out / "jobs.jsonl").unlink()
+
+
 def test_a_run_made_before_folders_were_marked_is_still_resumed(tmp_path, run):
     out = tmp_path / "run"
     suite = Suite.model_validate(sketch_suite())
     run(suite, out)
+    as_before_the_one_journal(out)
     (out / FOLDER_MARKER).unlink()
     with pytest.raises(UserError, match="suite 'tiny', not of 'other'"):
         run(Suite.model_validate(sketch_suite(name="other")), out, resume=True)
@@ -115,30 +131,40 @@ def test_a_run_made_before_folders_were_marked_is_still_resumed(tmp_path, run):
     assert json.loads((out / FOLDER_MARKER).read_text()) == {"kind": "eval run", "suite": "tiny"}
 
 
-@pytest.mark.parametrize(
-    "damage",
-    ["truncated journal", "journal not UTF-8", "journal of another job", "image deleted"],
-)
-def test_resume_redoes_a_job_whose_journal_or_image_is_damaged(tmp_path, run, damage):
+def test_a_run_journaled_a_file_per_job_resumes_without_redoing_them(tmp_path, run):
+    out = tmp_path / "run"
+    suite = Suite.model_validate(sketch_suite())
+    first = run(suite, out)
+    as_before_the_one_journal(out)
+    (out / "jobs" / f"{plan(suite)[0].key}.json").unlink()  # that job was not finished
+    again = run(suite, out, resume=True)
+    assert (again.ran, again.skipped) == (1, 3)
+    assert len(list((out / "images").glob("*.png"))) == 4
+    assert again.summary["counts"] == first.summary["counts"]
+
+
+@pytest.mark.parametrize("damage", ["last line cut short", "line not UTF-8", "image deleted"])
+def test_resume_redoes_a_job_whose_journal_line_or_image_is_damaged(tmp_path, run, damage):
     out = tmp_path / "run"
     suite = Suite.model_validate(sketch_suite())
     first = run(suite, out)
     job = plan(suite)[0]
-    journal = out / "jobs" / f"{job.key}.json"
-    image = out / json.loads(journal.read_text())["images"][0]["image"]
-    if damage == "truncated journal":
-        journal.write_text(journal.read_text()[:40])
-    elif damage == "journal not UTF-8":
-        journal.write_bytes(b"\xff\xfe{")
-    elif damage == "journal of another job":
-        journal.write_text((out / "jobs" / f"{plan(suite)[1].key}.json").read_text())
+    lines = {line["key"]: line for line in journal(out)}
+    image = out / lines[job.key]["images"][0]["image"]
+    others = "".join(json.dumps(v) + "\n" for k, v in lines.items() if k != job.key)
+    mine = json.dumps(lines[job.key]).encode()
+    if damage == "last line cut short":  # the machine crashed while appending it
+        (out / "jobs.jsonl").write_bytes(others.encode() + mine[: len(mine) // 2])
+    elif damage == "line not UTF-8":
+        (out / "jobs.jsonl").write_bytes(b"\xff\xfe" + mine[2:] + b"\n" + others.encode())
     else:
         image.unlink()
     again = run(suite, out, resume=True)
     assert (again.ran, again.skipped) == (1, 3)
-    assert image.is_file() and json.loads(journal.read_text())["key"] == job.key
+    assert image.is_file() and jobs_done(out) == 4
     assert len(list((out / "images").glob("*.png"))) == 4
     assert again.summary["counts"] == first.summary["counts"]
+    assert run(suite, out, resume=True).ran == 0  # the appended line is whole: nothing redone
 
 
 def test_an_empty_only_runs_nothing(tmp_path, capsys):

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.evals.helpers import sketch_suite
+from tests.evals.helpers import drop_from_journal, sketch_suite
 from zit_agent.backends.writers.fake import FakeWriter
 from zit_agent.evals.runner import RunContext, plan, run_suite
 from zit_agent.evals.suite import Suite
@@ -48,6 +48,28 @@ def test_a_run_writes_the_report_files_and_each_image_once(tmp_path, run):
     assert result.summary["configs"]["raw"]["metrics"]["fidelity"]["interval"]["mean"] == 1.0
 
 
+def test_the_agents_final_images_are_moved_with_their_tagged_records(tmp_path, run):
+    from zit_agent.backends.provenance import read_record
+
+    configs = {"agent": {"strategy": "agent", "max_attempts": 2}}
+    ideas = sketch_suite()["ideas"][:1]
+    suite = Suite.model_validate(sketch_suite(configs=configs, ideas=ideas, baseline="agent"))
+    out = tmp_path / "run"
+    run(suite, out)
+    [job] = plan(suite)
+    pngs = sorted((out / "images").glob("*.png"))
+    assert len(pngs) == 2
+    for png in pngs:
+        record = read_record(png)
+        assert record == json.loads(png.with_suffix(".json").read_text())  # both: the first write
+        assert record["eval"] == {"suite": "tiny", "config": "agent", "job": job.key}
+        assert record["agent"]["run"] == job.stem_prefix  # rendered by the agent's loop
+    final = {read_record(png)["agent"]["attempt"] for png in pngs}
+    left = [p.name for p in (out / "work" / job.stem_prefix).iterdir()]
+    assert not [name for name in left if any(f"-a{n}-" in name for n in final)]  # moved, not copied
+    assert not [name for name in left if not name.endswith((".png", ".json"))]  # no store file
+
+
 def test_resume_does_only_what_is_missing(tmp_path, run):
     out = tmp_path / "run"
     suite = Suite.model_validate(sketch_suite())
@@ -75,7 +97,7 @@ def test_leftovers_of_an_unfinished_job_are_replaced_not_duplicated(tmp_path, ru
     suite = Suite.model_validate(sketch_suite())
     run(suite, out)
     job = plan(suite)[0]
-    (out / "jobs" / f"{job.key}.json").unlink()  # as if killed after saving, before the journal
+    drop_from_journal(out, job.key)  # as if killed after saving its images, before its record
     (out / "images" / f".{job.stem_prefix}-x.png.tmp").write_bytes(b"half a png")
     again = run(suite, out, resume=True)
     assert again.ran == 1
