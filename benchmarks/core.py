@@ -2,7 +2,9 @@
 
 A benchmark is a function `bench(quick: bool) -> list[Figure]` registered with `@benchmark(name)` in
 a module `benchmarks/bench_<area>.py`. Each figure compares a measured thing against a baseline
-measured in the same run (`ratio = value / baseline`), so machine noise mostly cancels.
+measured in the same run (`ratio = value / baseline`), so machine noise mostly cancels; when the
+two ran in turn (`interleaved`), the ratio is the median of the pair-by-pair ratios (`paired`), which
+a machine's drift over the run does not move.
 """
 
 from __future__ import annotations
@@ -20,12 +22,20 @@ class Timing:
     median: float
     spread: float  # (max - min) / median over the repeats
     repeats: int
+    samples: list[float] = field(default_factory=list, repr=False)
 
     @classmethod
     def of(cls, samples: list[float]) -> Timing:
         med = statistics.median(samples)
         spread = (max(samples) - min(samples)) / med if med else 0.0
-        return cls(median=med, spread=spread, repeats=len(samples))
+        return cls(median=med, spread=spread, repeats=len(samples), samples=list(samples))
+
+
+def paired(a: Timing, b: Timing) -> Timing:
+    """The ratios a/b of runs made in turn (`interleaved`), pair by pair."""
+    if len(a.samples) != len(b.samples) or not a.samples:
+        raise ValueError("paired ratios need the same number of runs on both sides")
+    return Timing.of([x / y for x, y in zip(a.samples, b.samples, strict=True)])
 
 
 @dataclass
@@ -41,9 +51,12 @@ class Figure:
     met: bool | None = None
     spread: float | None = None
     extra: dict = field(default_factory=dict)
+    paired_ratio: float | None = None  # the median of pair-by-pair ratios, when they ran in turn
 
     @property
     def ratio(self) -> float | None:
+        if self.paired_ratio is not None:
+            return self.paired_ratio
         return self.value / self.baseline if self.baseline else None
 
     def to_json(self) -> dict:

@@ -12,7 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 FIGURE_KEYS = {"name", "value", "unit", "baseline", "baseline_name", "target", "met", "spread",
-               "extra", "ratio"}  # fmt: skip
+               "extra", "ratio", "paired_ratio"}  # fmt: skip
 
 
 @pytest.mark.slow
@@ -37,6 +37,18 @@ def test_quick_run_writes_a_results_file(tmp_path):
     startup = data["results"]["startup"][0]
     assert startup["baseline"] > 0 and startup["ratio"] == startup["value"] / startup["baseline"]
     assert not list(tmp_path.glob("*.tmp")), "the results file is written atomically"
+
+
+def test_a_paired_ratio_is_the_median_of_the_ratios_pair_by_pair():
+    from benchmarks.core import Figure, Timing, paired
+
+    slow, fast = Timing.of([2.0, 4.0, 9.0]), Timing.of([1.0, 4.0, 3.0])  # drift between pairs
+    ratio = paired(slow, fast)
+    assert ratio.median == 2.0 and ratio.samples == [2.0, 1.0, 3.0]
+    figure = Figure("x", slow.median, "s", fast.median, paired_ratio=ratio.median)
+    assert figure.ratio == 2.0 != figure.value / figure.baseline  # not the ratio of the medians
+    with pytest.raises(ValueError, match="same number of runs"):
+        paired(slow, Timing.of([1.0]))
 
 
 def test_an_unknown_benchmark_is_named():
