@@ -77,8 +77,12 @@ def eval_runner(quick: bool) -> list[Figure]:
             met=ratio.median <= 1.10,
             spread=ratio.spread,
             paired_ratio=ratio.median,
-            extra={"images": images, "size": "128x128", "repeats": ratio.repeats,
-                   "ratio_of_medians": round(t["runner"].median / t["bare"].median, 4)},  # fmt: skip
+            extra={
+                "images": images,
+                "size": "128x128",
+                "repeats": ratio.repeats,
+                "ratio_of_medians": round(t["runner"].median / t["bare"].median, 4),
+            },  # fmt: skip
         ),
         Figure(
             "eval report per image (metrics, plot, contact sheets)",

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.core import Figure, benchmark
+from benchmarks.core import Figure, benchmark, spread_of
 
 IMPORTS = "import torch, diffusers"
 IDEA = "a red fox in the snow"
@@ -147,6 +147,5 @@ def _median_s(runs: list[ChildRun]) -> float:
     return round(statistics.median(r.seconds for r in runs), 2)
 
 
-def _spread(runs: list[ChildRun]) -> float:
-    peaks = [r.peak_mb for r in runs]
-    return (max(peaks) - min(peaks)) / statistics.median(peaks)
+def _spread(runs: list[ChildRun]) -> float | None:
+    return spread_of([r.peak_mb for r in runs])

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.core import Figure, benchmark, interleaved
+from benchmarks.core import Figure, benchmark, interleaved, spread_of
 
 HISTORY_SIZES = (1_000, 10_000, 100_000)
 IDEAS = 10  # the history spreads over this many ideas
@@ -167,27 +167,20 @@ def ruts_folder(quick: bool) -> list[Figure]:
             f"zit ruts, {n:,} PNGs of {FOLDER_SIDE}x{FOLDER_SIDE}: peak RSS",
             statistics.median(peak[n]), "MB", statistics.median(peak[small]),
             f"{small:,} PNGs", target=f"< {PEAK_TARGET_MB} MB",
-            met=statistics.median(peak[n]) < PEAK_TARGET_MB, spread=_spread(peak[n]),
+            met=statistics.median(peak[n]) < PEAK_TARGET_MB, spread=spread_of(peak[n]),
             extra={"repeats": repeats, "bytes_per_file": round(statistics.mean(map(len, bases)))},
         ))  # fmt: skip
     cpu_ms = {n: statistics.median(v) * 1000 for n, v in per_image.items()}
     figures.append(Figure(
         f"zit ruts, CPU ms per image at {large:,} PNGs", cpu_ms[large], "ms", cpu_ms[small],
         f"{small:,} PNGs", target="ratio <= 1.2", met=cpu_ms[large] <= 1.2 * cpu_ms[small],
-        spread=_spread(per_image[large]),
+        spread=spread_of(per_image[large]),
         extra={"wall_ms_per_image": {n: round(statistics.median(v) * 1000, 1)
                                      for n, v in wall.items()},
                "two_image_run": {"cpu_s": round(fixed_cpu, 2), "wall_s": round(fixed_wall, 2)},
                "repeats": repeats},
     ))  # fmt: skip
     return figures
-
-
-def _spread(values: list[float]) -> float | None:
-    if len(values) < 2:
-        return None
-    median = float(np.median(values))
-    return (max(values) - min(values)) / median if median else None
 
 
 def _sketch_images(count: int, size: int):

@@ -31,6 +31,14 @@ class Timing:
         return cls(median=med, spread=spread, repeats=len(samples), samples=list(samples))
 
 
+def spread_of(values: list[float]) -> float | None:
+    """(max - min) / median, or None for a figure measured once (no spread to tell)."""
+    if len(values) < 2:
+        return None
+    median = statistics.median(values)
+    return (max(values) - min(values)) / median if median else None
+
+
 def paired(a: Timing, b: Timing) -> Timing:
     """The ratios a/b of runs made in turn (`interleaved`), pair by pair."""
     if len(a.samples) != len(b.samples) or not a.samples:

@@ -164,3 +164,16 @@ def test_gpu_script_refuses_without_a_device(tmp_path, capsys):
     assert gpu.main(["--out", str(tmp_path / "gpu.json")]) == 2
     assert "no CUDA device" in capsys.readouterr().err
     assert not (tmp_path / "gpu.json").exists()
+
+
+@pytest.mark.parametrize("doc", ["README.md", "docs/performance.md"])
+def test_the_documented_figures_are_one_results_files_own(doc):
+    from benchmarks.table import marked_source, update
+
+    text = (ROOT / doc).read_text(encoding="utf-8")
+    source = marked_source(text)
+    assert source, f"{doc} has no table made by python -m benchmarks.table"
+    results = json.loads((ROOT / source).read_text(encoding="utf-8"))
+    assert update(text, results, source) == text, (
+        f"{doc} does not match {source}: python -m benchmarks.table {source} --update {doc}"
+    )

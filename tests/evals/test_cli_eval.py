@@ -92,8 +92,6 @@ def test_kill_9_then_resume_gives_each_image_once_and_the_same_summary(tmp_path,
     assert without_timings(summaries[0]) == without_timings(summaries[1])
 
 
-
-
 def _kill_when_jobs(suite, out, at_least: int) -> None:
     args = [
         sys.executable,

@@ -174,8 +174,6 @@ def test_a_killed_driver_resumes_on_the_cluster(tmp_path, ray_address, local_run
     assert_same_results(out, local_run)
 
 
-
-
 def test_tiny_zimage_on_two_workers_gives_the_same_pixels(tmp_path, ray_address, tiny_zimage_dir):
     from PIL import Image
 
