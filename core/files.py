@@ -105,9 +105,9 @@ def write_json_atomic(
 
 def append_line(path: str | Path, line: bytes) -> None:
     """`line` (one line, ending in a newline) appended to the plain file at `path`, made when
-    missing. A last line a crash cut short is ended first, so it stays one
-    unreadable line and never glues onto this one. Not synced: for records that are checked
-    when read and redone when missing."""
+    missing. A last line a crash cut short is ended first, so it stays one unreadable line and
+    never glues onto this one. Not synced: for records that are checked when read and redone
+    when missing."""
     if not line.endswith(b"\n") or b"\n" in line[:-1]:
         raise ValueError("append_line takes exactly one line, ending in a newline")
     fd = open_plain(path, os.O_RDWR | os.O_APPEND | os.O_CREAT)

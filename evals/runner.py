@@ -17,10 +17,10 @@ The output folder:
     per_image.jsonl, summary.json, report.html     written at the end
 
 A job counts as done only when its latest journal line holds its images and they all exist (a
-line a crash cut short, or a deleted image, makes it a job to do again). A resumed run first deletes the files of
-unfinished jobs (a run killed mid-job may have left some of their images), then runs them again: each
-image ends up in the folder exactly once, and no file is ever half written (temporary name, then
-rename; stray temporary files are removed).
+line a crash cut short, or a deleted image, makes it a job to do again). A resumed run first
+deletes the files of unfinished jobs (a run killed mid-job may have left some of their images),
+then runs them again: each image ends up in the folder exactly once, and no file is ever half
+written (temporary name, then rename; stray temporary files are removed).
 
 Jobs run in this process (`run_locally`) or on Ray workers (`evals.distributed`, `--workers`);
 either way this process owns the folder and records every job through `record_job`.
