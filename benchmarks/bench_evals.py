@@ -82,7 +82,7 @@ def eval_runner(quick: bool) -> list[Figure]:
                 "size": "128x128",
                 "repeats": ratio.repeats,
                 "ratio_of_medians": round(t["runner"].median / t["bare"].median, 4),
-            },  # fmt: skip
+            },
         ),
         Figure(
             "eval report per image (metrics, plot, contact sheets)",
