@@ -46,7 +46,7 @@ class WrittenSequence(BaseModel):
 def check_vocabulary(writer: Writer, tokenizer: QwenTokenizer, *, retokenize: bool) -> str | None:
     """None when the writer's ids are valid encoder ids. On a mismatch: the mismatch in words when
     `retokenize` is allowed, else a `UserError`."""
-    theirs = getattr(writer, "fingerprint", None)
+    theirs = writer.fingerprint
     mismatch = (
         f"writer {writer.name} does not report its vocabulary"
         if theirs is None

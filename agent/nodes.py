@@ -321,7 +321,7 @@ def judge(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
 def _report(ctx: AgentContext, state: AgentState, attempt: Attempt):
     from zit_agent.agent import ruts
 
-    thresholds = ctx.detector or ruts.thresholds_for(getattr(ctx.embedder, "family", "vision"))
+    thresholds = ctx.detector or ruts.thresholds_for(ctx.embedder.family)
     name = ctx.embedder.name
     texts = [shot.description.full_text for shot in attempt.shots for _ in shot.images]
     vectors, labels = _attempt_vectors(ctx, attempt), attempt.images

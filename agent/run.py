@@ -413,12 +413,11 @@ class Runner:
 
     @property
     def variant(self) -> str | None:
-        return getattr(self.parts.backend, "variant", None)
+        return self.parts.backend.variant
 
     def budget(self, options: BaseModel) -> int:
         """The token budget, against the loaded DiT's own ceiling."""
-        ceiling = getattr(self.parts.backend, "token_ceiling", LIMITS.token_ceiling)
-        return token_budget(self.settings, options, ceiling)
+        return token_budget(self.settings, options, self.parts.backend.token_ceiling)
 
     def options_for(self, options: BaseModel) -> RenderOptions:
         return render_options(self.settings, options, self.parts.tokenizer, variant=self.variant)

@@ -1,24 +1,30 @@
-"""The three kinds of backend, one protocol each with one required method, and the data they trade.
+"""The three kinds of backend, one base class each with one required method, and the data they trade.
 
 - `Writer.write`: the writer's chat messages + sampling + seed -> a `Draft` (generated token ids).
 - `ImageBackend.render`: the token ids of a whole Z-Image chat sequence + seeds + options -> images.
 - `Embedder.embed`: images -> L2-normalised vectors (one row each).
 
-Everything here is plain data (pydantic models, lists of ints); no torch in signatures, so the
-agent's state can hold it and tests can fake any backend.
+What else a backend can tell (its vocabulary, its model variant, its caption ceiling, its device,
+which options it can render) is declared here with a default, so the agent reads attributes, never
+`getattr` with a fallback; a backend overrides only what differs. Everything traded is plain data
+(pydantic models, lists of ints); no torch in signatures, so the agent's state can hold it and tests
+can fake any backend (a fake subclasses the base like a real one).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from zit_agent.defaults import AGENT, RENDER
+from zit_agent.defaults import AGENT, LIMITS, RENDER
 
 if TYPE_CHECKING:
     import numpy as np
     from PIL import Image
+
+    from zit_agent.backends.tokenizer import VocabFingerprint
 
 
 # -- writers -------------------------------------------------------------------------------------
@@ -70,10 +76,17 @@ class Draft(BaseModel):
     notes: list[str] = Field(default_factory=list)
 
 
-@runtime_checkable
-class Writer(Protocol):
-    name: str
+class Writer(ABC):
+    """Writes a draft from chat messages. `fingerprint`: the vocabulary its ids belong to (None:
+    it does not say, so its ids are never taken as encoder ids without re-tokenizing)."""
 
+    name: str = "writer"
+
+    @property
+    def fingerprint(self) -> VocabFingerprint | None:
+        return None
+
+    @abstractmethod
     def write(self, messages: list[Message], sampling: Sampling, seed: int) -> Draft: ...
 
 
@@ -155,18 +168,35 @@ class RenderedImage(BaseModel):
     record: dict[str, Any] = Field(default_factory=dict)
 
 
-@runtime_checkable
-class ImageBackend(Protocol):
-    name: str
+class ImageBackend(ABC):
+    """Renders whole Z-Image chat sequences given as token ids.
 
+    - `variant`: the model variant whose defaults a request takes ("turbo", "base"; None: none).
+    - `token_ceiling`: the longest sequence its DiT can place (caption positions).
+    - `device`: where it renders (for logs and worker summaries).
+    - `check(options)`: refuses, with a one-line `UserError`, options it cannot render."""
+
+    name: str = "image backend"
+    variant: str | None = None
+    token_ceiling: int = LIMITS.token_ceiling
+    device: Any = "cpu"
+
+    def check(self, options: RenderOptions) -> None:  # noqa: B027 - accepting all is the default
+        """Raise `UserError` for options this backend cannot render; the default accepts all."""
+
+    @abstractmethod
     def render(
         self, token_ids: list[int], seeds: list[int], options: RenderOptions
     ) -> list[RenderedImage]: ...
 
 
 # -- embedders -----------------------------------------------------------------------------------
-@runtime_checkable
-class Embedder(Protocol):
-    name: str
+class Embedder(ABC):
+    """Embeds images for rut checks. `family`: which thresholds apply (`agent.ruts.thresholds_for`):
+    "hash" for the perceptual hash, a vision model's family ("dinov2", "clip", ...) otherwise."""
 
+    name: str = "embedder"
+    family: str = "vision"
+
+    @abstractmethod
     def embed(self, images: list[Image.Image]) -> np.ndarray: ...

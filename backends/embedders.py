@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from zit_agent.backends.base import Embedder
 from zit_agent.errors import ModelNotFoundError, UserError
 
 if TYPE_CHECKING:
@@ -42,7 +43,7 @@ def normalise_rows(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.where(norms > 0, norms, 1.0)
 
 
-class HashEmbedder:
+class HashEmbedder(Embedder):
     """Wavelet hash + mean-subtracted grey thumbnail (see the module docstring)."""
 
     family = "hash"
@@ -87,7 +88,7 @@ class HashEmbedder:
         return np.concatenate([np.sqrt(w) * signs, np.sqrt(1.0 - w) * thumb])
 
 
-class HFVisionEmbedder:
+class HFVisionEmbedder(Embedder):
     """A transformers vision model: image processor -> model -> pooled output -> unit vectors."""
 
     def __init__(self, model: Any, processor: Any, name: str, batch_size: int = 16):
@@ -152,7 +153,7 @@ def _family(model_type: str) -> str:
     return "vision"
 
 
-class DreamSimEmbedder:
+class DreamSimEmbedder(Embedder):
     """DreamSim (`pip install dreamsim`): its distance is 1 - the cosine of these vectors."""
 
     family = "dreamsim"

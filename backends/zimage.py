@@ -25,7 +25,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zit_agent.backends.base import NoiseSettings, RenderedImage, RenderOptions
+from zit_agent.backends.base import ImageBackend, NoiseSettings, RenderedImage, RenderOptions
 from zit_agent.backends.hub import check_device, resolve_dir
 from zit_agent.backends.provenance import encode_ids, package_versions, token_sha256
 from zit_agent.backends.quiet import quiet_libraries
@@ -56,7 +56,7 @@ SEQ_MULTIPLE = 32  # the DiT pads captions to a multiple of this (diffusers' SEQ
 CONFIG_PATTERNS = ["*.json", "*.txt", "*.jinja", "tokenizer/*"]
 
 
-class ZImageBackend:
+class ZImageBackend(ImageBackend):
     """Renders Z-Image chat sequences given as token ids. Build it with `from_pretrained`, or
     hand it a ready `ZImagePipeline` (tests do)."""
 

@@ -238,8 +238,7 @@ def _check_shared(folder: RunFolder, manifest: bytes | None, node: str) -> None:
 
 
 def _device(run: RunContext) -> str:
-    device = getattr(run.backend, "device", None)
-    return str(device) if device is not None else "cpu"
+    return str(run.backend.device)
 
 
 def _files_under(folder: Path) -> dict[str, bytes]:

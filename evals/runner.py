@@ -201,7 +201,8 @@ class RunContext:
         from zit_agent.agent.run import render_options
 
         if id(config) not in self._render_options:
-            variant = getattr(self.__dict__.get("backend"), "variant", None)
+            backend = self.__dict__.get("backend")  # a cached property: None until loaded
+            variant = backend.variant if backend is not None else None
             self._render_options[id(config)] = (config, render_options(
                 self.settings, self.options(config), self.tokenizer, variant=variant))  # fmt: skip
         return self._render_options[id(config)][1]

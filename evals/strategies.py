@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from zit_agent.backends.base import Writer
+
 if TYPE_CHECKING:
     from PIL import Image
 
@@ -255,17 +257,18 @@ class _StageClock:
         return {stage: value / max(images, 1) for stage, value in total.items()}
 
 
-class _CountingWriter:
+class _CountingWriter(Writer):
     """Passes calls to a writer and tallies the tokens of its drafts (the agent calls it several
     times per idea: expand, then vary)."""
 
-    def __init__(self, writer: Any):
+    def __init__(self, writer: Writer):
         self._writer = writer
         self.name = writer.name
         self.calls = self.prompt_tokens = self.new_tokens = 0
 
-    def __getattr__(self, name: str) -> Any:  # fingerprint and the like
-        return getattr(self._writer, name)
+    @property
+    def fingerprint(self):
+        return self._writer.fingerprint
 
     def write(self, messages, sampling, seed):
         draft = self._writer.write(messages, sampling, seed)

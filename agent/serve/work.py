@@ -381,7 +381,7 @@ def ruts_job(state: ServeState, uploads: list[tuple[str, bytes]], window: int) -
                 store, embedder, items, groups,
                 load=lambda path: Image.open(io.BytesIO(by_path[path])).convert("RGB"),
             )  # fmt: skip
-        thresholds = thresholds_for(getattr(embedder, "family", "vision"))
+        thresholds = thresholds_for(embedder.family)
         result = judge_groups(items, vectors, groups, embedder.name, thresholds, window)
         return RutsResponse(**result, notes=runner.parts.notes)
 

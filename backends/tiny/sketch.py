@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from zit_agent.axes import read_axes
-from zit_agent.backends.base import RenderedImage, RenderOptions
+from zit_agent.backends.base import ImageBackend, RenderedImage, RenderOptions
 from zit_agent.errors import ModelNotFoundError, UserError
 from zit_agent.sequence import described_text
 
@@ -104,7 +104,7 @@ class Scene:
         return self.values.get(axis)
 
 
-class SketchBackend:
+class SketchBackend(ImageBackend):
     """Stand-in renderer (see the module docstring): token ids -> a diagram of the stated axes."""
 
     name = "sketch"

@@ -13,7 +13,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from zit_agent.backends.base import Draft, Message, Sampling
+from zit_agent.backends.base import Draft, Message, Sampling, Writer
 from zit_agent.backends.tokenizer import QwenTokenizer, VocabFingerprint
 from zit_agent.backends.writers.messages import idea_of
 from zit_agent.backends.writers.parse import SpecialIds, draft_from_ids
@@ -26,7 +26,7 @@ class FakeCall:
     seed: int
 
 
-class FakeWriter:
+class FakeWriter(Writer):
     """A fake `Writer` that replays queued drafts (tests and agent logic only)."""
 
     def __init__(self, tokenizer: QwenTokenizer, name: str = "fake"):

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from zit_agent.backends.base import Draft, Message, Sampling
+from zit_agent.backends.base import Draft, Message, Sampling, Writer
 from zit_agent.backends.writers.parse import SpecialIds, draft_from_ids
 from zit_agent.errors import UserError
 
@@ -191,7 +191,7 @@ def _compiled(template: str):
     return env.from_string(tree)
 
 
-class ChatTemplateWriter:
+class ChatTemplateWriter(Writer):
     """`Writer.write` as both real writers do it: the model's chat template -> prompt ids ->
     generated ids -> a `Draft` parsed from the ids. Subclasses give `prompt`, `prompt_ids`,
     `generate`, `decode` and `special`, and may refuse a request in `check_room`."""

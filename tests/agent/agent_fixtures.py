@@ -12,6 +12,7 @@ from typing import Any
 
 from zit_agent.agent.nodes import AgentContext
 from zit_agent.agent.state import AgentState, RenderKnobs
+from zit_agent.backends.base import ImageBackend
 
 IDEA = "a portrait of a woman in a cafe"
 SIZE = 128
@@ -79,7 +80,7 @@ def initial_state(**overrides: Any) -> AgentState:
     return AgentState(**{**values, **overrides})
 
 
-class ConstantBackend:
+class ConstantBackend(ImageBackend):
     """A fake image backend (tests only): the same image whatever it is asked, so every attempt
     is a rut. It records the options of each call."""
 

@@ -15,6 +15,7 @@ from safetensors.torch import save_file
 
 from tests.agent.agent_fixtures import IDEA
 from tests.cli_helpers import run_zit as zit
+from zit_agent.backends.base import ImageBackend
 
 SKETCH = ["--backend", "sketch", "--size", "128x128", "-n", "2", "--seed", "5"]
 
@@ -122,7 +123,7 @@ def test_interactive_session_survives_bad_input(zit_home):
     assert [t["message"] for t in json.loads(done.stdout)["turns"]] == [IDEA, "warmer light"]
 
 
-class KilledMidRender:
+class KilledMidRender(ImageBackend):
     """A fake backend (tests only): the process 'dies' in the middle of the first render."""
 
     name = "killed"
@@ -153,7 +154,7 @@ def test_an_interrupted_run_resumes_from_its_checkpoint(qwen_tokenizer, tmp_path
     assert len(shown["turns"]) == 1 and len(shown["turns"][0]["images"]) == 2
 
 
-class RefusesLoras:
+class RefusesLoras(ImageBackend):
     """A fake backend (tests only): the sketch renderer, except that any LoRA fails inside the
     render, as a LoRA with keys that do not fit the model does."""
 

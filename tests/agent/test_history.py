@@ -14,10 +14,11 @@ from PIL import Image
 
 from zit_agent.agent.history import MIGRATIONS, HistoryStore, file_hash, image_hash
 from zit_agent.agent.ruts import judge, thresholds_for
+from zit_agent.backends.base import Embedder
 from zit_agent.backends.embedders import HashEmbedder
 
 
-class CountingEmbedder:
+class CountingEmbedder(Embedder):
     """A fake wrapper that counts the images the real hash embedder is asked to embed."""
 
     def __init__(self):

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.agent.agent_fixtures import IDEA, sketch_runner
+from zit_agent.backends.base import ImageBackend
 
 SMALL = {"size": "64x64", "count": 2, "seed": 1}
 
@@ -70,7 +71,7 @@ def live(qwen_tokenizer, zit_home) -> Iterator[LiveServer]:
         yield server
 
 
-class GateBackend:
+class GateBackend(ImageBackend):
     """A fake image backend (tests only): each render takes `steps` steps reported through the real
     progress hook, each 50 ms long until `go` is set (then none), so a test decides how long renders
     last; a cancelled job stops at its next step (`stopped_at`)."""
