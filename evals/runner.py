@@ -81,7 +81,8 @@ class RunContext:
         self.settings = settings or load_settings()
         self._writers: dict[str, Writer] = dict(writers or {})
         self._render_options: dict[int, tuple[Config, RenderOptions]] = {}
-        self._plain: dict[tuple[str, int | None], Assembled] = {}
+        self._plain: dict[tuple[str, int], Assembled] = {}
+        self._budgets: dict[int, tuple[Config, int]] = {}
         for name, part in (("tokenizer", tokenizer), ("backend", backend), ("embedder", embedder)):
             if part is not None:
                 self.__dict__[name] = part  # fills the cached_property
@@ -183,7 +184,16 @@ class RunContext:
             shape=config.shape,
         )
 
-    def plain_sequence(self, idea: str, max_tokens: int | None) -> Assembled:
+    def max_tokens(self, config: Config) -> int:
+        """The config's token budget through the run API, as `zit generate` takes it: the
+        config's own, else zit.toml's, else the default; once per config."""
+        from zit_agent.agent.run import token_budget
+
+        if id(config) not in self._budgets:
+            self._budgets[id(config)] = (config, token_budget(self.settings, self.options(config)))
+        return self._budgets[id(config)][1]
+
+    def plain_sequence(self, idea: str, max_tokens: int) -> Assembled:
         """The idea's plain sequence (what diffusers feeds Z-Image), assembled once per run:
         every seed's job of the idea renders the same ids."""
         from zit_agent.sequence import ChatSequence, assemble
@@ -583,6 +593,7 @@ def image_record(job: Job, suite: Suite, out: Output, folder: RunFolder, index: 
     sequence = {
         "shape": out.shape,
         "count": len(out.sequence_ids),
+        "max_tokens": out.max_tokens,
         "sha256": token_sha256(out.sequence_ids),
         "text": out.sequence_text,
         "ids": out.sequence_ids,

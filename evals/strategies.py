@@ -46,6 +46,7 @@ class Output:
     sequence_text: str
     shape: str
     seconds: dict[str, float]
+    max_tokens: int  # the sequence's token budget it was assembled under
     writer: dict[str, Any] | None = None
     backend_record: dict[str, Any] = field(default_factory=dict)
     events: list[dict[str, Any]] = field(default_factory=list)  # rut readings, escapes (agent)
@@ -66,7 +67,7 @@ def raw(run: RunContext, job: Job, workdir: Path) -> list[Output]:
     outputs = []
     for seed in job.seeds:
         start = time.perf_counter()
-        assembled = run.plain_sequence(job.idea.text, job.config.max_tokens)
+        assembled = run.plain_sequence(job.idea.text, run.max_tokens(job.config))
         write_seconds = time.perf_counter() - start
         out = _render(run, job.config, assembled, job.idea.text, seed)
         out.seconds["write"] = write_seconds
@@ -94,7 +95,7 @@ def _written(run: RunContext, idea: Idea, config: Config, seed: int) -> Output:
         shape=config.sequence_shape,
         sampling=config.sampling,
         seed=seed,
-        max_tokens=config.max_tokens,
+        max_tokens=run.max_tokens(config),
     )
     write_seconds = time.perf_counter() - start
     out = _render(run, config, written.assembled, written.draft.answer.text, seed)
@@ -128,6 +129,7 @@ def _render(
         sequence_text=assembled.text,
         shape=assembled.shape or "plain",
         seconds={"encode": encode, "render": max(seconds - encode, 0.0)},
+        max_tokens=run.max_tokens(config),
         backend_record=rendered.record,
     )
 
@@ -200,6 +202,7 @@ def _agent_outputs(final: Any, clock: _StageClock, writer: _CountingWriter | Non
                 sequence_text=shot.sequence_text,
                 shape=final.shape,
                 seconds=dict(seconds),
+                max_tokens=final.max_tokens,
                 writer=writer.share(len(images)) if writer else None,
                 backend_record=_record(path),
                 events=events,

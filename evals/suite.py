@@ -26,7 +26,7 @@ from pydantic import (
 )
 
 from zit_agent.backends.base import NoiseSettings, Sampling
-from zit_agent.defaults import AGENT, LIMITS, RENDER
+from zit_agent.defaults import AGENT, LIMITS
 from zit_agent.errors import UserError
 
 STRATEGIES = ("raw", "expanded", "think", "agent")
@@ -112,7 +112,10 @@ class Config(_Strict):
         None, ge=LIMITS.control_scale[0], le=LIMITS.control_scale[1]
     )
     preprocess: Literal["none", "canny"] | None = None
-    max_tokens: int = Field(RENDER.max_tokens, ge=LIMITS.min_tokens, le=LIMITS.token_ceiling)
+    max_tokens: int | None = Field(
+        None, ge=LIMITS.min_tokens, le=LIMITS.token_ceiling,
+        description="the sequence's token budget (default: zit.toml's, as for zit generate)",
+    )  # fmt: skip
     max_attempts: int = Field(
         AGENT.max_attempts, ge=1, description="agent: renders before it gives up"
     )

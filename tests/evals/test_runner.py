@@ -246,3 +246,36 @@ def test_raw_keys_do_not_depend_on_the_suite_writer():
     plain = plan(Suite.model_validate(sketch_suite()))
     with_writer = plan(Suite.model_validate(sketch_suite(writer="gguf:other.gguf")))
     assert [j.key for j in plain] == [j.key for j in with_writer]
+
+
+def test_a_suite_takes_max_tokens_from_zit_toml_as_zit_generate_does(
+    tmp_path, qwen_tokenizer, monkeypatch, zit_home
+):
+    from zit_agent.settings import load_settings
+
+    cfg = tmp_path / "zit.toml"
+    cfg.write_text("[render]\nmax_tokens = 700\n")
+    monkeypatch.setenv("ZIT_CONFIG", str(cfg))
+    suite = Suite.model_validate(
+        sketch_suite(
+            configs={"raw": {"strategy": "raw"}, "agent": {"strategy": "agent"}},
+            ideas=[{"id": "fox", "text": "a red fox in the snow"}],
+        )
+    )
+    context = RunContext(suite, tokenizer=qwen_tokenizer, settings=load_settings())
+    run_suite(suite, tmp_path / "run", quiet=True, context=context)
+    records = [
+        json.loads(x) for x in (tmp_path / "run" / "per_image.jsonl").read_text().splitlines()
+    ]
+    assert {(r["config"], r["sequence"]["max_tokens"]) for r in records} == {
+        ("raw", 700),
+        ("agent", 700),
+    }
+    # A config's own budget still wins.
+    own = Suite.model_validate(sketch_suite(configs={"raw": {"strategy": "raw", "max_tokens": 64}}))
+    assert (
+        RunContext(own, tokenizer=qwen_tokenizer, settings=load_settings()).max_tokens(
+            own.configs["raw"]
+        )
+        == 64
+    )
