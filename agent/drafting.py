@@ -24,6 +24,7 @@ from zit_agent.backends.base import Draft, Message, Sampling, TextIds, Writer
 from zit_agent.backends.tokenizer import QwenTokenizer
 from zit_agent.backends.writers.messages import build_messages
 from zit_agent.backends.writers.parse import DraftProblem
+from zit_agent.defaults import RENDER
 from zit_agent.errors import UserError
 from zit_agent.sequence import Assembled, ChatSequence, Segment, assemble
 
@@ -122,7 +123,7 @@ def compose(
     sampling: Sampling | None = None,
     seed: int = 0,
     retokenize: bool = False,
-    max_tokens: int = 512,
+    max_tokens: int = RENDER.max_tokens,
     instruction: prompts.Instruction | None = None,
 ) -> WrittenSequence:
     """Write a draft for `messages` and build the Z-Image sequence of `idea` from it."""

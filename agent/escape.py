@@ -34,7 +34,6 @@ from zit_agent import axes as axis_reader
 from zit_agent.agent.state import Attempt, Description, Lever, RenderKnobs, Scores, Shot, WriterRut
 
 MAX_VARIED_AXES = 3
-NOVELTY_WINDOW = 8  # images of this idea/session whose axis values count as "used recently"
 WRITER_OVERLAP_THRESHOLD = 0.6
 TEMPERATURE_STEP = 0.3
 MAX_TEMPERATURE = 1.5

@@ -444,9 +444,9 @@ def novelty_memory(ctx: AgentContext, state: AgentState) -> dict[str, list[str]]
     """Axis values stated in the last images of this idea, oldest first: from the history store
     (so across runs and sessions) when there is one, else from this run."""
     if ctx.store is None:
-        return state.novelty_memory(escape.NOVELTY_WINDOW)
+        return state.novelty_memory(AGENT.window)
     memory: dict[str, list[str]] = {}
-    for row in ctx.store.images(idea=state.idea, limit=escape.NOVELTY_WINDOW):
+    for row in ctx.store.images(idea=state.idea, limit=AGENT.window):
         for axis, value in _stated_axes_of(row.path).items():
             memory.setdefault(axis, []).append(value)
     return memory

@@ -30,7 +30,6 @@ from zit_agent.axes import AxisSummary, summarize
 from zit_agent.defaults import AGENT
 
 Verdict = Literal["ok", "warn", "rut"]
-DEFAULT_WINDOW = 8
 
 
 class Thresholds(BaseModel):
@@ -150,7 +149,7 @@ def judge(
     *,
     embedder: str,
     thresholds: Thresholds,
-    window: int = DEFAULT_WINDOW,
+    window: int = AGENT.window,
     labels: list[str] | None = None,
     texts: list[str] | None = None,
     wider: np.ndarray | None = None,

@@ -180,8 +180,9 @@ class AgentState(BaseModel):
     def run_attempts(self) -> list[Attempt]:
         return self.attempts[self.run_start :]
 
-    def novelty_memory(self, window: int = 8) -> dict[str, list[str]]:
-        """Axis values stated in the last `window` images of this idea/session, newest last."""
+    def novelty_memory(self, window: int) -> dict[str, list[str]]:
+        """Axis values stated in the last `window` images of this idea/session, newest last (the
+        values that count as used recently)."""
         memory: dict[str, list[str]] = {}
         shots = [shot for attempt in self.attempts for shot in attempt.shots for _ in shot.images]
         for shot in shots[-window:]:

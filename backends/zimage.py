@@ -38,7 +38,7 @@ from zit_agent.backends.schedules import (
 )
 from zit_agent.backends.single_file import PICKLE_SUFFIXES
 from zit_agent.backends.tokenizer import QwenTokenizer
-from zit_agent.defaults import DEFAULT_VARIANT, LIMITS
+from zit_agent.defaults import DEFAULT_VARIANT, LIMITS, RENDER
 from zit_agent.errors import ModelNotFoundError, ResourceExhausted, UserError
 from zit_agent.sequence import empty_prompt_ids, readable_text
 
@@ -48,9 +48,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("zit.zimage")
 
-MAX_SIDE = 4096
-WARN_SIDE = 2048
-LORA_STRENGTH_RANGE = (-2.0, 2.0)
+MAX_SIDE = LIMITS.max_side
+WARN_SIDE = LIMITS.warn_side
+LORA_STRENGTH_RANGE = LIMITS.lora_strength
 SEQ_MULTIPLE = 32  # the DiT pads captions to a multiple of this (diffusers' SEQ_MULTI_OF)
 # What a model folder must hold when an all-in-one checkpoint brings the weights.
 CONFIG_PATTERNS = ["*.json", "*.txt", "*.jinja", "tokenizer/*"]
@@ -68,9 +68,9 @@ class ZImageBackend(ImageBackend):
         *,
         model_id: str = "<memory>",
         model_revision: str | None = None,
-        max_batch: int = 4,
+        max_batch: int = RENDER.max_batch,
         cache_size: int = 32,
-        pad_to: int = 512,
+        pad_to: int = RENDER.max_tokens,
         tokenizer: QwenTokenizer | None = None,
         control_pipe: ZImageControlNetPipeline | None = None,
         controlnet_id: str | None = None,
@@ -125,7 +125,7 @@ class ZImageBackend(ImageBackend):
         text_encoder: str | None = None,
         vae: str | None = None,
         transformer: str | None = None,
-        max_batch: int = 4,
+        max_batch: int = RENDER.max_batch,
         checkpoint: str | None = None,
         controlnet: str | None = None,
         variant: str | None = None,
@@ -261,7 +261,7 @@ class ZImageBackend(ImageBackend):
         ]
 
     # -- encoding --------------------------------------------------------------------------------
-    def encode(self, token_ids: list[int], layer: int = -2) -> tuple[torch.Tensor, bool]:
+    def encode(self, token_ids: list[int], layer: int = RENDER.layer) -> tuple[torch.Tensor, bool]:
         """Hidden states `[len(ids), hidden]` of `layer` for these ids, and whether they came from
         the cache.
 

@@ -35,7 +35,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, Field, model_validator
 
-from zit_agent.defaults import LIMITS
+from zit_agent.defaults import LIMITS, RENDER
 from zit_agent.errors import UserError
 
 log = logging.getLogger("zit.sequence")
@@ -215,7 +215,7 @@ def assemble(
     seq: ChatSequence,
     tokenizer: Tokenizer,
     *,
-    max_tokens: int = 512,
+    max_tokens: int = RENDER.max_tokens,
     overflow: Overflow = "cut",
 ) -> Assembled:
     """Token ids of `seq`, at most `max_tokens` long.

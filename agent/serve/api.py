@@ -18,7 +18,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import FileResponse, StreamingResponse
 
-from zit_agent.agent.ruts import DEFAULT_WINDOW
 from zit_agent.agent.serve import work
 from zit_agent.agent.serve.app import Conflict, ServeState, sse
 from zit_agent.agent.serve.jobs import PING, Job
@@ -43,7 +42,7 @@ from zit_agent.agent.serve.models import (
     TokensResponse,
     options_of,
 )
-from zit_agent.defaults import SERVE
+from zit_agent.defaults import AGENT, SERVE
 from zit_agent.errors import UserError
 
 ERRORS = {
@@ -248,7 +247,7 @@ def tokens(body: TokensRequest, request: Request) -> TokensResponse:
 async def ruts(
     request: Request,
     files: Annotated[list[UploadFile], File(description="Two or more images (PNG, JPEG, ...)")],
-    window: Annotated[int, Form(ge=2, le=SERVE.max_uploads)] = DEFAULT_WINDOW,
+    window: Annotated[int, Form(ge=2, le=SERVE.max_uploads)] = AGENT.window,
 ) -> Any:
     """`zit ruts --json` over uploaded images: one composition over and over?"""
     if len(files) > SERVE.max_uploads:
