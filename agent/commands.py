@@ -12,17 +12,15 @@ parse or build these; the graph consumes them (as `model_dump()` data in its che
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, TypeAdapter
 
 from zit_agent.defaults import LIMITS, RENDER
 from zit_agent.errors import UserError
 
-HELP = """\
-text          refine the current description with what you type
-/vary         a new take: fresh values on the axes that repeat (shot, angle, framing, ...)
-/shorter      a shorter description (short prompts vary more)
+_HELP_HEAD = "text          refine the current description with what you type"
+_HELP_TAIL = """\
 /undo         back one turn (images stay on disk)
 /seed N       render again with seeds from N
 /size WxH     render again at this size (multiples of 16)
@@ -36,6 +34,14 @@ text          refine the current description with what you type
 /quit         leave (the session stays; resume it with the same session name)"""
 
 
+def help_text() -> str:
+    """The chat commands, one a line; the lever commands come from the lever registry."""
+    from zit_agent.agent.levers import registered
+
+    levers = [f"/{s.name:<12} {s.summary}" for s in registered().values() if s.command]
+    return "\n".join([_HELP_HEAD, *levers, _HELP_TAIL])
+
+
 class _Command(BaseModel):
     raw: str = ""  # what the person typed (shown in the turn list)
 
@@ -45,12 +51,12 @@ class Text(_Command):
     text: str = Field(min_length=1)
 
 
-class Vary(_Command):
-    kind: Literal["vary"] = "vary"
+class Escape(_Command):
+    """Take one lever of the escape ladder now (`/vary`, `/shorter`: the levers registered with a
+    chat command, `agent/levers.py`)."""
 
-
-class Shorter(_Command):
-    kind: Literal["shorter"] = "shorter"
+    kind: Literal["escape"] = "escape"
+    lever: str
 
 
 class Undo(_Command):
@@ -91,7 +97,7 @@ class Local(_Command):
 
 
 GraphCommand = Annotated[
-    Text | Vary | Shorter | Undo | Seed | Size | Layer | Lora, Field(discriminator="kind")
+    Text | Escape | Undo | Seed | Size | Layer | Lora, Field(discriminator="kind")
 ]
 SETTINGS = ("seed", "size", "layer", "lora")  # commands that change one render setting
 _GRAPH = TypeAdapter(GraphCommand)
@@ -99,12 +105,27 @@ _GRAPH = TypeAdapter(GraphCommand)
 
 def as_command(data: dict) -> BaseModel:
     """A graph command from its stored data."""
+    lever = forced_lever(data)
+    if lever is not None:  # sessions before the lever registry stored {"kind": "vary"}
+        return Escape(lever=lever, raw=data.get("raw", ""))
     return _GRAPH.validate_python(data)
+
+
+def forced_lever(data: dict[str, Any] | None) -> str | None:
+    """The lever a stored command asks for, or None (not an escape command)."""
+    from zit_agent.agent.levers import command_names
+
+    if not data:
+        return None
+    if data.get("kind") == "escape":
+        return data.get("lever")
+    return data.get("kind") if data.get("kind") in command_names() else None
 
 
 def parse_command(text: str) -> BaseModel:
     """The person's input as a command; a `UserError` names what is wrong with it. Nothing is
     sent to a session until its input parses."""
+    from zit_agent.agent.levers import command_names
     from zit_agent.sequence import check_utf8
 
     raw = check_utf8(text).strip()
@@ -116,10 +137,8 @@ def parse_command(text: str) -> BaseModel:
     name, arg = name.lower(), arg.strip()
     if name in ("show", "tokens", "history", "help", "quit"):
         return Local(kind=name, raw=raw)
-    if name == "vary":
-        return Vary(raw=raw)
-    if name == "shorter":
-        return Shorter(raw=raw)
+    if name in command_names():
+        return Escape(lever=name, raw=raw)
     if name == "undo":
         return Undo(raw=raw)
     if name == "seed":

@@ -1,6 +1,7 @@
 """The escape ladder: what the agent changes, step by step, when the images fall into a rut.
 
-Steps, in the default order (`agent.state.LADDER`; any order can be configured):
+Steps, in the default order (`AGENT.ladder`; any order can be configured; each lever is registered
+once in `agent/levers.py`, which also takes levers from installed packages):
 
 1. `vary`: targeted variation. For the axes the rut report names (minus those the idea itself
    states: the idea's core stays), pick a new value per image, avoiding values used recently (the

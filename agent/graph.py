@@ -90,10 +90,12 @@ def after_finish(state: AgentState) -> str:
 
 
 def after_command(state: AgentState) -> Literal["write", "escape", "undo", "apply_setting"]:
+    from zit_agent.agent.commands import forced_lever
+
     kind = (state.command or {}).get("kind")
     if kind == "text":
         return "write"
-    if kind in ("vary", "shorter"):
+    if forced_lever(state.command) is not None:
         return "escape"
     if kind == "undo":
         return "undo"

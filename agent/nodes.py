@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zit_agent.agent import escape
+from zit_agent.agent import levers as registry
+from zit_agent.agent.commands import forced_lever
 from zit_agent.agent.state import AgentState, Attempt, ChatTurn, Description, Lever, Scores, Shot
 from zit_agent.defaults import AGENT
 
@@ -20,6 +22,7 @@ if TYPE_CHECKING:
     from langgraph.runtime import Runtime
 
     from zit_agent.agent.history import HistoryStore
+    from zit_agent.agent.levers import Applied
     from zit_agent.agent.ruts import Thresholds
     from zit_agent.backends.base import Embedder, ImageBackend, RenderOptions, Sampling, Writer
     from zit_agent.backends.tokenizer import QwenTokenizer
@@ -359,12 +362,11 @@ def escape_step(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, 
     """The next step of the escape ladder (or, in chat, the `/vary` or `/shorter` the person
     asked for)."""
     ctx = _ctx(runtime)
-    forced = state.command.get("kind") if state.command else None
-    asked = forced in ("vary", "shorter")
-    lever_name = forced if asked else escape.next_lever(state.ladder, state.ladder_step)
-    update: dict[str, Any] = {"ladder_step": state.ladder_step + (not asked)}
+    forced = forced_lever(state.command)
+    lever_name = forced or escape.next_lever(state.ladder, state.ladder_step)
+    update: dict[str, Any] = {"ladder_step": state.ladder_step + (forced is None)}
     number = len(state.attempts) + 1
-    changed, levers = LEVERS[lever_name](ctx, state, number)
+    changed, levers = registry.apply(lever_name, ctx, state, number)
     update.update(changed)
     update["pending_levers"] = [*levers, *update.get("pending_levers", [])]
     update["command"] = None
@@ -373,7 +375,8 @@ def escape_step(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, 
     return update
 
 
-def _vary(ctx: AgentContext, state: AgentState, number: int) -> tuple[dict[str, Any], list[Lever]]:
+# The built-in levers (registered in `agent/levers.py`): each returns (state changes, levers applied).
+def vary_lever(ctx: AgentContext, state: AgentState, number: int) -> Applied:
     levers: list[Lever] = []
     last = state.last_attempt
     report_axes = last.scores.axes if last and last.scores else []
@@ -414,30 +417,24 @@ def _vary(ctx: AgentContext, state: AgentState, number: int) -> tuple[dict[str, 
     return update, levers
 
 
-def _shorter(ctx: AgentContext, state: AgentState, number: int):
+def shorter_lever(ctx: AgentContext, state: AgentState, number: int) -> Applied:
     shots, lever = escape.shorter(state.shots, ctx.tokenizer)
     return {"shots": shots}, [lever]
 
 
-def _noise(ctx: AgentContext, state: AgentState, number: int):
+def noise_lever(ctx: AgentContext, state: AgentState, number: int) -> Applied:
     knobs, lever = escape.noise(state.knobs, number)
     return {"knobs": knobs}, [lever]
 
 
-def _layer(ctx: AgentContext, state: AgentState, number: int):
+def layer_lever(ctx: AgentContext, state: AgentState, number: int) -> Applied:
     knobs, lever = escape.layer(state.knobs)
     return {"knobs": knobs}, [lever]
 
 
-def _seeds(ctx: AgentContext, state: AgentState, number: int):
+def seeds_lever(ctx: AgentContext, state: AgentState, number: int) -> Applied:
     shots, lever = escape.new_seeds(state.shots, number)
     return {"shots": shots}, [lever]
-
-
-# The escape levers, by the ladder's names: each returns (state changes, levers applied).
-LEVERS: dict[str, Callable[[AgentContext, AgentState, int], tuple[dict[str, Any], list[Lever]]]] = {
-    "vary": _vary, "shorter": _shorter, "noise": _noise, "layer": _layer, "seeds": _seeds,
-}  # fmt: skip
 
 
 def novelty_memory(ctx: AgentContext, state: AgentState) -> dict[str, list[str]]:

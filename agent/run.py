@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
+from zit_agent.agent import levers
 from zit_agent.defaults import AGENT, LIMITS, RENDER, VARIANTS
 from zit_agent.errors import UserError
 
@@ -309,19 +310,6 @@ def resolve_shape(shape: str | None, has_writer: bool) -> str:
     return shape
 
 
-def parse_ladder(text: str | None) -> list[str]:
-    if text is None:
-        return list(AGENT.ladder)
-    steps = [s.strip() for s in text.split(",") if s.strip()]
-    unknown = [s for s in steps if s not in AGENT.ladder]
-    if not steps or unknown:
-        raise UserError(
-            f"bad escape ladder {text!r}" + (f": unknown {', '.join(unknown)}" if unknown else ""),
-            hint=f"list steps from {', '.join(AGENT.ladder)}, comma-separated",
-        )
-    return steps
-
-
 def check_request(settings: Settings, options: BaseModel, *, ruts: bool) -> None:
     """Everything about a request that can be checked before a model loads."""
     from zit_agent.backends.registry import registered
@@ -329,7 +317,7 @@ def check_request(settings: Settings, options: BaseModel, *, ruts: bool) -> None
     render_options(settings, options)
     token_budget(settings, options)
     seeds_of(options, image_count(options, ruts))
-    parse_ladder(options.ladder)
+    levers.parse_ladder(options.ladder)
     if options.shape is not None:
         resolve_shape(options.shape, True)
     if options.backend is not None and options.backend not in registered("image backend"):
@@ -357,7 +345,7 @@ def initial_state(
         max_attempts=first_given(options.max_attempts, AGENT.max_attempts),
         ruts=ruts,
         chat=chat,
-        ladder=parse_ladder(options.ladder),
+        ladder=levers.parse_ladder(options.ladder),
         max_tokens=budget,
         run_id=run_id,
         temperature=None,

@@ -19,8 +19,6 @@ from pydantic import BaseModel, Field
 from zit_agent.defaults import AGENT, RENDER
 
 Verdict = Literal["ok", "warn", "rut"]
-LeverName = Literal["vary", "shorter", "noise", "layer", "seeds", "writer"]
-LADDER: tuple[str, ...] = AGENT.ladder
 
 
 class Description(BaseModel):
@@ -72,7 +70,7 @@ class RenderKnobs(BaseModel):
 class Lever(BaseModel):
     """One escape step: what was changed, and (after judging) what it did."""
 
-    name: LeverName
+    name: str  # a registered lever (`agent/levers.py`)
     detail: str
     values: dict[str, Any] = Field(default_factory=dict)
     effect: str | None = None
@@ -139,7 +137,7 @@ class AgentState(BaseModel):
     max_attempts: int = Field(AGENT.max_attempts, ge=1)
     ruts: bool = True
     chat: bool = False
-    ladder: list[str] = Field(default_factory=lambda: list(LADDER))
+    ladder: list[str] = Field(default_factory=lambda: list(AGENT.ladder))
     max_tokens: int = RENDER.max_tokens
     run_id: str = "run"  # names the images and the history-store session
     parts: dict[str, Any] = Field(default_factory=dict)  # which parts (specs only, for chat)

@@ -119,7 +119,7 @@ class Config(_Strict):
     max_attempts: int = Field(
         AGENT.max_attempts, ge=1, description="agent: renders before it gives up"
     )
-    ladder: list[Literal["vary", "shorter", "noise", "layer", "seeds"]] | None = Field(
+    ladder: list[str] | None = Field(
         None, min_length=1, description="agent: the escape ladder's order (default: the agent's)"
     )
 
@@ -142,6 +142,17 @@ class Config(_Strict):
         except UserError as err:
             raise ValueError(err.one_line()) from None
 
+    @field_validator("ladder")
+    @classmethod
+    def _ladder(cls, value: list[str] | None) -> list[str] | None:
+        """Registered levers only (built-in or installed), reported at the suite's line."""
+        from zit_agent.agent.levers import parse_ladder
+
+        try:
+            return None if value is None else parse_ladder(value)
+        except UserError as err:
+            raise ValueError(err.one_line()) from None
+
     @model_validator(mode="after")
     def _check(self) -> Config:
         if self.shape is not None and self.strategy == "raw" and self.shape != "plain":
@@ -156,7 +167,9 @@ class Config(_Strict):
 class Backend(_Strict):
     """The image backend: a Z-Image model, or the sketch stand-in (not an image model)."""
 
-    kind: Literal["zimage", "sketch"] = "zimage"
+    kind: str = Field(
+        "zimage", description="a registered image backend: zimage, sketch, a plugin's"
+    )
     model: str | None = Field(None, description="zimage: a diffusers directory or repo id")
     tokenizer: str | None = Field(None, description="default: the model's, or the bundled Qwen3")
     width: Side | None = None
@@ -172,6 +185,16 @@ class Backend(_Strict):
         None, description="zimage: a ControlNet Union (folder, repo id or .safetensors)"
     )
     variant: Literal["turbo", "base"] | None = Field(None, description="default: detected")
+
+    @field_validator("kind")
+    @classmethod
+    def _kind(cls, value: str) -> str:
+        from zit_agent.backends.registry import registered
+
+        known = registered("image backend")
+        if value not in known:
+            raise ValueError(f"unknown image backend {value!r}: use one of {', '.join(known)}")
+        return value
 
 
 class Suite(_Strict):

@@ -127,11 +127,11 @@ def _is_local(result: Any) -> bool:
 
 def _answer(thread: ChatSession, command, console: Console):
     """The local commands: answered from the session's state."""
-    from zit_agent.agent.commands import HELP
+    from zit_agent.agent.commands import help_text
 
     state = thread.state()
     if command.kind == "help":
-        console.print(HELP, highlight=False)
+        console.print(help_text(), highlight=False, markup=False)
     elif command.kind == "show":
         for shot in state.shots:
             console.print(shot.sequence_text, highlight=False, markup=False)

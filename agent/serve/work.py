@@ -157,10 +157,10 @@ def _check_parts(runner: Runner, stored: dict[str, Any], name: str) -> None:
 
 def local_answer(state: AgentState | None, kind: str) -> str:
     """What `/help`, `/show`, `/tokens`, `/history` and `/quit` answer."""
-    from zit_agent.agent.commands import HELP
+    from zit_agent.agent.commands import help_text
 
     if kind == "help" or state is None:
-        return HELP
+        return help_text()
     if kind == "show":
         return "\n\n".join(shot.sequence_text for shot in state.shots)
     if kind == "tokens":
