@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from zit_agent.agent.state import AgentState
     from zit_agent.backends.base import Embedder, ImageBackend, RenderOptions, Sampling, Writer
     from zit_agent.backends.tokenizer import QwenTokenizer
+    from zit_agent.options import RunOptions
     from zit_agent.settings import Settings
 
 Event = Callable[[str, dict[str, Any]], None]
@@ -72,7 +73,7 @@ class PartsSpec(BaseModel):
     model: dict[str, Any] = {}  # image-model loader options (dtype, cpu_offload, ...)
 
 
-def parts_spec(settings: Settings, options: BaseModel, stored: dict[str, Any] | None = None):
+def parts_spec(settings: Settings, options: RunOptions, stored: dict[str, Any] | None = None):
     """The parts of `options` on top of `stored` (a chat session's) and settings."""
     stored = stored or {}
     writer = first_given(options.writer, stored.get("writer"), settings.writer)
@@ -186,7 +187,7 @@ def _embedder(settings: Settings, spec: PartsSpec):
 
 # -- 3. render options ---------------------------------------------------------------------------
 def render_options(
-    settings: Settings, options: BaseModel, tokenizer: QwenTokenizer | None = None, *,
+    settings: Settings, options: RunOptions, tokenizer: QwenTokenizer | None = None, *,
     variant: str | None = None,
 ) -> RenderOptions:  # fmt: skip
     """The one place a request becomes `RenderOptions`: given options, then zit.toml/ZIT_RENDER__*,
@@ -243,7 +244,7 @@ def render_options(
 
 
 def token_budget(
-    settings: Settings, options: BaseModel, ceiling: int = LIMITS.token_ceiling
+    settings: Settings, options: RunOptions, ceiling: int = LIMITS.token_ceiling
 ) -> int:
     """The sequence's token budget, checked against the DiT's ceiling (the loaded model's, or
     Z-Image's before one loads); past 512 it warns."""
@@ -253,7 +254,7 @@ def token_budget(
     return check_token_budget(budget, ceiling)
 
 
-def seeds_of(options: BaseModel, count: int) -> list[int]:
+def seeds_of(options: RunOptions, count: int) -> list[int]:
     first = options.seed if options.seed is not None else secrets.randbelow(2**31)
     if first + count - 1 > LIMITS.max_seed:
         raise UserError(
@@ -262,7 +263,7 @@ def seeds_of(options: BaseModel, count: int) -> list[int]:
     return [first + i for i in range(count)]
 
 
-def image_count(options: BaseModel, ruts: bool) -> int:
+def image_count(options: RunOptions, ruts: bool) -> int:
     """A rut shows across seeds: compare `AGENT.rut_count` images unless told otherwise."""
     return options.count or (AGENT.rut_count if ruts else 1)
 
@@ -292,7 +293,7 @@ def parse_lora(spec: str) -> tuple[str, float]:
     return str(check_lora_file(path)), strength
 
 
-def writer_sampling(options: BaseModel) -> Sampling | None:
+def writer_sampling(options: RunOptions) -> Sampling | None:
     """The writer's sampling with the options given; None: the writer's defaults."""
     from zit_agent.backends.base import Sampling
 
@@ -310,7 +311,7 @@ def resolve_shape(shape: str | None, has_writer: bool) -> str:
     return shape
 
 
-def check_request(settings: Settings, options: BaseModel, *, ruts: bool) -> None:
+def check_request(settings: Settings, options: RunOptions, *, ruts: bool) -> None:
     """Everything about a request that can be checked before a model loads."""
     from zit_agent.backends.registry import registered
 
@@ -327,7 +328,7 @@ def check_request(settings: Settings, options: BaseModel, *, ruts: bool) -> None
 
 # -- 4. the starting state -----------------------------------------------------------------------
 def initial_state(
-    idea: str, options: BaseModel, render: RenderOptions, *, seeds: list[int], budget: int,
+    idea: str, options: RunOptions, render: RenderOptions, *, seeds: list[int], budget: int,
     has_writer: bool, ruts: bool, run_id: str, chat: bool = False, parts: dict | None = None,
 ) -> AgentState:  # fmt: skip
     """The agent's first state: the same for `generate`, a chat session's first turn and the eval
@@ -393,7 +394,7 @@ class Runner:
 
     @classmethod
     def load(
-        cls, settings: Settings, options: BaseModel, *, ruts: bool = True,
+        cls, settings: Settings, options: RunOptions, *, ruts: bool = True,
         stored: dict[str, Any] | None = None, progress: Progress = _ignore,
     ) -> Runner:  # fmt: skip
         spec = parts_spec(settings, options, stored)
@@ -403,15 +404,15 @@ class Runner:
     def variant(self) -> str | None:
         return self.parts.backend.variant
 
-    def budget(self, options: BaseModel) -> int:
+    def budget(self, options: RunOptions) -> int:
         """The token budget, against the loaded DiT's own ceiling."""
         return token_budget(self.settings, options, self.parts.backend.token_ceiling)
 
-    def options_for(self, options: BaseModel) -> RenderOptions:
+    def options_for(self, options: RunOptions) -> RenderOptions:
         return render_options(self.settings, options, self.parts.tokenizer, variant=self.variant)
 
     def context(
-        self, options: BaseModel, render: RenderOptions, *, out_dir: Path,
+        self, options: RunOptions, render: RenderOptions, *, out_dir: Path,
         store: HistoryStore | None, on_event: Event = _ignore,
     ) -> AgentContext:  # fmt: skip
         from zit_agent.agent.nodes import AgentContext
@@ -432,7 +433,7 @@ class Runner:
 
     # -- the automatic loop ----------------------------------------------------------------------
     def generate(
-        self, idea: str, options: BaseModel, *, out_dir: Path, ruts: bool = True,
+        self, idea: str, options: RunOptions, *, out_dir: Path, ruts: bool = True,
         on_event: Event = _ignore, checkpointer: Any = None, store: HistoryStore | None = None,
         run_id: str | None = None, sampling: Sampling | None = None,
         record: dict[str, Any] | None = None,
@@ -450,8 +451,8 @@ class Runner:
             run_id=run_id,
             parts=self.parts.spec.model_dump(),
         )  # fmt: skip
-        own_store = store is None and ruts
-        store = HistoryStore(self.settings.history_db) if own_store else store
+        own = HistoryStore(self.settings.history_db) if store is None and ruts else None
+        store = own or store
         try:
             context = self.context(options, render, out_dir=out_dir, store=store, on_event=on_event)
             if sampling is not None:  # a full writer sampling (eval configs have one)
@@ -461,11 +462,11 @@ class Runner:
             app = compiled_graph(checkpointer)
             return state_of(app.invoke(initial, run_config(initial, thread), context=context))
         finally:
-            if own_store:
-                store.close()
+            if own is not None:
+                own.close()
 
     # -- one plain render ------------------------------------------------------------------------
-    def render_plain(self, idea: str, options: BaseModel, *, out_dir: Path) -> dict[str, Any]:
+    def render_plain(self, idea: str, options: RunOptions, *, out_dir: Path) -> dict[str, Any]:
         """The idea's plain sequence (id for id what diffusers feeds for `prompt=idea`), rendered
         once per seed and saved with provenance. Returns what `zit generate --json` prints."""
         from zit_agent.sequence import ChatSequence, assemble, check_utf8
@@ -501,7 +502,7 @@ class Runner:
 
         return save_rendered(self.parts.backend.render(ids, seeds, render), out_dir, idea=idea)
 
-    def plain_path(self, options: BaseModel, *, ruts: bool) -> bool:
+    def plain_path(self, options: RunOptions, *, ruts: bool) -> bool:
         """Whether a request is the plain path (no writer, no rut checks, the Z-Image backend, no
         agent options): the idea's plain sequence rendered once, as diffusers would."""
         parts = self.parts

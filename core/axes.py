@@ -162,12 +162,12 @@ def summarize(texts: list[str]) -> AxisSummary:
     people = any(shows_people(t, s) for t, s in zip(texts, stated, strict=True))
     relevant = [a.name for a in load_axes().values() if people or not a.person]
     unstated = [a for a in relevant if not any(a in s for s in stated)]
-    repeated = {}
+    repeated: dict[str, str] = {}
     if len(texts) >= 2:
         for axis in relevant:
             seen = {s.get(axis) for s in stated}
-            if len(seen) == 1 and None not in seen:
-                repeated[axis] = seen.pop()
+            if len(seen) == 1 and (value := seen.pop()) is not None:
+                repeated[axis] = value
     return AxisSummary(unstated=unstated, repeated=repeated, stated=stated)
 
 

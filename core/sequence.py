@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, overload
 
 from pydantic import BaseModel, Field, model_validator
 
@@ -52,7 +52,8 @@ CUT_ORDER: tuple[Part, ...] = ("think", "assistant", "user")
 class Tokenizer(Protocol):
     """What assembly needs from a tokenizer (`backends.tokenizer.QwenTokenizer` has it)."""
 
-    base_vocab_size: int
+    @property
+    def base_vocab_size(self) -> int: ...
 
     def encode_text(self, text: str) -> list[int]: ...
     def decode(self, ids: list[int]) -> str: ...
@@ -68,6 +69,12 @@ class Segment(BaseModel):
     text: str = ""
     ids: list[int] | None = None
 
+    @overload
+    @classmethod
+    def of(cls, value: str | Segment) -> Segment: ...
+    @overload
+    @classmethod
+    def of(cls, value: None) -> None: ...
     @classmethod
     def of(cls, value: str | Segment | None) -> Segment | None:
         if value is None or isinstance(value, Segment):
