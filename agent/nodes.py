@@ -23,10 +23,8 @@ if TYPE_CHECKING:
 
     from zit_agent.agent.history import HistoryStore
     from zit_agent.agent.levers import Applied
-    from zit_agent.agent.ruts import Thresholds
     from zit_agent.backends.base import Embedder, ImageBackend, RenderOptions, Sampling, Writer
     from zit_agent.backends.tokenizer import QwenTokenizer
-    from zit_agent.settings import Settings
 
 Event = Callable[[str, dict[str, Any]], None]
 # The layout axes a ControlNet's control map fixes: the judge does not ask the ladder to vary them.
@@ -44,13 +42,11 @@ class AgentContext:
     tokenizer: QwenTokenizer
     backend: ImageBackend
     out_dir: Path
-    settings: Settings
     base_options: RenderOptions
     writer: Writer | None = None
     sampling: Sampling | None = None
     embedder: Embedder | None = None
     store: HistoryStore | None = None  # needed when ruts are checked
-    detector: Thresholds | None = None  # None: the embedder family's defaults
     retokenize: bool = False  # allow a writer of another vocabulary (its text re-tokenized)
     record: dict[str, Any] = field(default_factory=dict)  # the caller's, in every image's record
     on_event: Event = field(default=_ignore)
@@ -324,7 +320,7 @@ def judge(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
 def _report(ctx: AgentContext, state: AgentState, attempt: Attempt):
     from zit_agent.agent import ruts
 
-    thresholds = ctx.detector or ruts.thresholds_for(ctx.embedder.family)
+    thresholds = ruts.thresholds_for(ctx.embedder.family)
     name = ctx.embedder.name
     texts = [shot.description.full_text for shot in attempt.shots for _ in shot.images]
     vectors, labels = _attempt_vectors(ctx, attempt), attempt.images
@@ -406,7 +402,6 @@ def vary_lever(ctx: AgentContext, state: AgentState, number: int) -> Applied:
         update.update(
             temperature=found.temperature,
             avoid=list(dict.fromkeys([*state.avoid, *found.avoid])),
-            writer_rut=found,
         )
         detail = (
             f"the writer repeats itself (token overlap {found.overlap} >= {found.threshold}): "

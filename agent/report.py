@@ -67,7 +67,8 @@ def attempt_details(attempt: Attempt) -> dict[str, Any]:
             for shot in attempt.shots
         ],
         "render": attempt.knobs.model_dump(),
-        "writer_rut": attempt.writer_rut.model_dump() if attempt.writer_rut else None,
+        # What the writer-side rut check found before this attempt (the `writer` lever's values).
+        "writer_rut": next((lv.values for lv in attempt.levers if lv.name == "writer"), None),
     }
 
 

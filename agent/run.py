@@ -421,7 +421,6 @@ class Runner:
             tokenizer=self.parts.tokenizer,
             backend=self.parts.backend,
             out_dir=Path(out_dir),
-            settings=self.settings,
             base_options=render,
             writer=self.parts.writer,
             sampling=writer_sampling(options),

@@ -107,7 +107,6 @@ class Attempt(BaseModel):
     knobs: RenderKnobs
     levers: list[Lever] = Field(default_factory=list)
     scores: Scores | None = None
-    writer_rut: WriterRut | None = None
     notes: list[str] = Field(default_factory=list)
 
     @property
@@ -143,8 +142,6 @@ class AgentState(BaseModel):
     parts: dict[str, Any] = Field(default_factory=dict)  # which parts (specs only, for chat)
 
     # -- working values -----------------------------------------------------------------------
-    instruction: str = "expand"
-    feedback: str | None = None
     temperature: float | None = None  # None: the writer's default sampling
     avoid: list[str] = Field(default_factory=list)
     knobs: RenderKnobs = Field(default_factory=RenderKnobs)
@@ -152,7 +149,6 @@ class AgentState(BaseModel):
     pending_levers: list[Lever] = Field(default_factory=list)
     ladder_step: int = 0
     attempts: list[Attempt] = Field(default_factory=list)
-    writer_rut: WriterRut | None = None
 
     # -- outcome ------------------------------------------------------------------------------
     final_verdict: Verdict | None = None

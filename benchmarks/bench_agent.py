@@ -30,13 +30,11 @@ def _context(tok, out: Path):
     from zit_agent.backends.base import RenderOptions
     from zit_agent.backends.embedders import HashEmbedder
     from zit_agent.backends.tiny.sketch import SketchBackend
-    from zit_agent.settings import load_settings
 
     return AgentContext(
         tokenizer=tok,
         backend=SketchBackend(tok),
         out_dir=out / "images",
-        settings=load_settings(home=str(out)),
         base_options=RenderOptions(width=128, height=128),
         embedder=HashEmbedder(),
         store=HistoryStore(out / "history.sqlite"),

@@ -52,13 +52,11 @@ def sketch_context(tokenizer, out: Path, *, writer=None, backend=None, store=Non
     from zit_agent.backends.base import RenderOptions
     from zit_agent.backends.embedders import HashEmbedder
     from zit_agent.backends.tiny.sketch import SketchBackend
-    from zit_agent.settings import load_settings
 
     return AgentContext(
         tokenizer=tokenizer,
         backend=backend or SketchBackend(tokenizer),
         out_dir=out / "images",
-        settings=load_settings(),
         base_options=RenderOptions(width=SIZE, height=SIZE),
         writer=writer,
         embedder=HashEmbedder(),
