@@ -9,6 +9,7 @@ is derived from these values, never written out again).
 - `AGENT`: the agent loop's values, the same for every front end.
 - `LIMITS`: the bounds every front end enforces (CLI, suites, HTTP requests).
 - `SERVE`: `zit serve`'s address, job queue and request bounds.
+- `RAY`: how long an eval run on Ray waits for the cluster before it calls it lost.
 """
 
 from __future__ import annotations
@@ -104,8 +105,22 @@ class ServeTable(_Table):
     stop_grace_s: float = 30.0  # how long stopping waits for the running job
 
 
+class RayTable(_Table):
+    """`zit eval --workers/--ray` (evals/distributed.py, docs/scaling.md): every wait on Ray is
+    bounded by one of these, so a lost node, a dead raylet, a silent head or a hung worker ends
+    the run with one line instead of a wait without end."""
+
+    connect_timeout_s: float = 5.0  # the head must accept a connection and answer HTTP/2 (gRPC)
+    poll_s: float = 2.0  # with no result for this long, the driver checks the cluster
+    check_timeout_s: float = 10.0  # a cluster check (`ray.nodes()`) unanswered this long: lost
+    fetch_timeout_s: float = 120.0  # fetching a finished job's result (its files) from a worker
+    start_timeout_s: float = 600.0  # no worker has loaded its models by then: the run stops
+    job_timeout_s: float = 1800.0  # a worker holding jobs with no result for this long: hung
+
+
 RENDER = RenderTable()
 AUTO_SHIFT = AutoShiftTable()
 AGENT = AgentTable()
 LIMITS = LimitsTable()
 SERVE = ServeTable()
+RAY = RayTable()

@@ -18,6 +18,13 @@
   back to the queue (its partial files cleared) and runs on another worker; a replacement worker
   starts. A job that loses `MAX_LOSSES` workers stops the run (`WorkerLost`). Nothing is
   recorded twice: a job enters the folder only from a result, and a lost job has none.
+- **Every wait is bounded** (`defaults.RAY`): the driver waits `poll_s` for a result, then checks
+  the cluster (`ray.nodes()`, itself bounded by `check_timeout_s`). Its own node dead (a dead
+  raylet: its agents fate-share with it), no node alive or a head that no longer answers stop the
+  run (`ClusterLost`); a worker holding jobs with no result for `job_timeout_s` is hung: it is
+  killed and its jobs go back to the queue as for a dead one; no worker loaded after
+  `start_timeout_s` (a cluster without the resources) stops the run. The one line says how many
+  jobs are done and that `--resume` finishes the run.
 - **Stopping the driver** (Ctrl-C, kill) stops the run: its actors die with it (Ray ends the
   actors of a dead owner), and `--resume` finishes the run like any other.
 
@@ -26,9 +33,12 @@ Ray is an optional dependency (`pip install "zit-agent[ray]"`), imported only he
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import socket
 import tempfile
+import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
@@ -37,6 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from zit_agent.defaults import RAY
 from zit_agent.errors import ResourceExhausted, UserError
 from zit_agent.evals.runner import (
     Job,
@@ -56,20 +67,36 @@ if TYPE_CHECKING:
 
 PREFETCH = 1  # jobs queued on a worker beyond the one it runs
 MAX_LOSSES = 3  # a job that loses this many workers stops the run
-CONNECT_TIMEOUT_S = 5.0
+CONNECT_TIMEOUT_S = RAY.connect_timeout_s
 RAY_GCS_PORT = 6379  # Ray's default head port (`ray start --head`)
 RAY_CLIENT_PORT = 10001  # and its client server's (`ray://HOST`)
 # A worker's scratch copy of the folder layout lives in memory where it can: its files are read
 # back at once, so the atomic writes' fsyncs there would only cost time.
 SCRATCH_ROOT = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
 INSTALL_HINT = 'install it with pip install "zit-agent[ray]"'
+RESUME_HINT = (
+    "run the same command again with {resume} to finish it, on Ray or in one process: "
+    "without {workers} and {ray}"
+)
+# HTTP/2's client connection preface and an empty SETTINGS frame: a gRPC server (Ray's head, its
+# client server) answers with a SETTINGS frame of its own.
+HTTP2_HELLO = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+HTTP2_SETTINGS = 4
+log = logging.getLogger("zit.ray")
 
 
 class WorkerLost(ResourceExhausted):
-    """A job kept losing its worker (killed, out of memory, its node gone): the machines, not the
-    input, are the problem."""
+    """A job kept losing its worker (killed, out of memory, hung, its node gone): the machines,
+    not the input, are the problem."""
 
     kind = "worker lost"
+
+
+class ClusterLost(ResourceExhausted):
+    """The Ray cluster is gone mid-run: this machine's node died (a dead raylet), no node is left,
+    the head stopped answering, or no worker could start. Exit 3 like the other lost machines."""
+
+    kind = "cluster lost"
 
 
 @dataclass(frozen=True)
@@ -81,6 +108,8 @@ class RaySpec:
     address: str | None = None
     workers: int | None = None
     shared_storage: bool = False
+    job_timeout_s: float = RAY.job_timeout_s  # a worker with jobs and no result this long: hung
+    start_timeout_s: float = RAY.start_timeout_s  # no worker loaded by then: the run stops
 
 
 # -- connecting ----------------------------------------------------------------------------------
@@ -111,18 +140,39 @@ def resolve_address(address: str) -> str:
     return found
 
 
-def check_reachable(address: str) -> None:
-    """A TCP connection to the head, with a short timeout: `ray.init` itself retries an
-    unreachable address for minutes."""
+def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """A connection to the head and an HTTP/2 handshake (Ray speaks gRPC), within `timeout`:
+    `ray.init` itself retries an address that refuses or never answers for minutes."""
     host, port = split_address(address)
+    deadline = time.monotonic() + timeout
     try:
-        socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S).close()
+        with socket.create_connection((host, port), timeout=timeout) as conn:
+            conn.settimeout(max(deadline - time.monotonic(), 0.1))
+            conn.sendall(HTTP2_HELLO)
+            answer = _read(conn, 9, deadline)  # a frame header: length 3, type 1, flags 1, id 4
+    except TimeoutError:
+        reason = f"nothing answered within {timeout:g} s"
     except OSError as err:
         reason = err.strerror or type(err).__name__
-        raise UserError(
-            f"cannot reach the Ray cluster at {address}: {reason}",
-            hint="start it there with `ray start --head`, or check the address given to {ray}",
-        ) from None
+    else:
+        if len(answer) == 9 and answer[3] == HTTP2_SETTINGS:
+            return
+        reason = "what answers there is not a Ray head (no gRPC handshake)"
+    raise UserError(
+        f"cannot reach the Ray cluster at {address}: {reason}",
+        hint="start it there with `ray start --head`, or check the address given to {ray}",
+    ) from None
+
+
+def _read(conn: socket.socket, size: int, deadline: float) -> bytes:
+    data = b""
+    while len(data) < size:
+        conn.settimeout(max(deadline - time.monotonic(), 0.01))
+        chunk = conn.recv(size - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
 
 
 def split_address(address: str) -> tuple[str, int]:
@@ -141,20 +191,46 @@ def connected(spec: RaySpec) -> Iterator[Any]:
     """Ray, initialized for this run: the caller's instance when there is one (it stays up),
     else a new local instance or a connection to `spec.address` (shut down afterwards)."""
     ray = import_ray()
-    if ray.is_initialized():
-        yield ray
-        return
-    quiet = {"log_to_driver": False, "logging_level": "ERROR", "configure_logging": True}
-    if spec.address is None:
-        ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, **quiet)
-    else:
-        address = resolve_address(spec.address)
-        check_reachable(address)
-        ray.init(address=address, **quiet)
+    with _cluster_messages_logged():
+        if ray.is_initialized():
+            yield ray
+            return
+        quiet = {"log_to_driver": False, "logging_level": "ERROR", "configure_logging": True}
+        if spec.address is None:
+            ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, **quiet)
+        else:
+            address = resolve_address(spec.address)
+            check_reachable(address)
+            ray.init(address=address, **quiet)
+        try:
+            yield ray
+        finally:
+            ray.shutdown()
+
+
+@contextmanager
+def _cluster_messages_logged() -> Iterator[None]:
+    """Ray's driver prints the cluster's error messages (`The node ... has been marked dead`)
+    on stdout from a thread of its own, even with `log_to_driver=False`; during a run they go to
+    the `zit.ray` log instead (the run says what happened in its own line). Ray's private
+    function: left alone if a Ray version has none."""
     try:
-        yield ray
+        from ray._private import worker as ray_worker
+
+        original = ray_worker.print_to_stdstream
+    except (ImportError, AttributeError):
+        yield
+        return
+
+    def to_log(data: dict, ignore_prefix: bool = False) -> None:
+        for line in data.get("lines", []):
+            log.info("ray (%s): %s", data.get("pid", "?"), line)
+
+    ray_worker.print_to_stdstream = to_log
+    try:
+        yield
     finally:
-        ray.shutdown()
+        ray_worker.print_to_stdstream = original
 
 
 def worker_shape(resources: dict[str, float], workers: int | None) -> tuple[int, dict[str, float]]:
@@ -251,7 +327,7 @@ def _files_under(folder: Path) -> dict[str, bytes]:
     }
 
 
-# -- the driver ----------------------------------------------------------------------------------
+# -- the driver ---------------------------------------------------------------------------------
 @dataclass(eq=False)
 class _Worker:
     name: str
@@ -259,6 +335,7 @@ class _Worker:
     info: dict[str, Any] = field(default_factory=dict)
     held: list[Any] = field(default_factory=list)  # refs of the jobs it holds
     dead: bool = False
+    since: float = field(default_factory=time.monotonic)  # started, or last gave a result
 
 
 @dataclass
@@ -267,14 +344,16 @@ class RayExecutor:
 
     `on_outcome(job, outcome)` is called after each job is recorded (tests use it to kill a
     worker mid-run). After a run: `workers` (every worker started, with its node, pid and device),
-    `lost` (how many times a job went back to the queue), `startup_s` (until every first worker
-    had loaded its models) and `seconds` (the whole run).
+    `lost` (how many times a job went back to the queue), `hung` (workers killed for holding jobs
+    past `spec.job_timeout_s`), `startup_s` (until every first worker had loaded its models) and
+    `seconds` (the whole run).
     """
 
     spec: RaySpec = field(default_factory=RaySpec)
     on_outcome: Callable[[Job, JobOutcome], None] | None = None
     workers: list[dict[str, Any]] = field(default_factory=list)
     lost: int = 0
+    hung: int = 0
     startup_s: float | None = None
     seconds: float = 0.0
 
@@ -282,27 +361,60 @@ class RayExecutor:
         self, todo: list[Job], run: RunContext, folder: RunFolder, progress: Progress
     ) -> None:
         start = time.perf_counter()
-        with connected(self.spec) as ray:
-            pool = _Pool(ray, self.spec, run, folder, configs_of(todo))
-            try:
-                progress.describe(f"starting {pool.count} Ray workers (loading models)")
-                self._run(ray, pool, todo, run, folder, progress, start)
-            finally:
-                pool.close()
-                self.workers = [w.info or {"name": w.name} for w in pool.started]
+        try:
+            with connected(self.spec) as ray:
+                pool = _Pool(ray, self.spec, run, folder, configs_of(todo))
+                try:
+                    progress.describe(f"starting {pool.count} Ray workers (loading models)")
+                    self._run(ray, pool, todo, run, folder, progress, start)
+                except ray.exceptions.RaySystemError as err:  # Ray itself failed here
+                    raise ClusterLost(f"Ray failed: {_first_line(err)}") from None
+                finally:
+                    pool.close()
+                    self.workers = [w.info or {"name": w.name} for w in pool.started]
+        except (ClusterLost, WorkerLost) as err:
+            raise type(err)(f"{err}; {_done(folder, todo)}", hint=RESUME_HINT) from None
         self.seconds = time.perf_counter() - start
 
     def _run(self, ray, pool: _Pool, todo, run, folder, progress, start: float) -> None:
         queue, losses = deque(todo), Counter()
         running: dict[Any, tuple[Job, _Worker]] = {}
+
+        def lose(job: Job, why: str) -> None:  # the job goes back to the queue
+            losses[job.key] += 1
+            self.lost += 1
+            if losses[job.key] >= MAX_LOSSES:
+                raise WorkerLost(
+                    f"job {job.idea.id} / {job.config_name} lost its worker {MAX_LOSSES} times "
+                    f"(last: {why}); check the workers' memory and logs (`ray logs`)"
+                )
+            folder.clear_unfinished([job])  # what a worker on shared storage left of it
+            queue.appendleft(job)
+
         while queue or running:
             for worker in pool.ready:
                 while queue and len(worker.held) <= PREFETCH:
+                    if not worker.held:  # an idle worker's clock starts with its job
+                        worker.since = time.monotonic()
                     job = queue.popleft()
                     ref = worker.actor.run_job.remote(job)
                     worker.held.append(ref)
                     running[ref] = (job, worker)
-            [ref], _ = ray.wait([*pool.starting, *running], num_returns=1)
+            ready, _ = ray.wait([*pool.starting, *running], num_returns=1, timeout=RAY.poll_s)
+            for worker in pool.hung(self.spec.job_timeout_s):  # killed, its jobs go elsewhere
+                self.hung += 1
+                for held in worker.held:
+                    lose(running.pop(held)[0], f"{worker.name} gave no result in "
+                         f"{self.spec.job_timeout_s:g} s")  # fmt: skip
+                worker.held.clear()
+                pool.replace(worker)
+            if not ready:  # nothing for a while: is the cluster still there?
+                pool.check_cluster()
+                pool.check_started()
+                continue
+            [ref] = ready
+            if ref not in pool.starting and ref not in running:  # a hung worker's, given up
+                continue
             if ref in pool.starting:
                 pool.loaded(ref)
                 if self.startup_s is None and len(pool.ready) == pool.count:
@@ -310,19 +422,16 @@ class RayExecutor:
                 continue
             job, worker = running.pop(ref)
             worker.held.remove(ref)
+            worker.since = time.monotonic()
             try:
-                outcome = ray.get(ref)
-            except ray.exceptions.RayActorError as err:  # the worker died: the job goes elsewhere
-                losses[job.key] += 1
-                self.lost += 1
-                if losses[job.key] >= MAX_LOSSES:
-                    raise WorkerLost(
-                        f"job {job.idea.id} / {job.config_name} lost its worker "
-                        f"{MAX_LOSSES} times (last: {_first_line(err)})",
-                        hint="check the workers' memory and logs (`ray logs`), then resume",
-                    ) from None
-                folder.clear_unfinished([job])  # what a worker on shared storage left of it
-                queue.appendleft(job)
+                outcome = ray.get(ref, timeout=RAY.fetch_timeout_s)
+            except (
+                ray.exceptions.RayActorError,  # the worker died: the job goes elsewhere
+                ray.exceptions.ObjectLostError,  # its node died with the result
+                ray.exceptions.GetTimeoutError,  # the result did not arrive
+            ) as err:
+                pool.check_cluster()  # a dead node here ends the run, not just the worker
+                lose(job, _first_line(err))
                 pool.replace(worker)
                 continue
             except ray.exceptions.RayTaskError as err:  # the job itself failed: stop, as locally
@@ -338,15 +447,48 @@ def _first_line(err: BaseException) -> str:
     return (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
 
 
+def _done(folder: RunFolder, todo: list[Job]) -> str:
+    """How far the run got, from its journal: `7 of 15 jobs are done (jobs.jsonl in OUT)`."""
+    try:
+        total = len(json.loads((folder.root / "manifest.json").read_bytes())["jobs"])
+    except (OSError, ValueError, KeyError, TypeError):
+        total = len(todo)
+    done = total - sum(1 for job in todo if not folder.is_done(job))
+    return f"{done} of {total} jobs are done and kept in {folder.root} (jobs.jsonl)"
+
+
+def _bounded(call: Callable[[], Any], seconds: float, what: str) -> Any:
+    """`call()` in a thread of its own, given up after `seconds`: a Ray call that waits on a head
+    that is gone must not hold the driver."""
+    answer: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            answer["value"] = call()
+        except Exception as err:  # handed to the driver below
+            answer["error"] = err
+
+    thread = threading.Thread(target=target, name="zit-ray-check", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        raise ClusterLost(f"the Ray head gave no answer to {what} in {seconds:g} s")
+    if "error" in answer:
+        raise ClusterLost(f"the Ray head failed {what}: {_first_line(answer['error'])}")
+    return answer["value"]
+
+
 class _Pool:
     """The run's workers: starting (loading models), then ready; a dead one is replaced."""
 
     def __init__(self, ray, spec: RaySpec, run: RunContext, folder: RunFolder, configs):
-        self.ray, self.run, self.configs = ray, run, configs
+        self.ray, self.spec, self.run, self.configs = ray, spec, run, configs
         self.count, resources = worker_shape(ray.cluster_resources(), spec.workers)
         self.actor_class = ray.remote(EvalWorker).options(max_restarts=0, **resources)
         self.shared_root = str(folder.root.resolve()) if spec.shared_storage else None
         self.manifest = (folder.root / "manifest.json").read_bytes() if self.shared_root else None
+        self.node_id = _driver_node(ray)
+        self.lost_cluster = False
         self.started: list[_Worker] = []
         self.starting: dict[Any, _Worker] = {}
         self.ready: list[_Worker] = []
@@ -357,8 +499,7 @@ class _Pool:
         if len(self.started) >= self.count * MAX_LOSSES:
             raise WorkerLost(
                 f"{len(self.started)} Ray workers started and {len(self.started) - self.count} "
-                "of them died",
-                hint="check the workers' memory and logs (`ray logs`), then resume",
+                "of them died; check the workers' memory and logs (`ray logs`)"
             )
         name = f"ray-{len(self.started)}"
         actor = self.actor_class.remote(self.run.suite, self.run.settings, name, self.shared_root)
@@ -370,16 +511,18 @@ class _Pool:
         """A worker finished loading its models (a load that fails is the run's error)."""
         worker = self.starting.pop(ref)
         try:
-            worker.info = self.ray.get(ref)
-        except self.ray.exceptions.RayActorError:  # died while loading
+            worker.info = self.ray.get(ref, timeout=RAY.fetch_timeout_s)
+        except (self.ray.exceptions.RayActorError, self.ray.exceptions.GetTimeoutError):
+            self.check_cluster()  # died while loading: its node too?
             self.replace(worker)
             return
         except self.ray.exceptions.RayTaskError as err:
             raise err.cause from None
+        worker.since = time.monotonic()
         self.ready.append(worker)
 
     def replace(self, worker: _Worker) -> None:
-        """Start a worker in place of a dead one (once, however many jobs it held)."""
+        """Start a worker in place of a dead or hung one (once, however many jobs it held)."""
         if worker.dead:
             return
         worker.dead = True
@@ -388,7 +531,53 @@ class _Pool:
         self.ray.kill(worker.actor, no_restart=True)
         self._start()
 
+    def check_cluster(self) -> None:
+        """Stop the run (`ClusterLost`) when the cluster cannot go on: this machine's node dead
+        (its raylet stopped: it fate-shares with its agents), no node alive, or a head that does
+        not answer within `check_timeout_s`."""
+        try:
+            nodes = _bounded(self.ray.nodes, RAY.check_timeout_s, "a node check")
+        except ClusterLost:
+            self.lost_cluster = True
+            raise
+        alive = {node.get("NodeID") for node in nodes if node.get("Alive")}
+        why = None
+        if self.node_id is not None and self.node_id not in alive:
+            why = "this machine's Ray node died (its raylet stopped)"
+        elif not alive:
+            why = "no Ray node is alive"
+        if why is not None:
+            self.lost_cluster = True
+            raise ClusterLost(f"the Ray cluster was lost: {why}")
+
+    def check_started(self) -> None:
+        """Stop the run when no worker is ready and none has loaded within `start_timeout_s`
+        (the cluster lacks the resources each asks for, or loading hangs)."""
+        if self.ready or not self.starting:
+            return
+        waited = time.monotonic() - min(w.since for w in self.starting.values())
+        if waited > self.spec.start_timeout_s:
+            raise ClusterLost(
+                f"no Ray worker started in {self.spec.start_timeout_s:g} s (the cluster lacks "
+                "the resources each asks for, or loading the models hangs)"
+            )
+
+    def hung(self, timeout: float) -> list[_Worker]:
+        """The workers that hold jobs and gave no result for `timeout` seconds."""
+        now = time.monotonic()
+        return [w for w in self.ready if w.held and now - w.since > timeout]
+
     def close(self) -> None:
+        if self.lost_cluster:  # its actors are gone with it
+            return
         for worker in self.started:
             if not worker.dead:
                 self.ray.kill(worker.actor, no_restart=True)
+
+
+def _driver_node(ray) -> str | None:
+    """The id of this machine's Ray node (None for a Ray client, which runs on none)."""
+    try:
+        return ray.get_runtime_context().get_node_id()
+    except Exception:  # a Ray client connection, or a Ray without it: no node to watch
+        return None

@@ -1,6 +1,8 @@
 """Evals on Ray (`evals.distributed`): a local Ray with 2 CPU workers gives the results of a run in
 one process (names, bytes, records, summary); a worker killed mid-run is replaced and every image
-is there once; a killed driver's run resumes; bad addresses and a missing Ray are one line, exit 2.
+is there once; a hung worker is given up and replaced; a killed driver's run resumes; a lost node
+(its agent killed) ends the driver with one line, exit 3, and the run resumes; bad or silent
+addresses and a missing Ray are one line, exit 2.
 
 One local Ray instance serves the module (starting one costs seconds): in-process runs use it, and
 `zit eval --ray ADDRESS` subprocesses connect to it.
@@ -8,14 +10,18 @@ One local Ray instance serves the module (starting one costs seconds): in-proces
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from tests.cli_helpers import run_zit
@@ -174,6 +180,79 @@ def test_a_killed_driver_resumes_on_the_cluster(tmp_path, ray_address, local_run
     assert_same_results(out, local_run)
 
 
+def test_a_hung_worker_is_given_up_and_its_jobs_run_elsewhere(tmp_path, ray_address, local_run):
+    stopped: list[int] = []
+
+    def stop_one_worker(job, outcome) -> None:
+        # SIGSTOP: the worker neither dies nor answers, and holds its next job (as a hung one)
+        if not stopped:
+            stopped.append(outcome.worker["pid"])
+            os.kill(stopped[0], signal.SIGSTOP)
+
+    from zit_agent.evals.distributed import RayExecutor, RaySpec
+
+    suite = Suite.model_validate(SUITE)
+    executor = RayExecutor(RaySpec(workers=2, job_timeout_s=5), on_outcome=stop_one_worker)
+    try:
+        result = run_suite(suite, tmp_path / "run", quiet=True, context=RunContext(suite),
+                           execute=executor)  # fmt: skip
+    finally:
+        for pid in stopped:  # Ray killed it; a stopped process must not outlive a failed test
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    assert executor.hung >= 1 and executor.lost >= 1
+    assert sum(w["jobs"] for w in result.summary["cost"]["workers"].values()) == 15
+    assert_same_results(tmp_path / "run", local_run)
+
+
+LOST_NODE_BOUND_S = 30  # docs/scaling.md: a lost local node ends the driver within 30 s
+
+
+def ray_agent_of(driver: subprocess.Popen, deadline: float) -> psutil.Process:
+    """The `ray::DashboardAgent` of the local Ray that `driver` started (its raylet's child)."""
+    while time.monotonic() < deadline and driver.poll() is None:
+        for process in psutil.Process(driver.pid).children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                if process.cmdline()[:1] == ["ray::DashboardAgent"]:
+                    return process
+        time.sleep(0.1)
+    raise AssertionError("the driver's Ray has no ray::DashboardAgent process")
+
+
+def test_a_lost_node_ends_the_driver_in_one_line_and_the_run_resumes(tmp_path, local_run):
+    """`zit eval --workers 2` (a local Ray of its own): its node's agent killed mid-run, the
+    raylet goes down with it (they fate-share), as when the machine of a node dies."""
+    suite = write_suite(tmp_path / "suite.yaml", SUITE)
+    out = tmp_path / "run"
+    args = ["eval", str(suite), "--out", str(out), "--quiet"]
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "zit_agent.agent", *args, "--workers", "2"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        agent = ray_agent_of(driver, deadline)
+        while jobs_done(out) < 2 and driver.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        agent.kill()
+        stdout, stderr = driver.communicate(timeout=LOST_NODE_BOUND_S)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.communicate()
+    done = jobs_done(out)
+    assert 2 <= done < 15, "the node was not lost mid-run"
+    assert driver.returncode == 3, stderr
+    assert stdout == ""
+    [line] = stderr.strip().splitlines()
+    assert line.startswith("zit: error: the Ray cluster was lost: this machine's Ray node died")
+    assert f"{done} of 15 jobs are done and kept in {out}" in line
+    assert "run the same command again with --resume" in line
+    finished = zit(*args, "--resume")  # in one process, from the journal
+    assert finished.returncode == 0, finished.stderr
+    assert_same_results(out, local_run)
+
+
 def test_tiny_zimage_on_two_workers_gives_the_same_pixels(tmp_path, ray_address, tiny_zimage_dir):
     from PIL import Image
 
@@ -203,6 +282,33 @@ def test_an_unreachable_cluster_is_one_line_and_exit_2():
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1
     assert "cannot reach the Ray cluster at 127.0.0.1:1" in result.stderr
+
+
+def test_a_head_that_never_answers_is_one_line_and_exit_2():
+    """Something listens at the address but never answers (Ray's own client would retry it for
+    minutes): refused within the connect timeout."""
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        port = silent.getsockname()[1]
+        result = zit("eval", "smoke", "--ray", f"127.0.0.1:{port}")
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"zit: error: cannot reach the Ray cluster at 127.0.0.1:{port}: nothing answered within "
+        "5 s (start it there with `ray start --head`, or check the address given to --ray)"
+    ]
+
+
+def test_a_ray_call_that_never_returns_is_a_lost_cluster():
+    from zit_agent.errors import ResourceExhausted
+    from zit_agent.evals.distributed import ClusterLost, _bounded
+
+    assert _bounded(lambda: 7, 1, "a node check") == 7
+    hung = threading.Event()
+    with pytest.raises(ClusterLost, match="gave no answer to a node check in 0.2 s") as err:
+        _bounded(hung.wait, 0.2, "a node check")
+    hung.set()
+    assert isinstance(err.value, ResourceExhausted) and err.value.exit_code == 3
+    with pytest.raises(ClusterLost, match="failed a node check: GCS gone"):
+        _bounded(lambda: (_ for _ in ()).throw(ConnectionError("GCS gone")), 1, "a node check")
 
 
 def test_without_ray_the_flags_say_how_to_install_it(capsys, monkeypatch):
