@@ -9,6 +9,10 @@ A PNG written by `save_image` carries two text chunks:
   show a readable prompt (the sequence's description, or the idea; never chat markup), A1111's
   sampler name and its CFG scale (diffusers' guidance + 1: both mean "off" at their lowest).
 
+`batch` says the batch the image was denoised in (`{"seeds": [...], "index": i}`): a seed rendered
+inside a batch can differ by one 8-bit level from the same seed alone, so rendering a record again
+renders that batch and keeps image `index` (`render_recorded`).
+
 The same record is written as `<name>.json` beside the image. Both files are written atomically: a
 hidden temporary file in the same folder, then a link to the final name, which fails instead of
 overwriting when that name was taken meanwhile. Names are never reused (`stem`, `stem-1`, ...).
@@ -51,6 +55,7 @@ RECORD_KEYS = (
     "token_sha256",
     "token_ids",
     "seed",
+    "batch",
     "width",
     "height",
     "steps",
@@ -134,6 +139,9 @@ class RenderRequest:
     options: RenderOptions
     model: str | None
     dtype: str | None
+    batch: list[int] | None = None  # the seeds of the batch it was rendered in (None: unrecorded)
+    index: int = 0  # its place in `batch`
+    controlnet: str | None = None  # the ControlNet a controlled image was rendered with
 
 
 def render_request(record: dict[str, Any]) -> RenderRequest:
@@ -165,6 +173,8 @@ def render_request(record: dict[str, Any]) -> RenderRequest:
         ) from None
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise UserError("the record has no integer seed", hint=_EDITED)
+    batch, index = record_batch(record, seed)
+    options, controlnet = _with_control(record, options)
     model = record.get("model")
     return RenderRequest(
         token_ids=ids,
@@ -172,7 +182,117 @@ def render_request(record: dict[str, Any]) -> RenderRequest:
         options=options,
         model=model if isinstance(model, str) and model != "<memory>" else None,
         dtype=record.get("dtype") if isinstance(record.get("dtype"), str) else None,
+        batch=batch,
+        index=index,
+        controlnet=controlnet,
     )
+
+
+UNRECORDED_BATCH = (
+    "the record does not say the batch the image was rendered in (made by an older zit): "
+    "rendered alone, its pixels may differ from the original's by one level"
+)
+
+
+def render_recorded(
+    backend: Any,
+    request: RenderRequest,
+    options: RenderOptions | None = None,
+    seed: int | None = None,
+) -> tuple[RenderedImage, str | None]:
+    """A record's image rendered again, and a note when its pixels may differ from the original.
+
+    The same seed and options: the record's batch is rendered again and image `index` kept (the
+    same pixels as the original on any machine of its kind). Another seed or other options make
+    a new image, rendered alone. A record without a batch renders alone, with `UNRECORDED_BATCH`
+    as the note (a backend without batches, like the sketch stand-in, needs none).
+    """
+    options = options or request.options
+    seed = request.seed if seed is None else seed
+    same = seed == request.seed and options == request.options
+    batching = hasattr(backend, "render_batch")
+    if same and batching and request.batch is not None:
+        return backend.render_batch(request.token_ids, request.batch, request.index, options), None
+    [image] = backend.render(request.token_ids, [seed], options)
+    return image, UNRECORDED_BATCH if same and batching and request.batch is None else None
+
+
+def batch_field(seeds: list[int], index: int) -> dict[str, Any]:
+    """The record's `batch`: the seeds denoised together, and this image's place among them."""
+    return {"seeds": list(seeds), "index": index}
+
+
+def record_batch(record: dict[str, Any], seed: int) -> tuple[list[int] | None, int]:
+    """The seeds of the batch a record's image was rendered in and its index there; (None, 0)
+    for a record without one (made before zit recorded batches). A `UserError` for a batch that
+    is not a list of at most `LIMITS.max_count` seeds holding the record's seed at its index."""
+    found = record.get("batch")
+    if found is None:
+        return None, 0
+    seeds = found.get("seeds") if isinstance(found, dict) else None
+    index = found.get("index") if isinstance(found, dict) else None
+    if (
+        not isinstance(seeds, list)
+        or not 1 <= len(seeds) <= LIMITS.max_count
+        or not all(_is_seed(s) for s in seeds)
+        or not isinstance(index, int)
+        or isinstance(index, bool)
+        or not 0 <= index < len(seeds)
+        or seeds[index] != seed
+    ):
+        raise UserError(
+            f"the record's batch is invalid (not 1..{LIMITS.max_count} seeds holding its seed "
+            "at its index)",
+            hint=_EDITED,
+        )
+    return seeds, index
+
+
+def _is_seed(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= LIMITS.max_seed
+
+
+def _with_control(
+    record: dict[str, Any], options: RenderOptions
+) -> tuple[RenderOptions, str | None]:
+    """`options` with the control map, scale and preprocessor of a controlled image's record,
+    and the ControlNet it named (the map file is checked where it is read)."""
+    control = record.get("control")
+    if control is None:
+        return options, None
+    if not isinstance(control, dict):
+        raise UserError("the record's control block is invalid", hint=_EDITED)
+    image, scale = control.get("image"), control.get("scale")
+    preprocess, controlnet = control.get("preprocess", "none"), control.get("controlnet")
+    if (
+        not isinstance(image, str)
+        or not isinstance(scale, int | float)
+        or isinstance(scale, bool)
+        or not isinstance(preprocess, str)
+        or not isinstance(controlnet, str | None)
+    ):
+        raise UserError("the record's control block is invalid", hint=_EDITED)
+    changed = {"control_image": image, "control_scale": float(scale), "preprocess": preprocess}
+    return options.model_copy(update=changed), controlnet
+
+
+def control_changed(record: dict[str, Any]) -> str | None:
+    """Why a controlled image's map cannot be used again (gone, or other bytes than the record's
+    sha256 says); None when it can, or the image had none."""
+    control = record.get("control")
+    if not isinstance(control, dict) or not isinstance(control.get("image"), str):
+        return None
+    path = Path(control["image"])
+    if not path.is_file():  # nor a FIFO, which would block the read
+        return f"its control map {path} is gone"
+    try:
+        with open(path, "rb") as fh:
+            digest = hashlib.file_digest(fh, "sha256").hexdigest()
+    except OSError:
+        return f"its control map {path} is gone"
+    if digest != control.get("image_sha256"):
+        return f"its control map {path} changed since (its sha256 differs)"
+    return None
 
 
 @functools.cache

@@ -27,7 +27,12 @@ from typing import TYPE_CHECKING, Any
 
 from zit_agent.backends.base import ImageBackend, NoiseSettings, RenderedImage, RenderOptions
 from zit_agent.backends.hub import check_device, resolve_dir
-from zit_agent.backends.provenance import encode_ids, package_versions, token_sha256
+from zit_agent.backends.provenance import (
+    batch_field,
+    encode_ids,
+    package_versions,
+    token_sha256,
+)
 from zit_agent.backends.quiet import quiet_libraries
 from zit_agent.backends.samplers import make_scheduler
 from zit_agent.backends.schedules import (
@@ -242,23 +247,44 @@ class ZImageBackend(ImageBackend):
         sampler = self._use_sampler(options.sampler, shift.value)
         loras = self._use_loras(options)
         # 4. Denoise, seeds in batches (stochastic samplers draw step noise per seed)
-        images: list[tuple[int, Any, float]] = []
+        images: list[tuple[int, Any, float, dict[str, Any]]] = []
         try:
             for chunk in _chunks(seeds, self.max_batch):
                 images += self._denoise(embeds, negative, chunk, options, sigmas)
         finally:
             self.pipe.scheduler = own_scheduler
-        # 5. Provenance
+        # 5. Provenance (with the batch each image was rendered in: see `render_batch`)
         base = self._record(token_ids, options, sampler.name, shift, sigmas, loras)
         timings = {"encode_s": round(encode_s, 4), "encode_cached": cached}
         return [
             RenderedImage(
                 image=img,
                 seed=seed,
-                record={**base, "seed": seed, "timings": {**timings, "render_s": round(sec, 4)}},
+                record={
+                    **base,
+                    "seed": seed,
+                    "batch": batch,
+                    "timings": {**timings, "render_s": round(sec, 4)},
+                },
             )
-            for seed, img, sec in images
+            for seed, img, sec, batch in images
         ]
+
+    def render_batch(
+        self, token_ids: list[int], batch: list[int], index: int, options: RenderOptions
+    ) -> RenderedImage:
+        """The image at `index` of the seeds `batch` rendered as one batch, whatever `max_batch`
+        says: what a record's `batch` field promises. A seed rendered inside a batch can differ by
+        one 8-bit level from the same seed rendered alone (CPU and GPU kernels pick other paths
+        for other batch shapes); the same batch gives the same pixels."""
+        if not 0 <= index < len(batch):
+            raise UserError(f"no image {index} in a batch of {len(batch)}", hint="use 0..n-1")
+        saved = self.max_batch
+        self.max_batch = max(saved, len(batch))
+        try:
+            return self.render(token_ids, batch, options)[index]
+        finally:
+            self.max_batch = saved
 
     # -- encoding --------------------------------------------------------------------------------
     def encode(self, token_ids: list[int], layer: int = RENDER.layer) -> tuple[torch.Tensor, bool]:
@@ -428,7 +454,13 @@ class ZImageBackend(ImageBackend):
         start = time.perf_counter()
         result = self._call_pipe(pipe, kwargs)
         per_image = (time.perf_counter() - start) / len(seeds)
-        return [(s, img, per_image) for s, img in zip(seeds, result.images, strict=True)]
+        # The batches the pipeline ran (more than one when out of memory split this one).
+        batches = getattr(result, "zit_batches", None) or [list(seeds)]
+        made = [batch_field(b, i) for b in batches for i in range(len(b))]
+        return [
+            (s, img, per_image, batch)
+            for s, img, batch in zip(seeds, result.images, made, strict=True)
+        ]
 
     def _control(self, kwargs: dict[str, Any], options: RenderOptions):
         """The ControlNet pipeline, with the sampler of the plain one and the control map added
@@ -464,7 +496,14 @@ class ZImageBackend(ImageBackend):
             half = n // 2
             parts = [_batch_slice(kwargs, 0, half), _batch_slice(kwargs, half, n)]
             results = [self._call_pipe(pipe, p) for p in parts]
+            batches = [
+                batch
+                for result, part in zip(results, parts, strict=True)
+                for batch in getattr(result, "zit_batches", None)
+                or [[g.initial_seed() for g in part["generator"]]]
+            ]
             results[0].images += results[1].images
+            results[0].zit_batches = batches  # the record says the batches that ran
             return results[0]
 
     # -- provenance ------------------------------------------------------------------------------

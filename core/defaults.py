@@ -101,6 +101,7 @@ class ServeTable(_Table):
     max_uploads: int = 64  # images in one rut check
     max_text: int = 4000  # characters of an idea or chat message
     retry_after_s: int = 5  # what a 503 (loading, stopping) asks clients to wait
+    load_wait_s: float = 600.0  # how long a request that came while the models load waits
     keepalive_s: float = 1.0  # a progress stream's ping (and disconnect check) while idle
     stop_grace_s: float = 30.0  # how long stopping waits for the running job
 

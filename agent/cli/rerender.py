@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -27,10 +28,16 @@ def rerender(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Render IMAGE's token sequence again with its settings: the same pixels for the same seed,
-    size and model. The token ids come from the PNG's record, never re-tokenized text."""
+    size and model (the batch the image was rendered in is rendered again, and the image kept).
+    The token ids come from the PNG's record, never re-tokenized text."""
     from zit_agent.agent.cli.common import print_json
     from zit_agent.agent.run import Runner, parse_size
-    from zit_agent.backends.provenance import render_request, save_rendered
+    from zit_agent.backends.provenance import (
+        control_changed,
+        render_recorded,
+        render_request,
+        save_rendered,
+    )
     from zit_agent.backends.zimage import check_options
     from zit_agent.errors import UserError
     from zit_agent.files import check_home
@@ -44,6 +51,12 @@ def rerender(
     if size:
         width, height = parse_size(size)
         options = options.model_copy(update={"width": width, "height": height})
+    changed = control_changed(record)
+    if changed:
+        raise UserError(
+            f"{image} cannot be rendered again: {changed}",
+            hint="put the original control map back at that path",
+        )
     check_options(options)
     settings = load_settings(image_model=image_model)
     model = image_model or request.model
@@ -53,14 +66,17 @@ def rerender(
             hint="name the Z-Image model folder or repo id to render it with",
         )
     out_dir = out or check_home(settings.home) / "outputs"
-    # 2. Render the same ids
-    runner = Runner.load(settings, run_options(image_model=model, dtype=request.dtype), ruts=False)
+    # 2. Render the same ids (in the same batch, with the same ControlNet)
+    parts = run_options(image_model=model, dtype=request.dtype, controlnet=request.controlnet)
+    runner = Runner.load(settings, parts, ruts=False)
     seeds = [seed if seed is not None else request.seed]
-    rendered = runner.parts.backend.render(request.token_ids, seeds, options)
-    for item in rendered:
-        item.record["rerendered_from"] = str(image)
+    item, note = render_recorded(runner.parts.backend, request, options, seeds[0])
+    item.record["rerendered_from"] = str(image)
+    rendered = [item]
     # 3. Save and print
     paths = save_rendered(rendered, out_dir, idea=record.get("idea"), writer=record.get("writer"))
+    if note:
+        print(f"zit: note: {note}", file=sys.stderr)
     if as_json:
         print_json(
             {
@@ -70,6 +86,8 @@ def rerender(
                 "token_count": len(request.token_ids),
                 "token_sha256": rendered[0].record["token_sha256"],
                 "model": model,
+                "batch": item.record.get("batch"),
+                "note": note,
             }
         )
         return

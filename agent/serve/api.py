@@ -95,8 +95,11 @@ def finished(job: Job) -> Any:
 
 
 async def run_job(request: Request, kind: str, make_work, label: str) -> Any:
-    """Check the request, queue its job, answer with it."""
+    """Check the request, queue its job, answer with it. While the models load, the job waits
+    for them first and checks the request then (a bad one fails as its job's 422)."""
     state = zit(request)
+    if state.status == "loading":
+        return await answer(request, state.submit_loading(kind, make_work, label))
     job_work = await asyncio.to_thread(make_work)  # checks may read files and the databases
     return await answer(request, state.submit(kind, job_work, label))
 

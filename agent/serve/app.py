@@ -2,8 +2,10 @@
 
 `create_app(settings, options)` returns the FastAPI app. At start it opens the sessions database,
 starts the job queue and loads the parts once (`Runner.load`, in a thread: the server answers
-`/health` and the page meanwhile, and model routes answer 503 with Retry-After). Every request then
-shares the one `Runner`; model work goes through the one `JobQueue`.
+`/health` and the page meanwhile). A model request that comes while they load is queued and waits
+for them, at most `SERVE.load_wait_s` (then 503 with Retry-After), as a local single-user server
+would: its `queued` event says `waiting_for: models`, then `waiting` and `loaded`. Every request
+then shares the one `Runner`; model work goes through the one `JobQueue`.
 
 Around the routes, outermost first: the allowed Host names (a loopback server answers only to
 loopback names, against DNS rebinding), the bearer token (every route but /health and /login), and
@@ -38,6 +40,7 @@ log = logging.getLogger("zit_agent.serve")
 PACKAGE = Path(__file__).parent
 TOKEN_COOKIE = "zit_token"
 OPEN_PATHS = ("/health", "/login")  # answered without the token
+LOAD_CHECK_S = 0.25  # how often a job waiting for the models looks for its cancel
 UPLOAD_PATHS = ("/api/ruts",)  # bodies up to SERVE.max_upload_bytes; others SERVE.max_json_bytes
 STATUS = {  # error kind -> HTTP status
     "invalid input": 422, "model not found": 422, "busy": 409, "conflict": 409,
@@ -64,9 +67,12 @@ class ServeState:
         token: str | None = None, queue_size: int = SERVE.queue,
         progress: Callable[[str], None] | None = None,
         on_loaded: Callable[[ZitError | None], None] | None = None,
+        load_wait_s: float = SERVE.load_wait_s,
     ) -> None:  # fmt: skip
         self.settings, self.options, self.token = settings, options, token
         self.runner, self.load_error = runner, None
+        self.load_wait_s = load_wait_s
+        self._loaded = threading.Event()  # set when loading ends, loaded or failed
         self.queue_size = queue_size
         self.progress = progress or (lambda text: log.info(text))
         self.on_loaded = on_loaded or (lambda error: None)
@@ -98,11 +104,13 @@ class ServeState:
                 log.exception("loading the models failed")
                 error = InternalError(f"internal error: {type(exc).__name__}: {exc}")
             self.load_error = error
+            self._loaded.set()
             self.on_loaded(error)
             return
         for note in runner.parts.notes:
             self.progress(note)
         self.runner = runner
+        self._loaded.set()
         self.on_loaded(None)
 
     def stop(self) -> None:
@@ -139,6 +147,43 @@ class ServeState:
         self.require()
         return self.jobs.submit(kind, work, label)
 
+    def submit_loading(
+        self, kind: str, make_work: Callable[[], Callable[[Job], Any]], label: str = ""
+    ) -> Job:
+        """Queue a request that came while the models load: its job waits for them (at most
+        `load_wait_s` from now), then checks the request (`make_work`) and runs it."""
+        if self.jobs is None or self.jobs.stopping:
+            raise Unavailable("the server is stopping")
+        deadline = time.monotonic() + self.load_wait_s
+
+        def work(job: Job) -> Any:
+            self.wait_for_models(job, deadline)
+            return make_work()(job)
+
+        return self.jobs.submit(kind, work, label, waiting_for="models")
+
+    def wait_for_models(self, job: Job, deadline: float) -> None:
+        """Block the job until the models are loaded (events `waiting`, then `loaded`); an
+        `Unavailable` when loading failed, the server stops or `deadline` passes first. A
+        cancelled job stops waiting at once."""
+        if self._loaded.is_set() or self.runner is not None:
+            return
+        started = time.monotonic()
+        job.emit("waiting", {"for": "models", "status": self.status,
+                             "timeout_s": round(deadline - started, 1)})  # fmt: skip
+        while not self._loaded.wait(LOAD_CHECK_S):
+            job.check()
+            if self.jobs is None or self.jobs.stopping:
+                raise Unavailable("the server is stopping")
+            if time.monotonic() > deadline:
+                raise Unavailable(
+                    f"the models are still loading after {self.load_wait_s:g} s",
+                    retry_after=max(SERVE.retry_after_s, 30),
+                )
+        job.check()
+        self.require()  # loading failed: the 503 says why
+        job.emit("loaded", {"waited_s": round(time.monotonic() - started, 2)})
+
     def store(self):
         from zit_agent.agent.history import HistoryStore
 
@@ -157,9 +202,11 @@ def create_app(
     token: str | None = None, allowed_hosts: list[str] | None = None,
     queue_size: int = SERVE.queue, progress: Callable[[str], None] | None = None,
     on_loaded: Callable[[ZitError | None], None] | None = None,
+    load_wait_s: float = SERVE.load_wait_s,
 ) -> FastAPI:  # fmt: skip
     """The app. `runner`: parts already loaded (tests, benchmarks); else they load at start.
-    `allowed_hosts`: the Host names answered (None: any)."""
+    `allowed_hosts`: the Host names answered (None: any). `load_wait_s`: how long a request
+    that comes while the models load waits for them."""
     from fastapi import FastAPI
     from fastapi.exceptions import RequestValidationError
     from fastapi.staticfiles import StaticFiles
@@ -170,7 +217,7 @@ def create_app(
 
     state = ServeState(
         settings, options or run_options(), runner=runner, token=token, queue_size=queue_size,
-        progress=progress, on_loaded=on_loaded,
+        progress=progress, on_loaded=on_loaded, load_wait_s=load_wait_s,
     )  # fmt: skip
 
     @contextlib.asynccontextmanager

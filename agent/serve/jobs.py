@@ -169,7 +169,8 @@ class JobQueue:
         self._worker = threading.Thread(target=self._work, name="zit-jobs", daemon=True)
         self._worker.start()
 
-    def submit(self, kind: str, work: Callable[[Job], Any], label: str = "") -> Job:
+    def submit(self, kind: str, work: Callable[[Job], Any], label: str = "", **queued: Any) -> Job:
+        """Queue `work`; its first event is `queued` with its position (and `queued`'s items)."""
         with self._cond:
             if self.stopping:
                 raise Unavailable("the server is stopping")
@@ -179,10 +180,10 @@ class JobQueue:
                     retry_after=self.retry_after(),
                 )
             job = Job(kind, work, label)
+            job.emit("queued", {"position": len(self._waiting) + 1, **queued})  # before `start`
             self._waiting.append(job)
             self._remember(job)
             self._cond.notify()
-        job.emit("queued", {"position": len(self._waiting)})
         return job
 
     def get(self, job_id: str) -> Job | None:

@@ -151,7 +151,14 @@ class GenerateResponse(BaseModel):
 class RenderResponse(BaseModel):
     images: list[ImageRef]
     token_count: int
-    exact: bool = Field(description="The ids rendered are the stored ones (their sha256 matches)")
+    exact: bool = Field(
+        description="Everything the record says was kept: the stored ids (their sha256 matches), "
+        "its settings, and (for its own seed) the batch it was rendered in"
+    )
+    not_kept: list[str] = Field(
+        default_factory=list, description="What of the record could not be kept, and why"
+    )
+    note: str | None = Field(None, description="Why the pixels may differ, when they may")
 
 
 class TokensResponse(BaseModel):

@@ -13,6 +13,7 @@ import io
 import os
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -279,33 +280,95 @@ def image_record(state: ServeState, image_id: str) -> dict[str, Any]:
 
 
 def render_again_job(state: ServeState, image_id: str, seed: int | None) -> Work:
-    """An image's stored token ids, rendered again with its settings (its seed unless given)."""
-    from zit_agent.backends.provenance import read_record, token_sha256
-    from zit_agent.options import run_options
+    """An image rendered again from its record: its stored token ids, every setting the record
+    says (sampler, scheduler, shift, negative prompt, LoRAs, conditioning noise, control map),
+    and, for its own seed, the batch it was rendered in (the same pixels). What cannot be kept is
+    named in the answer (`not_kept`, `exact: false`), never silently dropped."""
+    from zit_agent.backends.provenance import read_record, render_recorded, save_rendered
 
     runner = state.require()
     row, path = find_image(state, image_id)
     record = read_record(path) or {}
-    ids = stored_sequence(state, runner, row, record)
-    render = runner.options_for(run_options(**options_from_record(record)))
-    seeds = [seed if seed is not None else (row.seed if row.seed is not None else 0)]
+    request, not_kept = recorded_request(state, runner, row, record)
 
     def work(job: Job) -> RenderResponse:
-        job.on_event("render", {"attempt": 1, "images": len(seeds)})
-        paths = runner.render_sequence(ids, seeds, render, out_dir=state.serve_dir, idea=row.idea)
+        job.on_event("render", {"attempt": 1, "images": 1})
+        item, note = render_recorded(runner.parts.backend, request, seed=seed)
+        item.record["rerendered_from"] = f"image {image_id}"
+        lost = not_kept + parts_not_kept(record, item.record)
+        paths = save_rendered([item], state.serve_dir, idea=row.idea, writer=record.get("writer"))
         job.on_event("rendered", {"attempt": 1, "images": [str(p) for p in paths]})
         with contextlib.closing(state.store()) as store:
             refs = [
                 record_image(
-                    store, p, idea=row.idea, seed=s, sequence_hash=token_sha256(ids),
-                    settings=render.model_dump(exclude={"negative_ids"}),
+                    store, paths[0], idea=row.idea, seed=item.seed,
+                    sequence_hash=item.record.get("token_sha256") or row.sequence_hash,
+                    settings=request.options.model_dump(exclude={"negative_ids"}),
                     session=f"again-{image_id[:16]}",
                 )
-                for p, s in zip(paths, seeds, strict=True)
             ]  # fmt: skip
-        return RenderResponse(images=refs, token_count=len(ids), exact=True)
+        return RenderResponse(
+            images=refs, token_count=len(request.token_ids), exact=not lost and note is None,
+            not_kept=lost, note=note,
+        )  # fmt: skip
 
     return work
+
+
+def recorded_request(
+    state: ServeState, runner: Runner, row: ImageRow, record: dict[str, Any]
+) -> tuple[Any, list[str]]:
+    """The record as a `RenderRequest` this server can render, and what of it cannot be kept
+    here (another model, a ControlNet it lacks, a map or LoRA file gone): dropped and named.
+    Bad records are 422s before the job waits in the queue."""
+    from zit_agent.backends.provenance import (
+        control_changed,
+        encode_ids,
+        record_token_ids,
+        render_request,
+    )
+    from zit_agent.backends.zimage import check_options
+
+    if record.get("token_ids") is not None:
+        ids = record_token_ids(record)
+    else:  # an older record, or the sketch stand-in's: the ids its session or run stored
+        ids = stored_sequence(state, runner, row, record)
+    seed = record.get("seed") if record.get("seed") is not None else (row.seed or 0)
+    packed = {"token_ids": encode_ids(ids), "token_count": len(ids), "token_sha256": None}
+    request = render_request({**record, **packed, "seed": seed})
+    options, not_kept = request.options, []
+    backend = runner.parts.backend
+    if options.control_image:
+        why = control_changed(record)
+        if getattr(backend, "control_pipe", None) is None:
+            why = "this server has no ControlNet"
+        elif request.controlnet not in (None, getattr(backend, "controlnet_id", None)):
+            why = f"this server's ControlNet is {backend.controlnet_id}"
+        if why:
+            not_kept.append(f"control map {options.control_image} ({why})")
+            options = options.model_copy(update={"control_image": None})
+    loras = [(options.lora, options.lora_strength)] if options.lora else []
+    loras += list(options.extra_loras)
+    kept = [(lora, strength) for lora, strength in loras if Path(lora).is_file()]
+    if len(kept) < len(loras):
+        not_kept += [
+            f"LoRA {lora} (the file is gone)" for lora, _ in loras if lora not in dict(kept)
+        ]
+        first = kept[0] if kept else (None, 1.0)
+        options = options.model_copy(
+            update={"lora": first[0], "lora_strength": first[1], "extra_loras": kept[1:]}
+        )
+    check_options(options)
+    return replace(request, options=options), not_kept
+
+
+def parts_not_kept(record: dict[str, Any], rendered: dict[str, Any]) -> list[str]:
+    """The model and dtype a record names that this server rendered with others."""
+    return [
+        f"{key} {record[key]} (this server renders with {rendered[key]})"
+        for key in ("model", "dtype")
+        if record.get(key) is not None and rendered.get(key) not in (None, record[key])
+    ]
 
 
 def stored_sequence(state: ServeState, runner: Runner, row: ImageRow, record: dict) -> list[int]:
@@ -333,25 +396,6 @@ def stored_sequence(state: ServeState, runner: Runner, row: ImageRow, record: di
             if token_sha256(plain.ids) == wanted:
                 return plain.ids
     raise NotFound("this image's token ids are not stored (its session or run is gone)")
-
-
-def options_from_record(record: dict[str, Any]) -> dict[str, Any]:
-    """Run options that render what a provenance record says was rendered."""
-    render = record.get("render") or record
-    values: dict[str, Any] = {
-        key: render.get(key) for key in ("steps", "guidance", "layer", "sampler", "shift")
-    }
-    if render.get("width") and render.get("height"):
-        values["size"] = f"{render['width']}x{render['height']}"
-    if render.get("lora"):
-        values["lora"] = [f"{render['lora']}:{render.get('lora_strength') or 1.0}"]
-    noise = render.get("noise") or {}
-    if noise.get("strength"):
-        values.update(
-            noise=noise["strength"], noise_fraction=noise.get("fraction"),
-            noise_steps=noise.get("steps_share"), noise_seed=noise.get("seed"),
-        )  # fmt: skip
-    return values
 
 
 # -- rut checks of uploaded images ---------------------------------------------------------------

@@ -153,3 +153,87 @@ def test_a_bad_size_is_refused_before_the_model_loads(capsys, tmp_path):
     path = damaged(tmp_path, {"seed": 1, "model": "no/such-model", "token_ids": ONE_ID})
     code, _, err = zit(capsys, "rerender", str(path), "--size", "70x64")
     assert code == 2 and err == "zit: error: width 70 is not a multiple of 16 (use 64 or 80)\n"
+
+
+def generate_batch(capsys, model_dir, out, *args):
+    base = ["generate", "a lighthouse at night", "--writer", "none", "--no-ruts"]
+    base += ["--image-model", str(model_dir), "--size", "64x48", "--steps", "2", "--json"]
+    code, printed, err = zit(capsys, *base, "--out", str(out), *args)
+    assert code == 0, err
+    return json.loads(printed)["images"]
+
+
+def test_each_image_of_a_batch_of_two_is_rendered_again_pixel_for_pixel(
+    capsys, model_dir, tmp_path
+):
+    images = generate_batch(capsys, model_dir, tmp_path / "gen", "-n", "2", "--batch", "2",
+                            "--seed", "11")  # fmt: skip
+    for index, first in enumerate(images):
+        assert read_record(first)["batch"] == {"seeds": [11, 12], "index": index}
+        result = rerender(capsys, alone(first, tmp_path / f"only{index}"), "--out",
+                          tmp_path / f"again{index}")  # fmt: skip
+        assert result["batch"] == {"seeds": [11, 12], "index": index} and result["note"] is None
+        assert np.array_equal(pixels(result["images"][0]), pixels(first))
+        again = read_record(result["images"][0])
+        assert again["seed"] == 11 + index and again["batch"] == read_record(first)["batch"]
+
+
+def test_a_record_without_its_batch_renders_alone_and_says_so(capsys, model_dir, tmp_path):
+    from zit_agent.backends.provenance import UNRECORDED_BATCH, save_image
+
+    [first, _] = generate_batch(capsys, model_dir, tmp_path / "gen", "-n", "2", "--seed", "11")
+    old = {k: v for k, v in read_record(first).items() if k != "batch"}  # as an older zit wrote
+    with Image.open(first) as image:
+        older = save_image(image.copy(), old, tmp_path / "old", "older")
+    code, out, err = zit(capsys, "rerender", str(older), "--out", str(tmp_path / "again"))
+    assert code == 0, err
+    assert err.strip() == f"zit: note: {UNRECORDED_BATCH}"
+    alone_again = pixels(out.strip())
+    assert read_record(out.strip())["batch"] == {"seeds": [11], "index": 0}
+    # Alone, seed 11 may differ from seed 11 inside a batch of two by one 8-bit level (FACTS.md
+    # section 10: other kernels for another batch shape); a wrong seed or setting changes far more.
+    assert np.abs(alone_again.astype(int) - pixels(first).astype(int)).max() <= 1
+
+    # Another seed is a new image: rendered alone, recorded as such, no note.
+    result = rerender(capsys, first, "--seed", 12, "--out", tmp_path / "other")
+    assert result["batch"] == {"seeds": [12], "index": 0} and result["note"] is None
+
+
+def test_a_controlled_image_is_rendered_again_with_its_map_and_controlnet(
+    capsys, model_dir, tmp_path
+):
+    from zit_agent.backends.tiny.zimage import build_tiny_controlnet
+
+    controlnet = build_tiny_controlnet(tmp_path / "cn")
+    control = tmp_path / "map.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (48, 64, 3), np.uint8)).save(control)
+    args = ["--controlnet", str(controlnet), "--control", str(control), "--seed", "4"]
+    [first] = generate_batch(capsys, model_dir, tmp_path / "gen", *args)
+    [plain] = generate_batch(capsys, model_dir, tmp_path / "plain", "--seed", "4")
+    assert not np.array_equal(pixels(first), pixels(plain))  # the map changed the image
+
+    result = rerender(capsys, alone(first, tmp_path / "only"), "--out", tmp_path / "again")
+    assert np.array_equal(pixels(result["images"][0]), pixels(first))
+    assert read_record(result["images"][0])["control"] == read_record(first)["control"]
+
+    Image.new("RGB", (64, 48)).save(control)  # the map is not the one the record names
+    code, out, err = zit(capsys, "rerender", first)
+    assert code == 2 and out == "" and "changed since" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    "batch",
+    [
+        [1, 2],
+        {"seeds": [2, 3], "index": 0},
+        {"seeds": [1, 2], "index": 5},
+        {"seeds": [1, True], "index": 0},
+        {"seeds": list(range(1, 100)), "index": 0},
+        {"seeds": [1], "index": "0"},
+    ],
+)
+def test_a_damaged_batch_field_is_one_line_and_exit_2(capsys, tmp_path, batch):
+    path = damaged(tmp_path, {"seed": 1, "model": "m", "batch": batch, "token_ids": ONE_ID})
+    code, out, err = zit(capsys, "rerender", str(path))
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert "the record's batch is invalid" in err

@@ -1,15 +1,17 @@
-"""One GPU, many clients: the bounded queue (429 + Retry-After), 503 while loading or stopping,
-per-job progress, and a client that goes away cancelling its job. On a live uvicorn (loopback)."""
+"""One GPU, many clients: the bounded queue (429 + Retry-After), requests that wait while the models
+load (503 past the wait, after a failed load, or while stopping), per-job progress, and a client
+that goes away cancelling its job. On a live uvicorn (loopback)."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 
 import httpx
 import pytest
 
-from tests.serve.conftest import IDEA, SMALL, gated_live, sse_events
+from tests.serve.conftest import IDEA, SMALL, LiveServer, gated_live, sse_events
 
 pytestmark = pytest.mark.slow  # starts servers
 
@@ -101,38 +103,116 @@ def test_progress_can_be_followed_by_another_client(qwen_tokenizer, zit_home):
     assert kinds.count("step") == backend.steps
 
 
-def test_503_while_loading_and_while_stopping(qwen_tokenizer, zit_home, monkeypatch):
-    from fastapi.testclient import TestClient
+class SlowLoad:
+    """`Runner.load` held until `release` is set (then the sketch runner, or `error` raised)."""
 
-    from tests.agent.agent_fixtures import sketch_runner
+    def __init__(self, tokenizer, error: Exception | None = None):
+        self.tokenizer, self.error = tokenizer, error
+        self.release = threading.Event()
+
+    def __call__(self, settings, options, **kwargs):
+        from tests.agent.agent_fixtures import sketch_runner
+
+        kwargs["progress"]("loading the image backend (sketch) and its tokenizer")
+        self.release.wait(60)
+        if self.error is not None:
+            raise self.error
+        return sketch_runner(self.tokenizer)
+
+
+@contextlib.contextmanager
+def loading_server(monkeypatch, load: SlowLoad, **kwargs):
     from zit_agent.agent.run import Runner
     from zit_agent.agent.serve import create_app
     from zit_agent.options import run_options
     from zit_agent.settings import load_settings
 
-    release, lines = threading.Event(), []
+    monkeypatch.setattr(Runner, "load", staticmethod(load))
+    app = create_app(load_settings(), run_options(backend="sketch"), **kwargs)
+    try:
+        with LiveServer(app) as server:
+            yield server
+    finally:
+        load.release.set()
 
-    def slow_load(settings, options, **kwargs):
-        kwargs["progress"]("loading the image backend (sketch) and its tokenizer")
-        release.wait(20)
-        return sketch_runner(qwen_tokenizer)
 
-    monkeypatch.setattr(Runner, "load", staticmethod(slow_load))
-    app = create_app(load_settings(), run_options(backend="sketch"), progress=lines.append)
-    with TestClient(app, base_url="http://127.0.0.1") as client:
-        assert client.get("/health").json()["status"] == "loading"
-        assert client.get("/").status_code == 200  # the page answers while the models load
-        busy = client.post("/v1/images/generations", json={"prompt": IDEA})
-        assert busy.status_code == 503 and int(busy.headers["retry-after"]) >= 1
-        assert "loading" in busy.json()["error"]["message"]
-        release.set()
-        wait_for(lambda: client.get("/health").json()["status"] == "ready")
-        assert client.post("/v1/images/generations", json={"prompt": IDEA, "size": "64x64"}).status_code == 200  # fmt: skip
-        app.state.zit.stop()
-        assert client.get("/health").json()["status"] == "stopping"
-        stopping = client.post("/v1/images/generations", json={"prompt": IDEA})
+def test_a_request_during_loading_waits_for_the_models_and_gets_its_image(
+    qwen_tokenizer, zit_home, monkeypatch
+):
+    load, lines = SlowLoad(qwen_tokenizer), []
+    with loading_server(monkeypatch, load, progress=lines.append) as server:
+        url = server.url
+        assert httpx.get(f"{url}/health").json()["status"] == "loading"
+        assert httpx.get(f"{url}/").status_code == 200  # the page answers while the models load
+        events, answers = [], {}
+
+        def follow() -> None:  # a progress stream, sent first: its job waits for the models
+            body = {"idea": IDEA, "ruts": False, **SMALL}
+            headers = {"accept": "text/event-stream"}
+            with httpx.stream("POST", f"{url}/api/generate", json=body, headers=headers,
+                              timeout=60) as stream:  # fmt: skip
+                events.extend(sse_events(stream.iter_lines()))
+
+        def ask(name: str, path: str, body: dict) -> None:
+            answers[name] = httpx.post(f"{url}{path}", json=body, timeout=60)
+
+        clients = [threading.Thread(target=follow)]
+        clients[0].start()
+        wait_for(lambda: len(server.state.jobs._jobs) == 1)
+        clients += [
+            threading.Thread(target=ask, args=("image", "/v1/images/generations",
+                                               {"prompt": IDEA, "size": "64x64", "seed": 4})),
+            threading.Thread(target=ask, args=("empty", "/api/generate", {"idea": "   "})),
+        ]  # fmt: skip
+        for client in clients[1:]:
+            client.start()
+        wait_for(lambda: len(server.state.jobs._jobs) == 3)
+        time.sleep(0.3)  # they wait (none is answered 503)
+        assert not answers and httpx.get(f"{url}/health").json()["status"] == "loading"
+        load.release.set()
+        for client in clients:
+            client.join(60)
+
+        image = answers["image"]
+        assert image.status_code == 200, image.text
+        assert len(image.json()["data"]) == 1
+        empty = answers["empty"]  # checked once the models are there: a 422, not a 503
+        assert empty.status_code == 422 and "the idea is empty" in empty.json()["error"]["message"]
+        kinds = [kind for kind, _ in events]
+        assert kinds[:4] == ["queued", "start", "waiting", "loaded"] and kinds[-1] == "done"
+        assert events[0][1] == {"position": 1, "waiting_for": "models"}
+        assert events[2][1]["for"] == "models" and events[2][1]["timeout_s"] > 0
+
+        server.state.stop()
+        assert httpx.get(f"{url}/health").json()["status"] == "stopping"
+        stopping = generate(url)
         assert stopping.status_code == 503 and "stopping" in stopping.json()["error"]["message"]
     assert lines == ["loading the image backend (sketch) and its tokenizer", "stopped"]
+
+
+def test_a_request_waits_for_the_models_at_most_load_wait_s(qwen_tokenizer, zit_home, monkeypatch):
+    with loading_server(monkeypatch, SlowLoad(qwen_tokenizer), load_wait_s=0.5) as server:
+        late = generate(server.url)
+        assert late.status_code == 503 and int(late.headers["retry-after"]) >= 1
+        assert "still loading after 0.5 s" in late.json()["error"]["message"]
+        assert httpx.get(f"{server.url}/health").json()["status"] == "loading"
+
+
+def test_a_request_waiting_for_a_load_that_fails_gets_why(qwen_tokenizer, zit_home, monkeypatch):
+    from zit_agent.errors import ModelNotFoundError
+
+    load = SlowLoad(qwen_tokenizer, ModelNotFoundError("image model: no such folder /x"))
+    with loading_server(monkeypatch, load) as server:
+        answers = []
+        waiting = threading.Thread(target=lambda: answers.append(generate(server.url)))
+        waiting.start()
+        wait_for(lambda: len(server.state.jobs._jobs) == 1)
+        load.release.set()
+        waiting.join(60)
+        [answer] = answers
+        assert answer.status_code == 503
+        assert "failed to load: image model: no such folder /x" in answer.json()["error"]["message"]
+        assert httpx.get(f"{server.url}/health").json()["status"] == "failed"
 
 
 def test_a_failed_load_is_reported_not_served(zit_home, tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import io
+import time
 
 import httpx
 import openai
@@ -20,8 +21,6 @@ TOKEN = "tiny-secret"
 
 @pytest.fixture
 def zimage_server(tmp_path_factory, zit_home):
-    import time
-
     from zit_agent.agent.serve import create_app
     from zit_agent.options import run_options
     from zit_agent.settings import load_settings
@@ -68,3 +67,44 @@ def test_each_render_step_of_the_real_backend_is_an_event(zimage_server):
     steps = [(data["step"], data["steps"]) for kind, data in events if kind == "step"]
     assert steps == [(1, 2), (2, 2)]
     assert events[-1][0] == "done" and len(events[-1][1]["images"]) == 1
+
+
+def test_the_openai_client_sent_while_the_models_load_gets_its_image(
+    tmp_path_factory, zit_home, monkeypatch
+):
+    """As a client started the moment the port answers: the real load (held until the request
+    is queued, so it surely comes during the load) and no client retries to hide a 503."""
+    import threading
+
+    from zit_agent.agent.run import Runner
+    from zit_agent.agent.serve import create_app
+    from zit_agent.options import run_options
+    from zit_agent.settings import load_settings
+
+    gate, real_load = threading.Event(), Runner.load
+
+    def held_load(*args, **kwargs):
+        gate.wait(60)
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(Runner, "load", held_load)
+    options = run_options(image_model=str(tiny_zimage(tmp_path_factory)), steps=2, size="64x64")
+    try:
+        with LiveServer(create_app(load_settings(), options, token=TOKEN)) as server:
+            assert httpx.get(f"{server.url}/health").json()["status"] == "loading"
+            client = openai.OpenAI(base_url=f"{server.url}/v1", api_key=TOKEN, max_retries=0)
+            result = []
+            ask = threading.Thread(target=lambda: result.append(client.images.generate(
+                prompt=IDEA, response_format="b64_json", extra_body={"seed": 3, "ruts": False},
+            )))  # fmt: skip
+            ask.start()
+            deadline = time.monotonic() + 30
+            while not server.state.jobs._jobs:  # queued while the models load
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+            gate.set()
+            ask.join(120)
+            [image] = result[0].data
+            assert Image.open(io.BytesIO(base64.b64decode(image.b64_json))).size == (64, 64)
+    finally:
+        gate.set()

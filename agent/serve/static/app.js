@@ -54,10 +54,16 @@ async function streamJob(url, body, onEvent) {
 
 function describe(kind, data) {
   switch (kind) {
-    case "queued":
-      return data.position > 1 ? `queued: ${data.position - 1} job(s) ahead` : "queued";
+    case "queued": {
+      const ahead = data.position > 1 ? `queued: ${data.position - 1} job(s) ahead` : "queued";
+      return data.waiting_for ? `${ahead} (the models are still loading)` : ahead;
+    }
     case "start":
       return "started";
+    case "waiting":
+      return `waiting for the models to load (at most ${Math.round(data.timeout_s)} s)`;
+    case "loaded":
+      return `the models are loaded (waited ${data.waited_s} s)`;
     case "write":
       return `write (${data.writer || "no writer: the idea as it is"}): ${data.description}`;
     case "assemble":

@@ -56,17 +56,21 @@ def control_file(tmp_path_factory):
     return path
 
 
-def reference(pipe, seed: int, control_image, scale: float):
-    return pipe(
+def reference(pipe, seed: int | list[int], control_image, scale: float):
+    """diffusers' render of `seed` alone, or (a list) the images of those seeds as one batch."""
+    seeds = seed if isinstance(seed, list) else [seed]
+    images = pipe(
         prompt=IDEA,
+        num_images_per_prompt=len(seeds),
         height=SMALL["height"],
         width=SMALL["width"],
         num_inference_steps=SMALL["steps"],
         guidance_scale=0.0,
         control_image=control_image,
         controlnet_conditioning_scale=scale,
-        generator=torch.Generator().manual_seed(seed),
-    ).images[0]
+        generator=[torch.Generator().manual_seed(s) for s in seeds],
+    ).images
+    return images if isinstance(seed, list) else images[0]
 
 
 def controlled(options, path, **changes):
@@ -78,9 +82,11 @@ def test_control_render_equals_diffusers_controlnet_pipeline(
 ):
     options = controlled(small_options, control_file, control_scale=0.75)
     images = control_backend.render(plain_ids, [7, 8], options)  # one batch of two seeds
-    for rendered in images:
-        expected = reference(control_pipe, rendered.seed, Image.open(control_file), 0.75)
-        assert np.array_equal(pixels(rendered.image), pixels(expected))
+    # Compared with diffusers' batch of the same two seeds: a seed alone may differ from it by
+    # one 8-bit level (FACTS.md section 10).
+    expected = reference(control_pipe, [7, 8], Image.open(control_file), 0.75)
+    for rendered, theirs in zip(images, expected, strict=True):
+        assert np.array_equal(pixels(rendered.image), pixels(theirs))
 
 
 def test_the_control_map_changes_the_image_and_scale_zero_is_the_plain_render(
