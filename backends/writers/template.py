@@ -194,7 +194,8 @@ def _compiled(template: str):
 class ChatTemplateWriter(Writer):
     """`Writer.write` as both real writers do it: the model's chat template -> prompt ids ->
     generated ids -> a `Draft` parsed from the ids. Subclasses give `prompt`, `prompt_ids`,
-    `generate`, `decode` and `special`, and may refuse a request in `check_room`."""
+    `generate`, `decode` and `special`, and may refuse a request in `check_room` (a writer of
+    another vocabulary overrides `draft`)."""
 
     name: str
     special: SpecialIds
@@ -206,14 +207,32 @@ class ChatTemplateWriter(Writer):
         start = time.perf_counter()
         generated, finish = self.generate(prompt_ids, sampling, seed)
         seconds = time.perf_counter() - start
+        return self.draft(
+            generated,
+            finish,
+            think_opened=prompt.think_opened,
+            prompt_tokens=len(prompt_ids),
+            seconds=seconds,
+        )
+
+    def draft(
+        self,
+        generated: list[int],
+        finish: str,
+        *,
+        think_opened: bool,
+        prompt_tokens: int,
+        seconds: float,
+    ) -> Draft:
+        """The draft of `generated`, split on the ids (a writer of Qwen3's vocabulary)."""
         return draft_from_ids(
             self.name,
             generated,
             self.special,
             self.decode,
             finish_reason=finish,
-            think_opened=prompt.think_opened,
-            prompt_tokens=len(prompt_ids),
+            think_opened=think_opened,
+            prompt_tokens=prompt_tokens,
             seconds=seconds,
         )
 

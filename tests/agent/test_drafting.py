@@ -93,6 +93,7 @@ def test_other_vocabulary_is_refused(qwen_tokenizer, other_vocab_tokenizer):
 
 
 def test_retokenize_is_explicit_and_recorded(qwen_tokenizer, other_vocab_tokenizer, caplog):
+    caplog.set_level("INFO", logger="zit.drafting")
     writer = FakeWriter(other_vocab_tokenizer, name="other")
     writer.enqueue("a red fox in deep snow", think="low angle")
     result = compose(writer, qwen_tokenizer, build_messages("x", "a fox"), "a fox", retokenize=True)
@@ -100,6 +101,7 @@ def test_retokenize_is_explicit_and_recorded(qwen_tokenizer, other_vocab_tokeniz
     assert result.provenance["vocabulary_mismatch"]
     assert result.draft.answer.ids == qwen_tokenizer.encode_text("a red fox in deep snow")
     assert any("re-tokeniz" in r.message for r in caplog.records)
+    assert any("re-tokenized with the encoder's Qwen3 tokenizer" in n for n in result.draft.notes)
 
 
 def test_retryable_problem_moves_to_the_next_seed(fake, qwen_tokenizer):

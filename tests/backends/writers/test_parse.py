@@ -99,3 +99,34 @@ def test_merged_newline_token_stays_in_the_think_ids(split, enc):
     plan = enc("Keep the fox.\n")  # ".\n" is one token: it is content, not a separator
     out = split([THINK, NL, *plan, END_THINK, NLNL, *enc("A fox."), IM_END])
     assert out.think == plan
+
+
+# -- text of a writer of another vocabulary (`split_text`) ---------------------------------------
+@pytest.mark.parametrize(
+    "text, think_opened, think, answer",
+    [
+        ("<think>\nkeep the fox\n</think>\n\nA red fox in snow.", False, "keep the fox", "A red fox in snow."),
+        ("keep the fox</think>A red fox.", True, "keep the fox", "A red fox."),
+        ("\n\nA red fox in snow.\n", False, "", "A red fox in snow."),  # never thinks
+        ("plan</think>A fox <think>in</think> snow", False, "plan", "A fox in snow"),
+    ],
+)  # fmt: skip
+def test_text_splits_like_ids(text, think_opened, think, answer):
+    from zit_agent.backends.writers.parse import split_text
+
+    out = split_text(text, finish_reason="stop", think_opened=think_opened)
+    assert (out.think, out.answer) == (think, answer)
+
+
+def test_text_plan_left_open_is_the_answer_or_a_retry():
+    from zit_agent.backends.writers.parse import split_text
+
+    out = split_text("A red fox.", finish_reason="stop", think_opened=True)
+    assert out.answer == "A red fox." and "never closed" in out.notes[0]
+    with pytest.raises(DraftProblem, match="12 new tokens on its plan") as info:
+        split_text("a plan that", finish_reason="length", think_opened=True, new_tokens=12)
+    assert info.value.retryable
+    with pytest.raises(DraftProblem, match="empty description"):
+        split_text("<think>plan</think>\n\n", finish_reason="stop")
+    cut = split_text("A red", finish_reason="length", new_tokens=2)
+    assert cut.answer == "A red" and "cut at max-new-tokens (2 tokens)" in cut.notes[0]
