@@ -142,10 +142,11 @@ def as_dict(result) -> dict:
 
 
 def _print_readable(result, tok) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    from zit_agent.agent.cli.output import new_console, plain
+
+    console = new_console()
     assembled, stats = result.assembled, result.draft.stats
     table = Table(
         title=f"{assembled.shape} sequence: {assembled.count} of {assembled.budget} tokens"
@@ -156,10 +157,10 @@ def _print_readable(result, tok) -> None:
     table.add_column("text", overflow="fold")
     for span in assembled.spans:
         text = tok.decode(assembled.ids[span.start : span.end])
-        table.add_row(str(span.turn), span.part, str(span.end - span.start), text)
+        table.add_row(str(span.turn), span.part, str(span.end - span.start), plain(text))
     console.print(table)
     console.print(
-        f"writer [bold]{result.draft.model}[/]: {stats.new_tokens} new tokens in "
+        f"writer [bold]{plain(result.draft.model)}[/]: {stats.new_tokens} new tokens in "
         f"{stats.seconds:.2f} s ({stats.tokens_per_s:.1f} tokens/s), finish: {stats.finish_reason}, "
         f"seed {result.seed}",
         highlight=False,
