@@ -20,7 +20,12 @@ from zit_agent.backends.cpu import physical_cores
 from zit_agent.backends.hub import resolve_file
 from zit_agent.backends.tokenizer import VocabFingerprint, fingerprint_from
 from zit_agent.backends.writers.parse import SpecialIds
-from zit_agent.backends.writers.template import ChatTemplateWriter, Prompt, render_prompt
+from zit_agent.backends.writers.template import (
+    ChatTemplateWriter,
+    Prompt,
+    render_prompt,
+    templates_left_to_zit,
+)
 from zit_agent.errors import ModelNotFoundError, UserError
 
 if TYPE_CHECKING:
@@ -92,14 +97,15 @@ class LlamaCppWriter(ChatTemplateWriter):
         threads = writer_threads(n_threads)
         path = _resolve_gguf(spec, download)
         try:
-            llama = llama_cpp.Llama(
-                model_path=str(path),
-                n_ctx=n_ctx,
-                n_threads=threads.generation,
-                n_threads_batch=threads.batch,
-                n_gpu_layers=n_gpu_layers,
-                verbose=False,
-            )
+            with templates_left_to_zit():  # llama-cpp-python's compile folds constants: a hang
+                llama = llama_cpp.Llama(
+                    model_path=str(path),
+                    n_ctx=n_ctx,
+                    n_threads=threads.generation,
+                    n_threads_batch=threads.batch,
+                    n_gpu_layers=n_gpu_layers,
+                    verbose=False,
+                )
         except ValueError as err:  # llama-cpp-python's "Failed to load model from file"
             raise UserError(f"cannot load writer GGUF {path}: {err}") from None
         return cls(llama, name=Path(path).name, open_think=open_think)
