@@ -31,6 +31,7 @@ class Option:
     default: Callable[[], Any] | None = None  # shown in help: where the value comes from if unset
     ge: float | None = None
     le: float | None = None
+    gt: float | None = None  # a lower bound the value must exceed (a share of the steps: > 0)
     short: str | None = None  # a one-letter CLI alias, e.g. "-n"
     negatable: bool = False  # bool options: --x/--no-x
 
@@ -252,7 +253,7 @@ DECLARED: tuple[Option, ...] = (
         "Share of the steps that get noise (default {default}).",
         RENDER_GROUP,
         _const(RENDER.noise_steps_share),
-        ge=0.0,
+        gt=0.0,
         le=1.0,
     ),
     Option(
@@ -369,7 +370,7 @@ PART_OPTIONS: tuple[str, ...] = tuple(
 def _field(option: Option) -> tuple[Any, Any]:
     return (
         option.type | None,
-        Field(None, description=option.help_text, ge=option.ge, le=option.le),
+        Field(None, description=option.help_text, ge=option.ge, le=option.le, gt=option.gt),
     )
 
 

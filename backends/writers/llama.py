@@ -10,6 +10,7 @@ generation capped at GENERATION_THREADS_CAP, prompt processing not. A given coun
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -61,6 +62,12 @@ def writer_threads(threads: int | None = None) -> Threads:
         return default_threads()
     if threads < 1:
         raise UserError(f"bad writer thread count {threads}", hint="give 1 or more threads")
+    cpus = os.cpu_count() or 1
+    if threads > cpus:  # llama.cpp's threads spin: more than the CPUs crawls to a near halt
+        raise UserError(
+            f"{threads} writer threads is more than this machine's {cpus} CPUs",
+            hint=f"give {{threads}} 1..{cpus}, or leave it out for the physical cores",
+        )
     return Threads(generation=threads, batch=threads)
 
 
