@@ -129,6 +129,58 @@ def record_token_ids(record: dict[str, Any]) -> list[int]:
 
 _EDITED = "the image's zit record was edited or damaged; use the original file"
 
+# A record is a file anyone can edit: each number in it that reaches a loop, an allocation or a
+# file name is held to the bounds of the run option that sets it (core/options.py), and each text
+# field must be text.
+RECORD_OPTIONS = {
+    "steps": "steps",
+    "guidance": "guidance",
+    "layer": "layer",
+    "seed": "seed",
+    "control_scale": "control_scale",
+}
+NOISE_OPTIONS = {
+    "strength": "noise",
+    "fraction": "noise_fraction",
+    "steps_share": "noise_steps",
+    "seed": "noise_seed",
+}
+TEXT_FIELDS = ("idea", "text", "prompt", "negative", "model", "dtype", "lora", "control_image")
+
+
+def check_record_types(record: dict[str, Any]) -> None:
+    """Each text field of a record is text (or absent): `"idea": 5` is refused by name."""
+    for key in TEXT_FIELDS:
+        if record.get(key) is not None and not isinstance(record[key], str):
+            raise UserError(f"the record's {key} is not text", hint=_EDITED)
+
+
+def check_record_bounds(record: dict[str, Any]) -> None:
+    """The record's numbers within their options' bounds: `steps: 1000000`, `guidance: 1e308`,
+    `seed: -5` or `2**64` are refused with the field's name, as the same value given as an option
+    would be. Numbers must be finite (`Infinity`, `NaN`)."""
+    from pydantic import ValidationError
+
+    from zit_agent.options import RunOptions
+
+    values = {option: record.get(key) for key, option in RECORD_OPTIONS.items()}
+    noise = record.get("noise")
+    if noise is not None and not isinstance(noise, dict):
+        raise UserError("the record's noise is not a mapping", hint=_EDITED)
+    for key, option in NOISE_OPTIONS.items():
+        values[option] = (noise or {}).get(key)
+    named = {option: key for key, option in RECORD_OPTIONS.items()}
+    named.update({option: f"noise.{key}" for key, option in NOISE_OPTIONS.items()})
+    for option, value in values.items():
+        if isinstance(value, bool):  # pydantic takes true as 1
+            raise UserError(f"the record's {named[option]} is not a number", hint=_EDITED)
+    try:
+        RunOptions(**{k: v for k, v in values.items() if v is not None})
+    except ValidationError as err:
+        first = err.errors()[0]
+        key = named.get(str(first["loc"][0]), str(first["loc"][0])) if first["loc"] else "record"
+        raise UserError(f"the record's {key} is invalid: {first['msg']}", hint=_EDITED) from None
+
 
 @dataclass(frozen=True)
 class RenderRequest:
@@ -154,6 +206,8 @@ def render_request(record: dict[str, Any]) -> RenderRequest:
 
     from zit_agent.backends.base import RenderOptions
 
+    check_record_types(record)
+    check_record_bounds(record)
     ids = record_token_ids(record)
     fields = {
         name: record[name]
@@ -439,15 +493,18 @@ def read_record(path: str | Path | BinaryIO) -> dict[str, Any] | None:
     when it has none."""
     try:
         text = png_text(path, RECORD_CHUNK)
-    except (OSError, ValueError, zlib.error):
+    except (OSError, ValueError, IndexError, zlib.error):  # a damaged chunk: no record
         return None
     if text is None:
         return None
     try:
         record = json.loads(text)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):  # RecursionError: JSON nested 100,000 deep
         return None
-    return record if isinstance(record, dict) else None
+    if not isinstance(record, dict):
+        return None
+    check_record_types(record)
+    return record
 
 
 def png_text(path: str | Path | BinaryIO, keyword: str) -> str | None:
@@ -480,6 +537,8 @@ def _chunk_text(kind: bytes, rest: bytes) -> str:
         return rest.decode("latin-1")
     if kind == b"zTXt":
         return _inflate(rest[1:]).decode("latin-1")
+    if len(rest) < 2:
+        raise ValueError("an iTXt chunk without its compression fields")
     compressed, rest = rest[0], rest[2:]
     _language, _, rest = rest.partition(b"\0")
     _translated, _, text = rest.partition(b"\0")

@@ -24,7 +24,8 @@ AGENT_GROUP, RENDER_GROUP, MODEL_GROUP = "Agent", "Rendering", "Image model"
 
 def _option(
     help: str, group: str, *, default: Any = None, ge: float | None = None,
-    le: float | None = None, short: str | None = None, negatable: bool = False,
+    le: float | None = None, gt: float | None = None, short: str | None = None,
+    negatable: bool = False,
 ) -> Any:  # fmt: skip
     """A run option's field: unset (None) unless given. `help` may show `{default}`, the value the
     run API falls back to (read from `zit_agent.defaults`); `group` is its help panel; `short` a
@@ -35,7 +36,7 @@ def _option(
     if negatable:
         extra["negatable"] = True
     text = help.format(default=default) if default is not None else help
-    return Field(None, description=text, ge=ge, le=le, json_schema_extra=extra)
+    return Field(None, description=text, ge=ge, le=le, gt=gt, json_schema_extra=extra)
 
 
 class RunOptions(BaseModel):
@@ -200,7 +201,7 @@ class RunOptions(BaseModel):
         "Share of the steps that get noise (default {default}).",
         RENDER_GROUP,
         default=RENDER.noise_steps_share,
-        ge=0.0,
+        gt=0.0,  # a share of the steps: more than none
         le=1.0,
     )
     noise_seed: int | None = _option(

@@ -692,7 +692,9 @@ class Progress:
 
     def describe(self, text: str) -> None:
         if self._bar is not None:
-            self._bar.update(self._task, description=text)
+            from rich.markup import escape
+
+            self._bar.update(self._task, description=escape(text))  # config names as text
 
 
 def _rich_progress():

@@ -58,6 +58,54 @@ def test_a_gguf_whose_template_reaches_for_the_mro_fails_cleanly(capsys, tmp_pat
     assert not marker.exists()
 
 
+# Templates that ask for a huge allocation in one step: each is refused before it allocates.
+GREEDY_TEMPLATES = [
+    "{{ 'x'|center(100000000) }}",
+    "{{ 'x'|indent(100000000, true) }}",
+    "{{ 'x'.center(100000000) }}",
+    "{{ '%100000000d' % 1 }}",
+    "{{ '{:>100000000}'.format(1) }}",
+    "{{ 10 ** (10 ** 10) }}",
+]
+
+
+@pytest.mark.parametrize("template", GREEDY_TEMPLATES)
+def test_a_greedy_chat_template_is_refused_before_it_allocates(template):
+    import tracemalloc
+
+    from zit_agent.backends.writers.template import render_prompt
+
+    tracemalloc.start()
+    try:
+        with pytest.raises(UserError, match="chat template failed: .*(limit|over 1,000,000)"):
+            render_prompt(template, MESSAGES, open_think=False)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20_000_000  # a 100-million-character string was never made
+
+
+def test_a_gguf_template_ten_to_the_ten_to_the_ten_is_refused_in_seconds(tmp_path, tokenizer_dir):
+    """llama-cpp-python compiles a GGUF's chat templates at load with constant folding: this
+    template used to compute a ten-billion-digit number there (a hang)."""
+    import os
+    import subprocess
+    import sys
+
+    from zit_agent.backends.tiny.qwen3 import build_tiny_qwen3_gguf
+
+    path = build_tiny_qwen3_gguf(
+        tmp_path / "power.gguf", tokenizer_dir, chat_template="{{ 10 ** (10 ** 10) }}"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "zit_agent.agent", "expand", "a cat", "--writer", f"gguf:{path}",
+         "--tokenizer", str(tokenizer_dir)],
+        capture_output=True, text=True, timeout=90, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1 and "chat template failed" in done.stderr
+
+
 def package_sources() -> list[Path]:
     return [p for folder in PACKAGE_FOLDERS for p in (REPO / folder).rglob("*.py")]
 

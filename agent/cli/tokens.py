@@ -53,10 +53,11 @@ def tokens(
 
 
 def _print_readable(result, tok, shape: str) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    from zit_agent.agent.cli.output import new_console, plain
+
+    console = new_console()
     table = Table(title=f"{shape} sequence: {result.count} of {result.budget} tokens")
     table.add_column("turn", justify="right")
     table.add_column("part")
@@ -64,7 +65,7 @@ def _print_readable(result, tok, shape: str) -> None:
     table.add_column("text", overflow="fold")
     for span in result.spans:
         text = tok.decode(result.ids[span.start : span.end])
-        table.add_row(str(span.turn), span.part, str(span.end - span.start), text)
+        table.add_row(str(span.turn), span.part, str(span.end - span.start), plain(text))
     console.print(table)
     if result.cut:
         for cut in result.cut:

@@ -16,6 +16,7 @@ generation capped at GENERATION_THREADS_CAP, prompt processing not. A given coun
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -31,7 +32,12 @@ from zit_agent.backends.tokenizer import (
     fingerprint_from,
 )
 from zit_agent.backends.writers.parse import ForeignIds, SpecialIds, draft_from_text
-from zit_agent.backends.writers.template import ChatTemplateWriter, Prompt, render_prompt
+from zit_agent.backends.writers.template import (
+    ChatTemplateWriter,
+    Prompt,
+    render_prompt,
+    templates_left_to_zit,
+)
 from zit_agent.errors import ModelNotFoundError, UserError
 
 if TYPE_CHECKING:
@@ -67,6 +73,12 @@ def writer_threads(threads: int | None = None) -> Threads:
         return default_threads()
     if threads < 1:
         raise UserError(f"bad writer thread count {threads}", hint="give 1 or more threads")
+    cpus = os.cpu_count() or 1
+    if threads > cpus:  # llama.cpp's threads spin: more than the CPUs crawls to a near halt
+        raise UserError(
+            f"{threads} writer threads is more than this machine's {cpus} CPUs",
+            hint=f"give {{threads}} 1..{cpus}, or leave it out for the physical cores",
+        )
     return Threads(generation=threads, batch=threads)
 
 
@@ -112,14 +124,15 @@ class LlamaCppWriter(ChatTemplateWriter):
         threads = writer_threads(n_threads)
         path = _resolve_gguf(spec, download)
         try:
-            llama = llama_cpp.Llama(
-                model_path=str(path),
-                n_ctx=n_ctx,
-                n_threads=threads.generation,
-                n_threads_batch=threads.batch,
-                n_gpu_layers=n_gpu_layers,
-                verbose=False,
-            )
+            with templates_left_to_zit():  # llama-cpp-python's compile folds constants: a hang
+                llama = llama_cpp.Llama(
+                    model_path=str(path),
+                    n_ctx=n_ctx,
+                    n_threads=threads.generation,
+                    n_threads_batch=threads.batch,
+                    n_gpu_layers=n_gpu_layers,
+                    verbose=False,
+                )
         except ValueError as err:  # llama-cpp-python's "Failed to load model from file"
             raise UserError(f"cannot load writer GGUF {path}: {err}") from None
         return cls(llama, name=Path(path).name, open_think=open_think)

@@ -8,7 +8,9 @@ the messages' text with them off, so an idea containing `<|im_start|>` stays pla
 
 from __future__ import annotations
 
+import contextlib
 import re
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sized
 from contextvars import ContextVar
@@ -141,9 +143,20 @@ def _ticking(items: Iterable[Any]) -> Iterator[Any]:
         yield item
 
 
+def _widths(text: str) -> int:
+    """The sum of the numbers written in a format string (`'%999999999d'`, `'{:>99999999}'`):
+    a bound on the padding it can make."""
+    return sum(int(n) for n in re.findall(r"\d{1,30}", text))
+
+
 def _result_size(operator: str, left: Any, right: Any) -> int:
-    """The size a `*`, `**` or `+` would produce (characters, items or integer bits), before it
-    is computed: `'a' * 300000000` is refused without allocating it."""
+    """The size a `*`, `**`, `+` or `%` would produce (characters, items or integer bits), before
+    it is computed: `'a' * 300000000` is refused without allocating it."""
+    if operator == "%":
+        if not isinstance(left, str):
+            return 0
+        args = right if isinstance(right, tuple | list) else [right]
+        return len(left) + _widths(left) + sum(len(str(a)) for a in args if isinstance(a, str))
     ints = isinstance(left, int) and isinstance(right, int)
     if operator == "**":
         return abs(left).bit_length() * right if ints and right > 0 else 0
@@ -157,6 +170,29 @@ def _result_size(operator: str, left: Any, right: Any) -> int:
     return 0
 
 
+def _check_arguments(what: str, args: Iterable[Any]) -> None:
+    """Refuse a number past the size limit given to a filter or a string method (`center`,
+    `indent`, `ljust`, ...): `'x'|center(3000000000)` would allocate 3 GB before any check."""
+    for arg in args:
+        if isinstance(arg, int) and not isinstance(arg, bool) and abs(arg) > MAX_RENDER_CHARS:
+            raise RenderLimit(f"{what}({arg}) is past the limit of {MAX_RENDER_CHARS:,}")
+
+
+def _limited_filter(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    import functools
+
+    @functools.wraps(function)
+    def limited(*args: Any, **kwargs: Any) -> Any:
+        _tick()
+        _check_arguments(name, [*args, *kwargs.values()])
+        return function(*args, **kwargs)
+
+    return limited
+
+
+STRING_FORMATS = ("format", "format_map")
+
+
 @lru_cache(maxsize=8)
 def _compiled(template: str):
     """The template compiled once (compiling Qwen3's takes about 30 ms), in the sandboxed
@@ -166,7 +202,7 @@ def _compiled(template: str):
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
     class LimitedEnvironment(ImmutableSandboxedEnvironment):
-        intercepted_binops = frozenset({"*", "**", "+"})
+        intercepted_binops = frozenset({"*", "**", "+", "%"})
 
         def call_binop(self, context, operator, left, right):
             _tick()
@@ -175,6 +211,13 @@ def _compiled(template: str):
 
         def call(__self, __context, __obj, *args, **kwargs):  # noqa: N805 (jinja's signature)
             _tick()  # macros too: a recursive macro passes here at each call
+            method = getattr(__obj, "__wrapped__", __obj)  # the sandbox wraps str.format
+            owner = getattr(method, "__self__", None)
+            if isinstance(owner, str):  # 'x'.center(N), '{:>N}'.format(x)
+                name = getattr(method, "__name__", "")
+                _check_arguments(name, [*args, *kwargs.values()])
+                if name in STRING_FORMATS:
+                    _check_size(len(owner) + _widths(owner))
             return super().call(__context, __obj, *args, **kwargs)
 
     def raise_exception(message: str):
@@ -184,11 +227,43 @@ def _compiled(template: str):
         trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"]
     )
     env.globals["raise_exception"] = raise_exception
+    env.filters = {name: _limited_filter(name, f) for name, f in env.filters.items()}
     env.filters["zit_ticking"] = _ticking
     tree = env.parse(template)
     for loop in tree.find_all(nodes.For):
         loop.iter = nodes.Filter(loop.iter, "zit_ticking", [], [], None, None, lineno=loop.lineno)
     return env.from_string(tree)
+
+
+_FOREIGN_COMPILE = threading.Lock()
+
+
+@contextlib.contextmanager
+def templates_left_to_zit() -> Iterator[None]:
+    """While loading a GGUF, llama-cpp-python must not compile its chat templates: it compiles
+    every template in the file's metadata in a sandbox that folds constants, so a template
+    `{{ 10 ** (10 ** 10) }}` computes a ten-billion-digit number at load (a hang no limit can stop,
+    the GIL being held). zit never uses llama-cpp-python's chat handlers (`render_prompt` renders
+    the template in the limited sandbox above), so the load gets a stand-in formatter."""
+    from llama_cpp import llama_chat_format
+
+    class Unused:
+        def __init__(self, template: str, *args: Any, **kwargs: Any):
+            pass
+
+        def to_chat_handler(self) -> Callable[..., Any]:
+            def refuse(*args: Any, **kwargs: Any) -> Any:
+                raise UserError("zit renders chat templates itself (render_prompt)")
+
+            return refuse
+
+    with _FOREIGN_COMPILE:
+        original = llama_chat_format.Jinja2ChatFormatter
+        llama_chat_format.Jinja2ChatFormatter = Unused
+        try:
+            yield
+        finally:
+            llama_chat_format.Jinja2ChatFormatter = original
 
 
 class ChatTemplateWriter(Writer):

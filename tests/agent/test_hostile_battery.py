@@ -1,0 +1,132 @@
+"""Issue 24's hostile battery: each input that hung, wrote a wrong image or ended as an internal
+error, now one line with its kind's exit code. Tests are named after their input; the classes of
+fault are bounds on every number, a validated record, and foreign file errors mapped to a kind."""
+
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+
+import pytest
+from PIL import Image, PngImagePlugin
+
+from tests.cli_helpers import run_zit as zit
+from zit_agent.backends.provenance import encode_ids
+
+ONE_ID = encode_ids([1])
+
+
+def only_error_line(err: str, message: str) -> bool:
+    return err.count("\n") == 1 and err.startswith("zit: error:") and message in err
+
+
+def png_with_record(tmp_path, text: str | None, name: str = "hostile.png"):
+    """A 16x16 PNG whose `zit` iTXt chunk holds `text` as it is (JSON or not)."""
+    path = tmp_path / name
+    info = PngImagePlugin.PngInfo()
+    if text is not None:
+        info.add_itxt("zit", text)
+    Image.new("RGB", (16, 16)).save(path, pnginfo=info)
+    return path
+
+
+def with_chunk(path, kind: bytes, data: bytes):
+    """`path` with one more chunk just before IEND."""
+    raw = path.read_bytes()
+    end = raw.rindex(b"IEND") - 4
+    chunk = struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    path.write_bytes(raw[:end] + chunk + raw[end:])
+    return path
+
+
+def record(**fields) -> str:
+    return json.dumps({"seed": 1, "token_ids": ONE_ID, **fields})
+
+
+# -- a record is validated before anything renders ------------------------------------------------
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (record(steps=1000000), "the record's steps is invalid"),
+        (record(steps=0), "the record's steps is invalid"),
+        (record(guidance=float("inf")),  # json.dumps writes Infinity
+         "the record's guidance is invalid: Input should be a finite number"),
+        (record(guidance=1e308), "the record's guidance is invalid"),
+        (record(guidance=float("nan")),
+         "the record's guidance is invalid"),
+        (record(noise={"strength": float("inf")}),
+         "the record's noise.strength is invalid"),
+        (record(noise={"strength": 1e308}), "the record's noise.strength is invalid"),
+        (record(noise={"strength": 0.5, "seed": 2**70}), "the record's noise.seed is invalid"),
+        (record(noise={"strength": 0.5, "steps_share": 0}), "noise.steps_share is invalid"),
+        (record(noise=[1, 2]), "the record's noise is not a mapping"),
+        (record(seed=-5), "the record's seed is invalid"),
+        (record(seed=2**64), "the record's seed is invalid"),
+        (record(layer=99999), "the record's layer is invalid"),
+        (record(steps=True), "the record's steps is not a number"),
+        (record(idea=5), "the record's idea is not text"),
+        (record(text=["a", "cat"]), "the record's text is not text"),
+        ("[" * 100_000 + "]" * 100_000, "has no zit record"),
+    ],
+    ids=[
+        "steps-1000000", "steps-0", "guidance-Infinity", "guidance-1e308", "guidance-NaN",
+        "noise-Infinity", "noise-1e308", "noise-seed-2^70", "noise-steps-share-0", "noise-a-list",
+        "seed-minus-5", "seed-2^64", "layer-99999", "steps-true", "idea-5", "text-a-list",
+        "json-100k-deep",
+    ],
+)  # fmt: skip
+def test_rerender_of_a_hostile_record_is_one_line_exit_2(capsys, tmp_path, text, message):
+    code, out, err = zit(capsys, "rerender", str(png_with_record(tmp_path, text)))
+    assert code == 2 and out == ""
+    assert only_error_line(err, message), err
+
+
+def test_rerender_of_an_empty_itxt_zit_chunk_is_one_line(capsys, tmp_path):
+    path = with_chunk(png_with_record(tmp_path, None), b"iTXt", b"zit\0")
+    code, _, err = zit(capsys, "rerender", str(path))
+    assert code == 2 and only_error_line(err, "has no zit record"), err
+
+
+def test_read_record_of_an_empty_itxt_zit_chunk_and_100k_deep_json_is_none(tmp_path):
+    from zit_agent.backends.provenance import read_record
+
+    empty = with_chunk(png_with_record(tmp_path, None, "empty.png"), b"iTXt", b"zit\0")
+    deep = png_with_record(tmp_path, "[" * 100_000 + "]" * 100_000, "deep.png")
+    assert read_record(empty) is None and read_record(deep) is None
+
+
+def test_rerender_seed_minus_1_is_refused(capsys, tmp_path):
+    code, _, err = zit(capsys, "rerender", str(png_with_record(tmp_path, record())), "--seed", "-1")
+    assert code == 2 and "--seed" in err and err.count("\n") == 1, err
+
+
+# -- options: bounds the noise settings and the machine need --------------------------------------
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--noise", "0.5", "--noise-steps", "0"], "bad value for --noise-steps"),
+        (["--guidance", "1e308"], "bad value for --guidance"),
+        (["--noise", "Infinity"], "bad value for --noise"),
+        (["--guidance", "NaN"], "bad value for --guidance"),
+        (["--seed", str(2**64)], "bad value for --seed"),
+        (["--seed", "-1"], "bad value for --seed"),
+        (["--noise", "0.5", "--noise-seed", str(2**70)], "bad value for --noise-seed"),
+    ],
+    ids=["noise-steps-0", "guidance-1e308", "noise-Infinity", "guidance-NaN", "seed-2^64",
+         "seed-minus-1", "noise-seed-2^70"],
+)  # fmt: skip
+def test_generate_with_an_out_of_bounds_number_is_one_line(capsys, args, message):
+    code, out, err = zit(capsys, "generate", "a cat", "--writer", "none", "--backend", "sketch",
+                         "--no-ruts", *args)  # fmt: skip
+    assert code == 2 and out == "" and only_error_line(err, message), err
+
+
+def test_threads_1024_on_2_cpus_is_refused(monkeypatch):
+    from zit_agent.backends.writers import llama
+    from zit_agent.errors import UserError
+
+    monkeypatch.setattr(llama.os, "cpu_count", lambda: 2)
+    with pytest.raises(UserError, match="1024 writer threads is more than this machine's 2 CPUs"):
+        llama.writer_threads(1024)
+    assert llama.writer_threads(2).generation == 2
