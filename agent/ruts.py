@@ -109,7 +109,8 @@ class KindReport(BaseModel):
     dominant: str | None = Field(None, description="That bin (shot, angle).")
     bins: dict[str, int] = Field(default_factory=dict, description="Images per bin.")
     sub_bins: dict[str, dict[str, int]] = Field(
-        default_factory=dict, description="angle: images per yaw bin and per pitch bin."
+        default_factory=dict,
+        description="angle: images per yaw bin and per pitch bin; shot: per framing third.",
     )
     entropy: float | None = Field(None, description="Shannon entropy of the bins, in bits.")
     clusters: list[list[str]] = Field(
@@ -353,9 +354,7 @@ def judge_kinds(
     _check_parallel(len(observations), labels=labels)
     return {
         "identity": judge_identity(observations, labels, wider=wider, wider_labels=wider_labels),
-        "shot": judge_bins(
-            "shot", [_main(o) and _main(o).shot for o in observations], len(observations)
-        ),
+        "shot": judge_shot(observations),
         "angle": judge_angle(observations),
     }
 
@@ -370,7 +369,9 @@ def _descriptors(observations: list[Observation]) -> tuple[np.ndarray, list[tupl
         (i, j) for i, o in enumerate(observations) for j, f in enumerate(o.faces) if f.descriptor
     ]
     rows = [observations[i].faces[j].descriptor for i, j in owners]
-    return np.asarray(rows, dtype=np.float64).reshape(len(rows), -1), owners
+    if not rows:
+        return np.zeros((0, 0), dtype=np.float64), owners
+    return np.asarray(rows, dtype=np.float64), owners
 
 
 def person_clusters(descriptors: np.ndarray, threshold: float = IDENTITY_DISTANCE) -> list[int]:
@@ -399,12 +400,16 @@ def judge_identity(
     count = len(observations)
     with_face = sum(1 for o in observations if o.faces)
     base = {"count": count, "measured": with_face}
-    descriptors, owners = _descriptors(observations)
     if with_face < MIN_MEASURED:
         return KindReport(
             verdict="unmeasured",
             reason=f"faces found in {with_face} of {count} images: no person to compare",
             **base,
+        )
+    descriptors, owners = _descriptors(observations)
+    if not owners:
+        return KindReport(
+            verdict="unmeasured", reason="the faces carry no identity descriptors", **base
         )
     person = person_clusters(descriptors)
     images_of: dict[int, list[int]] = {}
@@ -499,6 +504,14 @@ def judge_bins(kind: str, values: list[str | None], count: int) -> KindReport:
         entropy=round(_entropy(counts), 4),
         **base,
     )
+
+
+def judge_shot(observations: list[Observation]) -> KindReport:
+    """Shot-size bins of each image's largest face (and, as numbers, where it sits)."""
+    mains = [o.main_face for o in observations]
+    report = judge_bins("shot", [f and f.shot for f in mains], len(observations))
+    framing = dict(Counter(f.framing for f in mains if f).most_common())
+    return report.model_copy(update={"sub_bins": {"framing": framing}})
 
 
 def judge_angle(observations: list[Observation]) -> KindReport:

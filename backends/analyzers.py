@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
@@ -212,7 +213,9 @@ def models_dir() -> Path | None:
 
 def faces_unavailable() -> str | None:
     """Why the `faces` analyzer cannot run here (one line with the fix), or None when it can."""
-    if importlib.util.find_spec("dlib") is None:
+    try:
+        import dlib  # noqa: F401
+    except ImportError:
         return f"face analysis needs dlib: {INSTALL_HINT}"
     if models_dir() is None:
         return f"face analysis needs the face-recognition-models files: {INSTALL_HINT}"
@@ -287,7 +290,9 @@ def load_analyzer(name: str, settings: Settings | None = None) -> Analyzer:
     return factory("analyzer", kind)(target.strip(), settings=settings)
 
 
-def load_faces(target: str, *, settings: Settings | None) -> FaceAnalyzer:
+@cache
+def load_faces(target: str = "", *, settings: Settings | None = None) -> FaceAnalyzer:
+    """The face analyzer, loaded once per process (its models are only read)."""
     return FaceAnalyzer.load()
 
 

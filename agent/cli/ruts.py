@@ -42,8 +42,9 @@ def ruts(
         float | None, typer.Option(help="Similarity from which two images are near-duplicates.")
     ] = None,
     analyzer: Annotated[
-        str, typer.Option(help="faces (identity, shot, angle kinds) or none (layout only).")
-    ] = "faces",
+        str | None,
+        typer.Option(help="faces (identity, shot, angle kinds) or none (default: setting, faces)."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Judge whether images repeat one composition (a rut): similarity, Vendi score, clusters.
@@ -73,7 +74,7 @@ def ruts(
     else:
         model, notes = load_default_embedder(settings)
     thresholds = _thresholds(model.family, rut=rut, warn=warn, duplicate=duplicate)
-    looker, kinds_notes = load_default_analyzer(analyzer)
+    looker, kinds_notes = load_default_analyzer(analyzer or settings.analyzer)
     # 3. Vectors and observations (cached by content hash)
     items = [_read(f) for f in files]
     groups = group_windows(items, window)
