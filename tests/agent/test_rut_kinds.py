@@ -14,7 +14,7 @@ import pytest
 from tests.agent.agent_fixtures import initial_state, sketch_context
 from zit_agent.agent import escape, ruts
 from zit_agent.agent.graph import run_agent
-from zit_agent.agent.report import summary
+from zit_agent.agent.report import run_page, summary
 from zit_agent.backends.analyzers import Observation, make_face
 
 SIZE = (400, 400)
@@ -179,6 +179,10 @@ def test_an_identity_rut_escapes_with_a_person_lever_and_the_report_says_it_move
     assert "identity rut -> ok (moved" in vary.effect
     per_attempt = summary(final)["per_attempt"]
     assert per_attempt[1]["scores"]["kinds"]["identity"]["verdict"] == "ok"
+    # the HTML page shows the kinds and the recurring face, cropped from each image
+    page = run_page(final, tmp_path / "index.html")
+    assert "Person 1, in 4 images" in page and page.count("class='face'") == 4
+    assert "reading (measured)" in page and "as stated, not measured" in page
 
 
 def test_an_identity_rut_that_stays_says_it_did_not_move(qwen_tokenizer, tmp_path):
