@@ -175,6 +175,7 @@ class RutsResponse(BaseModel):
     count: int
     mean_similarity: float | None = None
     vendi: float
+    kinds: dict[str, Any] | None = None  # layout, identity, shot, angle (docs/ruts.md)
     groups: list[dict[str, Any]] = []
     notes: list[str] = []
 
