@@ -202,3 +202,16 @@ def test_without_an_analyzer_the_kinds_say_why_and_layout_still_judges(qwen_toke
     assert kinds["layout"]["verdict"] == "rut" == final.attempts[0].scores.verdict
     assert kinds["identity"] == {**kinds["identity"], "verdict": "unmeasured"}
     assert "pip install dlib-bin" in kinds["identity"]["reason"]
+
+
+def test_observations_are_cached_by_content_hash(tmp_path):
+    from PIL import Image
+
+    from zit_agent.agent.history import HistoryStore
+
+    analyzer = ScriptedAnalyzer(seen(0), seen(None))
+    with HistoryStore(tmp_path / "history.sqlite") as store:
+        first = store.observations(["a", "b", "a"], analyzer, lambda h: Image.new("RGB", (8, 8)))
+        again = store.observations(["b", "a"], analyzer, lambda h: 1 / 0)  # nothing is loaded
+    assert analyzer.calls == 2 and [len(o.faces) for o in first] == [1, 0, 1]
+    assert again == first[1::-1]

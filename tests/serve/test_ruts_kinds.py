@@ -43,3 +43,15 @@ def test_api_ruts_without_an_analyzer_judges_layout_alone(client):
     ]
     body = client.post("/api/ruts", files=files).json()
     assert body["kinds"] is None and body["verdict"] in ("ok", "warn", "rut")
+
+
+def test_the_chat_page_view_carries_each_kinds_verdict():
+    from zit_agent.agent.serve.views import attempt_view
+    from zit_agent.agent.state import Attempt, RenderKnobs, Scores
+
+    scores = Scores(
+        verdict="rut", kinds={"layout": {"verdict": "ok"}, "identity": {"verdict": "rut"}}
+    )
+    knobs = RenderKnobs(width=64, height=64)
+    view = attempt_view(Attempt(number=1, shots=[], knobs=knobs, scores=scores))
+    assert view.kinds == {"layout": "ok", "identity": "rut"}
