@@ -473,6 +473,15 @@ class HistoryStore:
             known.update({row[0]: row[2] for row in rows})
         return [Observation.model_validate_json(known[h]) for h in hashes]
 
+    def stored_observations(self, hashes: list[str], analyzer: str) -> dict[str, Observation]:
+        """The observations already stored for `hashes` (nothing is computed), by hash."""
+        from zit_agent.backends.analyzers import Observation
+
+        return {
+            h: Observation.model_validate_json(data)
+            for h, data in self._observed(hashes, analyzer).items()
+        }
+
     def _observed(self, hashes: list[str], analyzer: str) -> dict[str, str]:
         unique, found = list(dict.fromkeys(hashes)), {}
         for start in range(0, len(unique), 500):  # below SQLite's bound-parameter limit

@@ -352,7 +352,8 @@ def _report(ctx: AgentContext, state: AgentState, attempt: Attempt):
 
 def _with_kinds(ctx: AgentContext, report, hashes: list[str], labels: list[str], wider_rows):
     """The report with its measured kinds (identity, shot, angle) from the analyzer's
-    observations of the window (and of the wider window's images still on disk)."""
+    observations of the window (analysed now when new) and of the wider window's images that
+    were analysed before (none is analysed for it: a check costs the window, never the history)."""
     from PIL import Image
 
     from zit_agent.agent import ruts
@@ -361,8 +362,7 @@ def _with_kinds(ctx: AgentContext, report, hashes: list[str], labels: list[str],
         if ctx.analyzer_note is None:
             return report
         return ruts.with_kinds(report, ruts.unmeasured_kinds(ctx.analyzer_note, report.count))
-    wider_rows = [r for r in wider_rows if Path(r.path).is_file()]
-    paths = dict(zip(hashes, labels, strict=True)) | {r.content_hash: r.path for r in wider_rows}
+    paths = dict(zip(hashes, labels, strict=True))
 
     def load(content_hash: str):
         with Image.open(paths[content_hash]) as image:
@@ -370,11 +370,12 @@ def _with_kinds(ctx: AgentContext, report, hashes: list[str], labels: list[str],
 
     window = hashes[-report.count :]
     observations = ctx.store.observations(window, ctx.analyzer, load)
-    wider = ctx.store.observations([r.content_hash for r in wider_rows], ctx.analyzer, load)
+    known = ctx.store.stored_observations([r.content_hash for r in wider_rows], ctx.analyzer.name)
+    wider_rows = [r for r in wider_rows if r.content_hash in known]
     kinds = ruts.judge_kinds(
         observations,
         labels[-report.count :],
-        wider=wider,
+        wider=[known[r.content_hash] for r in wider_rows],
         wider_labels=[r.path for r in wider_rows],
     )
     return ruts.with_kinds(report, kinds)

@@ -223,7 +223,7 @@ def _print_table(result: dict[str, Any]) -> None:
             axes = row["axes"]
             repeated = ", ".join(f"{a}={v}" for a, v in axes["repeated"].items()) or "none"
             console.print(
-                f"[bold]{name}[/]: repeated: {repeated}; "
+                f"[bold]{name}[/]: as stated in the prompts: repeated: {repeated}; "
                 f"unstated: {', '.join(axes['unstated']) or 'none'}"
             )
     _print_kinds(console, result)

@@ -215,3 +215,16 @@ def test_observations_are_cached_by_content_hash(tmp_path):
         again = store.observations(["b", "a"], analyzer, lambda h: 1 / 0)  # nothing is loaded
     assert analyzer.calls == 2 and [len(o.faces) for o in first] == [1, 0, 1]
     assert again == first[1::-1]
+
+
+def test_a_person_from_another_idea_is_named_through_the_wider_window(qwen_tokenizer, tmp_path):
+    analyzer = ScriptedAnalyzer(*[varied(i + 1, i) for i in range(4)],  # idea A: people 1-4
+                                *[varied(i + 5, i) for i in range(3)], varied(1, 3))  # fmt: skip
+    context = no_layout_ruts(sketch_context(qwen_tokenizer, tmp_path))
+    context.analyzer = analyzer
+    first = run_agent(initial_state(max_attempts=1), context)
+    assert first.attempts[0].scores.kinds["identity"]["verdict"] == "ok"
+    other = run_agent(initial_state(idea="a man on a bicycle", run_id="b", max_attempts=1), context)
+    identity = other.attempts[0].scores.kinds["identity"]
+    assert identity["verdict"] == "warn" and identity["wider"] == first.attempts[0].images[0]
+    assert analyzer.calls == 8  # the wider window's images were not analysed again
