@@ -185,3 +185,9 @@ def test_help_imports_no_face_model():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert "LOADED []" in out.stdout, out.stdout + out.stderr
+
+
+def test_an_unknown_analyzer_is_one_line_and_exit_2(capsys, tmp_path):
+    folder = copy_photos(tmp_path / "two", {n: photo(f"{n}.jpg") for n in ("obama", "biden")})
+    code, _, err = run_zit(capsys, "ruts", str(folder), "--analyzer", "bogus")
+    assert code == 2 and "unknown analyzer 'bogus'" in err and "Traceback" not in err
