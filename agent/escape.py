@@ -16,6 +16,13 @@ once in `agent/levers.py`, which also takes levers from installed packages):
 4. `layer`: a different text-encoder hidden layer.
 5. `seeds`: new seeds.
 
+Levers by kind: when the judge measured rut kinds on the images (`Scores.kinds`), `vary` picks its
+axes from the kinds that are stuck (`kind_plan`): an identity rut varies the person axes (age,
+presentation, ethnicity, hair, clothing) and tells the writer to describe a different person; a
+shot rut varies shot size and framing, an angle rut the camera angle, each avoiding the measured
+bins; a layout rut keeps the axes the report names. After the next attempt each lever's effect
+says, per measured kind, whether it moved.
+
 Levers accumulate (a shorter description keeps its varied axes). The ladder repeats from the top
 when it runs out before the attempts do; `vary` then picks values not used yet. Each lever is
 recorded with its effect once the next attempt is judged (`record_effects`).
@@ -29,7 +36,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Callable
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from zit_agent import axes as axis_reader
 from zit_agent.agent.state import Attempt, Description, Lever, RenderKnobs, Scores, Shot, WriterRut
@@ -43,6 +50,37 @@ SEED_STRIDE = 1000
 # Composition axes first: they are what a rut across seeds is made of.
 AXIS_PRIORITY = ("shot_size", "camera_angle", "framing", "lighting", "time_of_day", "palette")
 _WORD = re.compile(r"[a-zA-Z][a-zA-Z'-]{3,}")
+# The axes each measured rut kind varies, and the axis values its measured bins stand for.
+PERSON_AXES = ("subject_age", "gender_presentation", "ethnicity", "hair", "clothing")
+KIND_AXES = {
+    "identity": PERSON_AXES,
+    "shot": ("shot_size", "framing"),
+    "angle": ("camera_angle",),
+}
+MAX_KIND_AXES = 4
+MEASURED_VALUES = {
+    "shot_size": {
+        "extreme close-up": "extreme close-up",
+        "close-up": "close-up",
+        "medium close-up": "medium close-up",
+        "medium shot": "medium shot",
+        "wide shot": "wide shot",
+    },
+    "framing": {
+        "centre": "centered",
+        "left": "rule of thirds left",
+        "right": "rule of thirds right",
+    },
+    "camera_angle": {
+        "high angle": "high angle",
+        "eye level": "eye level",
+        "low angle": "low angle",
+    },
+}
+DIFFERENT_PERSON = (
+    "The same person appears in {seen} of the images: describe a clearly different person "
+    "(another age, look and build), not the one the previous descriptions suggest."
+)
 
 
 class Tokenizer(Protocol):
@@ -56,6 +94,46 @@ VaryWriter = Callable[[str, dict[str, str], list[str], list[str], int], Descript
 
 def next_lever(ladder: list[str], step: int) -> str:
     return ladder[step % len(ladder)]
+
+
+# -- levers by kind ------------------------------------------------------------------------------
+class KindPlan(NamedTuple):
+    """What the stuck measured kinds ask of `vary`."""
+
+    kinds: list[str]  # the kinds reading warn or rut (layout excluded)
+    axes: list[str]  # the axes they vary, in order
+    avoid: dict[str, list[str]]  # axis -> values the measured bins stand for
+    feedback: str | None  # for the writer (identity: describe a different person)
+
+
+def kind_plan(kinds: dict[str, dict], core: str) -> KindPlan:
+    """The levers the measured kinds call for (`Scores.kinds`); axes the core states stay."""
+    stated = set(axis_reader.read_axes(core))
+    stuck = [k for k in KIND_AXES if (kinds.get(k) or {}).get("verdict") in ("warn", "rut")]
+    axes = [a for k in stuck for a in KIND_AXES[k] if a not in stated]
+    avoid: dict[str, list[str]] = {}
+    for kind in stuck:
+        found = kinds[kind]
+        if kind == "shot":
+            _avoid(avoid, "shot_size", found.get("dominant"))
+            framing = (found.get("sub_bins") or {}).get("framing") or {}
+            _avoid(avoid, "framing", max(framing, key=framing.get) if framing else None)
+        elif kind == "angle":
+            pitch = (found.get("sub_bins") or {}).get("pitch") or {}
+            _avoid(avoid, "camera_angle", max(pitch, key=pitch.get) if pitch else None)
+    feedback = None
+    if "identity" in stuck:
+        identity = kinds["identity"]
+        share = identity.get("share") or 0.0
+        count = identity.get("count") or 0
+        feedback = DIFFERENT_PERSON.format(seen=f"{round(share * count)} of {count}")
+    return KindPlan(stuck, list(dict.fromkeys(axes))[:MAX_KIND_AXES], avoid, feedback)
+
+
+def _avoid(avoid: dict[str, list[str]], axis: str, measured: str | None) -> None:
+    value = MEASURED_VALUES[axis].get(measured or "")
+    if value:
+        avoid.setdefault(axis, []).append(value)
 
 
 # -- 1. targeted variation -----------------------------------------------------------------------
@@ -125,10 +203,16 @@ def vary(
     tok: Tokenizer,
     avoid: list[str],
     core: str | None = None,
+    plan: KindPlan | None = None,
 ) -> tuple[list[Shot], Lever]:
     """Step 1: one new description per image, each stating fresh values on the rutted axes.
-    `core`: the text whose stated axes stay (default: the idea; in chat also the person's words)."""
+    `core`: the text whose stated axes stay (default: the idea; in chat also the person's words).
+    `plan`: the measured kinds that are stuck (`kind_plan`): their axes go first, their measured
+    values are avoided."""
     axes = axes_to_vary(report_axes, core or idea)
+    if plan is not None and plan.axes:
+        axes = list(dict.fromkeys([*plan.axes, *axes]))[: max(MAX_VARIED_AXES, len(plan.axes))]
+        memory = {a: [*memory.get(a, []), *plan.avoid.get(a, [])] for a in {*memory, *plan.avoid}}
     assignments = choose_values(axes, memory, count, seed)
     previous = [shot.description.full_text for shot in shots][-3:]
     used = [v for values in memory.values() for v in values]
@@ -148,6 +232,11 @@ def vary(
     if by_agent:
         detail += f" (the agent stated the values itself in {by_agent} of {count})"
     values = {"axes": axes, "assignments": assignments, "stated_by_agent": by_agent}
+    if plan is not None and plan.kinds:
+        detail = f"measured {', '.join(plan.kinds)} stuck: {detail}"
+        if plan.feedback:
+            detail += "; the writer is told to describe a different person"
+        values.update(kinds=plan.kinds, measured_avoid=plan.avoid, feedback=plan.feedback)
     return new_shots, Lever(name="vary", detail=detail, values=values)
 
 
@@ -285,7 +374,35 @@ def record_effects(levers: list[Lever], before: Scores | None, after: Scores) ->
             f"{before.mean_similarity:.3f} -> {after.mean_similarity:.3f}, "
             f"vendi {before.vendi:.2f} -> {after.vendi:.2f}"
         )
+    moves = kind_moves(before, after)
+    if moves:
+        effect += "; measured: " + "; ".join(moves)
     return [lever.model_copy(update={"effect": lever.effect or effect}) for lever in levers]
+
+
+def kind_moves(before: Scores | None, after: Scores) -> list[str]:
+    """Per measured kind, whether it moved between two readings (its verdict, its dominant bin or
+    its share changed), e.g. `identity rut -> ok (moved: share 1.00 -> 0.25)`."""
+    if before is None:
+        return []
+    found = []
+    for kind in KIND_AXES:
+        was, now = before.kinds.get(kind), after.kinds.get(kind)
+        if not was or not now:
+            continue
+        key = ("verdict", "dominant", "share")
+        moved = any(was.get(k) != now.get(k) for k in key)
+        detail = f"share {_share(was)} -> {_share(now)}"
+        if was.get("dominant") or now.get("dominant"):
+            detail = f"{was.get('dominant')} -> {now.get('dominant')}, {detail}"
+        word = "moved" if moved else "did not move"
+        found.append(f"{kind} {was['verdict']} -> {now['verdict']} ({word}: {detail})")
+    return found
+
+
+def _share(kind: dict) -> str:
+    share = kind.get("share")
+    return "-" if share is None else f"{share:.2f}"
 
 
 def most_varied(attempts: list[Attempt]) -> int:

@@ -5,6 +5,8 @@
 - `embeddings`: one float32 vector per (image content hash, embedder): an image is embedded once
   per embedder, whatever path or idea it is seen under.
 - `rut_events`: every rut report that was not `ok`, as JSON.
+- `observations`: one analyzer's observation of an image (faces, boxes, descriptors) as JSON, per
+  (content hash, analyzer): an image is analysed once per analyzer, like embeddings.
 
 WAL mode, a busy timeout, and short `BEGIN IMMEDIATE` write transactions make it safe for two
 processes (a CLI run and an agent session) writing at once. The schema grows only by appending to
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from zit_agent.agent.ruts import RutReport
+    from zit_agent.backends.analyzers import Analyzer, Observation
     from zit_agent.backends.base import Embedder
     from zit_agent.settings import Settings
 
@@ -111,6 +114,16 @@ MIGRATIONS: list[list[str]] = [
         """INSERT OR IGNORE INTO image_vectors (embedder, image_id, idea)
             SELECT e.embedder, i.id, ifnull(i.idea, '') FROM images i
             JOIN embeddings e ON e.content_hash = i.content_hash""",
+    ],
+    # Analyzer observations (faces and what is derived from them), JSON per content hash.
+    [
+        """CREATE TABLE observations (
+            content_hash TEXT NOT NULL,
+            analyzer TEXT NOT NULL,
+            data TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            PRIMARY KEY (content_hash, analyzer)
+        )""",
     ],
 ]
 
@@ -428,6 +441,58 @@ class HistoryStore:
 
     def _ids(self, sql: str, args: list[Any]) -> list[int]:
         return [row[0] for row in self._db.execute(sql, args)]
+
+    # -- observations ----------------------------------------------------------------------------
+    def observations(
+        self,
+        hashes: list[str],
+        analyzer: Analyzer,
+        load: Callable[[str], Image.Image],
+    ) -> list[Observation]:
+        """The analyzer's observations of the images of `hashes` (in order): stored ones are
+        reused, the rest computed on `load(hash)` in chunks of EMBED_CHUNK, each chunk stored
+        before the next is loaded."""
+        from zit_agent.backends.analyzers import Observation
+
+        known = self._observed(hashes, analyzer.name)
+        missing = list(dict.fromkeys(h for h in hashes if h not in known))
+        for start in range(0, len(missing), EMBED_CHUNK):
+            chunk = missing[start : start + EMBED_CHUNK]
+            found = analyzer.analyze([load(h) for h in chunk])
+            now = time.time()
+            rows = [
+                (h, analyzer.name, o.model_dump_json(), now)
+                for h, o in zip(chunk, found, strict=True)
+            ]
+            with self._write() as db:
+                db.executemany(
+                    "INSERT OR IGNORE INTO observations (content_hash, analyzer, data, created_at)"
+                    " VALUES (?, ?, ?, ?)",
+                    rows,
+                )
+            known.update({row[0]: row[2] for row in rows})
+        return [Observation.model_validate_json(known[h]) for h in hashes]
+
+    def stored_observations(self, hashes: list[str], analyzer: str) -> dict[str, Observation]:
+        """The observations already stored for `hashes` (nothing is computed), by hash."""
+        from zit_agent.backends.analyzers import Observation
+
+        return {
+            h: Observation.model_validate_json(data)
+            for h, data in self._observed(hashes, analyzer).items()
+        }
+
+    def _observed(self, hashes: list[str], analyzer: str) -> dict[str, str]:
+        unique, found = list(dict.fromkeys(hashes)), {}
+        for start in range(0, len(unique), 500):  # below SQLite's bound-parameter limit
+            chunk = unique[start : start + 500]
+            rows = self._db.execute(
+                "SELECT content_hash, data FROM observations WHERE analyzer = ? AND "
+                f"content_hash IN ({', '.join('?' * len(chunk))})",
+                [analyzer, *chunk],
+            )
+            found.update({row[0]: row[1] for row in rows})
+        return found
 
     # -- rut events ------------------------------------------------------------------------------
     def add_rut_event(

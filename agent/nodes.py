@@ -1,6 +1,6 @@
 """The graph's nodes: plain functions of (state, runtime) that return only what changed.
 
-Run dependencies (writer, image backend, embedder, history store, tokenizer, settings) come from
+Run dependencies (writer, image backend, embedder, history store, tokenizer) come from
 `runtime.context` (an `AgentContext`); the state holds data only. Every node reports what it does
 through `AgentContext.on_event`, which the CLI turns into rich output.
 """
@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
     from zit_agent.agent.history import HistoryStore
     from zit_agent.agent.levers import Applied
+    from zit_agent.agent.ruts import Thresholds
+    from zit_agent.backends.analyzers import Analyzer
     from zit_agent.backends.base import Embedder, ImageBackend, RenderOptions, Sampling, Writer
     from zit_agent.backends.tokenizer import QwenTokenizer
 
@@ -46,7 +48,10 @@ class AgentContext:
     writer: Writer | None = None
     sampling: Sampling | None = None
     embedder: Embedder | None = None
+    analyzer: Analyzer | None = None  # faces: the identity, shot and angle rut kinds
+    analyzer_note: str | None = None  # why there is none (the kinds read unmeasured with it)
     store: HistoryStore | None = None  # needed when ruts are checked
+    detector: Thresholds | None = None  # layout thresholds; None: the embedder family's
     retokenize: bool = False  # allow a writer of another vocabulary (its text re-tokenized)
     record: dict[str, Any] = field(default_factory=dict)  # the caller's, in every image's record
     on_event: Event = field(default=_ignore)
@@ -308,6 +313,7 @@ def judge(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
         wider_max_similarity=report.wider.max_similarity if report.wider else None,
         embedder=report.embedder,
         thresholds=report.thresholds.model_dump(),
+        kinds={kind: found.model_dump() for kind, found in report.kinds.items()},
     )
     previous = state.attempts[-2].scores if len(state.attempts) > 1 else None
     attempt = attempt.model_copy(
@@ -320,17 +326,19 @@ def judge(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
 def _report(ctx: AgentContext, state: AgentState, attempt: Attempt):
     from zit_agent.agent import ruts
 
-    thresholds = ruts.thresholds_for(ctx.embedder.family)
+    thresholds = ctx.detector or ruts.thresholds_for(ctx.embedder.family)
     name = ctx.embedder.name
     texts = [shot.description.full_text for shot in attempt.shots for _ in shot.images]
     vectors, labels = _attempt_vectors(ctx, attempt), attempt.images
+    hashes = [h for shot in attempt.shots for h in shot.image_hashes]
     if len(labels) < 2:  # one image: judge it with this idea's recent images
         vectors, rows = ctx.store.recent_vectors(name, limit=AGENT.window, idea=state.idea)
         labels, texts = [r.path for r in rows], None
+        hashes = [r.content_hash for r in rows]
     wider, wider_rows = ctx.store.recent_vectors(
         name, limit=AGENT.wider_window, other_than_idea=state.idea
     )
-    return ruts.judge(
+    report = ruts.judge(
         vectors,
         embedder=name,
         thresholds=thresholds,
@@ -340,6 +348,38 @@ def _report(ctx: AgentContext, state: AgentState, attempt: Attempt):
         wider=wider if len(wider_rows) else None,
         wider_labels=[r.path for r in wider_rows],
     )
+    return _with_kinds(ctx, report, hashes, labels, wider_rows)
+
+
+def _with_kinds(ctx: AgentContext, report, hashes: list[str], labels: list[str], wider_rows):
+    """The report with its measured kinds (identity, shot, angle) from the analyzer's
+    observations of the window (analysed now when new) and of the wider window's images that
+    were analysed before (none is analysed for it: a check costs the window, never the history)."""
+    from PIL import Image
+
+    from zit_agent.agent import ruts
+
+    if ctx.analyzer is None:
+        if ctx.analyzer_note is None:
+            return report
+        return ruts.with_kinds(report, ruts.unmeasured_kinds(ctx.analyzer_note, report.count))
+    paths = dict(zip(hashes, labels, strict=True))
+
+    def load(content_hash: str):
+        with Image.open(paths[content_hash]) as image:
+            return image.convert("RGB")
+
+    window = hashes[-report.count :]
+    observations = ctx.store.observations(window, ctx.analyzer, load)
+    known = ctx.store.stored_observations([r.content_hash for r in wider_rows], ctx.analyzer.name)
+    wider_rows = [r for r in wider_rows if r.content_hash in known]
+    kinds = ruts.judge_kinds(
+        observations,
+        labels[-report.count :],
+        wider=[known[r.content_hash] for r in wider_rows],
+        wider_labels=[r.path for r in wider_rows],
+    )
+    return ruts.with_kinds(report, kinds)
 
 
 def should_escape(state: AgentState) -> bool:
@@ -376,7 +416,11 @@ def vary_lever(ctx: AgentContext, state: AgentState, number: int) -> Applied:
     levers: list[Lever] = []
     last = state.last_attempt
     report_axes = last.scores.axes if last and last.scores else []
-    writer = _vary_writer(ctx, state) if ctx.writer is not None else None
+    core = " ".join([state.idea, *(t.message for t in state.turns[1:] if t.message[:1] != "/")])
+    plan = escape.kind_plan(last.scores.kinds if last and last.scores else {}, core)
+    if state.knobs.control:  # a control map fixes the composition on purpose
+        plan = plan._replace(axes=[a for a in plan.axes if a not in CONTROLLED_AXES])
+    writer = _vary_writer(ctx, state, plan.feedback) if ctx.writer is not None else None
     shots, lever = escape.vary(
         state.idea,
         state.shots,
@@ -387,7 +431,8 @@ def vary_lever(ctx: AgentContext, state: AgentState, number: int) -> Applied:
         write=writer,
         tok=ctx.tokenizer,
         avoid=state.avoid,
-        core=" ".join([state.idea, *(t.message for t in state.turns[1:] if t.message[:1] != "/")]),
+        core=core,
+        plan=plan,
     )
     levers.append(lever)
     update: dict[str, Any] = {"shots": shots}
@@ -456,12 +501,18 @@ def _stated_axes_of(image_path: str) -> dict[str, str]:
     return (record.get("agent") or {}).get("stated_axes") or {}
 
 
-def _vary_writer(ctx: AgentContext, state: AgentState) -> escape.VaryWriter:
+def _vary_writer(
+    ctx: AgentContext, state: AgentState, feedback: str | None = None
+) -> escape.VaryWriter:
+    """The writer's `vary`; `feedback` (a measured identity rut) asks for a different person."""
+
     def write(idea, change_axes, previous, avoid, seed) -> Description:
         wanted = {axis.replace("_", " "): value for axis, value in change_axes.items()}
+        extra = {"feedback": feedback} if feedback else {}
         return call_writer(
-            ctx, state, "vary", seed=seed, previous=previous, change_axes=wanted, avoid=avoid
-        )
+            ctx, state, "vary", seed=seed, previous=previous, change_axes=wanted, avoid=avoid,
+            **extra,
+        )  # fmt: skip
 
     return write
 

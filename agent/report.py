@@ -14,6 +14,7 @@ import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from zit_agent.agent.state import AgentState, Attempt
 
@@ -28,6 +29,8 @@ td, th { border: 1px solid #ddd; padding: .3rem .5rem; text-align: left; vertica
 .ok { color: #17702c; font-weight: bold; } .warn { color: #a86b00; font-weight: bold; }
 .rut { color: #b3261e; font-weight: bold; } .agent { background: #fff3c4; }
 .note { background: #f4f6f8; padding: .6rem .8rem; border-left: 3px solid #8aa; }
+.unmeasured { color: #777; } .faces { display: flex; flex-wrap: wrap; gap: .4rem; align-items: end; }
+.face { width: 72px; height: 72px; border: 1px solid #ccc; background-repeat: no-repeat; }
 """
 
 
@@ -117,7 +120,8 @@ def _story(state: AgentState) -> str:
     parts = [
         f"<p>The rut: attempt {first_rut.number} read {_verdict('rut')} (mean similarity "
         f"{scores.mean_similarity:.3f}, Vendi {scores.vendi:.2f} of {len(first_rut.images)}); "
-        f"the axes left unstated or repeated: {_e(', '.join(scores.axes) or 'none named')}.</p>"
+        f"the axes the prompts left unstated or repeated (as stated, not measured): "
+        f"{_e(', '.join(scores.axes) or 'none named')}.</p>"
     ]
     later = state.attempts[first_rut.number :]
     rows = [
@@ -155,10 +159,48 @@ def _attempt_section(attempt: Attempt, base: Path) -> str:
             captions.append(f"seed {seed}: " + _description_html(shot.description))
     body = (
         reading
+        + (kinds_html(scores.kinds, base) if scores and scores.kinds else "")
         + (f"<ul>{levers}</ul>" if levers else "")
         + image_grid(paths, base, captions, escape=False)
     )
     return section(head, body)
+
+
+def kinds_html(kinds: dict[str, dict[str, Any]], base: Path) -> str:
+    """The rut kinds measured on the images (a table), and the faces of each person seen in more
+    than one image, cropped from the images (so the recurring face shows at a glance)."""
+    rows = []
+    for kind, found in kinds.items():
+        bins = ", ".join(f"{_e(b)} {n}" for b, n in (found.get("bins") or {}).items())
+        rows.append([_e(kind), _verdict(found["verdict"]), _e(found["reason"]), bins])
+    parts = [table(["kind", "verdict", "reading (measured)", "bins"], rows)]
+    faces = (kinds.get("identity") or {}).get("faces") or []
+    by_person: dict[int, list[dict[str, Any]]] = {}
+    for face in faces:
+        by_person.setdefault(face["person"], []).append(face)
+    for person, found in by_person.items():
+        if len({f["label"] for f in found}) < 2:
+            continue
+        crops = "".join(face_crop(f, base) for f in found)
+        parts.append(
+            f"<p>Person {person + 1}, in {len({f['label'] for f in found})} images:</p>"
+            f"<div class='faces'>{crops}</div>"
+        )
+    return "".join(parts)
+
+
+def face_crop(face: dict[str, Any], base: Path, size: int = 72) -> str:
+    """One face cut out of its image by CSS (no file written): the image scaled so the face box
+    fills `size` pixels, shifted to the box."""
+    left, top, right, bottom = face["box"]
+    scale = size / max(right - left, bottom - top, 1)
+    src = html.escape(quote(os.path.relpath(face["label"], base)), quote=True)
+    style = (
+        f"background-image:url('{src}');"
+        f"background-size:{face['width'] * scale:.0f}px {face['height'] * scale:.0f}px;"
+        f"background-position:{-left * scale:.0f}px {-top * scale:.0f}px"
+    )
+    return f"<div class='face' style=\"{style}\" title='{_e(face['label'])}'></div>"
 
 
 def _description_html(desc) -> str:

@@ -110,6 +110,8 @@ class Parts:
     backend: ImageBackend
     writer: Writer | None = None
     embedder: Embedder | None = None
+    analyzer: Any = None  # `backends.analyzers.Analyzer` for the rut kinds, when it runs here
+    analyzer_note: str | None = None  # why not (how to install it)
     notes: list[str] = field(default_factory=list)
     plan: Any = None  # the memory plan it loaded by (`backends.memory.MemoryPlan`), if any
 
@@ -150,6 +152,9 @@ def load_parts(
     if embedder:
         progress("loading the image embedder")
         parts.embedder, parts.notes = _embedder(settings, spec)
+        parts.analyzer, analyzer_notes = _analyzer(settings)
+        parts.analyzer_note = analyzer_notes[0] if analyzer_notes else None
+        parts.notes += analyzer_notes
     return parts
 
 
@@ -183,6 +188,12 @@ def _embedder(settings: Settings, spec: PartsSpec):
     if spec.embedder:
         return load_embedder(spec.embedder, settings), []
     return load_default_embedder(settings)
+
+
+def _analyzer(settings: Settings):
+    from zit_agent.backends.analyzers import load_default_analyzer
+
+    return load_default_analyzer(getattr(settings, "analyzer", "faces"))
 
 
 # -- 3. render options ---------------------------------------------------------------------------
@@ -425,6 +436,8 @@ class Runner:
             writer=self.parts.writer,
             sampling=writer_sampling(options),
             embedder=self.parts.embedder,
+            analyzer=self.parts.analyzer,
+            analyzer_note=self.parts.analyzer_note,
             store=store,
             retokenize=bool(options.retokenize),
             on_event=on_event,

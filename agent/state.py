@@ -90,6 +90,9 @@ class Scores(BaseModel):
     wider_max_similarity: float | None = None  # the newest image vs other ideas' recent images
     embedder: str = ""
     thresholds: dict[str, Any] = Field(default_factory=dict)
+    # Per kind (layout, identity, shot, angle): `agent.ruts.KindReport` as plain data; empty when
+    # no analyzer judged the images. `verdict` above is the worst measured kind.
+    kinds: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
 class WriterRut(BaseModel):

@@ -1,9 +1,10 @@
-"""Where each kind of backend is registered: writers, image backends and embedders.
+"""Where each kind of backend is registered: writers, image backends, embedders and analyzers.
 
 A registration is a name and a `"module:attribute"` path to a factory, imported only when that
 backend is used (so `zit --help` imports no model library, and no module imports a backend it does
 not run). The built-ins register below; other packages add their own through entry points in the
-groups `zit_agent.writers`, `zit_agent.image_backends` and `zit_agent.embedders`, in the style of
+groups `zit_agent.writers`, `zit_agent.image_backends`, `zit_agent.embedders` and
+`zit_agent.analyzers`, in the style of
 simonw/llm's plugins:
 
     [project.entry-points."zit_agent.image_backends"]
@@ -14,7 +15,8 @@ Factories take keyword arguments only:
   the loaded image backend, for a writer that shares its model);
 - image backends: `factory(*, model, tokenizer, download, **model_options)` returning
   `(backend, tokenizer)` (the tokenizer of the encoder the backend feeds);
-- embedders: `factory(target, *, settings)` for a spec `NAME` or `NAME:TARGET`.
+- embedders: `factory(target, *, settings)` for a spec `NAME` or `NAME:TARGET`;
+- analyzers: `factory(target, *, settings)` likewise (`backends.analyzers.Analyzer`).
 """
 
 from __future__ import annotations
@@ -42,10 +44,14 @@ EMBEDDERS: dict[str, str] = {
     "hf": "zit_agent.backends.embedders:load_hf",
     "dreamsim": "zit_agent.backends.embedders:load_dreamsim",
 }
+ANALYZERS: dict[str, str] = {
+    "faces": "zit_agent.backends.analyzers:load_faces",
+}
 GROUPS = {
     "writer": ("zit_agent.writers", WRITERS),
     "image backend": ("zit_agent.image_backends", IMAGE_BACKENDS),
     "embedder": ("zit_agent.embedders", EMBEDDERS),
+    "analyzer": ("zit_agent.analyzers", ANALYZERS),
 }
 
 

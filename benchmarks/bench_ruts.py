@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.core import Figure, benchmark, interleaved, spread_of
+from benchmarks.core import Figure, benchmark, interleaved, paired, spread_of
 
 HISTORY_SIZES = (1_000, 10_000, 100_000)
 IDEAS = 10  # the history spreads over this many ideas
@@ -255,4 +255,47 @@ def embedders(quick: bool) -> list[Figure]:
         )
         for name in fns
         if name != "shrink"
+    ]
+
+
+def _face_photos(size: int) -> list:
+    """The tests' real photographs (tests/backends/data/faces), each scaled onto a size x size
+    canvas: one face per image, as a portrait render would show it."""
+    from PIL import Image, ImageOps
+
+    folder = Path(__file__).resolve().parents[1] / "tests" / "backends" / "data" / "faces"
+    images = []
+    for path in sorted(folder.glob("*.jpg")):
+        with Image.open(path) as photo:
+            images.append(ImageOps.pad(photo.convert("RGB"), (size, size), color=(128, 128, 128)))
+    return images
+
+
+@benchmark("faces")
+def faces(quick: bool) -> list[Figure]:
+    """Face analysis (HOG detector on a 640 px copy, 5 landmarks, 128-d descriptor) per
+    1024x1024 image on CPU, run in turn with the hash embedder on the same images (the paired
+    ratio: how many hash embeddings one face analysis costs). Model loading excluded (once per
+    process, about a second)."""
+    from zit_agent.backends.analyzers import faces_unavailable, load_faces
+    from zit_agent.backends.embedders import HashEmbedder
+
+    if (why := faces_unavailable()) is not None:
+        raise RuntimeError(why)
+    images = _face_photos(1024)
+    analyzer, embedder = load_faces(), HashEmbedder()
+    fns = {"faces": lambda: analyzer.analyze(images), "hash": lambda: embedder.embed(images)}
+    timings = interleaved(fns, repeats=3 if quick else 7)
+    per_image = {name: 1000 * t.median / len(images) for name, t in timings.items()}
+    ratio = paired(timings["faces"], timings["hash"])
+    return [
+        Figure(
+            "face analysis, 1024x1024 image",
+            per_image["faces"],
+            "ms/image",
+            per_image["hash"],
+            "hash embedder, same images",
+            spread=timings["faces"].spread,
+            paired_ratio=ratio.median,
+        )
     ]

@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     embedder: str | None = Field(
         None, description="Image embedder for rut checks: hash, hf:DIR_OR_REPO or dreamsim."
     )
+    analyzer: str = Field(
+        "faces", description="Image analyzer for the identity/shot/angle rut kinds: faces or none."
+    )
     download: bool = Field(
         False, description="Allow fetching missing model files from the Hugging Face Hub."
     )

@@ -8,6 +8,10 @@ baseline configuration (the same ideas, so idea-to-idea spread cancels).
 Fidelity is a CLIP image-text score (cosine of image and idea embeddings, clipped at 0) when a CLIP
 model is on this machine, else the share of an idea's locked attributes that the final description
 still states. Every summary names the method used.
+
+Rut kinds measured on faces (`backends.analyzers`, when dlib is here): per idea, whether its images
+read an identity rut (one person in most of them) and the entropy of their shot-size bins (bits;
+0: every face the same shot size); per configuration the "identity rut rate" and "shot entropy".
 """
 
 from __future__ import annotations
@@ -100,6 +104,23 @@ def diversity(vectors: np.ndarray, embedder: Any) -> dict[str, Any]:
     }
 
 
+def kind_figures(observations: list[Any]) -> dict[str, Any]:
+    """An idea's identity rut (1.0 / 0.0; None: fewer than two images with a face) and shot-size
+    entropy (bits; None likewise), from an analyzer's observations of its images."""
+    from zit_agent.agent import ruts
+
+    if len(observations) < 2:
+        return {"identity_rut": None, "shot_entropy": None}
+    kinds = ruts.judge_kinds(observations, [str(i) for i in range(len(observations))])
+    identity, shot = kinds["identity"], kinds["shot"]
+    return {
+        "identity_rut": None
+        if identity.verdict == "unmeasured"
+        else float(identity.verdict == "rut"),
+        "shot_entropy": shot.entropy,
+    }
+
+
 # -- fidelity ------------------------------------------------------------------------------------
 def attribute_retention(locked: Sequence[str], description: str) -> float | None:
     """Share of `locked` attributes `description` still states; None when nothing is locked."""
@@ -187,6 +208,7 @@ def cost_of(records: list[dict[str, Any]]) -> dict[str, float]:
 
 # -- aggregation ---------------------------------------------------------------------------------
 DIVERSITY_KEYS = ("mean_distance", "vendi", "near_duplicate_rate")
+KIND_KEYS = ("identity_rut", "shot_entropy")
 COST_KEYS = (
     "writer_prompt_tokens",
     "writer_new_tokens",
@@ -201,7 +223,7 @@ def aggregate(
 ) -> dict[str, dict[str, Any]]:
     """Per configuration: each metric's interval over ideas and its paired difference against
     `baseline`. `groups[config][idea]` holds one idea's figures (see `group_figures`)."""
-    keys = (*DIVERSITY_KEYS, "rut", "fidelity", *COST_KEYS)
+    keys = (*DIVERSITY_KEYS, "rut", *KIND_KEYS, "fidelity", *COST_KEYS)
     out: dict[str, dict[str, Any]] = {}
     for config, ideas in groups.items():
         metrics: dict[str, Any] = {}
@@ -215,6 +237,7 @@ def aggregate(
                 "vs_baseline": diff.model_dump() if diff else None,
             }
         metrics["rut_rate"] = metrics.pop("rut")
+        metrics["identity_rut_rate"] = metrics.pop("identity_rut")
         out[config] = metrics
     return out
 
@@ -225,10 +248,14 @@ def group_figures(
     vectors: np.ndarray,
     embedder: Any,
     clip: ClipScorer | None,
+    analyzer: Any = None,
 ) -> dict[str, Any]:
-    """One idea under one configuration: diversity of its images, fidelity, cost."""
+    """One idea under one configuration: diversity of its images, the rut kinds measured on their
+    faces (with an analyzer), fidelity, cost."""
     figures = diversity(vectors, embedder)
     figures["rut"] = None if figures["verdict"] is None else float(figures["verdict"] == "rut")
+    observations = analyzer.analyze(images) if analyzer is not None else []
+    figures.update(kind_figures(observations))
     figures["fidelity"] = group_fidelity(records, images, clip)
     figures.update(cost_of(records))
     return figures
@@ -254,16 +281,23 @@ def summarize(
     baseline: str,
     embedder: Any,
     clip: ClipScorer | None,
+    analyzer: Any = "faces",
 ) -> dict[str, Any]:
-    """Per-idea figures and per-config intervals of a run's image records."""
+    """Per-idea figures and per-config intervals of a run's image records. `analyzer`: a name
+    (`faces`, `none`) or an analyzer; without one the kind figures are None."""
     from PIL import Image
+
+    if analyzer is None or isinstance(analyzer, str):
+        from zit_agent.backends.analyzers import load_default_analyzer
+
+        analyzer, _ = load_default_analyzer(analyzer)
 
     groups: dict[str, dict[str, dict[str, Any]]] = {}
     for (config, idea), members in group_records(records).items():
         images = [Image.open(root / r["image"]).convert("RGB") for r in members]
         vectors = embedder.embed(images)
         groups.setdefault(config, {})[idea] = group_figures(
-            members, images, vectors, embedder, clip
+            members, images, vectors, embedder, clip, analyzer
         )
     return {"per_idea": groups, "configs": aggregate(groups, baseline)}
 

@@ -86,9 +86,11 @@ class ConsoleEvents:
         if kind == "judge":
             colour = {"ok": "green", "warn": "yellow", "rut": "red"}[data["verdict"]]
             axes = f"; axes: {', '.join(data['axes'][:5])}" if data["verdict"] != "ok" else ""
+            kinds = ", ".join(f"{k} {v['verdict']}" for k, v in (data.get("kinds") or {}).items())
             return (
                 f"[bold]judge[/] attempt {data['attempt']}: [{colour}]{data['verdict']}[/] "
                 f"({data['reason']}; Vendi {data['vendi']:.2f} of {data['count']}){axes}"
+                + (f"; measured: {kinds}" if kinds else "")
             )
         if kind == "escape":
             return (

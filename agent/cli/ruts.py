@@ -41,15 +41,26 @@ def ruts(
     duplicate: Annotated[
         float | None, typer.Option(help="Similarity from which two images are near-duplicates.")
     ] = None,
+    analyzer: Annotated[
+        str | None,
+        typer.Option(help="faces (identity, shot, angle kinds) or none (default: setting, faces)."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Judge whether images repeat one composition (a rut): similarity, Vendi score, clusters.
 
     Images are taken in name order, newest last. The first group is all images together; images
-    with zit metadata are also grouped by idea.
+    with zit metadata are also grouped by idea. Each group reads per kind: layout (the embedder),
+    identity, shot and angle (faces found by the analyzer).
     """
     from zit_agent.agent.history import HistoryStore
-    from zit_agent.agent.ruts import group_windows, judge_groups, judged_vectors
+    from zit_agent.agent.ruts import (
+        group_windows,
+        judge_groups,
+        judged_observations,
+        judged_vectors,
+    )
+    from zit_agent.backends.analyzers import load_default_analyzer
     from zit_agent.backends.embedders import load_default_embedder, load_embedder
     from zit_agent.settings import load_settings
 
@@ -63,14 +74,21 @@ def ruts(
     else:
         model, notes = load_default_embedder(settings)
     thresholds = _thresholds(model.family, rut=rut, warn=warn, duplicate=duplicate)
-    # 3. Vectors (cached by content hash)
+    looker, kinds_notes = load_default_analyzer(analyzer or settings.analyzer)
+    # 3. Vectors and observations (cached by content hash)
     items = [_read(f) for f in files]
     groups = group_windows(items, window)
+    observations = None
     with HistoryStore(settings.history_db) as store:
         vectors = judged_vectors(store, model, items, groups, load=_open)
+        if looker is not None:
+            observations = judged_observations(store, looker, items, groups, load=_open)
     # 4. Judge
-    result = judge_groups(items, vectors, groups, model.name, thresholds, window)
-    result["notes"] = notes
+    kinds_note = kinds_notes[0] if kinds_notes else None
+    result = judge_groups(
+        items, vectors, groups, model.name, thresholds, window, observations, kinds_note
+    )
+    result["notes"] = notes + kinds_notes
     # 5. Show
     if as_json:
         from zit_agent.agent.cli.common import print_json
@@ -207,10 +225,42 @@ def _print_table(result: dict[str, Any]) -> None:
             repeated = ", ".join(f"{a}={v}" for a, v in axes["repeated"].items()) or "none"
             unstated = ", ".join(axes["unstated"]) or "none"
             console.print(
-                f"[bold]{plain(name)}[/]: repeated: {plain(repeated)}; unstated: {plain(unstated)}"
+                f"[bold]{plain(name)}[/]: as stated in the prompts: repeated: {plain(repeated)}; "
+                f"unstated: {plain(unstated)}"
             )
+    _print_kinds(console, result)
     for note in result["notes"]:
         console.print(f"[yellow]note[/]: {plain(note)}")
+
+
+def _print_kinds(console, result: dict[str, Any]) -> None:
+    """One row per group and kind (measured on the images; the axes above are as stated)."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    rows = [("all images", result)] + [(g["idea"], g) for g in result["groups"]]
+    if not any(row.get("kinds") for _, row in rows):
+        return
+    table = Table(title="rut kinds (measured on the images)")
+    for column in ("group", "kind", "verdict", "reading"):
+        table.add_column(column)
+    colours = {"ok": "green", "warn": "yellow", "rut": "red", "unmeasured": "dim"}
+    for name, row in rows:
+        for kind, found in (row.get("kinds") or {}).items():
+            verdict = found["verdict"]
+            table.add_row(
+                escape(str(name)),
+                kind,
+                f"[{colours[verdict]}]{verdict}[/]",
+                escape(found["reason"]),
+            )
+    console.print(table)
+    for name, row in rows:
+        identity = (row.get("kinds") or {}).get("identity") or {}
+        for i, cluster in enumerate(identity.get("clusters") or []):
+            console.print(
+                f"[bold]{escape(str(name))}[/]: person {i + 1}: {escape(', '.join(cluster))}"
+            )
 
 
 def _number(value: float | None) -> str:

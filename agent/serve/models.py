@@ -109,6 +109,7 @@ class AttemptView(BaseModel):
     mean_similarity: float | None = None
     vendi: float | None = None
     count: int = 0
+    kinds: dict[str, str] = {}  # rut kind -> its verdict (layout, identity, shot, angle)
     levers: list[LeverView] = []
     shots: list[ShotView] = []
     images: list[ImageRef] = []
@@ -182,6 +183,7 @@ class RutsResponse(BaseModel):
     count: int
     mean_similarity: float | None = None
     vendi: float
+    kinds: dict[str, Any] | None = None  # layout, identity, shot, angle (docs/ruts.md)
     groups: list[dict[str, Any]] = []
     notes: list[str] = []
 

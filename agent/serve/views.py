@@ -62,6 +62,7 @@ def attempt_view(attempt: Attempt) -> AttemptView:
         mean_similarity=scores.mean_similarity if scores else None,
         vendi=scores.vendi if scores else None,
         count=scores.count if scores else len(attempt.images),
+        kinds={kind: found["verdict"] for kind, found in scores.kinds.items()} if scores else {},
         levers=[
             LeverView(name=lv.name, detail=lv.detail, effect=lv.effect) for lv in attempt.levers
         ],

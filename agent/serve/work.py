@@ -400,8 +400,14 @@ def stored_sequence(state: ServeState, runner: Runner, row: ImageRow, record: di
 
 # -- rut checks of uploaded images ---------------------------------------------------------------
 def ruts_job(state: ServeState, uploads: list[tuple[str, bytes]], window: int) -> Work:
-    """`zit ruts --json` over uploaded images, with the server's embedder."""
-    from zit_agent.agent.ruts import group_windows, judge_groups, judged_vectors, thresholds_for
+    """`zit ruts --json` over uploaded images, with the server's embedder and analyzer."""
+    from zit_agent.agent.ruts import (
+        group_windows,
+        judge_groups,
+        judged_observations,
+        judged_vectors,
+        thresholds_for,
+    )
 
     runner = state.require()
     if len(uploads) < 2:
@@ -420,13 +426,18 @@ def ruts_job(state: ServeState, uploads: list[tuple[str, bytes]], window: int) -
         embedder = runner.parts.embedder
         job.on_event("embed", {"images": len(items), "embedder": embedder.name})
         groups = group_windows(items, window)
+        analyzer = runner.parts.analyzer
+        load = lambda path: Image.open(io.BytesIO(by_path[path])).convert("RGB")  # noqa: E731
+        observations = None
         with contextlib.closing(state.store()) as store:
-            vectors = judged_vectors(
-                store, embedder, items, groups,
-                load=lambda path: Image.open(io.BytesIO(by_path[path])).convert("RGB"),
-            )  # fmt: skip
+            vectors = judged_vectors(store, embedder, items, groups, load=load)
+            if analyzer is not None:
+                observations = judged_observations(store, analyzer, items, groups, load=load)
         thresholds = thresholds_for(embedder.family)
-        result = judge_groups(items, vectors, groups, embedder.name, thresholds, window)
+        result = judge_groups(
+            items, vectors, groups, embedder.name, thresholds, window, observations,
+            runner.parts.analyzer_note,
+        )  # fmt: skip
         return RutsResponse(**result, notes=runner.parts.notes)
 
     return work

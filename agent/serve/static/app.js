@@ -71,7 +71,9 @@ function describe(kind, data) {
     case "render":
       return `render attempt ${data.attempt}: ${data.images} image(s)`;
     case "judge":
-      return `judge attempt ${data.attempt}: ${data.verdict} (${data.reason}; Vendi ${data.vendi.toFixed(2)} of ${data.count})`;
+      return `judge attempt ${data.attempt}: ${data.verdict} (${data.reason}; Vendi ${data.vendi.toFixed(2)} of ${data.count})` +
+        (data.kinds && Object.keys(data.kinds).length
+          ? `; measured: ${Object.entries(data.kinds).map(([k, v]) => `${k} ${v.verdict}`).join(", ")}` : "");
     case "escape":
       return `escape → attempt ${data.attempt}: ${data.lever}: ${data.detail}`;
     case "setting":
