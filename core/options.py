@@ -144,6 +144,20 @@ DECLARED: tuple[Option, ...] = (
         AGENT_GROUP,
         _const(RENDER.max_tokens),
     ),
+    Option(
+        "wildcards",
+        str,
+        "Wildcard folder: __name__ in an idea is a line of NAME.txt there (then in "
+        "ZIT_HOME/wildcards); {{a|b}} and {{2$$a|b|c}} need no folder.",
+        AGENT_GROUP,
+    ),
+    Option(
+        "combinatorial",
+        bool,
+        "Render every combination of the idea's wildcards and {{a|b}} choices once (instead of "
+        "one sampled per seed; --count is the number of combinations).",
+        AGENT_GROUP,
+    ),
     # -- rendering ---------------------------------------------------------------------------
     Option(
         "count",
@@ -358,11 +372,12 @@ DECLARED: tuple[Option, ...] = (
 )
 # The options that pick or load parts (a server loads them once at start; a chat session keeps
 # the ones it started with): the groups Image model, plus the writer, backend, tokenizer,
-# embedder and threads.
+# embedder and threads; and the wildcard folder (a server reads only its own).
 PART_OPTIONS: tuple[str, ...] = tuple(
     o.name
     for o in DECLARED
-    if o.group == MODEL_GROUP or o.name in ("writer", "backend", "tokenizer", "embedder", "threads")
+    if o.group == MODEL_GROUP
+    or o.name in ("writer", "backend", "tokenizer", "embedder", "threads", "wildcards")
 )
 
 
