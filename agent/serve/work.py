@@ -61,7 +61,7 @@ def generate_job(state: ServeState, idea: str, options: BaseModel, *, ruts: bool
     from zit_agent.agent.run import check_request, run_id_for
 
     runner = state.require()
-    check_request(state.settings, options, ruts=ruts)
+    check_request(state.settings, options, ruts=ruts, idea=idea)
     if not idea.strip():
         raise UserError("the idea is empty", hint="give an idea with some words in it")
 
