@@ -228,3 +228,31 @@ def test_the_plain_path_renders_each_seeds_expansion(qwen_tokenizer, tmp_path, f
         assert record["seed"] == seed and record["idea"] == idea
         assert record["wildcards"]["template"] == "a __animal__"
         assert record["wildcards"]["expansion"] == idea
+
+
+def test_a_suites_wildcard_idea_is_expanded_per_seed(qwen_tokenizer, tmp_path, folder, zit_home):
+    """Suites read ZIT_HOME/wildcards; each seed's image pictures that seed's expansion."""
+    import shutil
+
+    from tests.evals.helpers import sketch_suite
+    from zit_agent.evals.runner import RunContext, run_suite
+    from zit_agent.evals.suite import Suite
+
+    shutil.copytree(folder, zit_home / "wildcards")
+    template = "a __animal__ in the snow"
+    ideas = [{"id": "wild", "text": template, "locked": ["snow"]}]
+    suite = Suite.model_validate(sketch_suite(seeds=[3, 4, 5], ideas=ideas))
+    run_suite(
+        suite, tmp_path / "run", quiet=True, context=RunContext(suite, tokenizer=qwen_tokenizer)
+    )
+    lines = (tmp_path / "run" / "per_image.jsonl").read_text().splitlines()
+    records = sorted((json.loads(line) for line in lines), key=lambda r: r["seed"])
+    expected = Wildcards([folder]).expand(template, [3, 4, 5])
+    assert [r["description"] for r in records] == expected
+    for record, idea in zip(records, expected, strict=True):
+        assert record["backend"]["wildcards"] == {
+            "template": template,
+            "expansion": idea,
+            "seed": record["seed"],
+        }
+        assert qwen_tokenizer.decode(record["sequence"]["ids"]).count(idea) == 1
