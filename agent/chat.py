@@ -116,7 +116,7 @@ class ChatSession:
         runner = self.runner
         render = runner.options_for(options)
         ruts = bool(options.ruts)
-        seeds, ideas = runner.idea_seeds(idea, options, image_count(options, False))
+        seeds, ideas = runner.idea_seeds(idea, options, image_count(options, False), self.on_event)
         initial = initial_state(
             idea, options, render, seeds=seeds,
             budget=runner.budget(options), has_writer=runner.parts.writer is not None, ruts=ruts,

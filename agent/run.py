@@ -263,21 +263,40 @@ def seeds_of(options: BaseModel, count: int) -> list[int]:
 
 def idea_seeds(
     settings: Settings, idea: str, options: BaseModel, count: int, *,
-    write_missing: Any = None,
+    writer: Writer | None = None, allow_missing: bool = False, on_event: Event = _ignore,
 ) -> tuple[list[int], list[str] | None]:  # fmt: skip
     """The seeds of a request and, when the idea is a wildcard template (`agent.wildcards`), each
     seed's expansion (None: a plain idea). Every front end expands ideas here: the same template
-    and seed give the same idea everywhere. `--combinatorial`: one seed per combination."""
-    from zit_agent.agent.wildcards import Wildcards, is_template
+    and seed give the same idea everywhere. `--combinatorial`: one seed per combination.
+
+    With a `writer`, a `__name__` that has no file is written by the writer, saved as
+    ZIT_HOME/wildcards/NAME.txt (the person can edit it; later runs read it) and said: a `wildcard`
+    event and a warning. `allow_missing`: no error for such a name (a check before the writer
+    loads)."""
+    import logging
+
+    from zit_agent.agent.wildcards import Wildcards, is_template, written_by
 
     if not is_template(idea):
         return seeds_of(options, count), None
-    wildcards = Wildcards.for_request(settings, options, write_missing=write_missing)
+    first = first_given(options.seed, 0)
+    write = written_by(writer, idea, first) if writer is not None else None
+    wildcards = Wildcards.for_request(
+        settings, options, write_missing=write, allow_missing=allow_missing
+    )
     if options.combinatorial:
         ideas = wildcards.combinations(idea, LIMITS.max_count)
-        return seeds_of(options, len(ideas)), ideas
-    seeds = seeds_of(options, count)
-    return seeds, wildcards.expand(idea, seeds)
+        seeds = seeds_of(options, len(ideas))
+    else:
+        seeds = seeds_of(options, count)
+        ideas = wildcards.expand(idea, seeds)
+    for path in wildcards.written:
+        values = len(path.read_text(encoding="utf-8").splitlines())
+        logging.getLogger("zit.wildcards").warning(
+            "the writer wrote the wildcard %s (%d values): edit it to change them", path, values
+        )
+        on_event("wildcard", {"written": str(path), "values": values})
+    return seeds, ideas
 
 
 def image_count(options: BaseModel, ruts: bool) -> int:
@@ -350,10 +369,10 @@ def check_request(
 
     render_options(settings, options)
     token_budget(settings, options)
-    if idea is not None and options.seed is not None:
-        idea_seeds(settings, idea, options, image_count(options, ruts))
-    elif idea is not None:  # a random seed: check the syntax and files with seed 0
-        idea_seeds(settings, idea, options.model_copy(update={"seed": 0}), 1)
+    if idea is not None:  # the syntax and the files (a writer may write a missing one)
+        with_writer = parts_spec(settings, options).writer is not None
+        checked = options if options.seed is not None else options.model_copy(update={"seed": 0})
+        idea_seeds(settings, idea, checked, image_count(options, ruts), allow_missing=with_writer)
     seeds_of(options, image_count(options, ruts))
     parse_ladder(options.ladder)
     if options.shape is not None:
@@ -486,7 +505,7 @@ class Runner:
 
         render = self.options_for(options)
         run_id = run_id or run_id_for(idea)
-        seeds, ideas = self.idea_seeds(idea, options, image_count(options, ruts))
+        seeds, ideas = self.idea_seeds(idea, options, image_count(options, ruts), on_event)
         initial = initial_state(
             idea, options, render, seeds=seeds,
             budget=self.budget(options), has_writer=self.parts.writer is not None, ruts=ruts,
@@ -577,10 +596,13 @@ class Runner:
         }
 
     def idea_seeds(
-        self, idea: str, options: BaseModel, count: int
+        self, idea: str, options: BaseModel, count: int, on_event: Event = _ignore
     ) -> tuple[list[int], list[str] | None]:
-        """The seeds and each seed's expansion of a wildcard template (see `idea_seeds`)."""
-        return idea_seeds(self.settings, idea, options, count)
+        """The seeds and each seed's expansion of a wildcard template (see `idea_seeds`); a
+        wildcard with no file is written by this runner's writer, if it has one."""
+        return idea_seeds(
+            self.settings, idea, options, count, writer=self.parts.writer, on_event=on_event
+        )
 
     def render_sequence(
         self, ids: list[int], seeds: list[int], render: RenderOptions, *, out_dir: Path,

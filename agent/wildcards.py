@@ -66,15 +66,18 @@ class Wildcards:
 
     def __init__(
         self, folders: list[Path], *, write_missing: WriteMissing | None = None,
-        save_to: Path | None = None,
+        save_to: Path | None = None, allow_missing: bool = False,
     ) -> None:  # fmt: skip
         self.folders = list(folders)
         self.write_missing = write_missing
+        self.allow_missing = allow_missing  # a check before the writer has loaded
         self.save_to = save_to or (self.folders[0] if self.folders else None)
         self.written: list[Path] = []  # wildcard files written by `write_missing`
 
     @classmethod
     def for_request(cls, settings: Settings, options: Any, **kwargs: Any) -> Wildcards:
+        """The folders of a request; a wildcard the writer writes is saved in ZIT_HOME/wildcards."""
+        kwargs.setdefault("save_to", settings.home / "wildcards")
         return cls(folders_for(settings, getattr(options, "wildcards", None)), **kwargs)
 
     # -- expanding -------------------------------------------------------------------------------
@@ -126,7 +129,7 @@ class Wildcards:
                     f"bad wildcard syntax in {template[:80]!r}: {message}",
                     hint="write choices as {a|b}, {2$$a|b|c} and wildcards as __name__",
                 ) from None
-            if not manager.missing:
+            if not manager.missing or self.allow_missing:
                 return result
             if self.write_missing is None or self.written:
                 break
@@ -154,6 +157,48 @@ class Wildcards:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(path, "\n".join(lines) + "\n")
         self.written.append(path)
+        root = self.save_to.resolve()
+        if root not in self.folders:  # (ZIT_HOME/wildcards did not exist before)
+            self.folders.append(root)
+
+
+# -- a wildcard the writer writes (z-explorer style) ---------------------------------------------
+VALUES = 12  # values the writer is asked for
+_LIST_MARK = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)])\s*")
+
+
+def written_by(writer: Any, template: str, seed: int, count: int = VALUES) -> WriteMissing:
+    """A `write_missing` that asks `writer` (the `wildcard` instruction) for `count` values of a
+    wildcard, given the template it is used in."""
+
+    def write(name: str) -> list[str]:
+        from zit_agent import prompts
+        from zit_agent.agent.drafting import write_draft
+        from zit_agent.backends.base import Sampling
+        from zit_agent.backends.writers.messages import build_messages
+
+        chosen = prompts.load("wildcard")
+        task = (
+            f"Wildcard: {name.replace('_', ' ').replace('/', ': ')}\n"
+            f"Used in: {template}\nWrite {count} values."
+        )
+        draft, _ = write_draft(writer, build_messages(chosen.text, task), Sampling(), seed)
+        return parse_values(draft.answer.text, count)
+
+    return write
+
+
+def parse_values(text: str, count: int = VALUES) -> list[str]:
+    """The values in a writer's answer: one a line, list marks and quotes dropped, no wildcard
+    syntax, no duplicates, at most `count`."""
+    values = []
+    for line in text.splitlines():
+        value = _LIST_MARK.sub("", line).strip().strip("\"'").strip()
+        if not value or len(value) > 80 or is_template(value) or "|" in value:
+            continue
+        if value.lower() not in (v.lower() for v in values):
+            values.append(value)
+    return values[:count]
 
 
 def _manager(folders: list[Path]):

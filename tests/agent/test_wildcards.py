@@ -256,3 +256,39 @@ def test_a_suites_wildcard_idea_is_expanded_per_seed(qwen_tokenizer, tmp_path, f
             "seed": record["seed"],
         }
         assert qwen_tokenizer.decode(record["sequence"]["ids"]).count(idea) == 1
+
+
+def test_with_a_writer_a_missing_wildcard_is_written_saved_and_said(
+    qwen_tokenizer, tmp_path, zit_home, caplog
+):
+    """z-explorer style: `__beast__` has no file, so the writer lists values; they are saved as
+    ZIT_HOME/wildcards/beast.txt (the person can edit it) and the run expands from that file."""
+    from tests.agent.agent_fixtures import sketch_runner
+    from zit_agent.agent.run import check_request
+    from zit_agent.backends.writers.fake import FakeWriter
+    from zit_agent.options import run_options
+    from zit_agent.settings import load_settings
+
+    writer = FakeWriter(qwen_tokenizer)
+    writer.enqueue('1. lynx\n2. otter\n- heron\n* lynx\n"red panda"\n__nope__\n{a|b}\n')
+    events = []
+    options = run_options(seed=2, count=3, size="128x128", ruts=False)
+    template = "a __beast__ in the snow"
+    final = sketch_runner(qwen_tokenizer, writer=writer).generate(
+        template, options, out_dir=tmp_path, ruts=False, on_event=lambda k, d: events.append((k, d))
+    )
+    saved = zit_home / "wildcards" / "beast.txt"
+    assert saved.read_text() == "lynx\notter\nheron\nred panda\n"
+    asked = writer.history[0].messages
+    assert "Wildcard: beast" in asked[-1].content and template in asked[-1].content
+    assert ("wildcard", {"written": str(saved), "values": 4}) in events
+    assert "the writer wrote the wildcard" in caplog.text and str(saved) in caplog.text
+    expected = Wildcards([saved.parent]).expand(template, [2, 3, 4])
+    assert final.expansions == expected
+    assert all(any(v in idea for v in ("lynx", "otter", "heron", "red panda")) for idea in expected)
+    # a check before loading lets a writer's run through, and refuses one without a writer
+    settings = load_settings()
+    missing = "a __griffin__"
+    check_request(settings, run_options(writer="gguf:/w.gguf"), ruts=False, idea=missing)
+    with pytest.raises(UserError, match="__griffin__ has no file"):
+        check_request(settings, run_options(), ruts=False, idea=missing)
