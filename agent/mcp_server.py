@@ -56,6 +56,8 @@ INSTRUCTIONS = (
 class LocalHost:
     """`zit mcp`: its own runner (loaded on first use) and sessions database; one call at a time."""
 
+    roots: list[Path] | None = None  # `ruts` reads images anywhere on this machine: the user's
+
     def __init__(self, settings: Settings, options: BaseModel, *, runner: Runner | None = None):
         self.settings, self.options = settings, options
         self._runner, self._saver = runner, None
@@ -107,6 +109,8 @@ class ServeHost:
     def __init__(self, state: Any):
         self.state = state
         self.settings, self.options = state.settings, state.options
+        # a remote client's `ruts` reads images under ZIT_HOME only (as the server's routes do)
+        self.roots = [Path(state.settings.home).resolve()]
 
     def runner(self, progress: Callable[[str], None] = lambda text: None) -> Runner:
         return self.state.require()
@@ -232,7 +236,7 @@ def create_server(host: LocalHost | ServeHost) -> MCPServer:
         similarity, Vendi score, near-duplicate clusters, the verdict per group (as `zit ruts`)."""
         if window < 2:
             raise ToolError("window must be 2 or more")
-        items = _checked(lambda: _image_items(paths))
+        items = _checked(lambda: _image_items(paths, host.roots))
 
         def work(runner: Runner, on_event: Event) -> dict[str, Any]:
             from PIL import Image as PILImage
@@ -484,8 +488,9 @@ def _sessions(host) -> list[dict[str, Any]]:
     return [{"name": name, "uri": f"zit://sessions/{name}"} for name in names]
 
 
-def _image_items(paths: list[str]) -> list[dict[str, Any]]:
-    """Path, content hash, idea and description of each image (files, or folders of them)."""
+def _image_items(paths: list[str], roots: list[Path] | None = None) -> list[dict[str, Any]]:
+    """Path, content hash, idea and description of each image (files, or folders of them);
+    with `roots`, only paths inside them."""
     from PIL import Image as PILImage
     from PIL import UnidentifiedImageError
 
@@ -497,6 +502,10 @@ def _image_items(paths: list[str]) -> list[dict[str, Any]]:
     files: list[Path] = []
     for given in paths:
         path = Path(given).expanduser()
+        if roots is not None and not any(path.resolve().is_relative_to(r) for r in roots):
+            raise UserError(
+                f"{given} is outside ZIT_HOME", hint="this server judges its own images only"
+            )
         if path.is_dir():
             files += sorted(p for p in path.iterdir() if p.suffix.lower() in suffixes)
         elif path.is_file():

@@ -19,6 +19,20 @@ pytestmark = pytest.mark.slow  # starts a process
 TOOLS = {"generate", "chat", "ruts", "tokens", "expand"}
 
 
+def test_help_imports_neither_mcp_nor_dynamicprompts():
+    import subprocess
+
+    code = (
+        "import sys\n"
+        "from zit_agent.agent.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "print('LOADED', [m for m in ('mcp', 'dynamicprompts', 'starlette') if m in sys.modules])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "LOADED []" in out.stdout, out.stdout + out.stderr
+    assert "mcp" in out.stdout  # the command is listed
+
+
 def _params(zit_home: Path, *args: str):
     from mcp.client.stdio import StdioServerParameters
 

@@ -44,7 +44,9 @@ def test_mcp_refuses_a_request_without_the_token(qwen_tokenizer, zit_home):
 
 
 @pytest.mark.slow  # a live server
-def test_the_sdk_http_client_generates_through_the_servers_queue(qwen_tokenizer, zit_home):
+def test_the_sdk_http_client_generates_through_the_servers_queue(
+    qwen_tokenizer, zit_home, tmp_path
+):
     import httpx2
     from mcp.client.session import ClientSession
     from mcp.client.streamable_http import streamable_http_client
@@ -63,13 +65,18 @@ def test_the_sdk_http_client_generates_through_the_servers_queue(qwen_tokenizer,
                 result = await session.call_tool(
                     "generate", {"idea": "a lighthouse at dusk", "n": 2, "seed": 4, "size": "64x64"}
                 )
-                return tools, result
+                images = json.loads(result.content[0].text)["images"]
+                judged = await session.call_tool("ruts", {"paths": images})
+                outside = await session.call_tool("ruts", {"paths": [str(tmp_path), __file__]})
+                return tools, result, judged, outside
 
-        tools, result = anyio.run(main)
+        tools, result, judged, outside = anyio.run(main)
         jobs = [job.kind for job in server.state.jobs._jobs.values()]
     assert "generate" in {tool.name for tool in tools.tools}
     assert not result.is_error, result.content[0].text
     answer = json.loads(result.content[0].text)
     assert len(answer["images"]) == 2 and answer["verdict"] in ("ok", "warn", "rut")
     assert [c.type for c in result.content].count("image") == 2
-    assert jobs == ["mcp-generate"]  # it waited in the server's one queue
+    assert jobs == ["mcp-generate", "mcp-ruts"]  # they waited in the server's one queue
+    assert not judged.is_error and json.loads(judged.content[0].text)["groups"]
+    assert outside.is_error and "is outside ZIT_HOME" in outside.content[0].text
