@@ -219,14 +219,17 @@ def vary(
     new_shots, by_agent = [], 0
     base_seed = shots[0].seeds[0] if shots and shots[0].seeds else seed
     for i, wanted in enumerate(assignments):
+        source = shots[i % len(shots)] if shots else None  # (its wildcard expansion stays)
         if write is None:  # the current text (the idea, or a person's refinement), restated
-            own = shots[i % len(shots)].description.text if shots else idea
+            own = source.description.text if source else idea
             draft = Description(text=own)
         else:
-            draft = write(idea, wanted, previous, list(dict.fromkeys(used + avoid)), seed + i)
+            own_idea = source.idea if source and source.idea else idea
+            draft = write(own_idea, wanted, previous, list(dict.fromkeys(used + avoid)), seed + i)
         described = state_axes(draft, wanted, tok)
         by_agent += bool(described.agent_stated)
-        new_shots.append(Shot(description=described, seeds=[base_seed + i]))
+        kept = {"idea": source.idea, "idea_seed": source.idea_seed} if source else {}
+        new_shots.append(Shot(description=described, seeds=[base_seed + i], **kept))
     summary = "; ".join(", ".join(a.values()) for a in assignments)
     detail = f"axes {', '.join(axes)} -> {summary}"
     if by_agent:

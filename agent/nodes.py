@@ -78,6 +78,16 @@ def write(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
             )
             for i, shot in enumerate(state.shots)
         ]
+    elif state.expansions:  # a wildcard template: one shot per seed, with that seed's idea
+        shots = [
+            Shot(
+                description=expand_description(ctx, state, idea=text, seed=state.seed + i),
+                seeds=[state.seed + i],
+                idea=text,
+                idea_seed=state.seed + i,
+            )  # fmt: skip
+            for i, text in enumerate(state.expansions)
+        ]
     else:
         description = expand_description(ctx, state)
         shots = [Shot(description=description, seeds=[state.seed + i for i in range(state.n)])]
@@ -87,10 +97,14 @@ def write(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     return {"shots": shots, "pending_levers": [], "ladder_step": 0, "error": None}
 
 
-def expand_description(ctx: AgentContext, state: AgentState) -> Description:
+def expand_description(
+    ctx: AgentContext, state: AgentState, *, idea: str | None = None, seed: int | None = None
+) -> Description:
+    """The writer's `expand` of the idea (or of `idea`, a wildcard expansion); without a writer
+    the idea as it is."""
     if ctx.writer is None:
-        return Description(text=state.idea)
-    return call_writer(ctx, state, "expand", seed=state.seed)
+        return Description(text=idea or state.idea)
+    return call_writer(ctx, state, "expand", seed=state.seed if seed is None else seed, idea=idea)
 
 
 def refine_description(
@@ -102,7 +116,9 @@ def refine_description(
     if ctx.writer is None:
         return Description(text=f"{previous.rstrip(' .')}. {feedback.strip()}")
     seed = state.seed + 100 * len(state.turns) + index
-    return call_writer(ctx, state, "refine", seed=seed, previous=[previous], feedback=feedback)
+    return call_writer(
+        ctx, state, "refine", seed=seed, previous=[previous], feedback=feedback, idea=shot.idea
+    )
 
 
 def call_writer(
@@ -111,10 +127,12 @@ def call_writer(
     instruction: str,
     *,
     seed: int,
+    idea: str | None = None,
     **material: Any,
 ) -> Description:
     """One writer call with a `prompts/` instruction, through the writers' drafting steps
-    (vocabulary check, retries on retryable draft problems); the draft's ids are kept verbatim."""
+    (vocabulary check, retries on retryable draft problems); the draft's ids are kept verbatim.
+    `idea`: a wildcard expansion to write from instead of the run's idea."""
     from zit_agent import prompts
     from zit_agent.agent.drafting import (
         check_vocabulary,
@@ -130,7 +148,7 @@ def call_writer(
     if state.temperature is not None:
         sampling = sampling.model_copy(update={"temperature": state.temperature})
     chosen = prompts.load(instruction)
-    messages = build_messages(chosen.text, state.idea, **material)
+    messages = build_messages(chosen.text, idea or state.idea, **material)
     draft, used_seed = write_draft(ctx.writer, messages, sampling, seed)
     draft = for_encoder(draft, ctx.tokenizer, mismatch)
     return Description(
@@ -158,7 +176,9 @@ def assemble(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any
         desc = shot.description
         answer = Segment(text=desc.full_text, ids=escape.content_ids(desc, ctx.tokenizer))
         think = Segment(text=desc.think, ids=desc.think_ids) if desc.think_ids else None
-        seq = ChatSequence.of_shape(state.shape, state.idea, think=think, answer=answer)
+        seq = ChatSequence.of_shape(
+            state.shape, shot.idea or state.idea, think=think, answer=answer
+        )
         result = assemble_ids(seq, ctx.tokenizer, max_tokens=state.max_tokens)
         shots.append(
             shot.model_copy(
@@ -229,7 +249,7 @@ def _render_shot(
         record = {
             **image.record,
             "render": options.model_dump(exclude={"negative_ids"}),
-            "idea": state.idea,
+            "idea": shot.idea or state.idea,
             "writer": _writer_record(shot.description),
             "agent": {
                 "run": state.run_id,
@@ -241,6 +261,12 @@ def _render_shot(
             },
             **ctx.record,
         }
+        if shot.idea is not None:  # the template and this image's expansion of it
+            record["wildcards"] = {
+                "template": state.idea,
+                "expansion": shot.idea,
+                "seed": shot.idea_seed,
+            }
         path = save_image(
             image.image, record, ctx.out_dir, f"{state.run_id}-a{number}-{index}-s{image.seed}"
         )
@@ -416,7 +442,15 @@ def vary_lever(ctx: AgentContext, state: AgentState, number: int) -> Applied:
     levers: list[Lever] = []
     last = state.last_attempt
     report_axes = last.scores.axes if last and last.scores else []
-    core = " ".join([state.idea, *(t.message for t in state.turns[1:] if t.message[:1] != "/")])
+    # The axes the idea states stay; so do those a wildcard's values state (the wildcard already
+    # varies them and did not help): the lever varies a wildcard-free axis.
+    core = " ".join(
+        [
+            state.idea,
+            *state.expansions,
+            *(t.message for t in state.turns[1:] if t.message[:1] != "/"),
+        ]
+    )
     plan = escape.kind_plan(last.scores.kinds if last and last.scores else {}, core)
     if state.knobs.control:  # a control map fixes the composition on purpose
         plan = plan._replace(axes=[a for a in plan.axes if a not in CONTROLLED_AXES])
@@ -511,7 +545,7 @@ def _vary_writer(
         extra = {"feedback": feedback} if feedback else {}
         return call_writer(
             ctx, state, "vary", seed=seed, previous=previous, change_axes=wanted, avoid=avoid,
-            **extra,
+            idea=idea if idea != state.idea else None, **extra,
         )  # fmt: skip
 
     return write

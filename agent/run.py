@@ -274,6 +274,44 @@ def seeds_of(options: RunOptions, count: int) -> list[int]:
     return [first + i for i in range(count)]
 
 
+def idea_seeds(
+    settings: Settings, idea: str, options: RunOptions, count: int, *,
+    writer: Writer | None = None, allow_missing: bool = False, on_event: Event = _ignore,
+) -> tuple[list[int], list[str] | None]:  # fmt: skip
+    """The seeds of a request and, when the idea is a wildcard template (`agent.wildcards`), each
+    seed's expansion (None: a plain idea). Every front end expands ideas here: the same template
+    and seed give the same idea everywhere. `--combinatorial`: one seed per combination.
+
+    With a `writer`, a `__name__` that has no file is written by the writer, saved as
+    ZIT_HOME/wildcards/NAME.txt (the person can edit it; later runs read it) and said: a `wildcard`
+    event and a warning. `allow_missing`: no error for such a name (a check before the writer
+    loads)."""
+    import logging
+
+    from zit_agent.agent.wildcards import Wildcards, is_template, written_by
+
+    if not is_template(idea):
+        return seeds_of(options, count), None
+    first = first_given(options.seed, 0)
+    write = written_by(writer, idea, first) if writer is not None else None
+    wildcards = Wildcards.for_request(
+        settings, options, write_missing=write, allow_missing=allow_missing
+    )
+    if options.combinatorial:
+        ideas = wildcards.combinations(idea, LIMITS.max_count)
+        seeds = seeds_of(options, len(ideas))
+    else:
+        seeds = seeds_of(options, count)
+        ideas = wildcards.expand(idea, seeds)
+    for path in wildcards.written:
+        values = len(path.read_text(encoding="utf-8").splitlines())
+        logging.getLogger("zit.wildcards").warning(
+            "the writer wrote the wildcard %s (%d values): edit it to change them", path, values
+        )
+        on_event("wildcard", {"written": str(path), "values": values})
+    return seeds, ideas
+
+
 def image_count(options: RunOptions, ruts: bool) -> int:
     """A rut shows across seeds: compare `AGENT.rut_count` images unless told otherwise."""
     return options.count or (AGENT.rut_count if ruts else 1)
@@ -322,12 +360,19 @@ def resolve_shape(shape: str | None, has_writer: bool) -> str:
     return shape
 
 
-def check_request(settings: Settings, options: RunOptions, *, ruts: bool) -> None:
-    """Everything about a request that can be checked before a model loads."""
+def check_request(
+    settings: Settings, options: RunOptions, *, ruts: bool, idea: str | None = None
+) -> None:
+    """Everything about a request that can be checked before a model loads (with `idea`: its
+    wildcards too)."""
     from zit_agent.backends.registry import registered
 
     render_options(settings, options)
     token_budget(settings, options)
+    if idea is not None:  # the syntax and the files (a writer may write a missing one)
+        with_writer = parts_spec(settings, options).writer is not None
+        checked = options if options.seed is not None else options.model_copy(update={"seed": 0})
+        idea_seeds(settings, idea, checked, image_count(options, ruts), allow_missing=with_writer)
     seeds_of(options, image_count(options, ruts))
     levers.parse_ladder(options.ladder)
     if options.shape is not None:
@@ -341,9 +386,11 @@ def check_request(settings: Settings, options: RunOptions, *, ruts: bool) -> Non
 def initial_state(
     idea: str, options: RunOptions, render: RenderOptions, *, seeds: list[int], budget: int,
     has_writer: bool, ruts: bool, run_id: str, chat: bool = False, parts: dict | None = None,
+    ideas: list[str] | None = None,
 ) -> AgentState:  # fmt: skip
     """The agent's first state: the same for `generate`, a chat session's first turn and the eval
-    agent strategy (so one request records the same render settings everywhere)."""
+    agent strategy (so one request records the same render settings everywhere). `ideas`: a
+    wildcard template's expansion for each seed (`idea_seeds`)."""
     from zit_agent.agent.state import AgentState, ChatTurn, RenderKnobs
     from zit_agent.sequence import check_utf8
 
@@ -373,6 +420,7 @@ def initial_state(
         ),
         turns=[ChatTurn(message=idea.strip())] if chat else [],
         parts=parts or {},
+        expansions=[text.strip() for text in ideas or []],
     )
 
 
@@ -457,11 +505,12 @@ class Runner:
 
         render = self.options_for(options)
         run_id = run_id or run_id_for(idea)
+        seeds, ideas = self.idea_seeds(idea, options, image_count(options, ruts), on_event)
         initial = initial_state(
-            idea, options, render, seeds=seeds_of(options, image_count(options, ruts)),
+            idea, options, render, seeds=seeds,
             budget=self.budget(options), has_writer=self.parts.writer is not None, ruts=ruts,
             run_id=run_id,
-            parts=self.parts.spec.model_dump(),
+            parts=self.parts.spec.model_dump(), ideas=ideas,
         )  # fmt: skip
         own = HistoryStore(self.settings.history_db) if store is None and ruts else None
         store = own or store
@@ -486,7 +535,9 @@ class Runner:
         if not check_utf8(idea).strip():
             raise UserError("the idea is empty", hint="give an idea with some words in it")
         render = self.options_for(options)
-        seeds = seeds_of(options, image_count(options, ruts=False))
+        seeds, ideas = self.idea_seeds(idea, options, image_count(options, ruts=False))
+        if ideas is not None:  # a wildcard template: each seed's own idea
+            return self._render_expanded(idea, ideas, seeds, options, render, out_dir=out_dir)
         sequence = assemble(
             ChatSequence.plain(idea),
             self.parts.tokenizer,
@@ -504,15 +555,68 @@ class Runner:
             "negative": options.negative,
         }
 
+    def _render_expanded(
+        self, template: str, ideas: list[str], seeds: list[int], options: RunOptions,
+        render: RenderOptions, *, out_dir: Path,
+    ) -> dict[str, Any]:  # fmt: skip
+        """`render_plain` for a wildcard template: each seed's expansion as its plain sequence
+        (seeds that drew the same expansion render together); each record keeps both."""
+        from zit_agent.sequence import ChatSequence, assemble
+
+        by_idea: dict[str, list[int]] = {}
+        for seed, text in zip(seeds, ideas, strict=True):
+            by_idea.setdefault(text.strip(), []).append(seed)
+        paths: dict[int, str] = {}
+        counts: dict[int, int] = {}
+        for text, group in by_idea.items():
+            sequence = assemble(
+                ChatSequence.plain(text), self.parts.tokenizer, max_tokens=self.budget(options)
+            )
+            wildcards = {"template": template, "expansion": text,
+                         "combinatorial": bool(options.combinatorial)}  # fmt: skip
+            for seed, path in zip(
+                group,
+                self.render_sequence(
+                    sequence.ids, group, render, out_dir=out_dir, idea=text, wildcards=wildcards
+                ),
+                strict=True,
+            ):
+                paths[seed], counts[seed] = str(path), sequence.count
+        return {
+            "images": [paths[seed] for seed in seeds],
+            "seeds": seeds,
+            "ideas": [text.strip() for text in ideas],
+            "template": template,
+            "token_count": max(counts.values()),
+            "budget": self.budget(options),
+            "cut": None,
+            "model": self.parts.spec.image_model,
+            "options": render.model_dump(exclude={"negative_ids"}),
+            "negative": options.negative,
+        }
+
+    def idea_seeds(
+        self, idea: str, options: RunOptions, count: int, on_event: Event = _ignore
+    ) -> tuple[list[int], list[str] | None]:
+        """The seeds and each seed's expansion of a wildcard template (see `idea_seeds`); a
+        wildcard with no file is written by this runner's writer, if it has one."""
+        return idea_seeds(
+            self.settings, idea, options, count, writer=self.parts.writer, on_event=on_event
+        )
+
     def render_sequence(
         self, ids: list[int], seeds: list[int], render: RenderOptions, *, out_dir: Path,
-        idea: str | None,
+        idea: str | None, wildcards: dict[str, Any] | None = None,
     ) -> list[Path]:  # fmt: skip
         """These exact token ids rendered once per seed, saved with provenance (also how a
-        stored sequence is rendered again)."""
+        stored sequence is rendered again). `wildcards`: the template and expansion, recorded."""
         from zit_agent.backends.provenance import save_rendered
 
-        return save_rendered(self.parts.backend.render(ids, seeds, render), out_dir, idea=idea)
+        rendered = self.parts.backend.render(ids, seeds, render)
+        if wildcards is not None:
+            for item in rendered:
+                item.record["wildcards"] = {**wildcards, "seed": item.seed}
+        return save_rendered(rendered, out_dir, idea=idea)
 
     def plain_path(self, options: RunOptions, *, ruts: bool) -> bool:
         """Whether a request is the plain path (no writer, no rut checks, the Z-Image backend, no

@@ -52,6 +52,9 @@ class Shot(BaseModel):
     seeds: list[int] = Field(default_factory=list)
     images: list[str] = Field(default_factory=list)
     image_hashes: list[str] = Field(default_factory=list)  # content hashes (history store keys)
+    # A wildcard template's expansion this shot pictures (None: the run's idea), and its seed.
+    idea: str | None = None
+    idea_seed: int | None = None
 
 
 class RenderKnobs(BaseModel):
@@ -143,6 +146,8 @@ class AgentState(BaseModel):
     max_tokens: int = RENDER.max_tokens
     run_id: str = "run"  # names the images and the history-store session
     parts: dict[str, Any] = Field(default_factory=dict)  # which parts (specs only, for chat)
+    # `idea` is a wildcard template: its expansion for each seed, in order (`agent.wildcards`).
+    expansions: list[str] = Field(default_factory=list)
 
     # -- working values -----------------------------------------------------------------------
     temperature: float | None = None  # None: the writer's default sampling

@@ -116,6 +116,16 @@ class RunOptions(BaseModel):
         AGENT_GROUP,
         default=RENDER.max_tokens,
     )
+    wildcards: str | None = _option(
+        "Wildcard folder: __name__ in an idea is a line of NAME.txt there (then in "
+        "ZIT_HOME/wildcards); {a|b} and {2$$a|b|c} need no folder.",
+        AGENT_GROUP,
+    )
+    combinatorial: bool | None = _option(
+        "Render every combination of the idea's wildcards and {a|b} choices once (instead of "
+        "one sampled per seed; --count is the number of combinations).",
+        AGENT_GROUP,
+    )
     # -- rendering --------------------------------------------------------------------------
     count: int | None = _option(
         "Images per attempt (default: {default} when checking for ruts, else 1).",
@@ -329,11 +339,12 @@ DECLARED: tuple[Option, ...] = tuple(
 )
 # The options that pick or load parts (a server loads them once at start; a chat session keeps
 # the ones it started with): the groups Image model, plus the writer, backend, tokenizer,
-# embedder and threads.
+# embedder and threads; and the wildcard folder (a server reads only its own).
 PART_OPTIONS: tuple[str, ...] = tuple(
     o.name
     for o in DECLARED
-    if o.group == MODEL_GROUP or o.name in ("writer", "backend", "tokenizer", "embedder", "threads")
+    if o.group == MODEL_GROUP
+    or o.name in ("writer", "backend", "tokenizer", "embedder", "threads", "wildcards")
 )
 
 

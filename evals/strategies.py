@@ -67,12 +67,27 @@ def raw(run: RunContext, job: Job, workdir: Path) -> list[Output]:
     outputs = []
     for seed in job.seeds:
         start = time.perf_counter()
-        assembled = run.plain_sequence(job.idea.text, run.max_tokens(job.config))
+        text, wildcards = idea_for_seed(run, job.idea.text, seed)
+        assembled = run.plain_sequence(text, run.max_tokens(job.config))
         write_seconds = time.perf_counter() - start
-        out = _render(run, job.config, assembled, job.idea.text, seed)
+        out = _render(run, job.config, assembled, text, seed)
         out.seconds["write"] = write_seconds
+        if wildcards is not None:
+            out.backend_record = {**out.backend_record, "wildcards": wildcards}
         outputs.append(out)
     return outputs
+
+
+def idea_for_seed(run: RunContext, text: str, seed: int) -> tuple[str, dict[str, Any] | None]:
+    """A wildcard idea's expansion for this seed (the run API's, as `zit generate` draws it) and
+    its record; a plain idea as it is."""
+    from zit_agent.agent.run import idea_seeds
+    from zit_agent.options import run_options
+
+    _, ideas = idea_seeds(run.settings, text, run_options(seed=seed), 1)
+    if ideas is None:
+        return text, None
+    return ideas[0], {"template": text, "expansion": ideas[0], "seed": seed}
 
 
 def expanded(run: RunContext, job: Job, workdir: Path) -> list[Output]:
@@ -86,10 +101,11 @@ def _written(run: RunContext, idea: Idea, config: Config, seed: int) -> Output:
     from zit_agent.agent.drafting import expand_idea
 
     start = time.perf_counter()
+    text, wildcards = idea_for_seed(run, idea.text, seed)
     written = expand_idea(
         run.writer_for(config),
         run.tokenizer,
-        idea.text,
+        text,
         instruction=config.instruction,
         target_words=config.target_words,
         shape=config.sequence_shape,
@@ -100,6 +116,8 @@ def _written(run: RunContext, idea: Idea, config: Config, seed: int) -> Output:
     write_seconds = time.perf_counter() - start
     out = _render(run, config, written.assembled, written.draft.answer.text, seed)
     out.seconds["write"] = write_seconds
+    if wildcards is not None:
+        out.backend_record = {**out.backend_record, "wildcards": wildcards}
     out.writer = {
         **written.provenance,
         "model": written.draft.model,

@@ -49,6 +49,7 @@ COMMAND_MODULES = (
     "ruts",
     "eval",
     "serve",
+    "mcp",
 )
 
 

@@ -56,7 +56,7 @@ def generate(
         raise UserError("the idea is empty", hint="give an idea with some words in it")
     ruts = options.ruts is not False
     settings = load_settings()
-    check_request(settings, options, ruts=ruts)
+    check_request(settings, options, ruts=ruts, idea=idea)
     console = new_console(stderr=True, quiet=as_json)
     out_dir = check_dir(Path(out or settings.outputs_dir), "the output folder")
     # 2. Load the parts once

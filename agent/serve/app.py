@@ -220,11 +220,14 @@ def create_app(
         progress=progress, on_loaded=on_loaded, load_wait_s=load_wait_s,
     )  # fmt: skip
 
+    mcp, mcp_routes = mount_mcp(state)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         state.start()
         try:
-            yield
+            async with mcp.session_manager.run():  # `/mcp`'s sessions live as long as the app
+                yield
         finally:
             state.close()
 
@@ -235,6 +238,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.zit = state
+    app.router.routes.extend(mcp_routes)  # `/mcp`: MCP's streamable HTTP, behind the token
     app.include_router(api.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=PACKAGE / "static"), name="static")
@@ -247,6 +251,22 @@ def create_app(
     if allowed_hosts is not None:
         app.add_middleware(AllowedHosts, hosts=allowed_hosts)
     return app
+
+
+def mount_mcp(state: ServeState):
+    """zit's MCP server (`agent.mcp_server`) over this server's runner and job queue, as MCP's
+    streamable HTTP transport at `/mcp`. The middleware around every route applies to it too (the
+    token, the allowed Host names), so the SDK's own DNS-rebinding check is left off."""
+    from mcp.server.transport_security import TransportSecuritySettings
+
+    from zit_agent.agent.mcp_server import ServeHost, create_server
+
+    server = create_server(ServeHost(state))
+    http = server.streamable_http_app(
+        streamable_http_path="/mcp",
+        transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
+    )
+    return server, [route for route in http.routes if getattr(route, "path", "") == "/mcp"]
 
 
 def _version() -> str:

@@ -62,7 +62,7 @@ def generate_job(state: ServeState, idea: str, options: BaseModel, *, ruts: bool
     from zit_agent.agent.run import check_request, run_id_for
 
     runner = state.require()
-    check_request(state.settings, options, ruts=ruts)
+    check_request(state.settings, options, ruts=ruts, idea=idea)
     if not idea.strip():
         raise UserError("the idea is empty", hint="give an idea with some words in it")
 
@@ -93,12 +93,16 @@ def _plain(state, runner: Runner, job: Job, idea: str, options, store, run: str)
         )
         for path, seed in zip(result["images"], result["seeds"], strict=True)
     ]  # fmt: skip
-    shot = ShotView(
+    ideas = result.get("ideas") or [idea] * len(refs)  # a wildcard template: each seed's own
+    shots = [
+        ShotView(description=text, token_count=result["token_count"], seeds=[seed], images=[ref])
+        for text, seed, ref in zip(ideas, result["seeds"], refs, strict=True)
+    ] if "ideas" in result else [ShotView(
         description=idea, token_count=result["token_count"], seeds=result["seeds"], images=refs
-    )
+    )]  # fmt: skip
     return GenerateResponse(
         run=run, idea=idea, images=refs, message="rendered once: the idea's plain sequence",
-        attempts=[AttemptView(number=1, shots=[shot], images=refs, count=len(refs))],
+        attempts=[AttemptView(number=1, shots=shots, images=refs, count=len(refs))],
     )  # fmt: skip
 
 
