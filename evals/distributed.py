@@ -483,7 +483,8 @@ class _Pool:
 
     def __init__(self, ray, spec: RaySpec, run: RunContext, folder: RunFolder, configs):
         self.ray, self.spec, self.run, self.configs = ray, spec, run, configs
-        self.count, resources = worker_shape(ray.cluster_resources(), spec.workers)
+        found = _bounded(ray.cluster_resources, RAY.check_timeout_s, "a resources query")
+        self.count, resources = worker_shape(found, spec.workers)
         self.actor_class = ray.remote(EvalWorker).options(max_restarts=0, **resources)
         self.shared_root = str(folder.root.resolve()) if spec.shared_storage else None
         self.manifest = (folder.root / "manifest.json").read_bytes() if self.shared_root else None

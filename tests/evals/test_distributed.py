@@ -1,8 +1,8 @@
 """Evals on Ray (`evals.distributed`): a local Ray with 2 CPU workers gives the results of a run in
 one process (names, bytes, records, summary); a worker killed mid-run is replaced and every image
-is there once; a hung worker is given up and replaced; a killed driver's run resumes; a lost node
-(its agent killed) ends the driver with one line, exit 3, and the run resumes; bad or silent
-addresses and a missing Ray are one line, exit 2.
+is there once; a hung worker is given up and replaced; workers that cannot start stop the run; a
+killed driver's run resumes; a lost node (its agent killed) ends the driver with one line, exit 3,
+and the run resumes; bad or silent addresses and a missing Ray are one line, exit 2.
 
 One local Ray instance serves the module (starting one costs seconds): in-process runs use it, and
 `zit eval --ray ADDRESS` subprocesses connect to it.
@@ -205,6 +205,32 @@ def test_a_hung_worker_is_given_up_and_its_jobs_run_elsewhere(tmp_path, ray_addr
     assert_same_results(tmp_path / "run", local_run)
 
 
+def test_workers_that_cannot_start_stop_the_run_after_the_start_timeout(tmp_path, ray_address):
+    """A cluster without the resources the workers ask for (as when a lost node never comes
+    back): the run stops with one line instead of waiting for ever."""
+    import ray
+
+    from zit_agent.errors import ResourceExhausted
+    from zit_agent.evals.distributed import ClusterLost, RayExecutor, RaySpec
+
+    blocker = ray.remote(num_cpus=2)(type("Blocker", (), {"ping": lambda self: 1})).remote()
+    ray.get(blocker.ping.remote(), timeout=60)  # holds both CPUs: no worker can be placed
+    suite = Suite.model_validate(SUITE)
+    executor = RayExecutor(RaySpec(workers=2, start_timeout_s=2))
+    try:
+        with pytest.raises(ClusterLost) as err:
+            run_suite(suite, tmp_path / "run", quiet=True, context=RunContext(suite),
+                      execute=executor)  # fmt: skip
+    finally:
+        ray.kill(blocker)
+    assert isinstance(err.value, ResourceExhausted) and err.value.exit_code == 3
+    assert str(err.value).startswith("no Ray worker started in 2 s")
+    assert str(err.value).endswith(
+        f"0 of 15 jobs are done and kept in {tmp_path / 'run'} (jobs.jsonl)"
+    )
+    assert "{resume}" in err.value.hint
+
+
 LOST_NODE_BOUND_S = 30  # docs/scaling.md: a lost local node ends the driver within 30 s
 
 
@@ -237,8 +263,10 @@ def test_a_lost_node_ends_the_driver_in_one_line_and_the_run_resumes(tmp_path, l
         agent.kill()
         stdout, stderr = driver.communicate(timeout=LOST_NODE_BOUND_S)
     finally:
-        if driver.poll() is None:
-            driver.kill()
+        if driver.poll() is None:  # hung: end it and the Ray it started, not to outlive the test
+            for process in [*psutil.Process(driver.pid).children(recursive=True), driver]:
+                with contextlib.suppress(psutil.Error, ProcessLookupError):
+                    process.kill()
             driver.communicate()
     done = jobs_done(out)
     assert 2 <= done < 15, "the node was not lost mid-run"
