@@ -116,7 +116,7 @@ def for_encoder(draft: Draft, tokenizer: QwenTokenizer, mismatch: str | None) ->
     def redo(part: TextIds) -> TextIds:
         return TextIds(ids=tokenizer.encode_text(part.text.strip()), text=part.text)
 
-    note = f"{draft.model}'s text re-tokenized with the encoder's Qwen3 tokenizer ({mismatch})"
+    note = f"{draft.model}'s text re-tokenized with the encoder's Qwen3 tokenizer: {mismatch}"
     return draft.model_copy(
         update={
             "think": redo(draft.think),

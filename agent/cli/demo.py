@@ -34,9 +34,9 @@ if TYPE_CHECKING:
 DEFAULT_IDEA = "a portrait of a woman in a cafe"
 SKETCH_SIZE = 256
 ZIMAGE_SIZE = 64
-WRITER_NEW_TOKENS = 48  # a sentence or two from the 135M writer, about a second each on 1 core
+WRITER_NEW_TOKENS = 32  # a sentence from the 135M writer: its prompts (~400 tokens) cost more
 WRITER_ROLE = (
-    "a real 135M instruct model standing in for a Qwen3 4B/8B writer; its vocabulary is not "
+    "a real 135M instruct model, a stand-in for a Qwen3 4B/8B writer; its vocabulary is not "
     "Qwen3's, so its text is re-tokenized to Qwen3 ids"
 )
 
