@@ -294,21 +294,21 @@ def _with_control(
 
 
 def control_changed(record: dict[str, Any]) -> str | None:
-    """Why a controlled image's map cannot be used again (gone, or other bytes than the record's
-    sha256 says); None when it can, or the image had none."""
+    """Why a controlled image's map file cannot be used again (gone, or other bytes than the
+    record's sha256 says); None when it can, or the image had none."""
     control = record.get("control")
     if not isinstance(control, dict) or not isinstance(control.get("image"), str):
         return None
     path = Path(control["image"])
     if not path.is_file():  # nor a FIFO, which would block the read
-        return f"its control map {path} is gone"
+        return "the file is gone"
     try:
         with open(path, "rb") as fh:
             digest = hashlib.file_digest(fh, "sha256").hexdigest()
     except OSError:
-        return f"its control map {path} is gone"
+        return "the file is gone"
     if digest != control.get("image_sha256"):
-        return f"its control map {path} changed since (its sha256 differs)"
+        return "the file changed since the image was made: its sha256 differs"
     return None
 
 

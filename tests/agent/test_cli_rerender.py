@@ -241,7 +241,7 @@ def test_a_controlled_image_is_rendered_again_with_its_map_and_controlnet(
 
     Image.new("RGB", (64, 48)).save(control)  # the map is not the one the record names
     code, out, err = zit(capsys, "rerender", first)
-    assert code == 2 and out == "" and "changed since" in err and err.count("\n") == 1
+    assert code == 2 and out == "" and "its sha256 differs" in err and err.count("\n") == 1
 
 
 @pytest.mark.parametrize(
