@@ -9,9 +9,10 @@ A PNG written by `save_image` carries two text chunks:
   show a readable prompt (the sequence's description, or the idea; never chat markup), A1111's
   sampler name and its CFG scale (diffusers' guidance + 1: both mean "off" at their lowest).
 
-`batch` says the batch the image was denoised in (`{"seeds": [...], "index": i}`): a seed rendered
-inside a batch can differ by one 8-bit level from the same seed alone, so rendering a record again
-renders that batch and keeps image `index` (`render_recorded`).
+`batch` says the batch the image was denoised in (`{"seeds": [...], "index": i}`) and, on the CPU,
+`torch_threads` the thread count: a seed rendered inside a batch can differ by one 8-bit level from
+the same seed alone (and a batch with another thread count), so rendering a record again renders
+that batch with those threads and keeps image `index` (`render_recorded`).
 
 The same record is written as `<name>.json` beside the image. Both files are written atomically: a
 hidden temporary file in the same folder, then a link to the final name, which fails instead of
@@ -56,6 +57,7 @@ RECORD_KEYS = (
     "token_ids",
     "seed",
     "batch",
+    "torch_threads",
     "width",
     "height",
     "steps",
@@ -193,6 +195,7 @@ class RenderRequest:
     dtype: str | None
     batch: list[int] | None = None  # the seeds of the batch it was rendered in (None: unrecorded)
     index: int = 0  # its place in `batch`
+    threads: int | None = None  # torch's CPU threads it was rendered with (None: unrecorded, GPU)
     controlnet: str | None = None  # the ControlNet a controlled image was rendered with
 
 
@@ -238,6 +241,7 @@ def render_request(record: dict[str, Any]) -> RenderRequest:
         dtype=record.get("dtype") if isinstance(record.get("dtype"), str) else None,
         batch=batch,
         index=index,
+        threads=_record_threads(record),
         controlnet=controlnet,
     )
 
@@ -256,18 +260,22 @@ def render_recorded(
 ) -> tuple[RenderedImage, str | None]:
     """A record's image rendered again, and a note when its pixels may differ from the original.
 
-    The same seed and options: the record's batch is rendered again and image `index` kept (the
-    same pixels as the original on any machine of its kind). Another seed or other options make
-    a new image, rendered alone. A record without a batch renders alone, with `UNRECORDED_BATCH`
+    The same seed and options: the record's batch is rendered again and image `index` kept, on
+    the CPU with the record's torch thread count (a batch's pixels can move by a level with
+    another count), so the pixels are the original's. Another seed or other options make a new
+    image, rendered alone. A record without a batch renders alone, with `UNRECORDED_BATCH`
     as the note (a backend without batches, like the sketch stand-in, needs none).
     """
     options = options or request.options
     seed = request.seed if seed is None else seed
     same = seed == request.seed and options == request.options
     batching = hasattr(backend, "render_batch")
-    if same and batching and request.batch is not None:
-        return backend.render_batch(request.token_ids, request.batch, request.index, options), None
-    [image] = backend.render(request.token_ids, [seed], options)
+    threads = getattr(backend, "using_cpu_threads", None)
+    with threads(request.threads) if threads else contextlib.nullcontext():
+        if same and batching and request.batch is not None:
+            image = backend.render_batch(request.token_ids, request.batch, request.index, options)
+            return image, None
+        [image] = backend.render(request.token_ids, [seed], options)
     return image, UNRECORDED_BATCH if same and batching and request.batch is None else None
 
 
@@ -302,6 +310,15 @@ def record_batch(record: dict[str, Any], seed: int) -> tuple[list[int] | None, i
     return seeds, index
 
 
+def _record_threads(record: dict[str, Any]) -> int | None:
+    threads = record.get("torch_threads")
+    if threads is None:
+        return None
+    if not isinstance(threads, int) or isinstance(threads, bool) or not 1 <= threads <= 256:
+        raise UserError("the record's torch_threads is not 1..256", hint=_EDITED)
+    return threads
+
+
 def _is_seed(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= LIMITS.max_seed
 
@@ -331,21 +348,21 @@ def _with_control(
 
 
 def control_changed(record: dict[str, Any]) -> str | None:
-    """Why a controlled image's map cannot be used again (gone, or other bytes than the record's
-    sha256 says); None when it can, or the image had none."""
+    """Why a controlled image's map file cannot be used again (gone, or other bytes than the
+    record's sha256 says); None when it can, or the image had none."""
     control = record.get("control")
     if not isinstance(control, dict) or not isinstance(control.get("image"), str):
         return None
     path = Path(control["image"])
     if not path.is_file():  # nor a FIFO, which would block the read
-        return f"its control map {path} is gone"
+        return "the file is gone"
     try:
         with open(path, "rb") as fh:
             digest = hashlib.file_digest(fh, "sha256").hexdigest()
     except OSError:
-        return f"its control map {path} is gone"
+        return "the file is gone"
     if digest != control.get("image_sha256"):
-        return f"its control map {path} changed since (its sha256 differs)"
+        return "the file changed since the image was made: its sha256 differs"
     return None
 
 

@@ -16,12 +16,14 @@ positions of the loaded DiT (1504 for Z-Image); past 512 is past what the model 
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import logging
 import math
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -285,6 +287,28 @@ class ZImageBackend(ImageBackend):
             return self.render(token_ids, batch, options)[index]
         finally:
             self.max_batch = saved
+
+    def cpu_threads(self) -> int | None:
+        """torch's intra-op threads when the pipeline runs on the CPU (recorded: a batch's pixels
+        can move by a level with another thread count); None on an accelerator."""
+        import torch
+
+        return torch.get_num_threads() if self.device.type == "cpu" else None
+
+    @contextlib.contextmanager
+    def using_cpu_threads(self, threads: int | None) -> Iterator[None]:
+        """Render with `threads` torch threads (on the CPU; the count is put back afterwards)."""
+        import torch
+
+        before = torch.get_num_threads()
+        change = threads is not None and self.device.type == "cpu" and threads != before
+        if change:
+            torch.set_num_threads(threads)
+        try:
+            yield
+        finally:
+            if change:
+                torch.set_num_threads(before)
 
     # -- encoding --------------------------------------------------------------------------------
     def encode(self, token_ids: list[int], layer: int = RENDER.layer) -> tuple[torch.Tensor, bool]:
@@ -559,6 +583,7 @@ class ZImageBackend(ImageBackend):
             "model": self.model_id,
             "model_revision": self.model_revision,
             "dtype": _dtype_name(self.pipe.transformer.dtype),
+            "torch_threads": self.cpu_threads(),
             "variant": self.variant,
             "variant_source": self.variant_source,
             "components": self.components or None,

@@ -58,7 +58,7 @@ def rerender(
     changed = control_changed(record)
     if changed:
         raise UserError(
-            f"{image} cannot be rendered again: {changed}",
+            f"{image} cannot be rendered again: its control map {options.control_image}: {changed}",
             hint="put the original control map back at that path",
         )
     check_options(options)

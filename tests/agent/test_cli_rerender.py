@@ -178,6 +178,29 @@ def test_each_image_of_a_batch_of_two_is_rendered_again_pixel_for_pixel(
         assert again["seed"] == 11 + index and again["batch"] == read_record(first)["batch"]
 
 
+def test_a_batch_is_rendered_again_with_the_torch_threads_it_was_made_with(
+    capsys, model_dir, tmp_path
+):
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(4)  # a batch's pixels can move by a level with another thread count
+    try:
+        images = generate_batch(capsys, model_dir, tmp_path / "gen", "-n", "2", "--seed", "7")
+    finally:
+        torch.set_num_threads(before)
+    torch.set_num_threads(1)
+    try:
+        for index, first in enumerate(images):
+            assert read_record(first)["torch_threads"] == 4
+            result = rerender(capsys, first, "--out", tmp_path / f"again{index}")
+            assert np.array_equal(pixels(result["images"][0]), pixels(first))
+            assert read_record(result["images"][0])["torch_threads"] == 4
+        assert torch.get_num_threads() == 1  # put back after the render
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_a_record_without_its_batch_renders_alone_and_says_so(capsys, model_dir, tmp_path):
     from zit_agent.backends.provenance import UNRECORDED_BATCH, save_image
 
@@ -218,7 +241,7 @@ def test_a_controlled_image_is_rendered_again_with_its_map_and_controlnet(
 
     Image.new("RGB", (64, 48)).save(control)  # the map is not the one the record names
     code, out, err = zit(capsys, "rerender", first)
-    assert code == 2 and out == "" and "changed since" in err and err.count("\n") == 1
+    assert code == 2 and out == "" and "its sha256 differs" in err and err.count("\n") == 1
 
 
 @pytest.mark.parametrize(
@@ -237,3 +260,11 @@ def test_a_damaged_batch_field_is_one_line_and_exit_2(capsys, tmp_path, batch):
     code, out, err = zit(capsys, "rerender", str(path))
     assert code == 2 and out == "" and err.count("\n") == 1
     assert "the record's batch is invalid" in err
+
+
+@pytest.mark.parametrize("threads", [0, 1024, "4", 2.5])
+def test_damaged_torch_threads_are_one_line_and_exit_2(capsys, tmp_path, threads):
+    record = {"seed": 1, "model": "m", "torch_threads": threads, "token_ids": ONE_ID}
+    code, out, err = zit(capsys, "rerender", str(damaged(tmp_path, record)))
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert "the record's torch_threads is not 1..256" in err

@@ -282,6 +282,7 @@ def test_a_lost_node_ends_the_driver_in_one_line_and_the_run_resumes(tmp_path, l
 
 
 def test_tiny_zimage_on_two_workers_gives_the_same_pixels(tmp_path, ray_address, tiny_zimage_dir):
+    import torch
     from PIL import Image
 
     data = sketch_suite(
@@ -291,8 +292,16 @@ def test_tiny_zimage_on_two_workers_gives_the_same_pixels(tmp_path, ray_address,
         configs={"raw": {"strategy": "raw"}, "layer-3": {"strategy": "raw", "layer": -3}},
     )  # fmt: skip
     suite = Suite.model_validate(data)
-    run_suite(suite, tmp_path / "local", quiet=True, context=RunContext(suite))
     result, _ = ray_run(tmp_path / "ray", data)
+    # Like with like: the single process renders with the torch threads a worker had (its share
+    # of the cores; records say it), since pixels may move by a level with another thread count.
+    [threads] = {r["backend"]["torch_threads"] for r in records(tmp_path / "ray").values()}
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        run_suite(suite, tmp_path / "local", quiet=True, context=RunContext(suite))
+    finally:
+        torch.set_num_threads(before)
     # PNG files differ by their recorded timings; the pixels and everything else are the same
     assert_same_results(tmp_path / "ray", tmp_path / "local", same_files=False)
     for name in [n for n in image_names(tmp_path / "local") if n.endswith(".png")]:

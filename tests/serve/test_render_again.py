@@ -118,3 +118,38 @@ def tiny_lora(model, folder):
         folder, transformer_lora_layers=get_peft_model_state_dict(transformer)
     )
     return folder / "pytorch_lora_weights.safetensors"
+
+
+def test_render_again_keeps_a_control_map_and_names_a_changed_one(
+    tmp_path_factory, tmp_path, zit_home
+):
+    from fastapi.testclient import TestClient
+
+    from zit_agent.agent.serve import create_app
+    from zit_agent.backends.tiny.zimage import build_tiny_controlnet
+    from zit_agent.options import run_options
+    from zit_agent.settings import load_settings
+
+    controlnet = build_tiny_controlnet(tmp_path / "cn")
+    control = tmp_path / "map.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (48, 64, 3), np.uint8)).save(control)
+    options = run_options(
+        image_model=str(tiny_zimage(tmp_path_factory)), controlnet=str(controlnet), steps=2,
+        size="64x48",
+    )  # fmt: skip
+    with TestClient(create_app(load_settings(), options), base_url="http://127.0.0.1") as client:
+        wait_ready(client)
+        ref = client_generate(client, control=str(control))["images"][0]
+        assert provenance(client, ref)["control"]["image"] == str(control.resolve())
+        again = client.post(f"/api/images/{ref['id']}/render", json={}).json()
+        assert again["exact"] and again["not_kept"] == []
+        assert np.array_equal(pixels(client, again["images"][0]), pixels(client, ref))
+
+        Image.new("RGB", (64, 48)).save(control)  # not the map the record names any more
+        changed = client.post(f"/api/images/{ref['id']}/render", json={}).json()
+        assert not changed["exact"]
+        assert changed["not_kept"] == [
+            f"control map {control.resolve()} (the file changed since the image was made: its "
+            "sha256 differs)"
+        ]
+        assert provenance(client, changed["images"][0])["control"] is None

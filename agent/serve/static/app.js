@@ -228,7 +228,12 @@ function historyPage() {
     button.addEventListener("click", () => {
       const figure = button.closest("figure");
       run(figure, `/api/images/${button.dataset.render}/render`, {}, progress, (done) => {
-        for (const ref of done.images) figure.after(image(ref, `rendered again, seed ${ref.seed}`));
+        // what the record said that could not be kept, or why the pixels may differ
+        const differs = [...(done.not_kept || []), ...(done.note ? [done.note] : [])];
+        const how = done.exact ? "the same settings and batch" : differs.join("; ");
+        for (const ref of done.images) {
+          figure.after(image(ref, `rendered again, seed ${ref.seed}: ${how}`));
+        }
       });
     });
   }
