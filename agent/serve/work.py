@@ -397,8 +397,16 @@ def _upload_item(name: str, data: bytes) -> dict[str, Any]:
     label = os.path.basename(name or "image")[:120] or "image"
     try:
         with Image.open(io.BytesIO(data)) as image:
+            if image.width * image.height > Image.MAX_IMAGE_PIXELS:
+                raise Image.DecompressionBombError(f"{image.width}x{image.height}")
             image.verify()
-    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+    except Image.DecompressionBombError:
+        raise UserError(
+            f"{label} is too large to judge (more than {Image.MAX_IMAGE_PIXELS:,} pixels)",
+            hint="upload images of a normal size, or downscale this one",
+        ) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        # ValueError: a zTXt or iCCP chunk that inflates past Pillow's limit
         raise UserError(
             f"{label} is not a readable image ({type(err).__name__})",
             hint="upload PNG, JPEG, WebP or BMP files",

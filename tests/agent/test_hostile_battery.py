@@ -31,10 +31,10 @@ def png_with_record(tmp_path, text: str | None, name: str = "hostile.png"):
     return path
 
 
-def with_chunk(path, kind: bytes, data: bytes):
-    """`path` with one more chunk just before IEND."""
+def with_chunk(path, kind: bytes, data: bytes, before: bytes = b"IEND"):
+    """`path` with one more chunk just before the first `before` chunk."""
     raw = path.read_bytes()
-    end = raw.rindex(b"IEND") - 4
+    end = raw.index(before) - 4
     chunk = struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
     path.write_bytes(raw[:end] + chunk + raw[end:])
     return path
@@ -130,3 +130,21 @@ def test_threads_1024_on_2_cpus_is_refused(monkeypatch):
     with pytest.raises(UserError, match="1024 writer threads is more than this machine's 2 CPUs"):
         llama.writer_threads(1024)
     assert llama.writer_threads(2).generation == 2
+
+
+@pytest.mark.parametrize("kind", [b"zTXt", b"iCCP"])
+def test_ruts_of_a_chunk_inflating_past_pillows_limit_is_one_line(capsys, tmp_path, kind):
+    """A zTXt record or an iCCP profile of 100 MB of zeros, compressed to about 100 kB."""
+    bomb = zlib.compress(bytes(100 << 20))
+    name = b"comment" if kind == b"zTXt" else b"icc"
+    path = with_chunk(png_with_record(tmp_path, None), kind, name + b"\0\0" + bomb, b"IDAT")
+    code, _, err = zit(capsys, "ruts", str(path), str(path))
+    assert code == 2 and only_error_line(err, "is not a readable image (ValueError)"), err
+
+
+def test_ruts_of_a_png_just_past_pillows_pixel_limit_is_refused(capsys, tmp_path):
+    """Pillow only warns between its limit and twice it; zit refuses from the limit on."""
+    path = tmp_path / "big.png"
+    Image.new("1", (10000, 10000)).save(path)  # 100 million pixels: over 89,478,485
+    code, _, err = zit(capsys, "ruts", str(path), str(path))
+    assert code == 2 and only_error_line(err, "too large to judge"), err
