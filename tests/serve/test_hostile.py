@@ -91,3 +91,45 @@ def test_ruts_of_a_ztxt_chunk_inflating_to_100_mb_is_a_422(client):
     files = [("files", (f"{i}.png", bomb, "image/png")) for i in range(2)]
     done = client.post("/api/ruts", files=files)
     assert done.status_code == 422 and "not a readable image" in done.text, done.text
+
+
+OUTSIDE = ["/etc/passwd", "/no/such/file.safetensors", "../../etc/passwd", "~root/.bashrc"]
+
+
+@pytest.mark.parametrize("path", OUTSIDE)
+@pytest.mark.parametrize("command", ["/lora {}:1", "/control {}"])
+def test_chat_commands_over_http_never_reach_a_file_outside_zit_home(client, command, path):
+    """`/control PATH` rendered with any image the server could read; `/lora /etc/passwd:1`
+    answered differently for files that exist: now one answer for every path outside."""
+    start = client.post("/api/sessions", json={"name": "probe", "idea": IDEA, **SMALL})
+    assert start.status_code == 201, start.text
+    done = client.post("/api/sessions/probe/messages", json={"text": command.format(path)})
+    assert done.status_code == 422, done.text
+    message = done.json()["error"]["message"]
+    assert (
+        message.startswith("a request's /")
+        and "must name a file under the server's ZIT_HOME" in message
+    )
+    assert client.get("/api/sessions/probe").json()["turns"] == 1  # nothing rendered
+
+
+@pytest.mark.parametrize("path", OUTSIDE)
+@pytest.mark.parametrize("field", ["lora", "control"])
+def test_request_options_never_name_a_file_outside_zit_home(client, field, path):
+    value = [f"{path}:1"] if field == "lora" else path
+    done = client.post("/api/generate", json={"idea": IDEA, **SMALL, field: value})
+    assert done.status_code == 422, done.text
+    assert f"a request's {field} must name a file under the server's ZIT_HOME" in done.text
+
+
+def test_a_lora_under_zit_home_gets_the_usual_checks(client, zit_home):
+    done = client.post(
+        "/api/generate", json={"idea": IDEA, **SMALL, "lora": [f"{zit_home}/x.safetensors:1"]}
+    )
+    assert done.status_code == 422 and "does not exist" in done.text, done.text
+
+
+def test_chat_layer_99999_is_refused_by_the_options_bounds(client):
+    client.post("/api/sessions", json={"name": "deep", "idea": IDEA, **SMALL})
+    done = client.post("/api/sessions/deep/messages", json={"text": "/layer 99999"})
+    assert done.status_code == 422 and "layer" in done.json()["error"]["message"], done.text
