@@ -610,12 +610,14 @@ def check_lora_file(path: str | Path) -> Path:
         )
     if not path.is_file():
         raise UserError(f"LoRA {path} does not exist", hint="check the path given to {lora}")
+    from zit_agent.backends.single_file import MAX_HEADER_BYTES, parse_safetensors_header
+
     try:
         with open(path, "rb") as fh:
             size = int.from_bytes(fh.read(8), "little")
-            if not 2 <= size <= min(100_000_000, path.stat().st_size - 8):
+            if not 2 <= size <= min(MAX_HEADER_BYTES, path.stat().st_size - 8):
                 raise ValueError("no safetensors header")
-            json.loads(fh.read(size))
+            parse_safetensors_header(fh.read(size), path.stat().st_size - 8 - size)
     except (OSError, ValueError) as err:
         raise UserError(
             f"LoRA {path} is not a readable safetensors file: {_first_line(err)}",
@@ -631,12 +633,23 @@ def read_lora_file(path: str | Path) -> dict[str, Any]:
 
     path = check_lora_file(path)
     try:
-        return load_file(str(path))
+        tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as err:
         raise UserError(
             f"LoRA {path} is not a readable safetensors file: {_first_line(err)}",
             hint="use a .safetensors LoRA",
         ) from None
+    for name, tensor in tensors.items():  # inf, NaN or 1e30 would render a black image
+        if tensor.is_floating_point() and not bool(tensor.float().abs().le(LORA_MAX_WEIGHT).all()):
+            raise UserError(
+                f"LoRA {path} has weights that are not finite or past {LORA_MAX_WEIGHT:g} "
+                f"(in {name}): it would render black images",
+                hint="use an undamaged LoRA",
+            )
+    return tensors
+
+
+LORA_MAX_WEIGHT = 65504.0  # half precision's largest number: real LoRA weights are far below
 
 
 # -- conditioning noise --------------------------------------------------------------------------

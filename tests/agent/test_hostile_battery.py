@@ -148,3 +148,67 @@ def test_ruts_of_a_png_just_past_pillows_pixel_limit_is_refused(capsys, tmp_path
     Image.new("1", (10000, 10000)).save(path)  # 100 million pixels: over 89,478,485
     code, _, err = zit(capsys, "ruts", str(path), str(path))
     assert code == 2 and only_error_line(err, "too large to judge"), err
+
+
+# -- safetensors files: every fault of the format is one line, exit 2 -----------------------------
+def safetensors_file(path, header: dict | bytes, data: bytes = b""):
+    raw = header if isinstance(header, bytes) else json.dumps(header).encode()
+    path.write_bytes(len(raw).to_bytes(8, "little") + raw + data)
+    return path
+
+
+F32_4 = {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}
+BAD_HEADERS = {
+    "cut-short": ({"w.weight": F32_4}, bytes(8), "outside the file's 8 data bytes"),
+    "json-100k-deep": (b"[" * 100_000 + b"]" * 100_000, b"", "nested too deeply"),
+    "duplicate-keys": (b'{"w": {}, "w": {}}', b"", "names 'w' twice"),
+    "offsets-past-the-end": (
+        {"w.weight": {**F32_4, "data_offsets": [0, 1 << 40]}}, bytes(16), "outside the file's"),
+    "offsets-negative": (
+        {"w.weight": {**F32_4, "data_offsets": [-16, 0]}}, bytes(16), "outside the file's"),
+    "shape-1e9-by-1e9": ({"w.weight": {**F32_4, "shape": [1e9, 1e9]}}, bytes(16), "bad shape"),
+    "shape-big": ({"w.weight": {**F32_4, "shape": "big"}}, bytes(16), "bad shape 'big'"),
+    "shape-not-matching-offsets": (
+        {"w.weight": {**F32_4, "shape": [10**9, 10**9]}}, bytes(16), "takes 4000000000000000000"),
+    "no-dtype": ({"w.weight": {"shape": [4], "data_offsets": [0, 16]}}, bytes(16), "no known dtype"),
+    "metadata-a-list": ({"__metadata__": [1]}, b"", "__metadata__ is not a map"),
+    "entry-a-number": ({"w.weight": 5}, b"", "is not described by an object"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", BAD_HEADERS)
+def test_a_single_file_with_a_bad_safetensors_header_is_refused(tmp_path, case):
+    from zit_agent.backends.single_file import inspect_file
+    from zit_agent.errors import UserError
+
+    header, data, message = BAD_HEADERS[case]
+    path = safetensors_file(tmp_path / "dit.safetensors", header, data)
+    with pytest.raises(UserError, match="is not a readable safetensors file") as err:
+        inspect_file(path, "transformer")
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize("case", ["cut-short", "json-100k-deep", "duplicate-keys", "no-dtype"])
+def test_generate_with_a_bad_lora_file_is_one_line(capsys, tmp_path, tiny_zimage_dir, case):
+    header, data, message = BAD_HEADERS[case]
+    lora = safetensors_file(tmp_path / "lora.safetensors", header, data)
+    code, out, err = zit(capsys, "generate", "a cat", "--writer", "none", "--no-ruts",
+                         "--image-model", str(tiny_zimage_dir), "--size", "64x64", "--steps", "1",
+                         "--lora", str(lora))  # fmt: skip
+    assert code == 2 and out == "" and only_error_line(err, message), err
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("nan"), 1e30])
+def test_a_lora_whose_weights_are_inf_nan_or_1e30_is_refused_on_load(tmp_path, value):
+    import torch
+    from safetensors.torch import save_file
+
+    from zit_agent.backends.zimage import read_lora_file
+    from zit_agent.errors import UserError
+
+    path = tmp_path / "lora.safetensors"
+    weight = torch.zeros(4, 4)
+    weight[1, 2] = value
+    save_file({"layers.0.attention.to_q.lora_A.weight": weight}, str(path))
+    with pytest.raises(UserError, match="weights that are not finite or past 65504"):
+        read_lora_file(path)
