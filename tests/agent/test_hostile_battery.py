@@ -212,3 +212,88 @@ def test_a_lora_whose_weights_are_inf_nan_or_1e30_is_refused_on_load(tmp_path, v
     save_file({"layers.0.attention.to_q.lora_A.weight": weight}, str(path))
     with pytest.raises(UserError, match="weights that are not finite or past 65504"):
         read_lora_file(path)
+
+
+# -- damaged databases: one line naming the file; a full disk is exit 3 ---------------------------
+def two_pngs(tmp_path):
+    folder = tmp_path / "pngs"
+    folder.mkdir()
+    for i in range(2):
+        Image.new("RGB", (32, 32), (i * 90, 0, 0)).save(folder / f"{i}.png")
+    return folder
+
+
+def damage(path, how: str) -> None:
+    import sqlite3
+
+    from zit_agent.agent.history import HistoryStore
+
+    if how == "foreign-tables":
+        db = sqlite3.connect(path)
+        db.execute("CREATE TABLE images (name TEXT)")
+        db.execute("CREATE TABLE checkpoints (name TEXT)")
+        db.commit()
+        db.close()
+        return
+    HistoryStore(path).close()
+    db = sqlite3.connect(path)
+    if how == "user-version-minus-1":
+        db.execute("PRAGMA user_version = -1")
+    elif how == "user-version-2-tables-dropped":
+        db.execute("DROP TABLE embeddings")
+        db.execute("PRAGMA user_version = 2")
+    db.commit()
+    db.close()
+    if how == "scrambled-pages":
+        raw = bytearray(path.read_bytes())
+        raw[4096:] = bytes((i * 131 + 7) % 256 for i in range(len(raw) - 4096))
+        path.write_bytes(bytes(raw))
+
+
+@pytest.mark.parametrize(
+    ("how", "message"),
+    [
+        ("foreign-tables", "is not zit's: it holds tables zit did not make (checkpoints, images)"),
+        ("user-version-minus-1", "has a schema version of -1"),
+        ("user-version-2-tables-dropped", "is not zit's: it has no embeddings table"),
+        ("scrambled-pages", "is damaged"),
+    ],
+)
+def test_ruts_with_a_damaged_history_sqlite_is_one_line(capsys, tmp_path, zit_home, how, message):
+    zit_home.mkdir(parents=True, exist_ok=True)
+    damage(zit_home / "history.sqlite", how)
+    code, _, err = zit(capsys, "ruts", str(two_pngs(tmp_path)))
+    assert code == 2 and only_error_line(err, message), err
+    assert "history.sqlite" in err and "move it aside" in err
+
+
+@pytest.mark.parametrize(
+    ("how", "message"),
+    [("foreign-tables", "is not zit's: its checkpoints table"), ("scrambled-pages", "damaged")],
+)
+def test_chat_show_with_a_damaged_sessions_sqlite_is_one_line(capsys, zit_home, how, message):
+    zit_home.mkdir(parents=True, exist_ok=True)
+    damage(zit_home / "sessions.sqlite", how)
+    code, _, err = zit(capsys, "chat", "--session", "s", "--show")
+    assert code == 2 and "sessions.sqlite" in err and only_error_line(err, message), err
+
+
+def test_a_full_disk_under_sqlite_is_exit_3(capsys, tmp_path, monkeypatch):
+    """SQLite says `database or disk is full` (no errno): the run ends as out of disk."""
+    import sqlite3
+
+    from zit_agent.agent import history
+
+    def full(*args, **kwargs):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(history.HistoryStore, "embed_missing", full)
+    monkeypatch.setattr(history.HistoryStore, "add_image", full)
+    code, _, err = zit(capsys, "ruts", str(two_pngs(tmp_path)))
+    code2, _, err2 = zit(capsys, "generate", "a cat", "--writer", "none", "--backend", "sketch",
+                         "-n", "2", "--max-attempts", "1", "--size", "64x64",
+                         "--out", str(tmp_path / "out"))  # fmt: skip
+    assert (code, code2) == (3, 3), err + err2
+    assert only_error_line(err, "no space left for a database write: database or disk is full")
+    last = err2.strip().splitlines()[-1]  # after the run's progress lines
+    assert last.startswith("zit: error: no space left for a database write"), err2
