@@ -297,3 +297,87 @@ def test_a_full_disk_under_sqlite_is_exit_3(capsys, tmp_path, monkeypatch):
     assert only_error_line(err, "no space left for a database write: database or disk is full")
     last = err2.strip().splitlines()[-1]  # after the run's progress lines
     assert last.startswith("zit: error: no space left for a database write"), err2
+
+
+# -- model folders and render sizes: checked before anything loads --------------------------------
+def edited_model(tmp_path, tiny_zimage_dir, name: str, text: str):
+    import shutil
+
+    root = tmp_path / "model"
+    shutil.copytree(tiny_zimage_dir, root)
+    (root / name).write_text(text)
+    return root
+
+
+def with_config(tiny_zimage_dir, name: str, **changes) -> str:
+    config = json.loads((tiny_zimage_dir / name).read_text())
+    return json.dumps({**config, **changes})
+
+
+@pytest.mark.parametrize(
+    ("name", "change", "message"),
+    [
+        ("model_index.json", "[]", "model_index.json is not a JSON object"),
+        ("text_encoder/config.json", "[1, 2, 3]", "text_encoder/config.json is not a JSON object"),
+        ("scheduler/scheduler_config.json", {"num_train_timesteps": 0},
+         "num_train_timesteps is 0, not a whole number in 1..1000000"),
+        ("transformer/config.json", {"n_layers": 1e9}, "n_layers is 1000000000.0, not a whole"),
+        ("transformer/config.json", {"n_layers": 10**9}, "n_layers is 1000000000, not a whole"),
+        ("transformer/config.json", {"axes_lens": "big"}, "axes_lens is not a short list"),
+        ("vae/config.json", "[" * 100_000 + "]" * 100_000, "vae/config.json is not readable JSON"),
+    ],
+    ids=["model-index-a-list", "text-encoder-config-1-2-3", "num-train-timesteps-0",
+         "n-layers-1e9", "n-layers-10^9", "axes-lens-big", "vae-config-100k-deep"],
+)  # fmt: skip
+def test_generate_with_a_damaged_model_folder_is_one_line(
+    capsys, tmp_path, tiny_zimage_dir, name, change, message
+):
+    text = change if isinstance(change, str) else with_config(tiny_zimage_dir, name, **change)
+    root = edited_model(tmp_path, tiny_zimage_dir, name, text)
+    code, out, err = zit(capsys, "generate", "a cat", "--writer", "none", "--no-ruts",
+                         "--image-model", str(root), "--size", "64x64", "--steps", "1")  # fmt: skip
+    assert code == 2 and out == "" and only_error_line(err, message), err
+
+
+def generate_tiny(capsys, tiny_zimage_dir, *args):
+    return zit(capsys, "generate", "a cat", "--writer", "none", "--no-ruts", "--steps", "1",
+               "--image-model", str(tiny_zimage_dir), *args)  # fmt: skip
+
+
+def test_attention_bogus_is_refused_before_the_model_loads(capsys, tiny_zimage_dir, monkeypatch):
+    from diffusers import ZImagePipeline
+
+    def never(*args, **kwargs):
+        raise AssertionError("the model loaded before the attention backend was checked")
+
+    monkeypatch.setattr(ZImagePipeline, "from_pretrained", never)
+    code, _, err = generate_tiny(capsys, tiny_zimage_dir, "--attention", "bogus")
+    assert code == 2 and only_error_line(err, "unknown attention backend 'bogus'"), err
+
+
+def test_size_4096x16_on_a_model_whose_positions_stop_at_64(capsys, tiny_zimage_dir):
+    """The tiny DiT's axes_lens are [1536, 64, 64]: 64 patches of 16 px a side."""
+    code, out, err = generate_tiny(capsys, tiny_zimage_dir, "--size", "4096x16")
+    assert code == 2 and out == ""
+    assert err.count("quality drops") <= 1, err  # the size warning once, not three times
+    assert (
+        err.strip()
+        .splitlines()[-1]
+        .startswith("zit: error: width 4096 is past this model's positions (64 patches of 16 px)")
+    ), err
+
+
+def test_rerender_of_a_record_of_4096_px_on_that_model(capsys, tmp_path, tiny_zimage_dir):
+    path = png_with_record(tmp_path, record(width=4096, height=64, model=str(tiny_zimage_dir)))
+    code, _, err = zit(capsys, "rerender", str(path))
+    assert code == 2 and "width 4096 is past this model's positions" in err, err
+
+
+def test_vram_7_on_a_cpu_machine_says_the_plan_is_not_this_machines(capsys, tiny_zimage_dir):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    code, out, err = generate_tiny(capsys, tiny_zimage_dir, "--size", "64x64", "--vram", "7")
+    assert code == 0, err
+    assert "memory plan for 7 GB (a CUDA card: this run renders on the CPU" in err
