@@ -381,3 +381,69 @@ def test_vram_7_on_a_cpu_machine_says_the_plan_is_not_this_machines(capsys, tiny
     code, out, err = generate_tiny(capsys, tiny_zimage_dir, "--size", "64x64", "--vram", "7")
     assert code == 0, err
     assert "memory plan for 7 GB (a CUDA card: this run renders on the CPU" in err
+
+
+# -- eval suites and run files: bounded before anything is built ---------------------------------
+def suite_text(ideas: int, **extra) -> str:
+    import yaml
+
+    from tests.evals.helpers import sketch_suite
+
+    listed = [{"id": f"i{n}", "text": f"a red fox {n}"} for n in range(ideas)]
+    return yaml.safe_dump(sketch_suite(ideas=listed, **extra), sort_keys=False)
+
+
+def test_eval_of_a_suite_of_20000_ideas_is_refused_in_seconds(capsys, tmp_path):
+    path = tmp_path / "big.yaml"
+    path.write_text(suite_text(20_000))
+    code, _, err = zit(capsys, "eval", str(path), "--out", str(tmp_path / "run"))
+    assert code == 2 and only_error_line(err, "field ideas: List should have at most 2000 items")
+
+
+def test_eval_of_a_suite_whose_anchor_is_aliased_20000_times_is_refused(capsys, tmp_path):
+    """A few hundred kB of YAML that expands to 20,000 x 200 nodes (gigabytes as objects)."""
+    anchor = "locked: &many [" + ", ".join(["fox"] * 200) + "]\n"
+    ideas = "".join(f"  - {{id: i{n}, text: a fox, locked: *many}}\n" for n in range(20_000))
+    path = tmp_path / "bomb.yaml"
+    path.write_text(f"name: bomb\nseeds: [0, 1]\nx: {{{anchor.strip()}}}\nideas:\n{ideas}"
+                    "configs: {raw: {strategy: raw}}\n")  # fmt: skip
+    code, _, err = zit(capsys, "eval", str(path), "--out", str(tmp_path / "run"))
+    assert code == 2 and only_error_line(err, "the suite expands to over 200,000 YAML nodes"), err
+
+
+def test_eval_of_a_suite_nested_100k_deep_is_one_line(capsys, tmp_path):
+    path = tmp_path / "deep.yaml"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    code, _, err = zit(capsys, "eval", str(path), "--out", str(tmp_path / "run"))
+    assert code == 2 and err.count("\n") == 1 and "deep.yaml" in err, err
+
+
+def test_eval_compare_of_a_summary_nested_100k_deep_is_one_line(capsys, tmp_path):
+    for side in ("a", "b"):
+        (tmp_path / side).mkdir()
+        (tmp_path / side / "summary.json").write_text("[" * 100_000 + "]" * 100_000)
+    code, _, err = zit(capsys, "eval", "compare", str(tmp_path / "a"), str(tmp_path / "b"))
+    assert code == 2 and only_error_line(err, "nested too deeply"), err
+
+
+def test_a_journal_line_nested_100k_deep_reads_as_damaged(tmp_path):
+    from zit_agent.evals.runner import _parse_json
+
+    assert _parse_json(b"[" * 100_000 + b"]" * 100_000) is None
+
+
+def test_run_jobs_of_2000_ideas_never_compares_jobs_pairwise(monkeypatch, tmp_path):
+    """`j not in todo` compared jobs field by field: 20,000 ideas made no job in 180 s."""
+    from zit_agent.evals import runner
+    from zit_agent.evals.suite import parse_suite
+
+    jobs = runner.plan(parse_suite(suite_text(2000)))
+
+    def compared(self, other):
+        raise AssertionError("jobs compared pairwise")
+
+    monkeypatch.setattr(runner.Job, "__eq__", compared)
+    started = []
+    runner.run_jobs(jobs, jobs[1:], None, runner.RunFolder(tmp_path / "r"), True,
+                    lambda todo, run, folder, progress: started.append(len(todo)))  # fmt: skip
+    assert started == [len(jobs) - 1]
