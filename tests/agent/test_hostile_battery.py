@@ -447,3 +447,37 @@ def test_run_jobs_of_2000_ideas_never_compares_jobs_pairwise(monkeypatch, tmp_pa
     runner.run_jobs(jobs, jobs[1:], None, runner.RunFolder(tmp_path / "r"), True,
                     lambda todo, run, folder, progress: started.append(len(todo)))  # fmt: skip
     assert started == [len(jobs) - 1]
+
+
+# -- concurrency ---------------------------------------------------------------------------------
+def test_two_demos_building_the_tiny_model_at_once_both_succeed(tmp_path):
+    """Two `zit demo` in one fresh ZIT_HOME: the second failed on the shared temporary folder
+    `demo-models/tiny-zimage.tmp`. Each now builds in its own and the first rename wins."""
+    import threading
+
+    from diffusers import ZImagePipeline  # noqa: F401  (imported once: lazy imports race in threads)
+
+    from zit_agent.agent.cli.demo import _build_once
+    from zit_agent.backends.tiny.zimage import build_tiny_zimage
+
+    target = tmp_path / "demo-models" / "tiny-zimage"
+    both_building = threading.Barrier(2)
+    errors = []
+
+    def build(folder):
+        both_building.wait(timeout=60)  # both processes are mid-build at once
+        build_tiny_zimage(folder)
+
+    def demo():
+        try:
+            _build_once(target, build)
+        except Exception as err:  # noqa: BLE001
+            errors.append(err)
+
+    threads = [threading.Thread(target=demo) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert errors == [] and (target / "model_index.json").is_file()
+    assert sorted(p.name for p in target.parent.iterdir()) == ["tiny-zimage"]  # no leftovers
