@@ -147,7 +147,11 @@ def parse_command(text: str) -> BaseModel:
             raise UserError(f"seed {seed} is out of range", hint=f"use 0..{LIMITS.max_seed}")
         return Seed(seed=seed, raw=raw)
     if name == "layer":
-        return Layer(layer=_int(arg, "/layer N"), raw=raw)
+        from zit_agent.options import run_options
+
+        layer = _int(arg, "/layer N")
+        run_options(layer=layer)  # the option's bounds: /layer 99999 is refused here
+        return Layer(layer=layer, raw=raw)
     if name == "size":
         return _size(arg, raw)
     if name == "lora":

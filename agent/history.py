@@ -15,6 +15,7 @@ processes (a CLI run and an agent session) writing at once. The schema grows onl
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import sqlite3
@@ -180,6 +181,62 @@ def _enable_wal(db: sqlite3.Connection) -> None:
             time.sleep(0.05)
 
 
+def table_columns(db: sqlite3.Connection) -> dict[str, set[str]]:
+    """Each table of a database and its column names."""
+    names = [row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    return {name: {col[1] for col in db.execute(f'PRAGMA table_info("{name}")')} for name in names}
+
+
+def schema_fault(db: sqlite3.Connection, expected: dict[str, set[str]]) -> str | None:
+    """What a database lacks of the tables and columns zit writes (None: nothing): a foreign
+    database with tables of the same names, or one whose tables were dropped."""
+    found = table_columns(db)
+    for table, columns in sorted(expected.items()):
+        if table not in found:
+            return f"it has no {table} table"
+        if lacking := columns - found[table]:
+            return f"its {table} table lacks {', '.join(sorted(lacking))}"
+    return None
+
+
+_CHECKED: set[tuple[str, int]] = set()
+
+
+def integrity_fault(db: sqlite3.Connection, path: Path) -> str | None:
+    """SQLite's `quick_check` of a database file, once per process and file version (a few
+    milliseconds a megabyte): scrambled pages are named here, with the file, instead of failing
+    some later query."""
+    try:
+        key = (str(path.resolve()), path.stat().st_mtime_ns)
+    except OSError:
+        return None
+    if key in _CHECKED:
+        return None
+    rows = [row[0] for row in db.execute("PRAGMA quick_check(1)")]
+    if rows != ["ok"]:
+        return f"damaged pages ({'; '.join(map(str, rows))[:120]})"
+    _CHECKED.add(key)
+    return None
+
+
+@functools.cache
+def _history_schema() -> dict[str, set[str]]:
+    db = sqlite3.connect(":memory:")
+    try:
+        for statements in MIGRATIONS:
+            for statement in statements:
+                db.execute(statement)
+        return table_columns(db)
+    finally:
+        db.close()
+
+
+DAMAGED_HISTORY = (
+    "move it aside (the images stay; their history and cached embeddings are lost) "
+    "or point ZIT_HOME elsewhere"
+)
+
+
 class HistoryStore:
     """The history database. Open with `HistoryStore(path)` or `HistoryStore.open(settings)`."""
 
@@ -197,7 +254,28 @@ class HistoryStore:
                 hint="check ZIT_HOME points at a writable directory",
             ) from None
         self._db.row_factory = sqlite3.Row
-        self._migrate()
+        on_disk = self.path.name != ":memory:"
+        try:
+            if on_disk and (damaged := integrity_fault(self._db, self.path)):
+                raise UserError(
+                    f"the history database {self.path} is damaged: {damaged}",
+                    hint=DAMAGED_HISTORY,
+                )
+            self._migrate()
+            fault = schema_fault(self._db, _history_schema()) if on_disk else None
+        except sqlite3.DatabaseError as err:  # scrambled pages, a foreign schema
+            self._db.close()
+            raise UserError(
+                f"the history database {self.path} is damaged: {err}", hint=DAMAGED_HISTORY
+            ) from None
+        except UserError:
+            self._db.close()
+            raise
+        if fault:
+            self._db.close()
+            raise UserError(
+                f"the history database {self.path} is not zit's: {fault}", hint=DAMAGED_HISTORY
+            )
 
     @classmethod
     def in_memory(cls) -> HistoryStore:
@@ -240,6 +318,17 @@ class HistoryStore:
             return
         with self._write() as db:
             done = self.schema_version  # re-read under the lock: another process may have run them
+            if done == 0 and (tables := sorted(table_columns(db))):
+                raise UserError(
+                    f"the history database {self.path} is not zit's: it holds tables zit did "
+                    f"not make ({', '.join(tables[:5])})",
+                    hint=DAMAGED_HISTORY,
+                )
+            if done < 0:
+                raise UserError(
+                    f"the history database {self.path} has a schema version of {done}",
+                    hint=DAMAGED_HISTORY,
+                )
             if done > len(MIGRATIONS):
                 raise UserError(
                     f"history database {self.path} is from a newer zit (schema {done})",

@@ -179,6 +179,13 @@ def memory_plan(settings: Settings, spec: PartsSpec):
         download=settings.download,
     )  # fmt: skip
     plan.check()
+    import torch
+
+    device = str(model.get("device") or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if plan.device == "cuda" and device.startswith("cpu"):  # a card's plan, a run without one
+        plan.device = (
+            "a CUDA card: this run renders on the CPU, so only its offload and tiling apply"
+        )
     return plan
 
 

@@ -53,9 +53,36 @@ def open_checkpointer(path: Path) -> Iterator[SqliteSaver]:
     try:
         conn.execute("PRAGMA synchronous=NORMAL")  # with WAL: no fsync per checkpoint, still safe
         serde = JsonPlusSerializer(allowed_msgpack_modules=list(STATE_TYPES))
-        yield SqliteSaver(conn, serde=serde)
+        saver = SqliteSaver(conn, serde=serde)
+        _check_sessions_schema(saver, path)
+        yield saver
     finally:
         conn.close()
+
+
+def _check_sessions_schema(saver: SqliteSaver, path: Path) -> None:
+    """The database holds LangGraph's checkpoint tables (made here when new): scrambled pages
+    or a foreign database under the same name are one line that names the file."""
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    from zit_agent.agent.history import integrity_fault, schema_fault, table_columns
+
+    hint = "move it aside (sessions in it are lost) or restore it from a backup"
+    try:
+        if damaged := integrity_fault(saver.conn, path):
+            raise UserError(f"the sessions database {path} is damaged: {damaged}", hint=hint)
+        saver.setup()
+        reference = sqlite3.connect(":memory:", check_same_thread=False)
+        try:
+            SqliteSaver(reference).setup()
+            expected = table_columns(reference)
+        finally:
+            reference.close()
+        fault = schema_fault(saver.conn, expected)
+    except sqlite3.DatabaseError as err:
+        raise UserError(f"the sessions database {path} is damaged: {err}", hint=hint) from None
+    if fault:
+        raise UserError(f"the sessions database {path} is not zit's: {fault}", hint=hint)
 
 
 def thread_names(saver: SqliteSaver, prefix: str) -> list[str]:

@@ -21,8 +21,10 @@ Pickle formats are refused: safetensors and GGUF only.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -142,22 +144,88 @@ def inspect_file(spec: str | Path, what: str = "weight file") -> FileLayout:
     return FileLayout(path, parts, _quantization(tensors), len(tensors))
 
 
+MAX_HEADER_BYTES = 100_000_000  # the safetensors library's own limit (MAX_HEADER_SIZE)
+# Bits per element of each safetensors dtype (the format's list): a tensor's byte span must match.
+DTYPE_BITS = {
+    "BOOL": 8, "U8": 8, "I8": 8, "F8_E5M2": 8, "F8_E4M3": 8, "F8_E8M0": 8, "I16": 16, "U16": 16,
+    "F16": 16, "BF16": 16, "I32": 32, "U32": 32, "F32": 32, "I64": 64, "U64": 64, "F64": 64,
+    "F4": 4, "F6_E2M3": 6, "F6_E3M2": 6,
+}  # fmt: skip
+
+
 def read_safetensors_header(path: Path, what: str = "weight file") -> dict[str, Any]:
-    """The JSON header of a safetensors file: {name: {dtype, shape, data_offsets}, ...}."""
+    """The JSON header of a safetensors file: {name: {dtype, shape, data_offsets}, ...},
+    validated (`parse_safetensors_header`): a file cut short, a header of 100 MB or nested
+    100,000 deep, a name twice, offsets past the end, shapes that are not counts are refused."""
     try:
         with open(path, "rb") as fh:
             size = int.from_bytes(fh.read(8), "little")
-            if not 2 <= size <= min(200_000_000, path.stat().st_size - 8):
+            if not 2 <= size <= min(MAX_HEADER_BYTES, path.stat().st_size - 8):
                 raise ValueError("no safetensors header")
-            header = json.loads(fh.read(size))
-        if not isinstance(header, dict):
-            raise ValueError("the header is not a JSON object")
-        return header
+            return parse_safetensors_header(fh.read(size), path.stat().st_size - 8 - size)
     except (OSError, ValueError) as err:
         raise UserError(
             f"{what} {path.name} is not a readable safetensors file: {err}",
             hint="re-download it; only .safetensors and .gguf are read",
         ) from None
+
+
+def parse_safetensors_header(raw: bytes, data_bytes: int) -> dict[str, Any]:
+    """A safetensors header checked against the format: a JSON object, no name twice, each
+    tensor a known dtype, a shape of non-negative whole numbers, and `data_offsets` inside the
+    file's `data_bytes` spanning exactly its elements. A `ValueError` names the first fault."""
+
+    def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in found:
+                raise ValueError(f"the header names {_short(key)} twice")
+            found[key] = value
+        return found
+
+    try:
+        header = json.loads(raw, object_pairs_hook=unique)
+    except RecursionError:
+        raise ValueError("the header is nested too deeply") from None
+    if not isinstance(header, dict):
+        raise ValueError("the header is not a JSON object")
+    metadata = header.get("__metadata__", {})
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise ValueError("its __metadata__ is not a map of strings")
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        if not isinstance(entry, dict):
+            raise ValueError(f"tensor {_short(name)} is not described by an object")
+        dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
+        if not isinstance(dtype, str) or dtype not in DTYPE_BITS:
+            raise ValueError(f"tensor {_short(name)} has no known dtype ({_short(dtype)})")
+        if not isinstance(shape, list) or not all(_count(d) for d in shape):
+            raise ValueError(f"tensor {_short(name)} has a bad shape {_short(shape)}")
+        if not (
+            isinstance(offsets, list) and len(offsets) == 2 and all(_count(o) for o in offsets)
+        ) or not (offsets[0] <= offsets[1] <= data_bytes):
+            raise ValueError(
+                f"tensor {_short(name)} has data offsets {_short(offsets)} outside the file's "
+                f"{data_bytes} data bytes (a file cut short?)"
+            )
+        needed = (DTYPE_BITS[dtype] * _numel(shape) + 7) // 8
+        if needed != offsets[1] - offsets[0]:
+            raise ValueError(
+                f"tensor {_short(name)} of shape {_short(shape)} and {dtype} takes {needed} "
+                f"bytes, but its offsets span {offsets[1] - offsets[0]}"
+            )
+    return header
+
+
+def _count(value: Any) -> bool:
+    """A whole number >= 0 (JSON's 1e9 is a float, `true` is not a count)."""
+    return type(value) is int and value >= 0
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _find_parts(tensors: dict[str, Any]) -> dict[str, Part]:
@@ -279,7 +347,10 @@ def part_state_dict(layout: FileLayout, kind: str, torch_dtype) -> dict[str, tor
     from safetensors import safe_open
 
     part = layout.require(kind)
-    with safe_open(str(layout.path), framework="pt", device="cpu") as fh:
+    with (
+        _readable(layout.path, PART_NAMES[kind]),
+        safe_open(str(layout.path), framework="pt", device="cpu") as fh,
+    ):
         keys = list(fh.keys())
         owners = _owners(keys, {k: p.prefix for k, p in layout.parts.items()})
         mine = [k for k in keys if owners.get(k) == kind]
@@ -293,6 +364,21 @@ def part_state_dict(layout: FileLayout, kind: str, torch_dtype) -> dict[str, tor
                 tensor = _upcast_fp8(fh, key, tensor, set(mine))
             out[name] = tensor.to(torch_dtype) if tensor.is_floating_point() else tensor
     return out
+
+
+@contextlib.contextmanager
+def _readable(path: Path, what: str) -> Iterator[None]:
+    """The safetensors library's own errors while reading a file, as a `UserError`."""
+    from safetensors import SafetensorError
+
+    try:
+        yield
+    except SafetensorError as err:
+        first = (str(err).strip().splitlines() or ["unreadable"])[0][:200]
+        raise UserError(
+            f"{what} {path.name} is not a readable safetensors file: {first}",
+            hint="re-download it; only .safetensors and .gguf are read",
+        ) from None
 
 
 def _upcast_fp8(fh, key: str, tensor, keys: set[str]):

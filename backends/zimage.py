@@ -166,6 +166,9 @@ class ZImageBackend(ImageBackend):
                 f"image model: {root} has no model_index.json (not a diffusers Z-Image folder)",
                 hint="point {image_model} at a Z-Image diffusers folder or repo id",
             )
+        check_model_folder(root)
+        if attention:
+            check_attention_name(attention)  # a typo is refused before the model loads
         device = check_device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         torch_dtype = _torch_dtype(dtype, device)
         given = {"transformer": transformer, "text_encoder": text_encoder, "vae": vae}
@@ -340,6 +343,19 @@ class ZImageBackend(ImageBackend):
             self._cache.popitem(last=False)
         return embeds, False
 
+    def _check_positions(self, width: int, height: int) -> None:
+        """The DiT places each 16-pixel patch at a position of its height and width axes; past
+        their length (`axes_lens`) diffusers fails with an IndexError."""
+        lens = list(getattr(self.pipe.transformer.config, "axes_lens", None) or [])
+        if len(lens) < 3:
+            return
+        for side, value, axis in (("height", height, lens[1]), ("width", width, lens[2])):
+            if value // 16 > axis:
+                raise UserError(
+                    f"{side} {value} is past this model's positions ({axis} patches of 16 px)",
+                    hint=f"use a {side} of at most {axis * 16}",
+                )
+
     @property
     def layer_count(self) -> int:
         return int(self.pipe.text_encoder.config.num_hidden_layers)
@@ -385,6 +401,7 @@ class ZImageBackend(ImageBackend):
                 "rendering Z-Image (base) with CFG off: base needs CFG (its defaults: %s)",
                 _variant_summary(self.variant),
             )
+        self._check_positions(options.width, options.height)
         n = self.layer_count
         if not -(n + 1) <= options.layer <= n:
             raise UserError(
@@ -627,8 +644,12 @@ def check_size(width: int, height: int) -> None:
             raise UserError(
                 f"{side} {value} is not a multiple of 16", hint=f"use {max(lower, 16)} or {upper}"
             )
-    if max(width, height) > WARN_SIDE:
+    if max(width, height) > WARN_SIDE and (width, height) not in _WARNED_SIZES:
+        _WARNED_SIZES.add((width, height))  # once: a run checks its size at several steps
         log.warning("%dx%d is above %d px: Z-Image's quality drops there", width, height, WARN_SIDE)
+
+
+_WARNED_SIZES: set[tuple[int, int]] = set()
 
 
 def caption_ceiling(axes_len: int) -> int:
@@ -674,12 +695,14 @@ def check_lora_file(path: str | Path) -> Path:
         )
     if not path.is_file():
         raise UserError(f"LoRA {path} does not exist", hint="check the path given to {lora}")
+    from zit_agent.backends.single_file import MAX_HEADER_BYTES, parse_safetensors_header
+
     try:
         with open(path, "rb") as fh:
             size = int.from_bytes(fh.read(8), "little")
-            if not 2 <= size <= min(100_000_000, path.stat().st_size - 8):
+            if not 2 <= size <= min(MAX_HEADER_BYTES, path.stat().st_size - 8):
                 raise ValueError("no safetensors header")
-            json.loads(fh.read(size))
+            parse_safetensors_header(fh.read(size), path.stat().st_size - 8 - size)
     except (OSError, ValueError) as err:
         raise UserError(
             f"LoRA {path} is not a readable safetensors file: {_first_line(err)}",
@@ -695,12 +718,23 @@ def read_lora_file(path: str | Path) -> dict[str, Any]:
 
     path = check_lora_file(path)
     try:
-        return load_file(str(path))
+        tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as err:
         raise UserError(
             f"LoRA {path} is not a readable safetensors file: {_first_line(err)}",
             hint="use a .safetensors LoRA",
         ) from None
+    for name, tensor in tensors.items():  # inf, NaN or 1e30 would render a black image
+        if tensor.is_floating_point() and not bool(tensor.float().abs().le(LORA_MAX_WEIGHT).all()):
+            raise UserError(
+                f"LoRA {path} has weights that are not finite or past {LORA_MAX_WEIGHT:g} "
+                f"(in {name}): it would render black images",
+                hint="use an undamaged LoRA",
+            )
+    return tensors
+
+
+LORA_MAX_WEIGHT = 65504.0  # half precision's largest number: real LoRA weights are far below
 
 
 # -- conditioning noise --------------------------------------------------------------------------
@@ -881,6 +915,73 @@ def _check_encoder_config(config, cap_feat_dim: int, vocab_rows: int) -> None:
             f"the model's vocabulary needs {vocab_rows}",
             hint="use an encoder of the Qwen3 vocabulary (151936 rows)",
         )
+
+
+def check_attention_name(backend: str) -> None:
+    """A name diffusers knows (whether its package is installed is known only once loaded)."""
+    from diffusers.models.attention_dispatch import AttentionBackendName
+
+    known = [b.value for b in AttentionBackendName if not b.value.startswith("_")]
+    if backend not in {b.value for b in AttentionBackendName}:
+        raise UserError(
+            f"unknown attention backend {backend!r}", hint=f"use one of {', '.join(known)}"
+        )
+
+
+# Model-folder configs: each number that sizes a module or a loop, with the most it may be (the
+# real Z-Image's values are far below): `n_layers: 1e9` is refused before anything is built.
+CONFIG_BOUNDS: dict[str, dict[str, int]] = {
+    "transformer/config.json": {
+        "n_layers": 1000, "n_refiner_layers": 1000, "dim": 65536, "n_heads": 4096,
+        "n_kv_heads": 4096, "cap_feat_dim": 65536, "in_channels": 4096,
+    },
+    "text_encoder/config.json": {
+        "num_hidden_layers": 1000, "hidden_size": 65536, "intermediate_size": 262144,
+        "num_attention_heads": 4096, "num_key_value_heads": 4096, "vocab_size": 4_000_000,
+        "head_dim": 65536,
+    },
+    "vae/config.json": {
+        "layers_per_block": 100, "latent_channels": 4096, "in_channels": 4096,
+        "out_channels": 4096,
+    },
+    "scheduler/scheduler_config.json": {"num_train_timesteps": 1_000_000},
+}  # fmt: skip
+CONFIG_LISTS = {"transformer/config.json": ("axes_dims", "axes_lens", "all_patch_size")}
+
+
+def check_model_folder(root: Path) -> None:
+    """The folder's JSON files are objects and their sizes whole numbers in bounds
+    (`CONFIG_BOUNDS`): `model_index.json = []`, `text_encoder/config.json = [1,2,3]`, a scheduler
+    with `num_train_timesteps: 0` or a transformer with `n_layers: 1e9` are one line that names
+    the file and the field, before any weight loads."""
+    hint = "re-download the model folder; its config files were edited or damaged"
+    for name in ("model_index.json", *CONFIG_BOUNDS):
+        path = root / name
+        if not path.is_file():
+            continue
+        try:
+            config = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError) as err:
+            raise UserError(f"image model: {path} is not readable JSON: {err}", hint=hint) from None
+        if not isinstance(config, dict):
+            raise UserError(f"image model: {path} is not a JSON object", hint=hint)
+        for key, most in CONFIG_BOUNDS.get(name, {}).items():
+            value = config.get(key)
+            if value is not None and not (type(value) is int and 1 <= value <= most):
+                raise UserError(
+                    f"image model: {path}: {key} is {value!r}, not a whole number in 1..{most}",
+                    hint=hint,
+                )
+        for key in CONFIG_LISTS.get(name, ()):
+            value = config.get(key)
+            if value is not None and not (
+                isinstance(value, list)
+                and 0 < len(value) <= 8
+                and all(type(v) is int and 1 <= v <= 1_000_000 for v in value)
+            ):
+                raise UserError(
+                    f"image model: {path}: {key} is not a short list of whole numbers", hint=hint
+                )
 
 
 def _set_attention(pipe: ZImagePipeline, backend: str) -> None:

@@ -87,13 +87,31 @@ class InternalError(ZitError):
 
 
 DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+# SQLite's messages (sqlite3 carries no errno): a full disk, and a file that is not (or no longer)
+# a database.
+SQLITE_FULL = ("database or disk is full",)
+SQLITE_DAMAGED = ("database disk image is malformed", "file is not a database")
 
 
 def as_zit_error(exc: BaseException) -> ZitError | None:
     """The kind of a foreign exception, when it has one we know: out of memory (torch's CUDA
-    out-of-memory, `MemoryError`), disk full, file too large. None: not ours to classify."""
+    out-of-memory, `MemoryError`), disk full or file too large (SQLite's too), a damaged SQLite
+    database. None: not ours to classify."""
     if isinstance(exc, ZitError):
         return exc
+    if type(exc).__module__ == "sqlite3" or type(exc).__name__.endswith("DatabaseError"):
+        text = str(exc).strip().lower()
+        if text.startswith(SQLITE_FULL):
+            return ResourceExhausted(
+                f"no space left for a database write: {exc}",
+                hint="free some disk space, or point ZIT_HOME at a disk with room",
+            )
+        if text.startswith(SQLITE_DAMAGED):
+            return InvalidInput(
+                f"a zit database is damaged: {exc}",
+                hint="move history.sqlite or sessions.sqlite under ZIT_HOME aside (what it "
+                "recorded is lost) and run again",
+            )
     if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
         first = (str(exc).strip().splitlines() or ["out of memory"])[0]
         return ResourceExhausted(

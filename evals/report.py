@@ -430,6 +430,11 @@ def load_summary(run_dir: str | Path) -> dict[str, Any]:
         ) from None
     except (OSError, ValueError) as err:  # unreadable, not UTF-8, not JSON
         raise UserError(f"cannot read {path}: {err}") from None
+    except RecursionError:  # JSON nested 100,000 deep
+        raise UserError(
+            f"cannot read {path}: it is nested too deeply to be a summary",
+            hint="give the output folder of a finished `zit eval` run, its summary.json unedited",
+        ) from None
 
 
 class _Interval(BaseModel):

@@ -312,7 +312,7 @@ class RunFolder:
         try:
             config = json.loads((self.root / "config.json").read_text(encoding="utf-8"))
             name = config["suite"]["name"] if "suite_digest" in config else None
-        except (OSError, ValueError, TypeError, KeyError):
+        except (OSError, ValueError, TypeError, KeyError, RecursionError):
             return None
         return name if isinstance(name, str) and self.legacy_jobs.is_dir() else None  # a jobs/ run
 
@@ -428,7 +428,7 @@ def _parse_json(data: bytes) -> Any:
     """`data` as JSON, or None when it is not UTF-8 or not JSON."""
     try:
         return json.loads(data.decode("utf-8"))
-    except ValueError:  # UnicodeDecodeError included
+    except (ValueError, RecursionError):  # UnicodeDecodeError included; nested 100,000 deep
         return None
 
 
@@ -512,7 +512,8 @@ def run_jobs(
     jobs: list[Job], todo: list[Job], run: RunContext, folder: RunFolder, quiet: bool,
     execute: Execute,
 ) -> None:  # fmt: skip
-    done = sum(len(j.seeds) for j in jobs if j not in todo)
+    pending = {j.key for j in todo}  # a set: `j not in todo` compared jobs pairwise (quadratic)
+    done = sum(len(j.seeds) for j in jobs if j.key not in pending)
     with Progress(total=sum(len(j.seeds) for j in jobs), done=done, quiet=quiet) as progress:
         if todo:
             execute(todo, run, folder, progress)

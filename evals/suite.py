@@ -36,6 +36,15 @@ NAME_PATTERN = r"[A-Za-z0-9_.-]+"  # config names and idea ids: they become part
 NAME_RULE = "may use only letters, digits, '.', '_', '-'"
 SIDE_MULTIPLE = 16  # Z-Image's patching (FACTS.md section 1)
 
+# A suite's size, bounded before anything is built from it: its file, its YAML nodes counted with
+# every alias expanded (an anchor aliased 20,000 times is a few kB of YAML and gigabytes of
+# objects), and its ideas and configurations (the standard suite has 50 ideas and 4 configs).
+MAX_SUITE_BYTES = 4 << 20
+MAX_SUITE_NODES = 200_000
+MAX_IDEAS = 2000
+MAX_CONFIGS = 64
+
+
 Seed = Annotated[int, Field(ge=0, le=LIMITS.max_seed)]
 Steps = Annotated[int, Field(ge=1, le=LIMITS.max_steps)]
 
@@ -208,8 +217,8 @@ class Suite(_Strict):
     writer: str | None = Field(None, description="the writer of configs that name none")
     embedder: str = "hash"
     fidelity: str = Field("auto", description="auto, attributes, or clip:DIR_OR_REPO")
-    ideas: list[Idea] = Field(min_length=1)
-    configs: dict[str, Config] = Field(min_length=1)
+    ideas: list[Idea] = Field(min_length=1, max_length=MAX_IDEAS)
+    configs: dict[str, Config] = Field(min_length=1, max_length=MAX_CONFIGS)
 
     @field_validator("seeds", mode="before")
     @classmethod
@@ -334,19 +343,62 @@ def resolve_suite_path(spec: str | Path) -> Path:
 def load_suite(spec: str | Path) -> Suite:
     path = resolve_suite_path(spec)
     try:
+        if path.stat().st_size > MAX_SUITE_BYTES:
+            raise UserError(
+                f"suite {path} is over {MAX_SUITE_BYTES >> 20} MB",
+                hint=f"split it: a suite holds at most {MAX_IDEAS} ideas",
+            )
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
         raise UserError(f"cannot read suite {path}: {err}") from None
     return parse_suite(text, source=str(path))
 
 
+def _expanded_nodes(root: Any, source: str) -> int:
+    """How many YAML nodes `root` holds with its aliases expanded, counted in time linear in
+    the distinct nodes (an alias is the node it names); past `MAX_SUITE_NODES` it stops."""
+    import yaml
+
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+
+    def size(node: Any) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in open_nodes:
+            raise UserError(f"{source}: a YAML alias refers to itself", hint="remove the loop")
+        open_nodes.add(key)
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            total += sum(size(child) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            total += sum(size(k) + size(v) for k, v in node.value)
+        open_nodes.discard(key)
+        sizes[key] = min(total, MAX_SUITE_NODES + 1)
+        return sizes[key]
+
+    return size(root) if root is not None else 0
+
+
 def parse_suite(text: str, source: str = "<suite>") -> Suite:
     """Validate suite YAML; errors name the field and its line."""
     import yaml
 
+    if len(text) > MAX_SUITE_BYTES:
+        raise UserError(f"{source}: the suite is over {MAX_SUITE_BYTES >> 20} MB")
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: ten times faster
     try:
-        root = yaml.compose(text)
-        data = yaml.safe_load(text)
+        root = yaml.compose(text, Loader=loader)
+        if _expanded_nodes(root, source) > MAX_SUITE_NODES:
+            raise UserError(
+                f"{source}: the suite expands to over {MAX_SUITE_NODES:,} YAML nodes "
+                "(an anchor aliased too many times?)",
+                hint=f"write the suite out plainly; it holds at most {MAX_IDEAS} ideas",
+            )
+        data = yaml.load(text, Loader=loader)  # noqa: S506 (a safe loader, C or Python)
+    except RecursionError:
+        raise UserError(f"{source}: the YAML is nested too deeply", hint="flatten it") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"{source}:{mark.line + 1}" if mark else source

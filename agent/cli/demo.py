@@ -106,13 +106,32 @@ def tiny_models(cache: Path, console: Console) -> dict[str, Path]:
     with console.status("building the tiny models"):
         if not (zimage / "model_index.json").is_file():
             console.print(f"building a tiny random Z-Image pipeline: {zimage}")
-            tmp = build_tiny_zimage(cache / "tiny-zimage.tmp")
-            tmp.replace(zimage)
+            _build_once(zimage, build_tiny_zimage)
     console.print(
         f"writer {writer.name}: {WRITER_ROLE}\nimage model {zimage.name} (cache {cache})",
         highlight=False,
     )
     return {"writer": writer, "zimage": zimage}
+
+
+def _build_once(target: Path, build) -> None:
+    """`build(folder)` into a temporary folder of this process's own, then renamed to `target`
+    in one step: two demos building at once in a fresh ZIT_HOME each build their own, and the
+    first rename wins (the second finds `target` made and drops its copy)."""
+    import shutil
+    import tempfile
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        build(tmp)
+        try:
+            tmp.rename(target)
+        except OSError:  # another process renamed its copy first (a folder that is not empty)
+            if not (target / "model_index.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def demo_runner(models: dict[str, Path], settings) -> Runner:

@@ -146,13 +146,16 @@ def _check_image(path: Path) -> None:
 
     try:
         with Image.open(path) as image:
+            if image.width * image.height > Image.MAX_IMAGE_PIXELS:  # Pillow only warns up to 2x
+                raise Image.DecompressionBombError(f"{image.width}x{image.height}")
             image.verify()
     except Image.DecompressionBombError:
         raise UserError(
             f"{path} is too large to judge (more than {Image.MAX_IMAGE_PIXELS:,} pixels)",
             hint="judge images of a normal size, or downscale this one",
         ) from None
-    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        # ValueError: a zTXt or iCCP chunk that inflates past Pillow's limit
         raise UserError(
             f"{path} is not a readable image ({type(err).__name__})",
             hint="give PNG, JPEG, WebP or BMP files",

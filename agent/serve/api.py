@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import re
 import time
 from typing import Annotated, Any
 
@@ -324,8 +325,10 @@ async def job_events(job_id: str, request: Request) -> StreamingResponse:
     state = zit(request)
     job = _job(state, job_id)
     after = request.headers.get("last-event-id", "")
+    # ASCII digits only: "²".isdigit() is true and int("²") fails; 18 digits fit any real id
+    known = re.fullmatch(r"[0-9]{1,18}", after) is not None
     return StreamingResponse(
-        stream(state, job, owner=False, after=int(after) if after.isdigit() else -1),
+        stream(state, job, owner=False, after=int(after) if known else -1),
         media_type="text/event-stream", headers={"Cache-Control": "no-store"},
     )  # fmt: skip
 

@@ -121,13 +121,16 @@ class Job:
         self, after: int = -1, keepalive: float | None = None
     ) -> AsyncIterator[dict[str, Any]]:
         """The job's events with id > `after`, then each new one as it comes, to the last; with
-        `keepalive`, `PING` after each that many idle seconds."""
+        `keepalive`, `PING` after each that many idle seconds. An `after` past the last event
+        (a client's made-up `Last-Event-ID`) ends at once for a finished job."""
         loop = asyncio.get_running_loop()
         seen = after + 1
         while True:
             wake = asyncio.Event()
             with self._lock:
                 fresh = self.events[seen:]
+                if not fresh and self.done and seen >= len(self.events):
+                    return  # its terminal event is behind `after`: nothing more will come
                 if not fresh:
                     self._waiters.add((loop, wake))
             for event in fresh:

@@ -53,7 +53,45 @@ def merged(state: ServeState, request: dict[str, Any]) -> BaseModel:
     from zit_agent.options import given, run_options
 
     request = {k: v for k, v in request.items() if v is not None}
+    for spec in request.get("lora") or []:
+        check_request_path(state, _lora_path(spec) if isinstance(spec, str) else "", "lora")
+    if request.get("control") is not None:
+        check_request_path(state, str(request["control"]), "control")
     return run_options(**{**given(state.options), **request})
+
+
+def check_request_path(state: ServeState, path: str, what: str) -> None:
+    """A file a request names (a LoRA, a control map) must lie under the server's ZIT_HOME: a
+    path elsewhere gets one answer whether or not it exists, so no client can learn which of
+    the server's files exist. The check looks at the path only (links followed), never at the
+    file; inside ZIT_HOME the usual checks follow."""
+    home = Path(state.settings.home).resolve()
+    try:  # resolved as the run resolves it (from the server's folder); `~` is not expanded
+        resolved = Path(path).resolve() if path and not path.startswith("~") else None
+    except (OSError, RuntimeError, ValueError):  # a link loop, a NUL byte
+        resolved = None
+    if resolved is None or not resolved.is_relative_to(home):
+        raise UserError(
+            f"a request's {what} must name a file under the server's ZIT_HOME",
+            hint=f"put the file under {home} on the server and name it there",
+        )
+
+
+def _lora_path(spec: str) -> str:
+    """The path of `PATH` or `PATH:STRENGTH` (as `agent.run.parse_lora` splits it)."""
+    head, sep, tail = spec.rpartition(":")
+    return head if sep and head and re.fullmatch(r"[-+]?[0-9.eE]+", tail) else spec
+
+
+def check_command_paths(state: ServeState, text: str) -> None:
+    """The paths of `/lora PATH:S` and `/control PATH` sent over HTTP (see `check_request_path`)."""
+    raw = text.strip()
+    name, _, arg = raw[1:].partition(" ") if raw.startswith("/") else ("", "", "")
+    arg = arg.strip()
+    if name.lower() == "lora" and arg:
+        check_request_path(state, _lora_path(arg), "/lora")
+    elif name.lower() == "control" and arg and arg.lower() != "none":
+        check_request_path(state, arg, "/control")
 
 
 # -- generate ------------------------------------------------------------------------------------
@@ -127,6 +165,7 @@ def chat_job(state: ServeState, name: str, text: str, options: BaseModel, *, new
     if not new and not stored:
         raise NotFound(f"no session named {name!r}", hint="start one first")
     _check_parts(runner, stored, name)
+    check_command_paths(state, text)  # before anything looks at the file
     if new:
         check_request(state.settings, options, ruts=bool(options.ruts))
     else:
@@ -456,8 +495,16 @@ def _upload_item(name: str, data: bytes) -> dict[str, Any]:
     label = os.path.basename(name or "image")[:120] or "image"
     try:
         with Image.open(io.BytesIO(data)) as image:
+            if image.width * image.height > Image.MAX_IMAGE_PIXELS:
+                raise Image.DecompressionBombError(f"{image.width}x{image.height}")
             image.verify()
-    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+    except Image.DecompressionBombError:
+        raise UserError(
+            f"{label} is too large to judge (more than {Image.MAX_IMAGE_PIXELS:,} pixels)",
+            hint="upload images of a normal size, or downscale this one",
+        ) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        # ValueError: a zTXt or iCCP chunk that inflates past Pillow's limit
         raise UserError(
             f"{label} is not a readable image ({type(err).__name__})",
             hint="upload PNG, JPEG, WebP or BMP files",

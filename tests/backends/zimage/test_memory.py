@@ -24,7 +24,8 @@ CONFIGS = {
 
 
 def header_file(path: Path, tensors: dict[str, int], dtype: str = "BF16") -> Path:
-    """A safetensors header describing `tensors` (name: element count); the data is left out."""
+    """A safetensors file describing `tensors` (name: element count); its data is a hole (a sparse
+    file: the header's offsets are in the file, no disk blocks are used)."""
     size = {"BF16": 2, "F32": 4, "F8_E4M3": 1}[dtype]
     header, at = {}, 0
     for name, count in tensors.items():
@@ -32,7 +33,9 @@ def header_file(path: Path, tensors: dict[str, int], dtype: str = "BF16") -> Pat
         at += count * size
     data = json.dumps(header).encode()
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(len(data).to_bytes(8, "little") + data)
+    with open(path, "wb") as fh:
+        fh.write(len(data).to_bytes(8, "little") + data)
+        fh.truncate(8 + len(data) + at)
     return path
 
 
