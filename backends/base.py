@@ -121,6 +121,12 @@ class RenderOptions(BaseModel):
     control_image: str | None = None
     control_scale: float = RENDER.control_scale
     preprocess: str = "none"  # "none": the map is used as is; "canny": edges of the image
+    # Image-to-image: start from this image (path) and redraw `strength` of the schedule (above 0,
+    # up to 1); with `mask_image` (white: redraw, black: keep) only that region (inpainting).
+    # Backends that cannot refine refuse `init_image` (backends/refine.py, docs/refine.md).
+    init_image: str | None = None
+    strength: float = RENDER.strength
+    mask_image: str | None = None
 
     # Bad values raise `UserError` (one line, names the fix); pydantic passes it through.
     @field_validator("shift", mode="before")

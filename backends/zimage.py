@@ -44,7 +44,12 @@ from zit_agent.sequence import empty_prompt_ids, readable_text
 
 if TYPE_CHECKING:
     import torch
-    from diffusers import ZImageControlNetPipeline, ZImagePipeline
+    from diffusers import (
+        ZImageControlNetPipeline,
+        ZImageImg2ImgPipeline,
+        ZImageInpaintPipeline,
+        ZImagePipeline,
+    )
 
 log = logging.getLogger("zit.zimage")
 
@@ -103,6 +108,8 @@ class ZImageBackend:
         self._loras: dict[str, str] = {}  # resolved path -> adapter name
         self._schedulers: dict[tuple[str, float], tuple[Any, Any]] = {}
         self._pad_id = self.tokenizer.token_id("<|endoftext|>")  # Qwen3's pad token
+        # Image-to-image and inpainting pipelines over `pipe`'s own modules, built when first used.
+        self._refine_pipes: dict[str, ZImageImg2ImgPipeline | ZImageInpaintPipeline] = {}
         # Where the pipeline runs (with CPU offload: the accelerator). Place `pipe` before
         # building the backend; the lookup walks every module, too slow to repeat per render.
         self.device = pipe._execution_device
@@ -325,6 +332,11 @@ class ZImageBackend:
         check_options(options)
         for ids, what in ((token_ids, "sequence"), (options.negative_ids or [], "negative")):
             check_token_count(len(ids), self.token_ceiling, what)
+        if options.control_image and options.init_image:
+            raise UserError(
+                "a control map and an init image together are not supported yet",
+                hint="use one of {control} and {init}",
+            )
         if options.control_image and self.control_pipe is None:
             raise UserError(
                 "a control image needs a ControlNet, and this image model was loaded without one",
@@ -420,11 +432,14 @@ class ZImageBackend:
             "guidance_scale": options.guidance,
             "cfg_normalization": options.cfg_normalization,
             "generator": [torch.Generator(device="cpu").manual_seed(s) for s in seeds],
-            "callback_on_step_end": step_callback(callback, len(sigmas) - 1),  # progress hook
+            # progress hook (image-to-image runs only the last steps of the schedule)
+            "callback_on_step_end": step_callback(callback, refine_steps(len(sigmas) - 1, options)),
         }
         pipe = self.pipe
         if options.control_image:
             pipe = self._control(kwargs, options)
+        elif options.init_image:
+            pipe = self._refine(kwargs, options, len(seeds))
         start = time.perf_counter()
         result = self._call_pipe(pipe, kwargs)
         per_image = (time.perf_counter() - start) / len(seeds)
@@ -442,6 +457,39 @@ class ZImageBackend:
         )
         kwargs["controlnet_conditioning_scale"] = options.control_scale
         return self.control_pipe
+
+    def _refine(self, kwargs: dict[str, Any], options: RenderOptions, count: int):
+        """diffusers' image-to-image pipeline (inpainting with a mask) over this backend's own
+        modules, with the plain pipeline's sampler, and the init image (and mask) in `kwargs`.
+
+        The init image goes in once per seed, so each image's VAE sample and noise come from its
+        own seed's generator: a seed renders alike alone or in a batch (diffusers would sample
+        the VAE once, with the first generator, for a single image)."""
+        from zit_agent.backends.refine import load_init, load_mask
+
+        assert options.init_image
+        kind = "inpaint" if options.mask_image else "img2img"
+        pipe = self.refine_pipeline(kind)
+        pipe.scheduler = self.pipe.scheduler
+        init = load_init(options.init_image, options.width, options.height)
+        kwargs["image"] = [init] * count
+        kwargs["strength"] = options.strength
+        if options.mask_image:
+            kwargs["mask_image"] = [load_mask(options.mask_image, options.width, options.height)]
+            kwargs["mask_image"] *= count
+        return pipe
+
+    def refine_pipeline(self, kind: str):
+        """`ZImageImg2ImgPipeline` ("img2img") or `ZImageInpaintPipeline` ("inpaint") over the
+        same modules as the text-to-image pipeline (no weights loaded twice)."""
+        if kind not in self._refine_pipes:
+            from diffusers import ZImageImg2ImgPipeline, ZImageInpaintPipeline
+
+            cls = ZImageInpaintPipeline if kind == "inpaint" else ZImageImg2ImgPipeline
+            pipe = cls(**self.pipe.components)
+            pipe.set_progress_bar_config(disable=True)
+            self._refine_pipes[kind] = pipe
+        return self._refine_pipes[kind]
 
     def _call_pipe(self, pipe, kwargs: dict[str, Any]):
         import torch
@@ -478,6 +526,7 @@ class ZImageBackend:
         loras: list[tuple[str, float]],
     ) -> dict[str, Any]:
         from zit_agent.backends.controlnet import control_record
+        from zit_agent.backends.refine import record_fields
 
         noise = options.noise if options.noise and options.noise.strength > 0 else None
         negative = options.negative_ids if options.guidance > 0 and options.negative_ids else None
@@ -524,6 +573,7 @@ class ZImageBackend:
             "variant_source": self.variant_source,
             "components": self.components or None,
             "control": control,
+            **record_fields(options),
             "writer": None,
             "versions": dict(package_versions()),
         }
@@ -534,6 +584,7 @@ def check_options(options: RenderOptions) -> None:
     """What can be checked without the model: size, steps, guidance, sampler, scheduler, shift,
     control, LoRA strengths."""
     from zit_agent.backends.controlnet import check_control
+    from zit_agent.backends.refine import check_refine
     from zit_agent.backends.samplers import get_sampler
     from zit_agent.backends.schedules import parse_shift
 
@@ -546,6 +597,7 @@ def check_options(options: RenderOptions) -> None:
     get_scheduler(options.scheduler)
     parse_shift(options.shift)
     check_control(options.control_image, options.control_scale, options.preprocess)
+    check_refine(options)
     if options.lora:
         check_lora_strength(options.lora_strength)
     for _, strength in options.extra_loras:
@@ -565,6 +617,15 @@ def check_size(width: int, height: int) -> None:
             )
     if max(width, height) > WARN_SIDE:
         log.warning("%dx%d is above %d px: Z-Image's quality drops there", width, height, WARN_SIDE)
+
+
+def refine_steps(steps: int, options: RenderOptions) -> int:
+    """The steps an image-to-image render runs of a `steps`-step schedule (diffusers'
+    `get_timesteps`: the last `steps * strength` steps, rounded up)."""
+    if not options.init_image:
+        return steps
+    start = int(max(steps - min(steps * options.strength, steps), 0))
+    return steps - start
 
 
 def caption_ceiling(axes_len: int) -> int:
@@ -843,8 +904,8 @@ def _revision(root: Path) -> str | None:
 
 def _batch_slice(kwargs: dict[str, Any], start: int, end: int) -> dict[str, Any]:
     part = dict(kwargs)
-    for key in ("prompt_embeds", "negative_prompt_embeds", "generator"):
-        if part[key] is not None:
+    for key in ("prompt_embeds", "negative_prompt_embeds", "generator", "image", "mask_image"):
+        if part.get(key) is not None:
             part[key] = part[key][start:end]
     return part
 

@@ -355,6 +355,29 @@ DECLARED: tuple[Option, ...] = (
         "none (the map as it is) or canny (edges of an ordinary image).",
         RENDER_GROUP,
     ),
+    # -- image-to-image and inpainting ------------------------------------------------------
+    Option(
+        "init",
+        str,
+        "Start from this image (image-to-image); the size defaults to the image's.",
+        RENDER_GROUP,
+    ),
+    Option(
+        "strength",
+        float,
+        "How much of the init image is redrawn, above 0 up to 1 (default {default}; "
+        "1: from noise, the init is not used).",
+        RENDER_GROUP,
+        _const(RENDER.strength),
+        ge=0.0,
+        le=1.0,
+    ),
+    Option(
+        "mask",
+        str,
+        "Inpainting mask (the init image's size): white is redrawn, black is kept.",
+        RENDER_GROUP,
+    ),
 )
 # The options that pick or load parts (a server loads them once at start; a chat session keeps
 # the ones it started with): the groups Image model, plus the writer, backend, tokenizer,
