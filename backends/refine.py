@@ -66,15 +66,22 @@ def check_refine(options: RenderOptions) -> None:
         raise UserError("a mask needs an init image", hint="give the image to repaint with {init}")
     if not options.init_image:
         return
-    if not 0.0 < options.strength <= 1.0:
-        raise UserError(
-            f"strength {options.strength} is out of range"
-            + (": 0 would return the init image unchanged" if options.strength == 0 else ""),
-            hint="use a value above 0 up to 1 (subtle 0.3, strong 0.7)",
-        )
+    check_strength(options.strength)
     init = open_image(options.init_image, "init image", INIT_HINT)
     if options.mask_image:
         mask_share(options.mask_image, init.size)
+
+
+def check_strength(strength: float) -> None:
+    from zit_agent.defaults import RENDER
+
+    if not 0.0 < strength <= 1.0:
+        raise UserError(
+            f"strength {strength} is out of range"
+            + (": 0 would return the init image unchanged" if strength == 0 else ""),
+            hint=f"use a value above 0 up to 1 (subtle {RENDER.vary_subtle}, "
+            f"strong {RENDER.vary_strong})",
+        )
 
 
 def mask_share(path: str | Path, size: tuple[int, int]) -> float:

@@ -59,6 +59,7 @@ class RenderTable(_Table):
     inpaint_strength: float = 1.0  # `--mask` without `--strength`: the region is redrawn fully
     vary_subtle: float = 0.3  # `zit vary --subtle`, chat `/vary subtle`: 3 of Turbo's 8 steps
     vary_strong: float = 0.7  # `--strong`: 6 of 8 steps, the init's layout and colours stay
+    vary_count: int = 4  # variations `zit vary` renders unless told otherwise
 
 
 class AutoShiftTable(_Table):
