@@ -389,13 +389,15 @@ def save_upload(state: ServeState, data: bytes, what: str, *, mask: bool = False
 
 def openai_mask(image):
     """OpenAI's mask (fully transparent pixels are edited) as zit's (white: redraw, black:
-    keep); a mask without transparency is taken as zit's own already."""
+    keep); a mask with no fully transparent pixel (the page's brush mask: white strokes on
+    black) is taken as zit's own already."""
     import numpy as np
     from PIL import Image
 
-    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+    if image.mode in ("RGBA", "LA", "PA", "P") or "transparency" in image.info:
         alpha = np.asarray(image.convert("RGBA"))[..., 3]
-        return Image.fromarray(np.where(alpha == 0, 255, 0).astype(np.uint8))
+        if (alpha == 0).any():
+            return Image.fromarray(np.where(alpha == 0, 255, 0).astype(np.uint8))
     return image.convert("L")
 
 
