@@ -168,3 +168,18 @@ def test_the_sketch_stand_in_blends_the_init_image(capsys, files, tmp_path):
     record = read_record(image)
     assert record["init"]["sha256"] == sha(files / "photo.png")
     assert Image.open(image).size == (64, 48)
+
+
+def test_the_rut_judge_counts_the_init_image(capsys, files, tmp_path):
+    """One image alone is never a rut; with its init image in the window, a copy of the init is."""
+
+    def verdict(strength: str) -> str:
+        result = ok(
+            capsys, "generate", "a barn", "--writer", "none", "--backend", "sketch", "--ruts",
+            "--init", files / "photo.png", "--strength", strength, "-n", "1", "--seed", "1",
+            "--max-attempts", "1", "--out", tmp_path / strength,
+        )  # fmt: skip
+        return result["final_verdict"]
+
+    assert verdict("0.01") == "rut"  # the image is (nearly) the init
+    assert verdict("1.0") == "ok"  # the drawing alone: nothing like the init
