@@ -332,16 +332,13 @@ class ZImageBackend:
         check_options(options)
         for ids, what in ((token_ids, "sequence"), (options.negative_ids or [], "negative")):
             check_token_count(len(ids), self.token_ceiling, what)
-        if options.control_image and options.init_image:
-            raise UserError(
-                "a control map and an init image together are not supported yet",
-                hint="use one of {control} and {init}",
-            )
         if options.control_image and self.control_pipe is None:
             raise UserError(
                 "a control image needs a ControlNet, and this image model was loaded without one",
                 hint="load the image model with a Z-Image ControlNet Union",
             )
+        if options.control_image and options.init_image:
+            self._check_control_inpaint(options)
         if self.variant == "base" and options.guidance == 0:
             log.warning(
                 "rendering Z-Image (base) with CFG off: base needs CFG (its defaults: %s)",
@@ -352,6 +349,28 @@ class ZImageBackend:
             raise UserError(
                 f"layer {options.layer} is out of range for a {n}-layer text encoder",
                 hint=f"use -{n + 1}..{n}; Z-Image uses -2",
+            )
+
+    def _check_control_inpaint(self, options: RenderOptions) -> None:
+        """A control map with an init image is ControlNet inpainting (diffusers'
+        `ZImageControlNetInpaintPipeline`): it needs a mask, a ControlNet Union 2.x (whose input
+        takes the mask and the masked image) and strength 1 (the region is drawn from noise)."""
+        if not options.mask_image:
+            raise UserError(
+                "a control map with an init image needs a mask (ControlNet inpainting)",
+                hint="add {mask}, or leave out {control} or {init}",
+            )
+        controlnet = self.control_pipe.controlnet
+        if controlnet.config.control_in_dim == self.pipe.transformer.config.in_channels:
+            raise UserError(
+                "this ControlNet cannot inpaint (a Union 1.x: its input has no mask channels)",
+                hint="load a Z-Image-Turbo-Fun-Controlnet-Union 2.x with {controlnet}",
+            )
+        if options.strength != 1.0:
+            raise UserError(
+                f"strength {options.strength} with a control map: ControlNet inpainting draws "
+                "the masked region from noise",
+                hint="use {strength} 1 (the default with a mask)",
             )
 
     # -- sampler, LoRA ---------------------------------------------------------------------------
@@ -438,6 +457,8 @@ class ZImageBackend:
         pipe = self.pipe
         if options.control_image:
             pipe = self._control(kwargs, options)
+            if options.init_image:
+                pipe = self._control_inpaint(kwargs, options, len(seeds))
         elif options.init_image:
             pipe = self._refine(kwargs, options, len(seeds))
         start = time.perf_counter()
@@ -479,14 +500,39 @@ class ZImageBackend:
             kwargs["mask_image"] *= count
         return pipe
 
-    def refine_pipeline(self, kind: str):
-        """`ZImageImg2ImgPipeline` ("img2img") or `ZImageInpaintPipeline` ("inpaint") over the
-        same modules as the text-to-image pipeline (no weights loaded twice)."""
-        if kind not in self._refine_pipes:
-            from diffusers import ZImageImg2ImgPipeline, ZImageInpaintPipeline
+    def _control_inpaint(self, kwargs: dict[str, Any], options: RenderOptions, count: int):
+        """diffusers' ControlNet inpainting pipeline over the same modules (the ControlNet's
+        input takes the control map, the mask and the masked init image), with the init image
+        and mask in `kwargs` once per seed."""
+        from zit_agent.backends.refine import load_init, load_mask
 
-            cls = ZImageInpaintPipeline if kind == "inpaint" else ZImageImg2ImgPipeline
-            pipe = cls(**self.pipe.components)
+        assert options.init_image and options.mask_image
+        pipe = self.refine_pipeline("control_inpaint")
+        pipe.scheduler = self.pipe.scheduler
+        kwargs["image"] = [load_init(options.init_image, options.width, options.height)] * count
+        mask = load_mask(options.mask_image, options.width, options.height)
+        kwargs["mask_image"] = [mask] * count
+        return pipe
+
+    def refine_pipeline(self, kind: str):
+        """`ZImageImg2ImgPipeline` ("img2img"), `ZImageInpaintPipeline` ("inpaint") or
+        `ZImageControlNetInpaintPipeline` ("control_inpaint") over the same modules as the
+        text-to-image pipeline (no weights loaded twice)."""
+        if kind not in self._refine_pipes:
+            from diffusers import (
+                ZImageControlNetInpaintPipeline,
+                ZImageImg2ImgPipeline,
+                ZImageInpaintPipeline,
+            )
+
+            if kind == "control_inpaint":
+                assert self.control_pipe is not None
+                pipe = ZImageControlNetInpaintPipeline(
+                    **self.pipe.components, controlnet=self.control_pipe.controlnet
+                )
+            else:
+                cls = ZImageInpaintPipeline if kind == "inpaint" else ZImageImg2ImgPipeline
+                pipe = cls(**self.pipe.components)
             pipe.set_progress_bar_config(disable=True)
             self._refine_pipes[kind] = pipe
         return self._refine_pipes[kind]

@@ -213,12 +213,6 @@ def test_bad_refine_input_is_one_line(small_options, files, update, message):
     assert "\n" not in caught.value.one_line()
 
 
-def test_control_and_init_together_are_refused(backend, plain_ids, small_options, files):
-    options = refined(small_options, files / "init.png", control_image=str(files / "init.png"))
-    with pytest.raises(UserError, match="not supported yet"):
-        backend.render(plain_ids, [1], options)
-
-
 def test_the_record_names_init_strength_and_mask_and_renders_again(
     backend, plain_ids, small_options, files, tmp_path
 ):
@@ -248,3 +242,62 @@ def test_the_record_names_init_strength_and_mask_and_renders_again(
 def test_a_plain_render_records_no_init(backend, plain_ids, small_options):
     [image] = backend.render(plain_ids, [1], small_options)
     assert image.record["init"] is None and image.record["init_image"] is None
+
+
+# -- ControlNet inpainting -------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def union2_dir(tmp_path_factory):
+    from zit_agent.backends.tiny.zimage import build_tiny_controlnet
+
+    return build_tiny_controlnet(tmp_path_factory.mktemp("union2") / "cn", union="2")
+
+
+@pytest.fixture(scope="module")
+def union2_backend(tiny_zimage_dir, union2_dir):
+    from zit_agent.backends.zimage import ZImageBackend
+
+    return ZImageBackend.from_pretrained(tiny_zimage_dir, controlnet=str(union2_dir))
+
+
+def test_control_inpaint_equals_diffusers_controlnet_inpaint_pipeline(
+    union2_backend, tiny_zimage_dir, union2_dir, plain_ids, small_options, files
+):
+    from diffusers import ZImageControlNetInpaintPipeline, ZImageControlNetModel, ZImagePipeline
+
+    plain = ZImagePipeline.from_pretrained(tiny_zimage_dir)
+    controlnet = ZImageControlNetModel.from_pretrained(union2_dir)
+    pipe = ZImageControlNetInpaintPipeline(**plain.components, controlnet=controlnet)
+    pipe.set_progress_bar_config(disable=True)
+    options = refined(
+        small_options, files / "init.png", mask_image=str(files / "mask.png"), strength=1.0,
+        control_image=str(files / "other.png"),
+    )  # fmt: skip
+    [ours] = union2_backend.render(plain_ids, [6], options)
+    theirs = reference(
+        pipe, 6, image=Image.open(files / "init.png").convert("RGB"),
+        mask_image=Image.open(files / "mask.png"), control_image=Image.open(files / "other.png"),
+        controlnet_conditioning_scale=0.75,
+    )  # fmt: skip
+    assert np.array_equal(pixels(ours.image), pixels(theirs))
+    assert ours.record["control"]["fixes_composition"] and ours.record["init"]["mask_share"] == 0.25
+
+
+def test_control_inpaint_needs_a_mask_a_union_2_and_strength_one(
+    union2_backend, tiny_zimage_dir, plain_ids, small_options, files, tmp_path
+):
+    from zit_agent.backends.tiny.zimage import build_tiny_controlnet
+    from zit_agent.backends.zimage import ZImageBackend
+
+    control = {"control_image": str(files / "other.png")}
+    with pytest.raises(UserError, match="needs a mask"):
+        union2_backend.render(plain_ids, [1], refined(small_options, files / "init.png", **control))
+    masked = refined(
+        small_options, files / "init.png", mask_image=str(files / "mask.png"), **control
+    )
+    with pytest.raises(UserError, match="strength 0.6 with a control map"):
+        union2_backend.render(plain_ids, [1], masked.model_copy(update={"strength": 0.6}))
+    union1 = ZImageBackend.from_pretrained(
+        tiny_zimage_dir, controlnet=str(build_tiny_controlnet(tmp_path / "cn1"))
+    )
+    with pytest.raises(UserError, match="cannot inpaint"):
+        union1.render(plain_ids, [1], masked.model_copy(update={"strength": 1.0}))
