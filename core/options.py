@@ -365,8 +365,8 @@ DECLARED: tuple[Option, ...] = (
     Option(
         "strength",
         float,
-        "How much of the init image is redrawn, above 0 up to 1 (default {default}; "
-        "1: from noise, the init is not used).",
+        "How much of the init image is redrawn, above 0 up to 1 (default {default}, with a "
+        "mask 1; at 1 the init image is not used).",
         RENDER_GROUP,
         _const(RENDER.strength),
         ge=0.0,

@@ -41,12 +41,18 @@ def vary(
     from zit_agent.agent.run import Runner, image_record, seeds_of
     from zit_agent.backends.provenance import render_request
     from zit_agent.defaults import RENDER
+    from zit_agent.errors import UserError
     from zit_agent.files import check_dir
     from zit_agent.options import run_options
     from zit_agent.settings import load_settings
 
     # 1. The record and the strength, checked before any model loads
     record = image_record(image)
+    if record.get("stand_in"):
+        raise UserError(
+            f"{image} was drawn by the sketch stand-in, which renders no token ids",
+            hint="vary an image made with the Z-Image backend",
+        )
     render_request(record)  # the ids and settings read back (a damaged record fails here)
     strength = vary_strength(subtle, strong, options.strength)
     count = options.count or RENDER.vary_count

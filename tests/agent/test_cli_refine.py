@@ -168,6 +168,7 @@ def test_the_sketch_stand_in_blends_the_init_image(capsys, files, tmp_path):
     record = read_record(image)
     assert record["init"]["sha256"] == sha(files / "photo.png")
     assert Image.open(image).size == (64, 48)
+    assert "drawn by the sketch stand-in" in refused(capsys, "vary", image)
 
 
 def test_the_rut_judge_counts_the_init_image(capsys, files, tmp_path):
