@@ -587,7 +587,9 @@ class Runner:
         paths = save_rendered(
             rendered, out_dir, idea=record.get("idea"), writer=record.get("writer")
         )
+        ruts = self.judge_variations(image, paths) if self.parts.embedder else None
         return {
+            "ruts": ruts,
             "images": [str(p) for p in paths],
             "source": str(image),
             "seeds": seeds,
@@ -597,6 +599,30 @@ class Runner:
             "token_sha256": record.get("token_sha256"),
             "model": self.parts.spec.image_model,
         }
+
+    def judge_variations(self, image: str | Path, variations: list[Path]) -> dict[str, Any]:
+        """The rut detector over the init image and its variations (the init first): variations
+        that are all copies of it read as a rut. Reported, not escaped."""
+        from PIL import Image
+
+        from zit_agent.agent import ruts
+
+        embedder = self.parts.embedder
+        paths = [Path(image), *variations]
+        pictures = []
+        for path in paths:
+            with Image.open(path) as img:
+                pictures.append(img.convert("RGB"))
+        report = ruts.judge(
+            embedder.embed(pictures), embedder=embedder.name,
+            thresholds=ruts.thresholds_for(getattr(embedder, "family", "vision")),
+            window=len(paths), labels=[str(p) for p in paths],
+        )  # fmt: skip
+        return {
+            "verdict": report.verdict, "reason": report.reason,
+            "mean_similarity": report.mean_similarity, "count": report.count,
+            "embedder": report.embedder,
+        }  # fmt: skip
 
     # -- chat ------------------------------------------------------------------------------------
     def chat(self, name: str, checkpointer: Any, *, out_dir: Path, on_event: Event = _ignore):

@@ -7,6 +7,7 @@ same `token_sha256` and an `init` block naming the image.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -28,6 +29,13 @@ def vary(
     strong: Annotated[
         bool, typer.Option("--strong", help="Keep layout and colours, redraw the rest.")
     ] = False,
+    ruts: Annotated[
+        bool,
+        typer.Option(
+            "--ruts/--no-ruts",
+            help="Judge the variations with the init image for a rut (reported, not escaped).",
+        ),
+    ] = True,
     out: Annotated[
         Path | None, typer.Option(help="Output folder (default: ZIT_HOME/outputs).")
     ] = None,
@@ -66,13 +74,19 @@ def vary(
         image_model=model, dtype=options.dtype or record.get("dtype"), device=options.device,
         batch=options.batch,
     )  # fmt: skip
-    runner = Runner.load(settings, given, ruts=False)
+    runner = Runner.load(settings, given, ruts=ruts)
     # 3. Render and print
     result = runner.vary(image, strength=strength, seeds=seeds, out_dir=out_dir)
     if as_json:
         print_json(result)
-    else:
-        print("\n".join(result["images"]))
+        return
+    print("\n".join(result["images"]))
+    if result["ruts"]:
+        found = result["ruts"]
+        print(
+            f"rut check with the init image: {found['verdict']} ({found['reason']})",
+            file=sys.stderr,
+        )
 
 
 def vary_strength(subtle: bool, strong: bool, strength: float | None) -> float:

@@ -85,6 +85,8 @@ def test_vary_uses_the_images_token_ids_and_writes_n_images(capsys, made, tmp_pa
     source = read_record(made)
     result = ok(capsys, "vary", made, "--subtle", "-n", "2", "--out", tmp_path / "v")
     assert len(result["images"]) == 2 and result["strength"] == 0.3
+    assert result["ruts"]["count"] == 3  # the init image and the two variations are judged
+    assert result["ruts"]["verdict"] in ("ok", "warn", "rut")
     for path in result["images"]:
         record = read_record(path)
         assert record["token_sha256"] == source["token_sha256"]
@@ -92,8 +94,10 @@ def test_vary_uses_the_images_token_ids_and_writes_n_images(capsys, made, tmp_pa
         assert record["init"]["zit_record"] == str(made.with_suffix(".json").resolve())
         assert record["init"]["source_seed"] == 3 and record["seed"] in result["seeds"]
         assert (record["width"], record["height"], record["steps"]) == (64, 48, 2)
-    strong = ok(capsys, "vary", made, "--strong", "-n", "1", "--seed", "9", "--out", tmp_path)
-    assert strong["strength"] == 0.7 and strong["seeds"] == [9]
+    strong = ok(
+        capsys, "vary", made, "--strong", "-n", "1", "--seed", "9", "--no-ruts", "--out", tmp_path
+    )  # fmt: skip
+    assert strong["strength"] == 0.7 and strong["seeds"] == [9] and strong["ruts"] is None
 
 
 def test_rerender_reproduces_a_variation_and_says_when_the_init_is_gone(capsys, made, tmp_path):
@@ -184,3 +188,17 @@ def test_the_rut_judge_counts_the_init_image(capsys, files, tmp_path):
 
     assert verdict("0.01") == "rut"  # the image is (nearly) the init
     assert verdict("1.0") == "ok"  # the drawing alone: nothing like the init
+
+
+def test_variations_that_copy_the_init_image_read_as_a_rut(qwen_tokenizer, files, tmp_path):
+    from tests.agent.agent_fixtures import sketch_runner
+
+    runner = sketch_runner(qwen_tokenizer)
+    init = files / "photo.png"
+    copies = [shutil.copy(init, tmp_path / f"copy{i}.png") for i in range(2)]
+    noise = np.random.default_rng(1).integers(0, 256, (2, 48, 64, 3), dtype=np.uint8)
+    others = [tmp_path / f"other{i}.png" for i in range(2)]
+    for array, path in zip(noise, others, strict=True):
+        Image.fromarray(array).save(path)
+    assert runner.judge_variations(init, [Path(p) for p in copies])["verdict"] == "rut"
+    assert runner.judge_variations(init, others)["verdict"] == "ok"
