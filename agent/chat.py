@@ -32,7 +32,8 @@ SESSION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 SESSION_SETTINGS = {
     "size": "/size WxH", "layer": "/layer N", "lora": "/lora PATH:S", "seed": "/seed N",
     "count": "a new session", "noise": "a new session", "noise_seed": "a new session",
-    "control": "/control PATH",
+    "control": "/control PATH", "init": "/pick N", "strength": "/pick N STRENGTH",
+    "mask": "a new session",
 }  # fmt: skip
 
 
@@ -139,6 +140,7 @@ class ChatSession:
         check_later_options(current, options)
         if isinstance(command, commands.Undo) and len(current.turns) <= 1:
             raise UserError("nothing to undo", hint="this is the session's first turn")
+        check_image_index(current, command)
         return self._invoke(Command(resume=command.model_dump()), self._options(options))
 
     def _invoke(self, payload: Any, options: BaseModel) -> AgentState:
@@ -207,7 +209,8 @@ def check_later_options(state: AgentState, options: BaseModel) -> None:
         "size": (knobs.width, knobs.height), "layer": knobs.layer, "seed": state.seed,
         "count": state.n, "noise": knobs.noise, "noise_seed": knobs.noise_seed,
         "lora": [(knobs.lora, knobs.lora_strength)] if knobs.lora else [],
-        "control": knobs.control,
+        "control": knobs.control, "init": knobs.init, "strength": knobs.strength,
+        "mask": knobs.mask,
     }  # fmt: skip
     given = options.model_dump(include=set(SESSION_SETTINGS), exclude_none=True)
     for name, value in given.items():
@@ -215,13 +218,26 @@ def check_later_options(state: AgentState, options: BaseModel) -> None:
             value = parse_size(value)
         elif name == "lora":
             value = [parse_lora(spec) for spec in value]
-        elif name == "control":
+        elif name in ("control", "init", "mask"):
             value = str(Path(value).expanduser().resolve())
         if value != current[name]:
             raise UserError(
                 f"{{{name}}} is set when a session starts (this session's: {current[name]})",
                 hint=f"change it with {SESSION_SETTINGS[name]}",
             )
+
+
+def check_image_index(state: AgentState, command: BaseModel) -> None:
+    """`/pick N` and `/vary ... N` name one of the images the person last saw."""
+    index = getattr(command, "index", None)
+    if not isinstance(command, commands.Pick | commands.VaryImage) or index is None:
+        return
+    count = len(state.latest_images())
+    if index > count:
+        raise UserError(
+            f"image {index}: the last turn has {count} image(s)",
+            hint=f"pick one of 1..{count}",
+        )
 
 
 # -- reading any session -------------------------------------------------------------------------

@@ -3,6 +3,7 @@ parse or build these; the graph consumes them (as `model_dump()` data in its che
 
     text          refine the current description with these words
     /vary         fresh values on the axes that repeat
+    /vary subtle|strong [N], /pick N [S], /unpick     refine from an image (image-to-image)
     /shorter      a shorter description (the escape ladder's `shorter` step)
     /undo         back one turn
     /seed N, /size WxH, /layer N, /lora PATH:S     change one render setting, render again
@@ -27,6 +28,10 @@ _HELP_TAIL = """\
 /layer N      render again with encoder hidden layer N (Z-Image: -2)
 /lora PATH:S  render again with a .safetensors LoRA at strength S (-2..2)
 /control PATH render again with this control map (needs a ControlNet; /control none: off)
+/pick N [S]   image N of the last turn becomes the start: later text changes it (strength S)
+/unpick       render from noise again
+/vary subtle [N]  variations of image N (default: the picked image, else 1); picks it
+/vary strong [N]  the same with more change
 /show         the chat sequence of the current description
 /tokens       its token ids
 /history      the turns so far and their images
@@ -90,6 +95,23 @@ class Control(_Command):
     path: str | None  # None: no control map
 
 
+class Pick(_Command):
+    """`/pick N [S]` (index from 1), or `/unpick` (index None)."""
+
+    kind: Literal["pick"] = "pick"
+    index: int | None = Field(None, ge=1)
+    strength: float | None = Field(None, gt=0.0, le=1.0)
+
+
+class VaryImage(_Command):
+    """`/vary subtle|strong [N]`: variations of image N (None: the picked one, else the first)."""
+
+    kind: Literal["vary_image"] = "vary_image"
+    level: Literal["subtle", "strong"]
+    strength: float
+    index: int | None = Field(None, ge=1)
+
+
 class Local(_Command):
     """Answered by the front end from the session's state; the graph never sees it."""
 
@@ -97,7 +119,8 @@ class Local(_Command):
 
 
 GraphCommand = Annotated[
-    Text | Escape | Undo | Seed | Size | Layer | Lora, Field(discriminator="kind")
+    Text | Escape | Undo | Seed | Size | Layer | Lora | Control | Pick | VaryImage,
+    Field(discriminator="kind"),
 ]
 SETTINGS = ("seed", "size", "layer", "lora")  # commands that change one render setting
 _GRAPH = TypeAdapter(GraphCommand)
@@ -137,6 +160,12 @@ def parse_command(text: str) -> BaseModel:
     name, arg = name.lower(), arg.strip()
     if name in ("show", "tokens", "history", "help", "quit"):
         return Local(kind=name, raw=raw)
+    if name == "vary" and arg:  # `/vary subtle|strong [N]`: image-to-image, not the lever
+        return _vary(arg, raw)
+    if name == "pick":
+        return _pick(arg, raw)
+    if name == "unpick":
+        return Pick(index=None, raw=raw)
     if name in command_names():
         return Escape(lever=name, raw=raw)
     if name == "undo":
@@ -159,6 +188,39 @@ def parse_command(text: str) -> BaseModel:
     if name == "control":
         return _control(arg, raw)
     raise UserError(f"unknown command /{name}", hint="type /help for the commands")
+
+
+def _vary(arg: str, raw: str) -> VaryImage:
+    words = arg.split()
+    level = words[0].lower()
+    if level not in ("subtle", "strong") or len(words) > 2:
+        raise UserError(f"bad /vary {arg!r}", hint="/vary, /vary subtle [N] or /vary strong [N]")
+    index = _index(words[1], "/vary subtle N") if len(words) == 2 else None
+    strength = RENDER.vary_subtle if level == "subtle" else RENDER.vary_strong
+    return VaryImage(level=level, strength=strength, index=index, raw=raw)
+
+
+def _pick(arg: str, raw: str) -> Pick:
+    from zit_agent.backends.refine import check_strength
+
+    words = arg.split()
+    if not words or len(words) > 2:
+        raise UserError("/pick needs an image number", hint="/pick 2, or /pick 2 0.5")
+    strength = None
+    if len(words) == 2:
+        try:
+            strength = float(words[1])
+        except ValueError:
+            raise UserError(f"bad strength {words[1]!r}", hint="/pick N 0.5") from None
+        check_strength(strength)
+    return Pick(index=_index(words[0], "/pick N"), strength=strength, raw=raw)
+
+
+def _index(arg: str, usage: str) -> int:
+    index = _int(arg, usage)
+    if index < 1:
+        raise UserError(f"image {index}: images count from 1", hint=usage.replace("N", "1"))
+    return index
 
 
 def _int(arg: str, usage: str) -> int:

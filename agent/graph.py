@@ -16,8 +16,9 @@
 
 In chat the graph does not end: `finish` leads to `await_user`, which pauses with LangGraph's
 `interrupt()` until the person's next command resumes it (`Command(resume=...)`): text -> `write`
-(refine), `/vary` and `/shorter` -> `escape`, `/undo` -> `undo`, `/seed` `/size` `/layer` `/lora` -> `apply_setting`
--> `render`.
+(refine), `/vary` and `/shorter` -> `escape`, `/undo` -> `undo`, `/seed` `/size` `/layer` `/lora`
+`/vary subtle|strong` -> `apply_setting` -> `render`, `/pick N` `/unpick` -> `pick` (no render).
+A picked image (`AgentState.knobs.init`) is the image-to-image start of every later render.
 
 State is `agent.state.AgentState` (data only); the parts travel as the run context
 (`agent.nodes.AgentContext`, LangGraph's `Runtime.context`). `build_graph()` returns the uncompiled
@@ -53,6 +54,7 @@ def build_graph() -> StateGraph:
     graph.add_node("await_user", nodes.await_user)
     graph.add_node("apply_setting", nodes.apply_setting)
     graph.add_node("undo", nodes.undo)
+    graph.add_node("pick", nodes.pick)
 
     graph.add_edge(START, "write")
     graph.add_edge("write", "assemble")
@@ -63,8 +65,9 @@ def build_graph() -> StateGraph:
     graph.add_conditional_edges("escape", after_escape, ["assemble", "render"])
     graph.add_conditional_edges("finish", after_finish, ["await_user", END])
     graph.add_conditional_edges(
-        "await_user", after_command, ["write", "escape", "undo", "apply_setting"]
+        "await_user", after_command, ["write", "escape", "undo", "apply_setting", "pick"]
     )
+    graph.add_edge("pick", "await_user")
     graph.add_edge("apply_setting", "render")
     graph.add_edge("undo", "await_user")
     return graph
@@ -89,10 +92,14 @@ def after_finish(state: AgentState) -> str:
     return "await_user" if state.chat else END
 
 
-def after_command(state: AgentState) -> Literal["write", "escape", "undo", "apply_setting"]:
+def after_command(
+    state: AgentState,
+) -> Literal["write", "escape", "undo", "apply_setting", "pick"]:
     from zit_agent.agent.commands import forced_lever
 
     kind = (state.command or {}).get("kind")
+    if kind == "pick":  # `/pick N`, `/unpick`: no render
+        return "pick"
     if kind == "text":
         return "write"
     if forced_lever(state.command) is not None:

@@ -241,24 +241,16 @@ def create_server(host: LocalHost | ServeHost) -> MCPServer:
         def work(runner: Runner, on_event: Event) -> dict[str, Any]:
             from PIL import Image as PILImage
 
-            from zit_agent.agent.ruts import (
-                group_windows,
-                judge_groups,
-                judged_vectors,
-                thresholds_for,
-            )
+            from zit_agent.agent.ruts import judge_images
 
             embedder = runner.parts.embedder
             on_event("embed", {"images": len(items), "embedder": embedder.name})
-            groups = group_windows(items, window)
             with contextlib.closing(_store(host)) as store:
-                vectors = judged_vectors(
-                    store, embedder, items, groups,
-                    load=lambda path: PILImage.open(path).convert("RGB"),
+                result = judge_images(
+                    store, embedder, runner.parts.analyzer, items, window,
+                    lambda path: PILImage.open(path).convert("RGB"),
+                    kinds_note=runner.parts.analyzer_note,
                 )  # fmt: skip
-            family = getattr(embedder, "family", "vision")
-            result = judge_groups(items, vectors, groups, embedder.name, thresholds_for(family),
-                                  window)  # fmt: skip
             return json.loads(json.dumps(result, default=str))
 
         return _answer(await _run(host, ctx, "ruts", work), previews=False)

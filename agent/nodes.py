@@ -229,6 +229,9 @@ def render_options(ctx: AgentContext, state: AgentState) -> RenderOptions:
             "lora": knobs.lora,
             "lora_strength": knobs.lora_strength,
             "control_image": knobs.control,
+            "init_image": knobs.init,
+            "strength": knobs.strength,
+            "mask_image": knobs.mask if knobs.init else None,
         }
     )
 
@@ -364,6 +367,7 @@ def _report(ctx: AgentContext, state: AgentState, attempt: Attempt):
     wider, wider_rows = ctx.store.recent_vectors(
         name, limit=AGENT.wider_window, other_than_idea=state.idea
     )
+    vectors, labels, texts, hashes = _with_init_image(ctx, state, vectors, labels, texts, hashes)
     report = ruts.judge(
         vectors,
         embedder=name,
@@ -406,6 +410,25 @@ def _with_kinds(ctx: AgentContext, report, hashes: list[str], labels: list[str],
         wider_labels=[r.path for r in wider_rows],
     )
     return ruts.with_kinds(report, kinds)
+
+
+def _with_init_image(ctx: AgentContext, state: AgentState, vectors, labels, texts, hashes):
+    """An image-to-image render's window counts its init image first (in the layout and the
+    measured kinds): variations that are all copies of the init read as a rut."""
+    import numpy as np
+    from PIL import Image
+
+    from zit_agent.agent.history import file_hash
+
+    init = state.knobs.init
+    if not init or not Path(init).is_file():
+        return vectors, labels, texts, hashes
+    with Image.open(init) as img:
+        vector = ctx.embedder.embed([img.convert("RGB")])
+    vector, vectors = np.asarray(vector), np.asarray(vectors)
+    vectors = np.concatenate([vector, vectors], axis=0) if vectors.size else vector
+    text = state.shots[0].description.full_text if state.shots else state.idea
+    return vectors, [init, *labels], [text, *texts] if texts else None, [file_hash(init), *hashes]
 
 
 def should_escape(state: AgentState) -> bool:
@@ -667,8 +690,38 @@ def apply_setting(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str
         )
     elif kind == "control":
         update["knobs"] = knobs.model_copy(update={"control": command["path"]})
+    elif kind == "vary_image":  # picks the image, renders the same shots from it, new seeds
+        index = command.get("index")
+        images = state.latest_images()
+        path = images[index - 1] if index else (knobs.init or images[0])
+        update["knobs"] = knobs.model_copy(
+            update={"init": path, "strength": command["strength"], "mask": None}
+        )
+        base = max((s for shot in state.shots for s in shot.seeds), default=state.seed) + 1
+        update["seed"] = base
+        update["shots"] = reseed(state.shots, base)
     _ctx(runtime).on_event("setting", {"command": command.get("raw", kind)})
     return update
+
+
+def pick(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
+    """`/pick N [S]`: image N of the last images becomes the start of the next turns (a text
+    turn then changes it by image-to-image at strength S); `/unpick`: back to rendering from
+    noise. Nothing renders; the turn records the new settings, so `/undo` takes it back."""
+    command = state.command or {}
+    index = command.get("index")
+    if index is None:
+        knobs = state.knobs.model_copy(update={"init": None, "mask": None})
+    else:
+        path = state.latest_images()[index - 1]
+        strength = command.get("strength") or state.knobs.strength
+        knobs = state.knobs.model_copy(update={"init": path, "strength": strength, "mask": None})
+    turns = list(state.turns)
+    turns[-1] = turns[-1].model_copy(
+        update={"attempts": [], "shots": state.shots, "knobs": knobs, "seed": state.seed}
+    )
+    _ctx(runtime).on_event("pick", {"image": knobs.init, "strength": knobs.strength})
+    return {"knobs": knobs, "turns": turns, "command": None, "error": None}
 
 
 def reseed(shots: list[Shot], base: int) -> list[Shot]:

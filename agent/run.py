@@ -200,7 +200,7 @@ def _embedder(settings: Settings, spec: PartsSpec):
 def _analyzer(settings: Settings):
     from zit_agent.backends.analyzers import load_default_analyzer
 
-    return load_default_analyzer(getattr(settings, "analyzer", "faces"))
+    return load_default_analyzer(settings.analyzer)
 
 
 # -- 3. render options ---------------------------------------------------------------------------
@@ -218,6 +218,10 @@ def render_options(
     chosen = VARIANTS[variant or "turbo"]
     width, height = parse_size(options.size) if options.size else (
         settings.render_value("width"), settings.render_value("height"))  # fmt: skip
+    if options.init and not options.size:  # image-to-image: the init image's size
+        from zit_agent.backends.refine import render_size_for
+
+        width, height = render_size_for(options.init)
     loras = [parse_lora(spec) for spec in options.lora or []]
     noise = None
     if options.noise:
@@ -248,7 +252,16 @@ def render_options(
         control_image=options.control,
         control_scale=first_given(options.control_scale, RENDER.control_scale),
         preprocess=options.preprocess or "none",
+        init_image=_resolved(options.init),
+        strength=first_given(
+            options.strength, RENDER.inpaint_strength if options.mask else RENDER.strength
+        ),
+        mask_image=_resolved(options.mask),
     )
+    if options.strength is not None and not options.init:
+        raise UserError(
+            "a strength needs an init image", hint="give the image to start from with {init}"
+        )
     check_options(result)
     negative = first_given(options.negative, chosen.negative)
     if negative is None or result.guidance <= 0 or tokenizer is None:
@@ -259,6 +272,11 @@ def render_options(
         ChatSequence.plain(negative), tokenizer, max_tokens=token_budget(settings, options)
     ).ids
     return result.model_copy(update={"negative_ids": ids})
+
+
+def _resolved(path: str | None) -> str | None:
+    """A file option as an absolute path (records and chat sessions keep it so)."""
+    return str(Path(path).expanduser().resolve()) if path else None
 
 
 def token_budget(
@@ -424,11 +442,30 @@ def initial_state(
             lora=render.lora,
             lora_strength=render.lora_strength,
             control=render.control_image,
+            init=render.init_image,
+            strength=render.strength,
+            mask=render.mask_image,
         ),
         turns=[ChatTurn(message=idea.strip())] if chat else [],
         parts=parts or {},
         expansions=[text.strip() for text in ideas or []],
     )
+
+
+def image_record(image: str | Path) -> dict[str, Any]:
+    """The zit record of a PNG (a one-line error when the file is missing or carries none)."""
+    from zit_agent.backends.provenance import read_record
+
+    path = Path(image).expanduser()
+    if not path.is_file():
+        raise UserError(f"no image file {path}", hint="give the path of a PNG written by zit")
+    record = read_record(path)
+    if record is None:
+        raise UserError(
+            f"{path} has no zit record (not a PNG written by zit, or its metadata was removed)",
+            hint="give a PNG written by zit generate, chat or eval",
+        )
+    return record
 
 
 def run_id_for(idea: str) -> str:
@@ -633,6 +670,74 @@ class Runner:
             parts.writer is None and not ruts and parts.spec.backend == "zimage"
             and options.shape in (None, "plain") and options.ladder is None
         )  # fmt: skip
+
+    # -- refining an image -----------------------------------------------------------------------
+    def vary(
+        self, image: Path, *, strength: float, seeds: list[int], out_dir: Path,
+        mask: str | None = None,
+    ) -> dict[str, Any]:  # fmt: skip
+        """Variations of a zit image: its record's token ids and settings rendered from the
+        image itself (image-to-image at `strength`, inside `mask` when given) with new `seeds`.
+        Returns what `zit vary --json` prints."""
+        from zit_agent.backends.provenance import render_request, save_rendered
+        from zit_agent.backends.zimage import check_options
+
+        record = image_record(image)
+        request = render_request(record)
+        options = request.options.model_copy(
+            update={
+                "init_image": str(Path(image).expanduser().resolve()),
+                "strength": strength,
+                "mask_image": _resolved(mask),
+            }
+        )
+        check_options(options)
+        rendered = self.parts.backend.render(request.token_ids, seeds, options)
+        for item in rendered:
+            item.record["varied_from"] = str(image)
+        paths = save_rendered(
+            rendered, out_dir, idea=record.get("idea"), writer=record.get("writer")
+        )
+        ruts = self.judge_variations(image, paths) if self.parts.embedder else None
+        return {
+            "ruts": ruts,
+            "images": [str(p) for p in paths],
+            "source": str(image),
+            "seeds": seeds,
+            "strength": strength,
+            "mask": options.mask_image,
+            "token_count": len(request.token_ids),
+            "token_sha256": record.get("token_sha256"),
+            "model": self.parts.spec.image_model,
+        }
+
+    def judge_variations(self, image: str | Path, variations: list[Path]) -> dict[str, Any]:
+        """The rut detector over the init image and its variations (the init first): variations
+        that are all copies of it read as a rut. Reported, not escaped."""
+        from PIL import Image
+
+        from zit_agent.agent import ruts
+
+        embedder = self.parts.embedder
+        if embedder is None:  # loaded without rut checks
+            raise UserError(
+                "judging variations needs the rut checks' embedder", hint="leave out --no-ruts"
+            )
+        paths = [Path(image), *variations]
+        pictures = []
+        for path in paths:
+            with Image.open(path) as img:
+                pictures.append(img.convert("RGB"))
+        report = ruts.judge(
+            embedder.embed(pictures), embedder=embedder.name,
+            thresholds=ruts.thresholds_for(embedder.family),
+            window=len(paths), labels=[str(p) for p in paths],
+        )  # fmt: skip
+        return {
+            "verdict": report.verdict, "reason": report.reason,
+            "mean_similarity": report.mean_similarity, "count": report.count,
+            "embedder": report.embedder,
+        }  # fmt: skip
 
     # -- chat ------------------------------------------------------------------------------------
     def chat(self, name: str, checkpointer: Any, *, out_dir: Path, on_event: Event = _ignore):

@@ -597,6 +597,26 @@ def judged_observations(store, analyzer, items: list[dict[str, Any]], groups: li
     return dict(zip(judged, found, strict=True))
 
 
+def judge_images(
+    store, embedder, analyzer, items: list[dict[str, Any]], window: int, load, *,
+    thresholds: Thresholds | None = None, kinds_note: str | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """`zit ruts`' reading of `items` (the CLI, the server's `/api/ruts` and the MCP tool all
+    call this): the groups, the vectors and observations of what they judge (each image embedded
+    and analysed once, cached in `store` by content hash), each group judged per kind.
+    `thresholds`: the embedder family's unless given; `analyzer` None: the kinds read
+    `unmeasured` with `kinds_note`."""
+    groups = group_windows(items, window)
+    vectors = judged_vectors(store, embedder, items, groups, load=load)
+    observations = None
+    if analyzer is not None:
+        observations = judged_observations(store, analyzer, items, groups, load=load)
+    thresholds = thresholds or thresholds_for(embedder.family)
+    return judge_groups(
+        items, vectors, groups, embedder.name, thresholds, window, observations, kinds_note
+    )
+
+
 def judge_groups(
     items,
     vectors,

@@ -68,6 +68,11 @@ class RenderKnobs(BaseModel):
     lora: str | None = None
     lora_strength: float = 1.0
     control: str | None = None  # a ControlNet control map (it fixes the composition)
+    # Image-to-image: the start image (chat `/pick N`, `/vary subtle|strong`, or --init), how
+    # much of it is redrawn, and an inpainting mask (from --mask; a pick clears it).
+    init: str | None = None
+    strength: float = RENDER.strength
+    mask: str | None = None
 
 
 class Lever(BaseModel):
@@ -181,6 +186,14 @@ class AgentState(BaseModel):
     @property
     def run_attempts(self) -> list[Attempt]:
         return self.attempts[self.run_start :]
+
+    def latest_images(self) -> list[str]:
+        """The images the person last saw: the newest turn that rendered (its last attempt's
+        images), else the last attempt's. Chat's `/pick N` and `/vary ... N` count from 1 here."""
+        for turn in reversed(self.turns):
+            if turn.attempts:
+                return self.attempts[turn.attempts[-1]].images
+        return self.last_attempt.images if self.last_attempt else []
 
     def novelty_memory(self, window: int) -> dict[str, list[str]]:
         """Axis values stated in the last `window` images of this idea/session, newest last (the

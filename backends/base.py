@@ -14,6 +14,7 @@ can fake any backend (a fake subclasses the base like a real one).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -134,6 +135,12 @@ class RenderOptions(BaseModel):
     control_image: str | None = None
     control_scale: float = RENDER.control_scale
     preprocess: str = "none"  # "none": the map is used as is; "canny": edges of the image
+    # Image-to-image: start from this image (path) and redraw `strength` of the schedule (above 0,
+    # up to 1); with `mask_image` (white: redraw, black: keep) only that region (inpainting).
+    # Backends that cannot refine refuse `init_image` (backends/refine.py, docs/refine.md).
+    init_image: str | None = None
+    strength: float = RENDER.strength
+    mask_image: str | None = None
 
     # Bad values raise `UserError` (one line, names the fix); pydantic passes it through.
     @field_validator("shift", mode="before")
@@ -174,15 +181,35 @@ class ImageBackend(ABC):
     - `variant`: the model variant whose defaults a request takes ("turbo", "base"; None: none).
     - `token_ceiling`: the longest sequence its DiT can place (caption positions).
     - `device`: where it renders (for logs and worker summaries).
-    - `check(options)`: refuses, with a one-line `UserError`, options it cannot render."""
+    - `batches`: whether it denoises several seeds as one batch (then a seed's pixels can depend
+      on its batch, and records say the batch: `render_batch` renders one again).
+    - `controlnet`: the ControlNet control maps are rendered with (None: it takes no maps).
+    - `check(options)`: refuses, with a one-line `UserError`, options it cannot render.
+    - `cpu_threads()` / `using_cpu_threads(n)`: torch's thread count on the CPU, recorded and
+      restored when a record is rendered again (None / no-op for a backend without one)."""
 
     name: str = "image backend"
     variant: str | None = None
     token_ceiling: int = LIMITS.token_ceiling
     device: Any = "cpu"
+    batches: bool = False
+    controlnet: str | None = None
 
     def check(self, options: RenderOptions) -> None:  # noqa: B027 - accepting all is the default
         """Raise `UserError` for options this backend cannot render; the default accepts all."""
+
+    def render_batch(
+        self, token_ids: list[int], batch: list[int], index: int, options: RenderOptions
+    ) -> RenderedImage:
+        """The image at `index` of the seeds `batch` rendered as one batch (what a record's
+        `batch` field promises)."""
+        return self.render(token_ids, batch, options)[index]
+
+    def cpu_threads(self) -> int | None:
+        return None
+
+    def using_cpu_threads(self, threads: int | None) -> AbstractContextManager[None]:
+        return nullcontext()
 
     @abstractmethod
     def render(

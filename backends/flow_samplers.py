@@ -125,6 +125,26 @@ class FlowSampler(SchedulerMixin, ConfigMixin):
     def __len__(self) -> int:
         return self.config.num_train_timesteps
 
+    def scale_noise(
+        self, sample: torch.Tensor, timestep: torch.Tensor, noise: torch.Tensor
+    ) -> torch.Tensor:
+        """Flow matching's forward process at the step the image-to-image and inpainting
+        pipelines start from (or, between steps, the current one): `sigma * noise +
+        (1 - sigma) * sample`, as diffusers' `FlowMatchEulerDiscreteScheduler.scale_noise`."""
+        sigmas = self.sigmas.to(device=sample.device, dtype=sample.dtype)
+        timestep = torch.as_tensor(timestep).flatten()
+        if self.step_index is not None:  # between steps (inpainting re-noises the init)
+            index = self.step_index
+        elif self.begin_index is not None:  # before the first step (the init's noising)
+            index = self.begin_index
+        else:
+            distance = (self.timesteps.to(timestep.device) - timestep[0]).abs()
+            index = int(torch.argmin(distance))
+        sigma = sigmas[[index] * timestep.shape[0]].flatten()
+        while len(sigma.shape) < len(sample.shape):
+            sigma = sigma.unsqueeze(-1)
+        return sigma * noise + (1.0 - sigma) * sample
+
     # -- for subclasses ------------------------------------------------------------------------
     def adjust(self, sigmas: list[float]) -> list[float]:
         """The schedule the sampler runs on (er_sde moves the first sigma off 1)."""
@@ -284,6 +304,8 @@ class FlowLcm(FlowSampler):
 class FlowUniPC(UniPCMultistepScheduler):
     """diffusers' UniPC in flow mode on a given schedule (built with flow_shift 1: the schedule is
     already shifted). UniPC appends the final 0 itself and wants a numpy array."""
+
+    scale_noise = FlowSampler.scale_noise  # image-to-image and inpainting start here
 
     def set_timesteps(self, num_inference_steps=None, device=None, sigmas=None, mu=None):
         if sigmas is not None:

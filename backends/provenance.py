@@ -44,7 +44,7 @@ from zit_agent.files import check_dir, temp_path, write_atomic
 if TYPE_CHECKING:
     from PIL import Image
 
-    from zit_agent.backends.base import RenderedImage, RenderOptions
+    from zit_agent.backends.base import ImageBackend, RenderedImage, RenderOptions
 
 RECORD_CHUNK = "zit"
 PARAMETERS_CHUNK = "parameters"
@@ -253,7 +253,7 @@ UNRECORDED_BATCH = (
 
 
 def render_recorded(
-    backend: Any,
+    backend: ImageBackend,
     request: RenderRequest,
     options: RenderOptions | None = None,
     seed: int | None = None,
@@ -269,9 +269,8 @@ def render_recorded(
     options = options or request.options
     seed = request.seed if seed is None else seed
     same = seed == request.seed and options == request.options
-    batching = hasattr(backend, "render_batch")
-    threads = getattr(backend, "using_cpu_threads", None)
-    with threads(request.threads) if threads else contextlib.nullcontext():
+    batching = backend.batches
+    with backend.using_cpu_threads(request.threads):
         if same and batching and request.batch is not None:
             image = backend.render_batch(request.token_ids, request.batch, request.index, options)
             return image, None

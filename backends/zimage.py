@@ -51,7 +51,12 @@ from zit_agent.sequence import empty_prompt_ids, readable_text
 
 if TYPE_CHECKING:
     import torch
-    from diffusers import ZImageControlNetPipeline, ZImagePipeline
+    from diffusers import (
+        ZImageControlNetPipeline,
+        ZImageImg2ImgPipeline,
+        ZImageInpaintPipeline,
+        ZImagePipeline,
+    )
 
 log = logging.getLogger("zit.zimage")
 
@@ -68,6 +73,7 @@ class ZImageBackend(ImageBackend):
     hand it a ready `ZImagePipeline` (tests do)."""
 
     name = "zimage"
+    batches = True
 
     def __init__(
         self,
@@ -94,6 +100,8 @@ class ZImageBackend(ImageBackend):
         self.pipe = pipe
         self.control_pipe = control_pipe
         self.controlnet_id = controlnet_id
+        # The contract's `controlnet`: the ControlNet maps are rendered with, when there is one.
+        self.controlnet = controlnet_id if control_pipe is not None else None
         self.variant = variant
         self.variant_source = variant_source
         self.components = components or {}
@@ -110,6 +118,8 @@ class ZImageBackend(ImageBackend):
         self._loras: dict[str, str] = {}  # resolved path -> adapter name
         self._schedulers: dict[tuple[str, float], tuple[Any, Any]] = {}
         self._pad_id = self.tokenizer.token_id("<|endoftext|>")  # Qwen3's pad token
+        # Image-to-image and inpainting pipelines over `pipe`'s own modules, built when first used.
+        self._refine_pipes: dict[str, ZImageImg2ImgPipeline | ZImageInpaintPipeline] = {}
         # Where the pipeline runs (with CPU offload: the accelerator). Place `pipe` before
         # building the backend; the lookup walks every module, too slow to repeat per render.
         self.device = pipe._execution_device
@@ -396,6 +406,8 @@ class ZImageBackend(ImageBackend):
                 "a control image needs a ControlNet, and this image model was loaded without one",
                 hint="load the image model with a Z-Image ControlNet Union",
             )
+        if options.control_image and options.init_image:
+            self._check_control_inpaint(options)
         if self.variant == "base" and options.guidance == 0:
             log.warning(
                 "rendering Z-Image (base) with CFG off: base needs CFG (its defaults: %s)",
@@ -407,6 +419,28 @@ class ZImageBackend(ImageBackend):
             raise UserError(
                 f"layer {options.layer} is out of range for a {n}-layer text encoder",
                 hint=f"use -{n + 1}..{n}; Z-Image uses -2",
+            )
+
+    def _check_control_inpaint(self, options: RenderOptions) -> None:
+        """A control map with an init image is ControlNet inpainting (diffusers'
+        `ZImageControlNetInpaintPipeline`): it needs a mask, a ControlNet Union 2.x (whose input
+        takes the mask and the masked image) and strength 1 (the region is drawn from noise)."""
+        if not options.mask_image:
+            raise UserError(
+                "a control map with an init image needs a mask (ControlNet inpainting)",
+                hint="add {mask}, or leave out {control} or {init}",
+            )
+        controlnet = self.control_pipe.controlnet
+        if controlnet.config.control_in_dim == self.pipe.transformer.config.in_channels:
+            raise UserError(
+                "this ControlNet cannot inpaint (a Union 1.x: its input has no mask channels)",
+                hint="load a Z-Image-Turbo-Fun-Controlnet-Union 2.x with {controlnet}",
+            )
+        if options.strength != 1.0:
+            raise UserError(
+                f"strength {options.strength} with a control map: ControlNet inpainting draws "
+                "the masked region from noise",
+                hint="use {strength} 1 (the default with a mask)",
             )
 
     # -- sampler, LoRA ---------------------------------------------------------------------------
@@ -487,11 +521,16 @@ class ZImageBackend(ImageBackend):
             "guidance_scale": options.guidance,
             "cfg_normalization": options.cfg_normalization,
             "generator": [torch.Generator(device="cpu").manual_seed(s) for s in seeds],
-            "callback_on_step_end": step_callback(callback, len(sigmas) - 1),  # progress hook
+            # progress hook (image-to-image runs only the last steps of the schedule)
+            "callback_on_step_end": step_callback(callback, refine_steps(len(sigmas) - 1, options)),
         }
         pipe = self.pipe
         if options.control_image:
             pipe = self._control(kwargs, options)
+            if options.init_image:
+                pipe = self._control_inpaint(kwargs, options, len(seeds))
+        elif options.init_image:
+            pipe = self._refine(kwargs, options, len(seeds))
         start = time.perf_counter()
         result = self._call_pipe(pipe, kwargs)
         per_image = (time.perf_counter() - start) / len(seeds)
@@ -515,6 +554,64 @@ class ZImageBackend(ImageBackend):
         )
         kwargs["controlnet_conditioning_scale"] = options.control_scale
         return self.control_pipe
+
+    def _refine(self, kwargs: dict[str, Any], options: RenderOptions, count: int):
+        """diffusers' image-to-image pipeline (inpainting with a mask) over this backend's own
+        modules, with the plain pipeline's sampler, and the init image (and mask) in `kwargs`.
+
+        The init image goes in once per seed, so each image's VAE sample and noise come from its
+        own seed's generator: a seed renders alike alone or in a batch (diffusers would sample
+        the VAE once, with the first generator, for a single image)."""
+        from zit_agent.backends.refine import load_init, load_mask
+
+        assert options.init_image
+        kind = "inpaint" if options.mask_image else "img2img"
+        pipe = self.refine_pipeline(kind)
+        pipe.scheduler = self.pipe.scheduler
+        init = load_init(options.init_image, options.width, options.height)
+        kwargs["image"] = [init] * count
+        kwargs["strength"] = options.strength
+        if options.mask_image:
+            kwargs["mask_image"] = [load_mask(options.mask_image, options.width, options.height)]
+            kwargs["mask_image"] *= count
+        return pipe
+
+    def _control_inpaint(self, kwargs: dict[str, Any], options: RenderOptions, count: int):
+        """diffusers' ControlNet inpainting pipeline over the same modules (the ControlNet's
+        input takes the control map, the mask and the masked init image), with the init image
+        and mask in `kwargs` once per seed."""
+        from zit_agent.backends.refine import load_init, load_mask
+
+        assert options.init_image and options.mask_image
+        pipe = self.refine_pipeline("control_inpaint")
+        pipe.scheduler = self.pipe.scheduler
+        kwargs["image"] = [load_init(options.init_image, options.width, options.height)] * count
+        mask = load_mask(options.mask_image, options.width, options.height)
+        kwargs["mask_image"] = [mask] * count
+        return pipe
+
+    def refine_pipeline(self, kind: str):
+        """`ZImageImg2ImgPipeline` ("img2img"), `ZImageInpaintPipeline` ("inpaint") or
+        `ZImageControlNetInpaintPipeline` ("control_inpaint") over the same modules as the
+        text-to-image pipeline (no weights loaded twice)."""
+        if kind not in self._refine_pipes:
+            from diffusers import (
+                ZImageControlNetInpaintPipeline,
+                ZImageImg2ImgPipeline,
+                ZImageInpaintPipeline,
+            )
+
+            if kind == "control_inpaint":
+                assert self.control_pipe is not None
+                pipe = ZImageControlNetInpaintPipeline(
+                    **self.pipe.components, controlnet=self.control_pipe.controlnet
+                )
+            else:
+                cls = ZImageInpaintPipeline if kind == "inpaint" else ZImageImg2ImgPipeline
+                pipe = cls(**self.pipe.components)
+            pipe.set_progress_bar_config(disable=True)
+            self._refine_pipes[kind] = pipe
+        return self._refine_pipes[kind]
 
     def _call_pipe(self, pipe, kwargs: dict[str, Any]):
         import torch
@@ -558,6 +655,7 @@ class ZImageBackend(ImageBackend):
         loras: list[tuple[str, float]],
     ) -> dict[str, Any]:
         from zit_agent.backends.controlnet import control_record
+        from zit_agent.backends.refine import record_fields
 
         noise = options.noise if options.noise and options.noise.strength > 0 else None
         negative = options.negative_ids if options.guidance > 0 and options.negative_ids else None
@@ -605,6 +703,7 @@ class ZImageBackend(ImageBackend):
             "variant_source": self.variant_source,
             "components": self.components or None,
             "control": control,
+            **record_fields(options),
             "writer": None,
             "versions": dict(package_versions()),
         }
@@ -615,6 +714,7 @@ def check_options(options: RenderOptions) -> None:
     """What can be checked without the model: size, steps, guidance, sampler, scheduler, shift,
     control, LoRA strengths."""
     from zit_agent.backends.controlnet import check_control
+    from zit_agent.backends.refine import check_refine
     from zit_agent.backends.samplers import get_sampler
     from zit_agent.backends.schedules import parse_shift
 
@@ -627,6 +727,7 @@ def check_options(options: RenderOptions) -> None:
     get_scheduler(options.scheduler)
     parse_shift(options.shift)
     check_control(options.control_image, options.control_scale, options.preprocess)
+    check_refine(options)
     if options.lora:
         check_lora_strength(options.lora_strength)
     for _, strength in options.extra_loras:
@@ -647,6 +748,15 @@ def check_size(width: int, height: int) -> None:
     if max(width, height) > WARN_SIDE and (width, height) not in _WARNED_SIZES:
         _WARNED_SIZES.add((width, height))  # once: a run checks its size at several steps
         log.warning("%dx%d is above %d px: Z-Image's quality drops there", width, height, WARN_SIDE)
+
+
+def refine_steps(steps: int, options: RenderOptions) -> int:
+    """The steps an image-to-image render runs of a `steps`-step schedule (diffusers'
+    `get_timesteps`: the last `steps * strength` steps, rounded up)."""
+    if not options.init_image:
+        return steps
+    start = int(max(steps - min(steps * options.strength, steps), 0))
+    return steps - start
 
 
 _WARNED_SIZES: set[tuple[int, int]] = set()
@@ -1008,8 +1118,8 @@ def _revision(root: Path) -> str | None:
 
 def _batch_slice(kwargs: dict[str, Any], start: int, end: int) -> dict[str, Any]:
     part = dict(kwargs)
-    for key in ("prompt_embeds", "negative_prompt_embeds", "generator"):
-        if part[key] is not None:
+    for key in ("prompt_embeds", "negative_prompt_embeds", "generator", "image", "mask_image"):
+        if part.get(key) is not None:
             part[key] = part[key][start:end]
     return part
 

@@ -54,6 +54,13 @@ class RenderTable(_Table):
     noise_steps_share: float = 0.2  # and share of the steps that get it
     control_scale: float = 0.75  # ControlNet Union's model card: 0.65-0.80
     canny_thresholds: tuple[int, int] = (100, 200)  # the built-in canny preprocessor (OpenCV)
+    # Image-to-image and inpainting (docs/refine.md): the share of the schedule run from the
+    # init image (diffusers' `strength`; about steps * strength steps are run).
+    strength: float = 0.6  # `--init` without `--strength` (diffusers' img2img default)
+    inpaint_strength: float = 1.0  # `--mask` without `--strength`: the region is redrawn fully
+    vary_subtle: float = 0.3  # `zit vary --subtle`, chat `/vary subtle`: 3 of Turbo's 8 steps
+    vary_strong: float = 0.7  # `--strong`: 6 of 8 steps, the init's layout and colours stay
+    vary_count: int = 4  # variations `zit vary` renders unless told otherwise
 
 
 class AutoShiftTable(_Table):

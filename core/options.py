@@ -302,6 +302,23 @@ class RunOptions(BaseModel):
         "none (the map as it is) or canny (edges of an ordinary image).",
         RENDER_GROUP,
     )
+    # -- image-to-image and inpainting -------------------------------------------------------
+    init: str | None = _option(
+        "Start from this image (image-to-image); the size defaults to the image's.",
+        RENDER_GROUP,
+    )
+    strength: float | None = _option(
+        "How much of the init image is redrawn, above 0 up to 1 (default {default}, with a "
+        "mask 1; at 1 the init image is not used).",
+        RENDER_GROUP,
+        default=RENDER.strength,
+        ge=0.0,
+        le=1.0,
+    )
+    mask: str | None = _option(
+        "Inpainting mask (the init image's size): white is redrawn, black is kept.",
+        RENDER_GROUP,
+    )
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,8 @@ COMMAND_MODULES = (
     "expand",
     "generate",
     "rerender",
+    "vary",
+    "inpaint",
     "chat",
     "demo",
     "ruts",

@@ -149,6 +149,9 @@ def _print_turn(state: AgentState, console: Console) -> None:
         print(path)
     if turn.verdict:
         console.print(f"rut check: {plain(turn.verdict)}")
+    if turn.knobs.init and not turn.attempts:  # /pick: nothing rendered
+        console.print(f"start image (strength {turn.knobs.strength}):", highlight=False)
+        print(turn.knobs.init)
 
 
 def _show(saver, name: str, as_json: bool, console: Console) -> None:
@@ -190,6 +193,8 @@ def turn_json(state: AgentState | None, name: str) -> dict[str, Any]:
         "description": [shot.description.full_text for shot in turn.shots],
         "images": _turn_images(state, turn),
         "verdict": turn.verdict,
+        "start_image": turn.knobs.init,  # the picked image later renders start from (or None)
+        "strength": turn.knobs.strength if turn.knobs.init else None,
     }
 
 

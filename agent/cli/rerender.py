@@ -33,7 +33,8 @@ def rerender(
 ) -> None:
     """Render IMAGE's token sequence again with its settings: the same pixels for the same seed,
     size and model (the batch the image was rendered in is rendered again, and the image kept).
-    The token ids come from the PNG's record, never re-tokenized text."""
+    The token ids come from the PNG's record, never re-tokenized text. An image-to-image render
+    needs its init image (and mask) where the record says, unchanged."""
     from zit_agent.agent.cli.common import print_json
     from zit_agent.agent.run import Runner, parse_size
     from zit_agent.backends.provenance import (
@@ -42,6 +43,7 @@ def rerender(
         render_request,
         save_rendered,
     )
+    from zit_agent.backends.refine import check_init_unchanged
     from zit_agent.backends.zimage import check_options
     from zit_agent.errors import UserError
     from zit_agent.files import check_home
@@ -51,6 +53,7 @@ def rerender(
     # 1. The record, and what changes
     record = _record_of(image)
     request = render_request(record)
+    check_init_unchanged(record)  # an image-to-image render needs its init image (and mask)
     options = request.options
     if size:
         width, height = parse_size(size)

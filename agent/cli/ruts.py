@@ -54,12 +54,7 @@ def ruts(
     identity, shot and angle (faces found by the analyzer).
     """
     from zit_agent.agent.history import HistoryStore
-    from zit_agent.agent.ruts import (
-        group_windows,
-        judge_groups,
-        judged_observations,
-        judged_vectors,
-    )
+    from zit_agent.agent.ruts import judge_images
     from zit_agent.backends.analyzers import load_default_analyzer
     from zit_agent.backends.embedders import load_default_embedder, load_embedder
     from zit_agent.settings import load_settings
@@ -75,21 +70,15 @@ def ruts(
         model, notes = load_default_embedder(settings)
     thresholds = _thresholds(model.family, rut=rut, warn=warn, duplicate=duplicate)
     looker, kinds_notes = load_default_analyzer(analyzer or settings.analyzer)
-    # 3. Vectors and observations (cached by content hash)
+    # 3. Vectors and observations (cached by content hash), then each group judged
     items = [_read(f) for f in files]
-    groups = group_windows(items, window)
-    observations = None
     with HistoryStore(settings.history_db) as store:
-        vectors = judged_vectors(store, model, items, groups, load=_open)
-        if looker is not None:
-            observations = judged_observations(store, looker, items, groups, load=_open)
-    # 4. Judge
-    kinds_note = kinds_notes[0] if kinds_notes else None
-    result = judge_groups(
-        items, vectors, groups, model.name, thresholds, window, observations, kinds_note
-    )
+        result = judge_images(
+            store, model, looker, items, window, _open, thresholds=thresholds,
+            kinds_note=kinds_notes[0] if kinds_notes else None,
+        )  # fmt: skip
     result["notes"] = notes + kinds_notes
-    # 5. Show
+    # 4. Show
     if as_json:
         from zit_agent.agent.cli.common import print_json
 

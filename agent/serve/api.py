@@ -14,7 +14,7 @@ import asyncio
 import base64
 import re
 import time
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import FileResponse, StreamingResponse
@@ -41,9 +41,10 @@ from zit_agent.agent.serve.models import (
     SessionView,
     TokensRequest,
     TokensResponse,
+    VaryRequest,
     options_of,
 )
-from zit_agent.defaults import AGENT, SERVE
+from zit_agent.defaults import AGENT, LIMITS, RENDER, SERVE
 from zit_agent.errors import UserError
 
 ERRORS = {
@@ -166,17 +167,96 @@ async def images_generations(body: ImagesRequest, request: Request) -> ImagesRes
     )  # fmt: skip
     if not isinstance(result, GenerateResponse):  # the client went away
         return result
+    return await _openai_images(request, state, result, body.response_format)
+
+
+async def _openai_images(
+    request: Request, state: ServeState, result: GenerateResponse, response_format: str
+) -> ImagesResponse:
+    """A finished job's images as OpenAI answers: base64 PNGs or URLs."""
     described = _descriptions(result)
     data = []
     for ref in result.images:
         item = OpenAIImage(revised_prompt=described.get(ref.id))
-        if body.response_format == "url":
+        if response_format == "url":
             item.url = str(request.base_url).rstrip("/") + ref.url
         else:
             _, path = await asyncio.to_thread(work.find_image, state, ref.id)
             item.b64_json = base64.b64encode(path.read_bytes()).decode("ascii")
         data.append(item)
     return ImagesResponse(created=int(time.time()), data=data, zit=result)
+
+
+# -- image edits ---------------------------------------------------------------------------------
+Prompt = Annotated[str, Form(min_length=1, max_length=SERVE.max_text)]
+Upload = Annotated[UploadFile | None, File()]
+Count = Annotated[int, Form(ge=1, le=LIMITS.max_count)]
+Size = Annotated[
+    str | None, Form(description="WIDTHxHEIGHT (multiples of 16); default: the image's")
+]
+Seed = Annotated[int | None, Form(ge=0, le=LIMITS.max_seed)]
+Strength = Annotated[
+    float | None,
+    Form(gt=0.0, le=1.0, description="Share redrawn (default 0.6; with a mask 1.0)"),
+]
+
+
+async def _read_upload(upload: UploadFile | None, what: str) -> bytes | None:
+    if upload is None:
+        return None
+    data = await upload.read(SERVE.max_upload_bytes + 1)
+    if len(data) > SERVE.max_upload_bytes:
+        raise UserError(
+            f"the {what} is over {SERVE.max_upload_bytes >> 20} MB", hint="upload a smaller file"
+        )
+    return data
+
+
+async def _edit(
+    request: Request, prompt: str, images: list[UploadFile], mask: UploadFile | None,
+    values: dict[str, Any],
+) -> Any:  # fmt: skip
+    if len(images) != 1:
+        raise UserError(f"{len(images)} images: edit one image at a time", hint="upload one image")
+    image = await _read_upload(images[0], "image")
+    mask_data = await _read_upload(mask, "mask")
+    state = zit(request)
+    return await run_job(
+        request, "generate", lambda: work.edit_job(state, prompt, image, mask_data, values),
+        f"edit: {prompt[:70]}",
+    )  # fmt: skip
+
+
+@router.post(
+    "/v1/images/edits", response_model=ImagesResponse, response_model_exclude_none=True,
+    tags=["openai"],
+)  # fmt: skip
+async def images_edits(
+    request: Request,
+    prompt: Prompt,
+    image: Annotated[list[UploadFile] | None, File(description="The image to edit")] = None,
+    images: Annotated[list[UploadFile] | None, File(alias="image[]")] = None,
+    mask: Upload = None,
+    n: Count = 1,
+    size: Size = None,
+    response_format: Annotated[Literal["b64_json", "url"], Form()] = "b64_json",
+    model: Annotated[str | None, Form()] = None,
+    seed: Seed = None,
+    strength: Strength = None,
+) -> Any:
+    """OpenAI's image edit: the prompt rendered from the image (image-to-image at `strength`);
+    with a mask (OpenAI's: fully transparent pixels are edited; a mask without transparency is
+    zit's: white is redrawn) only that region. The answer has the image's size unless `size`."""
+    state = zit(request)
+    served = served_model(state)
+    if model not in (None, served):
+        raise work.NotFound(f"the model {model!r} does not exist here", hint=f"use {served}")
+    values = {"count": n, "size": None if size == "auto" else size, "seed": seed}
+    values["strength"] = strength
+    result = await _edit(request, prompt, [*(image or []), *(images or [])], mask, values)
+    if not isinstance(result, GenerateResponse):
+        return result
+    return await _openai_images(request, state, result, response_format)
 
 
 def _descriptions(result: GenerateResponse) -> dict[str, str]:
@@ -200,6 +280,38 @@ async def generate(body: GenerateRequest, request: Request) -> Any:
     return await run_job(
         request, "generate", lambda: work.generate_job(state, body.idea, options, ruts=ruts),
         body.idea[:80],
+    )  # fmt: skip
+
+
+@router.post("/api/edits", response_model=GenerateResponse, tags=["zit"])
+async def edits(
+    request: Request,
+    idea: Prompt,
+    image: Annotated[UploadFile, File(description="The image to start from")],
+    mask: Upload = None,
+    count: Count = 1,
+    size: Size = None,
+    seed: Seed = None,
+    strength: Strength = None,
+) -> Any:
+    """`zit generate IDEA --init IMAGE [--mask MASK]` with uploaded files: the idea's plain
+    sequence rendered from the image (inside the mask: white is redrawn)."""
+    values = {"count": count, "size": size, "seed": seed, "strength": strength}
+    return await _edit(request, idea, [image], mask, values)
+
+
+@router.post("/api/images/{image_id}/vary", response_model=RenderResponse, tags=["images"])
+async def vary_image(image_id: str, body: VaryRequest, request: Request) -> Any:
+    """`zit vary`: variations of a recorded image (its token ids and settings, from the image
+    itself, new seeds)."""
+    state = zit(request)
+    strength = body.strength or (
+        RENDER.vary_strong if body.level == "strong" else RENDER.vary_subtle
+    )
+    return await run_job(
+        request, "render",
+        lambda: work.vary_job(state, image_id, strength, body.count, body.seed),
+        f"vary {image_id[:12]}",
     )  # fmt: skip
 
 

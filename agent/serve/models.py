@@ -19,8 +19,13 @@ Text = Field(min_length=1, max_length=SERVE.max_text)
 _FORBID = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
+# Image files a request uploads (POST /v1/images/edits, /api/edits) rather than naming a path on
+# the server.
+FILE_OPTIONS = ("init", "mask")
+
+
 def _request_fields(exclude: tuple[str, ...] = ()) -> dict[str, Any]:
-    skip = set(PART_OPTIONS) | set(exclude)
+    skip = set(PART_OPTIONS) | set(FILE_OPTIONS) | set(exclude)
     return {
         name: (field.annotation, field)
         for name, field in RunOptions.model_fields.items()
@@ -65,6 +70,16 @@ class RenderAgain(BaseModel):
     """Render an image's exact stored token ids again (its own seed unless given)."""
 
     model_config = _FORBID
+    seed: int | None = Field(None, ge=0, le=LIMITS.max_seed)
+
+
+class VaryRequest(BaseModel):
+    """Variations of a recorded image (`zit vary`): subtle or strong, or an exact strength."""
+
+    model_config = _FORBID
+    level: Literal["subtle", "strong"] = "subtle"
+    strength: float | None = Field(None, gt=0.0, le=1.0)
+    count: int = Field(1, ge=1, le=LIMITS.max_count)
     seed: int | None = Field(None, ge=0, le=LIMITS.max_seed)
 
 

@@ -383,10 +383,10 @@ def recorded_request(
     backend = runner.parts.backend
     if options.control_image:
         why = control_changed(record)
-        if getattr(backend, "control_pipe", None) is None:
+        if backend.controlnet is None:
             why = "this server has no ControlNet"
-        elif request.controlnet not in (None, getattr(backend, "controlnet_id", None)):
-            why = f"this server's ControlNet is {backend.controlnet_id}"
+        elif request.controlnet not in (None, backend.controlnet):
+            why = f"this server's ControlNet is {backend.controlnet}"
         if why:
             not_kept.append(f"control map {options.control_image} ({why})")
             options = options.model_copy(update={"control_image": None})
@@ -441,16 +441,109 @@ def stored_sequence(state: ServeState, runner: Runner, row: ImageRow, record: di
     raise NotFound("this image's token ids are not stored (its session or run is gone)")
 
 
+# -- image edits (image-to-image, inpainting) ----------------------------------------------------
+def save_upload(state: ServeState, data: bytes, what: str, *, mask: bool = False) -> str:
+    """An uploaded init image or mask, checked and kept under the server's folder by content
+    (`uploads/SHA256.png`), so the records name a file that stays and a rerender finds it. A mask
+    with transparency is OpenAI's kind (transparent: edit): it becomes zit's (white: redraw)."""
+    from PIL import Image, UnidentifiedImageError
+
+    from zit_agent.files import write_atomic
+
+    try:
+        with Image.open(io.BytesIO(data)) as upload:
+            upload.load()
+            image = upload.copy()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise UserError(
+            f"the {what} is not a readable image ({type(err).__name__})",
+            hint="upload a PNG, JPEG or WebP file",
+        ) from None
+    if mask:
+        image = openai_mask(image)
+    elif image.mode not in ("RGB", "L"):
+        image = image.convert("RGB")
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    png = buffer.getvalue()
+    folder = state.serve_dir / "uploads"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{hashlib.sha256(png).hexdigest()}.png"
+    if not path.is_file():
+        write_atomic(path, png)
+    return str(path)
+
+
+def openai_mask(image):
+    """OpenAI's mask (fully transparent pixels are edited) as zit's (white: redraw, black:
+    keep); a mask with no fully transparent pixel (the page's brush mask: white strokes on
+    black) is taken as zit's own already."""
+    import numpy as np
+    from PIL import Image
+
+    if image.mode in ("RGBA", "LA", "PA", "P") or "transparency" in image.info:
+        alpha = np.asarray(image.convert("RGBA"))[..., 3]
+        if (alpha == 0).any():
+            return Image.fromarray(np.where(alpha == 0, 255, 0).astype(np.uint8))
+    return image.convert("L")
+
+
+def edit_job(
+    state: ServeState, prompt: str, image: bytes, mask: bytes | None, values: dict[str, Any]
+) -> Work:
+    """OpenAI's image edit: the prompt rendered from the uploaded image (image-to-image), inside
+    the mask when one is given (inpainting); the image's size unless `size` says otherwise."""
+    from zit_agent.backends.refine import render_size_for
+
+    state.require()
+    init = save_upload(state, image, "image")
+    mask_path = save_upload(state, mask, "mask", mask=True) if mask is not None else None
+    if not values.get("size"):
+        values["size"] = "{}x{}".format(*render_size_for(init))
+    options = merged(state, {**values, "init": init, "mask": mask_path, "ruts": False})
+    return generate_job(state, prompt, options, ruts=False)
+
+
+def vary_job(
+    state: ServeState, image_id: str, strength: float, count: int, seed: int | None
+) -> Work:
+    """Variations of a recorded image: its token ids and settings from the image itself, new
+    seeds (as `zit vary`)."""
+    from types import SimpleNamespace
+
+    from zit_agent.agent.run import image_record as record_of
+    from zit_agent.agent.run import seeds_of
+    from zit_agent.backends.provenance import render_request
+    from zit_agent.backends.refine import check_strength
+
+    runner = state.require()
+    row, path = find_image(state, image_id)
+    render_request(record_of(path))  # a record with its token ids, or a one-line error
+    check_strength(strength)
+    seeds = seeds_of(SimpleNamespace(seed=seed), count)
+
+    def work(job: Job) -> RenderResponse:
+        job.on_event("render", {"attempt": 1, "images": len(seeds)})
+        result = runner.vary(path, strength=strength, seeds=seeds, out_dir=state.serve_dir)
+        job.on_event("rendered", {"attempt": 1, "images": result["images"]})
+        with contextlib.closing(state.store()) as store:
+            refs = [
+                record_image(
+                    store, p, idea=row.idea, seed=s, sequence_hash=result["token_sha256"],
+                    settings={"init": str(path), "strength": strength},
+                    session=f"vary-{image_id[:16]}",
+                )
+                for p, s in zip(result["images"], seeds, strict=True)
+            ]  # fmt: skip
+        return RenderResponse(images=refs, token_count=result["token_count"], exact=True)
+
+    return work
+
+
 # -- rut checks of uploaded images ---------------------------------------------------------------
 def ruts_job(state: ServeState, uploads: list[tuple[str, bytes]], window: int) -> Work:
     """`zit ruts --json` over uploaded images, with the server's embedder and analyzer."""
-    from zit_agent.agent.ruts import (
-        group_windows,
-        judge_groups,
-        judged_observations,
-        judged_vectors,
-        thresholds_for,
-    )
+    from zit_agent.agent.ruts import judge_images
 
     runner = state.require()
     if len(uploads) < 2:
@@ -468,19 +561,12 @@ def ruts_job(state: ServeState, uploads: list[tuple[str, bytes]], window: int) -
 
         embedder = runner.parts.embedder
         job.on_event("embed", {"images": len(items), "embedder": embedder.name})
-        groups = group_windows(items, window)
-        analyzer = runner.parts.analyzer
-        load = lambda path: Image.open(io.BytesIO(by_path[path])).convert("RGB")  # noqa: E731
-        observations = None
         with contextlib.closing(state.store()) as store:
-            vectors = judged_vectors(store, embedder, items, groups, load=load)
-            if analyzer is not None:
-                observations = judged_observations(store, analyzer, items, groups, load=load)
-        thresholds = thresholds_for(embedder.family)
-        result = judge_groups(
-            items, vectors, groups, embedder.name, thresholds, window, observations,
-            runner.parts.analyzer_note,
-        )  # fmt: skip
+            result = judge_images(
+                store, embedder, runner.parts.analyzer, items, window,
+                lambda path: Image.open(io.BytesIO(by_path[path])).convert("RGB"),
+                kinds_note=runner.parts.analyzer_note,
+            )  # fmt: skip
         return RutsResponse(**result, notes=runner.parts.notes)
 
     return work

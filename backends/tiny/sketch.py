@@ -134,14 +134,37 @@ class SketchBackend(ImageBackend):
         text = described_text(self.tokenizer.decode(token_ids))
         scene = Scene.from_text(text)
         record = {"backend": self.name, "stand_in": True, "axes": read_axes(text)}
+        if options.init_image:
+            from zit_agent.backends.refine import check_refine, record_fields
+
+            check_refine(options)
+            record.update(record_fields(options))
         return [
             RenderedImage(
-                image=draw_scene(scene, seed, options.width, options.height),
+                image=_refined(draw_scene(scene, seed, options.width, options.height), options),
                 seed=seed,
                 record={**record, "seed": seed, "width": options.width, "height": options.height},
             )
             for seed in seeds
         ]
+
+
+def _refined(drawing: Image.Image, options: RenderOptions) -> Image.Image:
+    """The stand-in's image-to-image: the drawing blended over the init image by `strength`
+    (inside the mask only, with one). Not a model's refinement: it lets the agent's refine paths
+    run without one."""
+    if not options.init_image:
+        return drawing
+    from PIL import Image
+
+    from zit_agent.backends.refine import MASK_THRESHOLD, load_init, load_mask
+
+    init = load_init(options.init_image, options.width, options.height)
+    blended = Image.blend(init, drawing.convert("RGB"), options.strength)
+    if not options.mask_image:
+        return blended
+    mask = load_mask(options.mask_image, options.width, options.height)
+    return Image.composite(blended, init, mask.point(lambda v: 255 if v >= MASK_THRESHOLD else 0))
 
 
 def load_backend(

@@ -141,3 +141,52 @@ def test_an_idea_that_is_html_renders_as_text(browser_page, live, tmp_path):
     assert page.evaluate("document.querySelectorAll('main script, main img[src=x]').length") == 0
     screenshot(page, tmp_path, "serve-xss.png")
     assert page.problems == []  # no alert() ran
+
+
+def provenance(live, image_url: str) -> dict:
+    import httpx
+
+    image_id = image_url.rsplit("/", 1)[-1].removesuffix(".png")
+    return httpx.get(f"{live.url}/api/images/{image_id}").json()["provenance"]
+
+
+def test_vary_use_as_start_and_repaint_under_the_images(browser_page, live, tmp_path):
+    page = browser_page
+    start_session(page, live.url, "refine", IDEA, 2)
+    latest = page.locator("#turn-1 .attempt").last.locator("figure")
+    second = latest.nth(1).locator("img").get_attribute("src")
+    assert latest.first.locator(".tools button").all_text_contents() == [
+        "Vary subtle", "Vary strong", "Use as start", "Repaint",
+    ]  # fmt: skip
+
+    latest.nth(1).get_by_role("button", name="Vary subtle").click()
+    page.wait_for_selector("#turn-2 .attempt figure", timeout=60_000)
+    assert page.locator("#turn-2 .message").text_content() == "/vary subtle 2"
+    varied = page.locator("#turn-2 .attempt").last.locator("figure img").first.get_attribute("src")
+    record = provenance(live, varied)
+    assert record["init"]["sha256"] == second.rsplit("/", 1)[-1].removesuffix(".png")
+    assert record["init"]["strength"] == 0.3
+
+    page.locator("#turn-2 .attempt").last.locator("figure").first.get_by_role(
+        "button", name="Use as start"
+    ).click()
+    page.wait_for_selector("#turn-3", timeout=60_000)
+    assert page.locator("#turn-3 .message").text_content() == "/pick 1"
+
+    figure = page.locator("#turn-2 .attempt").last.locator("figure").first
+    figure.get_by_role("button", name="Repaint").click()
+    canvas = figure.locator(".repaint canvas")
+    box = canvas.bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.5)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.7, box["y"] + box["height"] * 0.5, steps=8)
+    page.mouse.up()
+    figure.locator(".repaint [name=idea]").fill("a red umbrella")
+    figure.locator(".repaint button[type=submit]").click()
+    page.wait_for_selector("figure figcaption:has-text('repainted')", timeout=60_000)
+    repainted = page.locator("figure:has(figcaption:has-text('repainted')) img").first
+    record = provenance(live, repainted.get_attribute("src"))
+    assert 0 < record["init"]["mask_share"] < 0.5 and record["strength"] == 1.0
+    assert "a red umbrella" in (record.get("prompt"), record.get("idea"))
+    screenshot(page, tmp_path, "serve-refine.png")
+    assert page.problems == []

@@ -82,8 +82,10 @@ def test_render_again_keeps_scheduler_negative_shift_and_batch(zimage_client):
     assert provenance(client, other["images"][0])["batch"] == {"seeds": [9], "index": 0}
 
 
-def test_render_again_names_what_it_could_not_keep(zimage_client, tmp_path_factory, tmp_path):
-    lora = tiny_lora(tiny_zimage(tmp_path_factory), tmp_path)
+def test_render_again_names_what_it_could_not_keep(zimage_client, tmp_path_factory, zit_home):
+    folder = zit_home / "loras"  # a request names only files under the server's ZIT_HOME
+    folder.mkdir(parents=True, exist_ok=True)
+    lora = tiny_lora(tiny_zimage(tmp_path_factory), folder)
     done = client_generate(zimage_client, lora=[f"{lora}:0.8"])
     ref = done["images"][0]
     assert provenance(zimage_client, ref)["lora"] == str(lora.resolve())
@@ -131,7 +133,8 @@ def test_render_again_keeps_a_control_map_and_names_a_changed_one(
     from zit_agent.settings import load_settings
 
     controlnet = build_tiny_controlnet(tmp_path / "cn")
-    control = tmp_path / "map.png"
+    control = zit_home / "maps" / "map.png"  # a request names only files under ZIT_HOME
+    control.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (48, 64, 3), np.uint8)).save(control)
     options = run_options(
         image_model=str(tiny_zimage(tmp_path_factory)), controlnet=str(controlnet), steps=2,

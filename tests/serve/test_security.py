@@ -49,6 +49,8 @@ ROUTES = [
     ("POST", "/v1/images/generations"), ("GET", "/api/sessions"), ("POST", "/api/sessions"),
     ("POST", "/api/tokens"), ("POST", "/api/ruts"), ("GET", "/api/images"),
     ("GET", "/static/app.js"), ("GET", "/images/" + "0" * 64 + ".png"), ("GET", "/api/jobs/x"),
+    ("POST", "/v1/images/edits"), ("POST", "/api/edits"),
+    ("POST", "/api/images/" + "0" * 64 + "/vary"),
 ]  # fmt: skip
 
 

@@ -12,12 +12,17 @@ function parseEvent(block) {
   return data ? { kind, data: JSON.parse(data) } : null;
 }
 
-// POST `body` as JSON and call onEvent(kind, data) per event; resolves to the last event.
+// POST `body` (JSON, or FormData as multipart) and call onEvent(kind, data) per event; resolves
+// to the last event.
 async function streamJob(url, body, onEvent) {
+  const multipart = body instanceof FormData;
+  const headers = multipart
+    ? { Accept: "text/event-stream" }
+    : { "Content-Type": "application/json", Accept: "text/event-stream" };
   const response = await fetch(url, {
     method: "POST",
-    headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
-    body: JSON.stringify(body),
+    headers,
+    body: multipart ? body : JSON.stringify(body),
     credentials: "same-origin",
   });
   if (!response.ok) {
@@ -80,6 +85,8 @@ function describe(kind, data) {
       return `setting ${data.command}: rendering again`;
     case "undo":
       return `undo: back to turn ${data.turns}`;
+    case "pick":
+      return data.image ? `start image picked (strength ${data.strength})` : "start image cleared";
     case "resume":
       return "finishing the turn an earlier process left unfinished";
     case "finish":
@@ -203,6 +210,95 @@ function chatPage() {
       send(arg ? `${button.dataset.command} ${arg}` : button.dataset.command);
     });
   }
+  latestFigures().forEach((figure, i) => imageTools(figure, i + 1, send, progress));
+}
+
+// The images the person last saw (the newest turn that rendered, its last attempt): the ones
+// `/pick N` and `/vary subtle N` count, from 1.
+function latestFigures() {
+  const turns = [...document.querySelectorAll(".turn")].filter((t) => t.querySelector(".attempt .grid figure"));
+  if (!turns.length) return [];
+  const attempts = turns[turns.length - 1].querySelectorAll(".attempt");
+  return [...attempts[attempts.length - 1].querySelectorAll(".grid figure")];
+}
+
+function imageTools(figure, index, send, progress) {
+  const tools = document.createElement("div");
+  tools.className = "tools";
+  const add = (label, onClick) => {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.textContent = label;
+    button.addEventListener("click", onClick);
+    tools.append(button);
+  };
+  add("Vary subtle", () => send(`/vary subtle ${index}`));
+  add("Vary strong", () => send(`/vary strong ${index}`));
+  add("Use as start", () => send(`/pick ${index}`));
+  add("Repaint", () => repaint(figure, progress));
+  figure.append(tools);
+}
+
+// A brush mask drawn over the image (white: redraw), sent with the image and the text to
+// POST /api/edits; the repainted images appear after the figure.
+function repaint(figure, progress) {
+  if (figure.querySelector(".repaint")) return;
+  const img = figure.querySelector("img");
+  const form = document.createElement("form");
+  form.className = "repaint";
+  const view = document.createElement("canvas");
+  const mask = document.createElement("canvas");
+  for (const canvas of [view, mask]) {
+    canvas.width = img.naturalWidth;
+    canvas.height = img.naturalHeight;
+  }
+  const shown = view.getContext("2d");
+  shown.drawImage(img, 0, 0);
+  const drawn = mask.getContext("2d");
+  drawn.fillStyle = "black";
+  drawn.fillRect(0, 0, mask.width, mask.height);
+  const radius = Math.max(3, Math.round(mask.width / 24));
+  let painting = false;
+  const dab = (event) => {
+    const box = view.getBoundingClientRect();
+    const x = ((event.clientX - box.left) * view.width) / box.width;
+    const y = ((event.clientY - box.top) * view.height) / box.height;
+    for (const [context, colour] of [[shown, "rgba(255, 0, 80, 0.5)"], [drawn, "white"]]) {
+      context.fillStyle = colour;
+      context.beginPath();
+      context.arc(x, y, radius, 0, 2 * Math.PI);
+      context.fill();
+    }
+  };
+  view.addEventListener("pointerdown", (event) => {
+    painting = true;
+    dab(event);
+  });
+  view.addEventListener("pointermove", (event) => painting && dab(event));
+  window.addEventListener("pointerup", () => (painting = false));
+  const text = document.createElement("input");
+  text.name = "idea";
+  text.placeholder = "what to put there";
+  text.required = true;
+  const submit = document.createElement("button");
+  submit.type = "submit";
+  submit.textContent = "Repaint";
+  const cancel = document.createElement("button");
+  cancel.type = "button";
+  cancel.textContent = "Cancel";
+  cancel.addEventListener("click", () => form.remove());
+  form.append(view, text, submit, cancel);
+  figure.append(form);
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const body = new FormData();
+    body.append("idea", text.value);
+    body.append("image", await (await fetch(img.src, { credentials: "same-origin" })).blob(), "image.png");
+    body.append("mask", await new Promise((resolve) => mask.toBlob(resolve, "image/png")), "mask.png");
+    run(form, "/api/edits", body, progress, (done) => {
+      for (const ref of done.images) figure.after(image(ref, `repainted, seed ${ref.seed}`));
+    });
+  });
 }
 
 function generatePage() {
