@@ -22,6 +22,7 @@ itself. The steps, each in one place:
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -39,7 +40,14 @@ if TYPE_CHECKING:
     from zit_agent.agent.history import HistoryStore
     from zit_agent.agent.nodes import AgentContext
     from zit_agent.agent.state import AgentState
-    from zit_agent.backends.base import Embedder, ImageBackend, RenderOptions, Sampling, Writer
+    from zit_agent.backends.base import (
+        Embedder,
+        ImageBackend,
+        RenderOptions,
+        Sampling,
+        StepGate,
+        Writer,
+    )
     from zit_agent.backends.tokenizer import QwenTokenizer
     from zit_agent.options import RunOptions
     from zit_agent.settings import Settings
@@ -200,7 +208,8 @@ def render_options(
     chosen = VARIANTS[variant or "turbo"]
     width, height = parse_size(options.size) if options.size else (
         settings.render_value("width"), settings.render_value("height"))  # fmt: skip
-    loras = [parse_lora(spec) for spec in options.lora or []]
+    loras = [parse_lora_spec(spec) for spec in options.lora or []]
+    gates = [gate for _, _, gate in loras] if any(g for _, _, g in loras) else []
     noise = None
     if options.noise:
         noise = NoiseSettings(
@@ -225,13 +234,21 @@ def render_options(
         noise=noise,
         lora=loras[0][0] if loras else None,
         lora_strength=loras[0][1] if loras else 1.0,
-        extra_loras=loras[1:],
+        extra_loras=[(path, strength) for path, strength, _ in loras[1:]],
+        lora_gates=gates,
+        early_steps=early_steps(options),
         cfg_normalization=chosen.cfg_normalization,
         control_image=options.control,
         control_scale=first_given(options.control_scale, RENDER.control_scale),
         preprocess=options.preprocess or "none",
     )
     check_options(result)
+    if result.early_steps and tokenizer is not None:
+        result = result.model_copy(
+            update={
+                "early_ids": early_ids(options.early_prompt or "", tokenizer, settings, options)
+            }
+        )
     negative = first_given(options.negative, chosen.negative)
     if negative is None or result.guidance <= 0 or tokenizer is None:
         return result
@@ -278,10 +295,61 @@ def parse_size(text: str) -> tuple[int, int]:
     return int(parts[0]), int(parts[1])
 
 
+def early_steps(options: RunOptions) -> int:
+    """The steps an early prompt conditions (0: none); early steps need an early prompt."""
+    if options.early_prompt is None:
+        if options.early_steps:
+            raise UserError("early steps need an early prompt", hint="give {early_prompt} too")
+        return 0
+    return first_given(options.early_steps, RENDER.early_steps)
+
+
+def early_ids(
+    prompt: str, tokenizer: QwenTokenizer, settings: Settings, options: RunOptions
+) -> list[int]:
+    """The early prompt's plain sequence; an empty prompt is the template with no user text."""
+    from zit_agent.sequence import ChatSequence, assemble, check_utf8, empty_prompt_ids
+
+    if not check_utf8(prompt).strip():
+        return empty_prompt_ids(tokenizer)
+    budget = token_budget(settings, options)
+    return assemble(ChatSequence.plain(prompt.strip()), tokenizer, max_tokens=budget).ids
+
+
+GATE = re.compile(r"^(\d+(?:\.\d*)?)-(\d+(?:\.\d*)?)$")
+
+
+def parse_lora_spec(spec: str) -> tuple[str, float, StepGate | None]:
+    """'PATH', 'PATH:STRENGTH' or either with a step gate '@START-END' (a half-open range of
+    steps, '@0-2' = the first two; with a decimal point, fractions of the schedule: '@0-0.25')
+    -> (path, strength, gate); strength and file checked (the gate against the schedule later,
+    when the step count is known)."""
+    from zit_agent.backends.base import StepGate
+
+    gate = None
+    head, sep, tail = spec.rpartition("@")
+    found = GATE.match(tail.strip()) if sep and head else None
+    if found:
+        start, end = found.groups()
+        fraction = "." in start or "." in end
+        gate = StepGate(start=float(start), end=float(end), fraction=fraction)
+        spec = head
+    elif sep and head and re.fullmatch(r"[\d.\- ]+", tail):
+        raise UserError(
+            f"bad LoRA step gate @{tail}", hint="write it as @START-END, e.g. @0-2 or @0-0.25"
+        )
+    path, strength = parse_lora(spec)
+    return path, strength, gate
+
+
 def parse_lora(spec: str) -> tuple[str, float]:
-    """'PATH' or 'PATH:STRENGTH' -> (path, strength); strength and file checked."""
+    """'PATH' or 'PATH:STRENGTH' -> (path, strength); strength and file checked. A step gate
+    (`parse_lora_spec`) is left out."""
     from zit_agent.backends.zimage import check_lora_file, check_lora_strength
 
+    head, sep, tail = spec.rpartition("@")
+    if sep and head and GATE.match(tail.strip()):
+        spec = head
     path, strength = spec, 1.0
     head, sep, tail = spec.rpartition(":")
     if sep and head:

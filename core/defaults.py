@@ -53,6 +53,10 @@ class RenderTable(_Table):
     noise_steps_share: float = 0.2  # and share of the steps that get it
     control_scale: float = 0.75  # ControlNet Union's model card: 0.65-0.80
     canny_thresholds: tuple[int, int] = (100, 200)  # the built-in canny preprocessor (OpenCV)
+    early_steps: int = 2  # an early prompt's steps (Turbo sets the layout in the first 1-2)
+    preview_step: int = 2  # candidates are judged on their x0 preview after this many steps
+    candidates: int = 16  # seeds previewed when the candidates lever is taken
+    preview_side: int = 128  # previews are downscaled to at most this many pixels a side
 
 
 class AutoShiftTable(_Table):
