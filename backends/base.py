@@ -14,6 +14,7 @@ can fake any backend (a fake subclasses the base like a real one).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -202,6 +203,20 @@ class RenderedImage(BaseModel):
     record: dict[str, Any] = Field(default_factory=dict)
 
 
+class CandidateRender(BaseModel):
+    """What rendering candidates gave (`ImageBackend.render_candidates`): the kept images (in the
+    order chosen), which candidates they were, every candidate's preview, the denoising steps
+    spent in all, and what a preview is."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    kept: list[RenderedImage]
+    kept_index: list[int]
+    previews: list[Any]  # PIL images, one per candidate
+    steps: int
+    preview: str
+
+
 class ImageBackend(ABC):
     """Renders whole Z-Image chat sequences given as token ids.
 
@@ -222,6 +237,24 @@ class ImageBackend(ABC):
     def render(
         self, token_ids: list[int], seeds: list[int], options: RenderOptions
     ) -> list[RenderedImage]: ...
+
+    def render_candidates(
+        self, token_ids: list[int], seeds: list[int], options: RenderOptions,
+        preview_step: int, choose: Callable[[list[Any]], list[int]],
+    ) -> CandidateRender:  # fmt: skip
+        """Render `seeds` as candidates, show `choose` one preview per candidate, finish the
+        candidates it returns (indices). The default has no cheaper preview: it renders every
+        candidate in full and shows the final images (steps: M * S)."""
+        rendered = self.render(token_ids, seeds, options)
+        previews = [r.image for r in rendered]
+        keep = list(choose(previews))
+        return CandidateRender(
+            kept=[rendered[i] for i in keep],
+            kept_index=keep,
+            previews=previews,
+            steps=len(seeds) * options.steps,
+            preview="the final image (this backend has no early preview)",
+        )
 
 
 # -- embedders -----------------------------------------------------------------------------------

@@ -22,10 +22,17 @@ import logging
 import math
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zit_agent.backends.base import ImageBackend, NoiseSettings, RenderedImage, RenderOptions
+from zit_agent.backends.base import (
+    CandidateRender,
+    ImageBackend,
+    NoiseSettings,
+    RenderedImage,
+    RenderOptions,
+)
 from zit_agent.backends.hub import check_device, resolve_dir
 from zit_agent.backends.provenance import encode_ids, package_versions, token_sha256
 from zit_agent.backends.quiet import quiet_libraries
@@ -260,6 +267,16 @@ class ZImageBackend(ImageBackend):
             )
             for seed, img, sec in images
         ]
+
+    def render_candidates(
+        self, token_ids: list[int], seeds: list[int], options: RenderOptions,
+        preview_step: int, choose: Callable[[list[Any]], list[int]],
+    ) -> CandidateRender:  # fmt: skip
+        """Candidates judged on their x0 previews at `preview_step`, the kept ones finished from
+        their latents there (`backends.candidates`)."""
+        from zit_agent.backends.candidates import render_candidates
+
+        return render_candidates(self, token_ids, seeds, options, preview_step, choose)
 
     # -- encoding --------------------------------------------------------------------------------
     def encode(self, token_ids: list[int], layer: int = RENDER.layer) -> tuple[torch.Tensor, bool]:

@@ -115,8 +115,6 @@ def test_a_partial_gate_is_between_and_reproducible(backend, plain_ids, options,
         StepGate(start=0.5, end=2),
     ],
 )
-def test_a_gate_outside_the_schedule_is_a_user_error(
-    backend, plain_ids, options, lora_file, gate
-):
+def test_a_gate_outside_the_schedule_is_a_user_error(backend, plain_ids, options, lora_file, gate):
     with pytest.raises(UserError, match="outside the schedule"):
         render(backend, plain_ids, options, **gated(lora_file, gate))
