@@ -271,6 +271,22 @@ def token_budget(
     return check_token_budget(budget, ceiling)
 
 
+def candidate_counts(
+    options: RunOptions, render: RenderOptions, keep: int
+) -> tuple[int, int] | None:
+    """(M candidates, preview step K) of a request, checked against the n images it keeps and the
+    schedule; None: no candidates."""
+    from zit_agent.backends.candidates import check_candidates
+
+    if not options.candidates:
+        if options.preview_step is not None:
+            raise UserError("a preview step needs candidates", hint="give {candidates} too")
+        return None
+    step = first_given(options.preview_step, RENDER.preview_step)
+    check_candidates(render, options.candidates, keep, step)
+    return options.candidates, step
+
+
 def seeds_of(options: RunOptions, count: int) -> list[int]:
     first = options.seed if options.seed is not None else secrets.randbelow(2**31)
     if first + count - 1 > LIMITS.max_seed:
@@ -383,9 +399,10 @@ def check_request(settings: Settings, options: RunOptions, *, ruts: bool) -> Non
     """Everything about a request that can be checked before a model loads."""
     from zit_agent.backends.registry import registered
 
-    render_options(settings, options)
+    render = render_options(settings, options)
     token_budget(settings, options)
     seeds_of(options, image_count(options, ruts))
+    candidate_counts(options, render, image_count(options, ruts))
     levers.parse_ladder(options.ladder)
     if options.shape is not None:
         resolve_shape(options.shape, True)
@@ -431,6 +448,10 @@ def initial_state(
         turns=[ChatTurn(message=idea.strip())] if chat else [],
         parts=parts or {},
     )
+
+
+def _rank(candidate: Any) -> int:
+    return candidate.rank if candidate.rank is not None else 1 << 30
 
 
 def run_id_for(idea: str) -> str:
@@ -548,8 +569,19 @@ class Runner:
             self.parts.tokenizer,
             max_tokens=self.budget(options),
         )
-        paths = self.render_sequence(sequence.ids, seeds, render, out_dir=out_dir, idea=idea)
+        extra: dict[str, Any] = {}
+        plan = candidate_counts(options, render, len(seeds))
+        if plan is None:
+            paths = self.render_sequence(sequence.ids, seeds, render, out_dir=out_dir, idea=idea)
+        else:
+            paths, report = self.render_candidates(
+                sequence.ids, seeds_of(options, plan[0]), render, out_dir=out_dir, idea=idea,
+                keep=len(seeds), preview_step=plan[1],
+            )  # fmt: skip
+            seeds = [c.seed for c in sorted(report.candidates, key=_rank) if c.kept]
+            extra = {"candidates": report.model_dump(), "steps": report.steps}
         return {
+            **extra,
             "images": [str(p) for p in paths],
             "seeds": seeds,
             "token_count": sequence.count,
@@ -569,6 +601,26 @@ class Runner:
         from zit_agent.backends.provenance import save_rendered
 
         return save_rendered(self.parts.backend.render(ids, seeds, render), out_dir, idea=idea)
+
+    def render_candidates(
+        self, ids: list[int], seeds: list[int], render: RenderOptions, *, out_dir: Path,
+        idea: str | None, keep: int, preview_step: int,
+    ):  # fmt: skip
+        """`seeds` previewed, the `keep` most different from each other and the history
+        finished and saved (`agent.candidates`); the paths and the report."""
+        from zit_agent.agent.candidates import render_with_candidates
+        from zit_agent.agent.history import HistoryStore
+        from zit_agent.backends.provenance import save_rendered
+
+        if self.parts.embedder is None:  # a plain render loads no embedder of its own
+            self.parts.embedder, notes = _embedder(self.settings, self.parts.spec)
+            self.parts.notes += notes
+        with HistoryStore(self.settings.history_db) as store:
+            kept, report = render_with_candidates(
+                self.parts.backend, self.parts.embedder, store, ids, seeds, render, keep=keep,
+                preview_step=preview_step,
+            )  # fmt: skip
+        return save_rendered(kept, out_dir, idea=idea), report
 
     def plain_path(self, options: RunOptions, *, ruts: bool) -> bool:
         """Whether a request is the plain path (no writer, no rut checks, the Z-Image backend, no
