@@ -63,9 +63,12 @@ def attempt_details(attempt: Attempt) -> dict[str, Any]:
                 "token_ids": shot.sequence_ids,
                 "seeds": shot.seeds,
                 "images": shot.images,
+                "steps_spent": shot.steps_spent,
+                "candidates": shot.candidates,
             }
             for shot in attempt.shots
         ],
+        "steps_spent": sum(shot.steps_spent for shot in attempt.shots),
         "render": attempt.knobs.model_dump(),
         "writer_rut": attempt.writer_rut.model_dump() if attempt.writer_rut else None,
     }

@@ -324,12 +324,10 @@ def early_ids(
     prompt: str, tokenizer: QwenTokenizer, settings: Settings, options: RunOptions
 ) -> list[int]:
     """The early prompt's plain sequence; an empty prompt is the template with no user text."""
-    from zit_agent.sequence import ChatSequence, assemble, check_utf8, empty_prompt_ids
+    from zit_agent.agent.diversity import early_ids as assembled
+    from zit_agent.sequence import check_utf8
 
-    if not check_utf8(prompt).strip():
-        return empty_prompt_ids(tokenizer)
-    budget = token_budget(settings, options)
-    return assemble(ChatSequence.plain(prompt.strip()), tokenizer, max_tokens=budget).ids
+    return assembled(check_utf8(prompt), tokenizer, token_budget(settings, options))
 
 
 GATE = re.compile(r"^(\d+(?:\.\d*)?)-(\d+(?:\.\d*)?)$")
@@ -404,6 +402,10 @@ def check_request(settings: Settings, options: RunOptions, *, ruts: bool) -> Non
     seeds_of(options, image_count(options, ruts))
     candidate_counts(options, render, image_count(options, ruts))
     levers.parse_ladder(options.ladder)
+    if options.adapter:
+        from zit_agent.agent.diversity import adapter_knob
+
+        adapter_knob(options.adapter)
     if options.shape is not None:
         resolve_shape(options.shape, True)
     if options.backend is not None and options.backend not in registered("image backend"):
@@ -418,6 +420,7 @@ def initial_state(
 ) -> AgentState:  # fmt: skip
     """The agent's first state: the same for `generate`, a chat session's first turn and the eval
     agent strategy (so one request records the same render settings everywhere)."""
+    from zit_agent.agent.diversity import adapter_knob
     from zit_agent.agent.state import AgentState, ChatTurn, RenderKnobs
     from zit_agent.sequence import check_utf8
 
@@ -444,6 +447,14 @@ def initial_state(
             lora=render.lora,
             lora_strength=render.lora_strength,
             control=render.control_image,
+            lora_gate=render.lora_gates[0].model_dump()
+            if render.lora_gates and render.lora_gates[0]
+            else None,
+            early_prompt=options.early_prompt if render.early_steps else None,
+            early_steps=render.early_steps,
+            candidates=options.candidates or 0,
+            preview_step=first_given(options.preview_step, RENDER.preview_step),
+            adapter=adapter_knob(options.adapter),
         ),
         turns=[ChatTurn(message=idea.strip())] if chat else [],
         parts=parts or {},
@@ -487,7 +498,8 @@ class Runner:
         stored: dict[str, Any] | None = None, progress: Progress = _ignore,
     ) -> Runner:  # fmt: skip
         spec = parts_spec(settings, options, stored)
-        return cls(settings, load_parts(settings, spec, embedder=ruts, progress=progress))
+        embedder = ruts or bool(options.candidates)  # candidates are judged by the embedder
+        return cls(settings, load_parts(settings, spec, embedder=embedder, progress=progress))
 
     @property
     def variant(self) -> str | None:

@@ -52,6 +52,8 @@ class Shot(BaseModel):
     seeds: list[int] = Field(default_factory=list)
     images: list[str] = Field(default_factory=list)
     image_hashes: list[str] = Field(default_factory=list)  # content hashes (history store keys)
+    steps_spent: int = 0  # denoising steps its images took (candidates: previews included)
+    candidates: dict[str, Any] | None = None  # the candidates report (`agent.candidates`)
 
 
 class RenderKnobs(BaseModel):
@@ -65,6 +67,13 @@ class RenderKnobs(BaseModel):
     lora: str | None = None
     lora_strength: float = 1.0
     control: str | None = None  # a ControlNet control map (it fixes the composition)
+    lora_gate: dict[str, Any] | None = None  # the LoRA's step gate (`StepGate` data; None: all)
+    early_prompt: str | None = None  # the first `early_steps` steps' prompt ("": empty)
+    early_steps: int = 0
+    candidates: int = 0  # seeds previewed per shot, the n most different finished (0: off)
+    preview_step: int = RENDER.preview_step
+    adapter: list[Any] | None = None  # a diversity adapter [path, strength, gate] (configured)
+    adapter_on: bool = False  # whether the adapter lever turned it on
 
 
 class Lever(BaseModel):

@@ -184,6 +184,11 @@ class RunOptions(BaseModel):
         "steps; fractions: @0-0.25). Repeatable, but the distilled model handles one well.",
         RENDER_GROUP,
     )
+    adapter: str | None = _option(
+        "A diversity LoRA/LoKr the escape ladder's `adapter` lever turns on, PATH:STRENGTH@START-END "
+        "(default gate: the first quarter of the steps).",
+        RENDER_GROUP,
+    )
     early_prompt: str | None = _option(
         "Condition the first --early-steps steps on this prompt instead (may be empty: the "
         "template with no text), the rest on the real one.",
