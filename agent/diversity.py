@@ -14,6 +14,7 @@ the knobs, and a shot rendered as candidates.
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 from zit_agent.agent.state import Lever
@@ -134,15 +135,19 @@ def early_ids(prompt: str, tokenizer: QwenTokenizer, max_tokens: int) -> list[in
 def render_candidate_shot(
     ctx: AgentContext, state: AgentState, shot: Shot, options: RenderOptions
 ) -> tuple[list[RenderedImage], dict[str, Any]]:
-    """M seeds from the shot's first previewed, its n (= its seed count) most different
-    finished; the kept images and the report."""
+    """The shot's share of the M candidates previewed (seeds from its first), its n (= its seed
+    count) most different finished; the kept images and the report."""
     from zit_agent.agent.candidates import render_with_candidates
     from zit_agent.backends.embedders import HashEmbedder
 
     knobs = state.knobs
     keep = max(1, len(shot.seeds))
-    count = max(knobs.candidates, keep)
-    seeds = [shot.seeds[0] + i for i in range(count)]
+    # The candidates are shared out over the shots (one shot per image after `vary`); each shot's
+    # seeds step by the shot count, so no two shots preview the same seed.
+    total = sum(max(1, len(s.seeds)) for s in state.shots) or 1
+    count = max(keep, math.ceil(knobs.candidates * keep / total))
+    stride = max(1, len(state.shots))
+    seeds = [shot.seeds[0] + i * stride for i in range(count)]
     embedder = ctx.embedder or HashEmbedder()
     kept, report = render_with_candidates(
         ctx.backend, embedder, ctx.store, shot.sequence_ids, seeds, options, keep=keep,
