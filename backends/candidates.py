@@ -82,11 +82,11 @@ def render_candidates(
         negative, _ = backend.encode(backend._negative_ids(options), options.layer)
     encode_s = time.perf_counter() - start
     own_scheduler = backend.pipe.scheduler
-    sampler = backend._use_sampler(options.sampler, shift.value)
-    loras = backend._use_loras(options)
     latents: list[Any] = []
     x0: list[Any] = []
-    try:
+    try:  # the pipeline gets its own scheduler back, whatever fails (a LoRA that does not fit)
+        sampler = backend._use_sampler(options.sampler, shift.value)
+        loras = backend._use_loras(options)
         start = time.perf_counter()
         for chunk in _chunks(seeds, backend.max_batch):
             at_k, preview = _preview(

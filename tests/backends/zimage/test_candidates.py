@@ -22,7 +22,9 @@ def single(backend):
     """The tiny model in batches of one (what the exactness promise holds)."""
     from zit_agent.backends.zimage import ZImageBackend
 
-    return ZImageBackend(backend.pipe, max_batch=1, tokenizer=backend.tokenizer)
+    single = ZImageBackend(backend.pipe, max_batch=1, tokenizer=backend.tokenizer)
+    single._loras = backend._loras  # the adapters already loaded into the shared pipeline
+    return single
 
 
 @pytest.fixture(scope="module")
