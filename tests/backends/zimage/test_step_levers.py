@@ -118,3 +118,33 @@ def test_a_partial_gate_is_between_and_reproducible(backend, plain_ids, options,
 def test_a_gate_outside_the_schedule_is_a_user_error(backend, plain_ids, options, lora_file, gate):
     with pytest.raises(UserError, match="outside the schedule"):
         render(backend, plain_ids, options, **gated(lora_file, gate))
+
+
+# -- a LoKr (ai-toolkit layout: diffusers converts `.lokr_` keys on load) ------------------------
+@pytest.fixture(scope="module")
+def lokr_file(tmp_path_factory):
+    """A random LoKr on the tiny DiT's attention: delta W = kron(w1, w2), w1 4x4, w2 8x8."""
+    import torch
+    from safetensors.torch import save_file
+
+    gen = torch.Generator().manual_seed(5)
+    state = {}
+    for layer in ("layers.0", "layers.1"):
+        for proj in ("to_q", "to_k", "to_v"):
+            key = f"diffusion_model.{layer}.attention.{proj}"
+            state[f"{key}.lokr_w1"] = torch.randn(4, 4, generator=gen) * 0.5
+            state[f"{key}.lokr_w2"] = torch.randn(8, 8, generator=gen) * 0.5
+    path = tmp_path_factory.mktemp("lokr") / "diverse_lokr.safetensors"
+    save_file(state, str(path))
+    return path
+
+
+def test_a_gated_lokr_loads_and_its_gates_hold(backend, plain_ids, options, plain, lokr_file):
+    ungated = render(backend, plain_ids, options, lora=str(lokr_file))
+    assert not same(ungated[0].image, plain[0])  # the LoKr changes the image
+    every = render(backend, plain_ids, options, **gated(lokr_file, StepGate(start=0, end=STEPS)))
+    assert all(same(a.image, b.image) for a, b in zip(every, ungated, strict=True))
+    none = render(backend, plain_ids, options, **gated(lokr_file, StepGate(start=0, end=0)))
+    assert all(same(r.image, p) for r, p in zip(none, plain, strict=True))
+    first = render(backend, plain_ids, options, **gated(lokr_file, StepGate(start=0, end=1)))
+    assert not same(first[0].image, plain[0]) and not same(first[0].image, ungated[0].image)
