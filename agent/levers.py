@@ -76,6 +76,19 @@ BUILTINS: tuple[LeverSpec, ...] = (
         "zit_agent.agent.nodes:layer_lever",
     ),
     LeverSpec("seeds", "new seeds", "seeds", "zit_agent.agent.nodes:seeds_lever"),
+    # Composition levers (issue 25, `agent/diversity.py`): cheap, they change the layout only.
+    LeverSpec(
+        "candidates", "preview many seeds after a step or two, finish the most different",
+        "render", "zit_agent.agent.diversity:candidates_lever", command=True,
+    ),
+    LeverSpec(
+        "early", "the first steps on the empty prompt, then the description (a new layout)",
+        "render", "zit_agent.agent.diversity:early_lever", command=True,
+    ),
+    LeverSpec(
+        "adapter", "the diversity adapter of --adapter, in the first steps only",
+        "render", "zit_agent.agent.diversity:adapter_lever",
+    ),
     # Applied by `vary` when the writer repeats itself (higher temperature, an avoid list).
     LeverSpec(
         "writer", "the writer's temperature and avoid list", "sequence",

@@ -213,6 +213,7 @@ def render(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
 
 def render_options(ctx: AgentContext, state: AgentState) -> RenderOptions:
     """The base options (flags and settings) with the knobs the agent or the person changed."""
+    from zit_agent.agent.diversity import step_lever_options
     from zit_agent.backends.base import NoiseSettings
 
     knobs = state.knobs
@@ -232,6 +233,7 @@ def render_options(ctx: AgentContext, state: AgentState) -> RenderOptions:
             "init_image": knobs.init,
             "strength": knobs.strength,
             "mask_image": knobs.mask if knobs.init else None,
+            **step_lever_options(ctx.base_options, knobs, ctx.tokenizer, state.max_tokens),
         }
     )
 
@@ -246,7 +248,15 @@ def _render_shot(
 ) -> Shot:
     from zit_agent.backends.provenance import save_image, token_sha256
 
-    rendered = ctx.backend.render(shot.sequence_ids, shot.seeds, options)
+    candidates = None
+    if state.knobs.candidates:  # previewed, the most different finished (`agent.diversity`)
+        from zit_agent.agent.diversity import render_candidate_shot
+
+        rendered, candidates = render_candidate_shot(ctx, state, shot, options)
+        steps_spent = candidates["steps"]
+    else:
+        rendered = ctx.backend.render(shot.sequence_ids, shot.seeds, options)
+        steps_spent = len(rendered) * options.steps
     paths, hashes = [], []
     for image in rendered:
         record = {
@@ -284,7 +294,12 @@ def _render_shot(
                 session=state.run_id,
             )
             hashes.append(row.content_hash)
-    return shot.model_copy(update={"images": paths, "image_hashes": hashes})
+    return shot.model_copy(
+        update={
+            "images": paths, "image_hashes": hashes, "seeds": [r.seed for r in rendered],
+            "steps_spent": steps_spent, "candidates": candidates,
+        }
+    )  # fmt: skip
 
 
 def _writer_record(desc: Description) -> dict[str, Any] | None:
@@ -686,7 +701,11 @@ def apply_setting(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str
         update["knobs"] = knobs.model_copy(update={"layer": command["layer"]})
     elif kind == "lora":
         update["knobs"] = knobs.model_copy(
-            update={"lora": command["path"], "lora_strength": command["strength"]}
+            update={
+                "lora": command["path"],
+                "lora_strength": command["strength"],
+                "lora_gate": None,
+            }  # fmt: skip
         )
     elif kind == "control":
         update["knobs"] = knobs.model_copy(update={"control": command["path"]})

@@ -66,9 +66,12 @@ def attempt_details(attempt: Attempt) -> dict[str, Any]:
                 "token_ids": shot.sequence_ids,
                 "seeds": shot.seeds,
                 "images": shot.images,
+                "steps_spent": shot.steps_spent,
+                "candidates": shot.candidates,
             }
             for shot in attempt.shots
         ],
+        "steps_spent": sum(shot.steps_spent for shot in attempt.shots),
         "render": attempt.knobs.model_dump(),
         # What the writer-side rut check found before this attempt (the `writer` lever's values).
         "writer_rut": next((lv.values for lv in attempt.levers if lv.name == "writer"), None),

@@ -22,6 +22,7 @@ itself. The steps, each in one place:
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -39,7 +40,14 @@ if TYPE_CHECKING:
     from zit_agent.agent.history import HistoryStore
     from zit_agent.agent.nodes import AgentContext
     from zit_agent.agent.state import AgentState
-    from zit_agent.backends.base import Embedder, ImageBackend, RenderOptions, Sampling, Writer
+    from zit_agent.backends.base import (
+        Embedder,
+        ImageBackend,
+        RenderOptions,
+        Sampling,
+        StepGate,
+        Writer,
+    )
     from zit_agent.backends.tokenizer import QwenTokenizer
     from zit_agent.options import RunOptions
     from zit_agent.settings import Settings
@@ -222,7 +230,8 @@ def render_options(
         from zit_agent.backends.refine import render_size_for
 
         width, height = render_size_for(options.init)
-    loras = [parse_lora(spec) for spec in options.lora or []]
+    loras = [parse_lora_spec(spec) for spec in options.lora or []]
+    gates = [gate for _, _, gate in loras] if any(g for _, _, g in loras) else []
     noise = None
     if options.noise:
         noise = NoiseSettings(
@@ -247,7 +256,9 @@ def render_options(
         noise=noise,
         lora=loras[0][0] if loras else None,
         lora_strength=loras[0][1] if loras else 1.0,
-        extra_loras=loras[1:],
+        extra_loras=[(path, strength) for path, strength, _ in loras[1:]],
+        lora_gates=gates,
+        early_steps=early_steps(options),
         cfg_normalization=chosen.cfg_normalization,
         control_image=options.control,
         control_scale=first_given(options.control_scale, RENDER.control_scale),
@@ -263,6 +274,12 @@ def render_options(
             "a strength needs an init image", hint="give the image to start from with {init}"
         )
     check_options(result)
+    if result.early_steps and tokenizer is not None:
+        result = result.model_copy(
+            update={
+                "early_ids": early_ids(options.early_prompt or "", tokenizer, settings, options)
+            }
+        )
     negative = first_given(options.negative, chosen.negative)
     if negative is None or result.guidance <= 0 or tokenizer is None:
         return result
@@ -288,6 +305,22 @@ def token_budget(
 
     budget = first_given(options.max_tokens, settings.render_value("max_tokens"))
     return check_token_budget(budget, ceiling)
+
+
+def candidate_counts(
+    options: RunOptions, render: RenderOptions, keep: int
+) -> tuple[int, int] | None:
+    """(M candidates, preview step K) of a request, checked against the n images it keeps and the
+    schedule; None: no candidates."""
+    from zit_agent.backends.candidates import check_candidates
+
+    if not options.candidates:
+        if options.preview_step is not None:
+            raise UserError("a preview step needs candidates", hint="give {candidates} too")
+        return None
+    step = first_given(options.preview_step, RENDER.preview_step)
+    check_candidates(render, options.candidates, keep, step)
+    return options.candidates, step
 
 
 def seeds_of(options: RunOptions, count: int) -> list[int]:
@@ -352,10 +385,59 @@ def parse_size(text: str) -> tuple[int, int]:
     return int(parts[0]), int(parts[1])
 
 
+def early_steps(options: RunOptions) -> int:
+    """The steps an early prompt conditions (0: none); early steps need an early prompt."""
+    if options.early_prompt is None:
+        if options.early_steps:
+            raise UserError("early steps need an early prompt", hint="give {early_prompt} too")
+        return 0
+    return first_given(options.early_steps, RENDER.early_steps)
+
+
+def early_ids(
+    prompt: str, tokenizer: QwenTokenizer, settings: Settings, options: RunOptions
+) -> list[int]:
+    """The early prompt's plain sequence; an empty prompt is the template with no user text."""
+    from zit_agent.agent.diversity import early_ids as assembled
+    from zit_agent.sequence import check_utf8
+
+    return assembled(check_utf8(prompt), tokenizer, token_budget(settings, options))
+
+
+GATE = re.compile(r"^(\d+(?:\.\d*)?)-(\d+(?:\.\d*)?)$")
+
+
+def parse_lora_spec(spec: str) -> tuple[str, float, StepGate | None]:
+    """'PATH', 'PATH:STRENGTH' or either with a step gate '@START-END' (a half-open range of
+    steps, '@0-2' = the first two; with a decimal point, fractions of the schedule: '@0-0.25')
+    -> (path, strength, gate); strength and file checked (the gate against the schedule later,
+    when the step count is known)."""
+    from zit_agent.backends.base import StepGate
+
+    gate = None
+    head, sep, tail = spec.rpartition("@")
+    found = GATE.match(tail.strip()) if sep and head else None
+    if found:
+        start, end = found.groups()
+        fraction = "." in start or "." in end
+        gate = StepGate(start=float(start), end=float(end), fraction=fraction)
+        spec = head
+    elif sep and head and re.fullmatch(r"[\d.\- ]+", tail):
+        raise UserError(
+            f"bad LoRA step gate @{tail}", hint="write it as @START-END, e.g. @0-2 or @0-0.25"
+        )
+    path, strength = parse_lora(spec)
+    return path, strength, gate
+
+
 def parse_lora(spec: str) -> tuple[str, float]:
-    """'PATH' or 'PATH:STRENGTH' -> (path, strength); strength and file checked."""
+    """'PATH' or 'PATH:STRENGTH' -> (path, strength); strength and file checked. A step gate
+    (`parse_lora_spec`) is left out."""
     from zit_agent.backends.zimage import check_lora_file, check_lora_strength
 
+    head, sep, tail = spec.rpartition("@")
+    if sep and head and GATE.match(tail.strip()):
+        spec = head
     path, strength = spec, 1.0
     head, sep, tail = spec.rpartition(":")
     if sep and head:
@@ -392,14 +474,19 @@ def check_request(
     wildcards too)."""
     from zit_agent.backends.registry import registered
 
-    render_options(settings, options)
+    render = render_options(settings, options)
     token_budget(settings, options)
     if idea is not None:  # the syntax and the files (a writer may write a missing one)
         with_writer = parts_spec(settings, options).writer is not None
         checked = options if options.seed is not None else options.model_copy(update={"seed": 0})
         idea_seeds(settings, idea, checked, image_count(options, ruts), allow_missing=with_writer)
     seeds_of(options, image_count(options, ruts))
+    candidate_counts(options, render, image_count(options, ruts))
     levers.parse_ladder(options.ladder)
+    if options.adapter:
+        from zit_agent.agent.diversity import adapter_knob
+
+        adapter_knob(options.adapter)
     if options.shape is not None:
         resolve_shape(options.shape, True)
     if options.backend is not None and options.backend not in registered("image backend"):
@@ -416,6 +503,7 @@ def initial_state(
     """The agent's first state: the same for `generate`, a chat session's first turn and the eval
     agent strategy (so one request records the same render settings everywhere). `ideas`: a
     wildcard template's expansion for each seed (`idea_seeds`)."""
+    from zit_agent.agent.diversity import adapter_knob
     from zit_agent.agent.state import AgentState, ChatTurn, RenderKnobs
     from zit_agent.sequence import check_utf8
 
@@ -445,6 +533,14 @@ def initial_state(
             init=render.init_image,
             strength=render.strength,
             mask=render.mask_image,
+            lora_gate=render.lora_gates[0].model_dump()
+            if render.lora_gates and render.lora_gates[0]
+            else None,
+            early_prompt=options.early_prompt if render.early_steps else None,
+            early_steps=render.early_steps,
+            candidates=options.candidates or 0,
+            preview_step=first_given(options.preview_step, RENDER.preview_step),
+            adapter=adapter_knob(options.adapter),
         ),
         turns=[ChatTurn(message=idea.strip())] if chat else [],
         parts=parts or {},
@@ -466,6 +562,10 @@ def image_record(image: str | Path) -> dict[str, Any]:
             hint="give a PNG written by zit generate, chat or eval",
         )
     return record
+
+
+def _rank(candidate: Any) -> int:
+    return candidate.rank if candidate.rank is not None else 1 << 30
 
 
 def run_id_for(idea: str) -> str:
@@ -501,7 +601,8 @@ class Runner:
         stored: dict[str, Any] | None = None, progress: Progress = _ignore,
     ) -> Runner:  # fmt: skip
         spec = parts_spec(settings, options, stored)
-        return cls(settings, load_parts(settings, spec, embedder=ruts, progress=progress))
+        embedder = ruts or bool(options.candidates)  # candidates are judged by the embedder
+        return cls(settings, load_parts(settings, spec, embedder=embedder, progress=progress))
 
     @property
     def variant(self) -> str | None:
@@ -587,8 +688,19 @@ class Runner:
             self.parts.tokenizer,
             max_tokens=self.budget(options),
         )
-        paths = self.render_sequence(sequence.ids, seeds, render, out_dir=out_dir, idea=idea)
+        extra: dict[str, Any] = {}
+        plan = candidate_counts(options, render, len(seeds))
+        if plan is None:
+            paths = self.render_sequence(sequence.ids, seeds, render, out_dir=out_dir, idea=idea)
+        else:
+            paths, report = self.render_candidates(
+                sequence.ids, seeds_of(options, plan[0]), render, out_dir=out_dir, idea=idea,
+                keep=len(seeds), preview_step=plan[1],
+            )  # fmt: skip
+            seeds = [c.seed for c in sorted(report.candidates, key=_rank) if c.kept]
+            extra = {"candidates": report.model_dump(), "steps": report.steps}
         return {
+            **extra,
             "images": [str(p) for p in paths],
             "seeds": seeds,
             "token_count": sequence.count,
@@ -661,6 +773,26 @@ class Runner:
             for item in rendered:
                 item.record["wildcards"] = {**wildcards, "seed": item.seed}
         return save_rendered(rendered, out_dir, idea=idea)
+
+    def render_candidates(
+        self, ids: list[int], seeds: list[int], render: RenderOptions, *, out_dir: Path,
+        idea: str | None, keep: int, preview_step: int,
+    ):  # fmt: skip
+        """`seeds` previewed, the `keep` most different from each other and the history
+        finished and saved (`agent.candidates`); the paths and the report."""
+        from zit_agent.agent.candidates import render_with_candidates
+        from zit_agent.agent.history import HistoryStore
+        from zit_agent.backends.provenance import save_rendered
+
+        if self.parts.embedder is None:  # a plain render loads no embedder of its own
+            self.parts.embedder, notes = _embedder(self.settings, self.parts.spec)
+            self.parts.notes += notes
+        with HistoryStore(self.settings.history_db) as store:
+            kept, report = render_with_candidates(
+                self.parts.backend, self.parts.embedder, store, ids, seeds, render, keep=keep,
+                preview_step=preview_step,
+            )  # fmt: skip
+        return save_rendered(kept, out_dir, idea=idea), report
 
     def plain_path(self, options: RunOptions, *, ruts: bool) -> bool:
         """Whether a request is the plain path (no writer, no rut checks, the Z-Image backend, no

@@ -55,6 +55,8 @@ class Shot(BaseModel):
     # A wildcard template's expansion this shot pictures (None: the run's idea), and its seed.
     idea: str | None = None
     idea_seed: int | None = None
+    steps_spent: int = 0  # denoising steps its images took (candidates: previews included)
+    candidates: dict[str, Any] | None = None  # the candidates report (`agent.candidates`)
 
 
 class RenderKnobs(BaseModel):
@@ -73,6 +75,13 @@ class RenderKnobs(BaseModel):
     init: str | None = None
     strength: float = RENDER.strength
     mask: str | None = None
+    lora_gate: dict[str, Any] | None = None  # the LoRA's step gate (`StepGate` data; None: all)
+    early_prompt: str | None = None  # the first `early_steps` steps' prompt ("": empty)
+    early_steps: int = 0
+    candidates: int = 0  # seeds previewed per shot, the n most different finished (0: off)
+    preview_step: int = RENDER.preview_step
+    adapter: list[Any] | None = None  # a diversity adapter [path, strength, gate] (configured)
+    adapter_on: bool = False  # whether the adapter lever turned it on
 
 
 class Lever(BaseModel):

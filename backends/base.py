@@ -14,6 +14,7 @@ can fake any backend (a fake subclasses the base like a real one).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -107,6 +108,33 @@ class NoiseSettings(BaseModel):
     seed: int = 0
 
 
+class StepGate(BaseModel):
+    """A half-open range of denoising steps, `start` to `end`: step numbers (`@0-2` = the first
+    two steps) or, with `fraction`, shares of the schedule (`@0-0.25`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    start: float = Field(ge=0.0)
+    end: float = Field(ge=0.0)
+    fraction: bool = False
+
+    def steps(self, total: int) -> tuple[int, int]:
+        """The step range `[first, stop)` in a schedule of `total` steps."""
+        if self.fraction:
+            return round(self.start * total), round(self.end * total)
+        return int(self.start), int(self.end)
+
+    def covers(self, step: int, total: int) -> bool:
+        first, stop = self.steps(total)
+        return first <= step < stop
+
+    def text(self) -> str:
+        """How it is written after a LoRA path: `0-2`, `0-0.25`."""
+        if self.fraction:  # "0.0-1.0", never "0-1" (which is steps)
+            return f"{float(self.start)!r}-{float(self.end)!r}"
+        return f"{int(self.start)}-{int(self.end)}"
+
+
 class RenderOptions(BaseModel):
     """How to render. Defaults are Z-Image-Turbo's (`zit_agent.defaults.RENDER`)."""
 
@@ -129,6 +157,13 @@ class RenderOptions(BaseModel):
     # More LoRA files stacked on top of `lora`, as (path, strength); the distilled model takes one
     # well, so backends warn when this is used.
     extra_loras: list[tuple[str, float]] = Field(default_factory=list)
+    # When each LoRA is active, one entry per LoRA in the order `lora`, *`extra_loras` (None or
+    # missing: every step). An empty range is the render without that LoRA.
+    lora_gates: list[StepGate | None] = Field(default_factory=list)
+    # The first `early_steps` steps are conditioned on `early_ids` (a whole chat sequence; an empty
+    # prompt is the template with no user text), the rest on the real sequence. 0: off.
+    early_ids: list[int] | None = None
+    early_steps: int = Field(0, ge=0)
     # Z-Image (base) renders with CFG renormalization on (see `defaults.VARIANTS`).
     cfg_normalization: bool = RENDER.cfg_normalization
     # A control map (image path) that fixes the composition; needs a backend with a ControlNet.
@@ -175,6 +210,20 @@ class RenderedImage(BaseModel):
     record: dict[str, Any] = Field(default_factory=dict)
 
 
+class CandidateRender(BaseModel):
+    """What rendering candidates gave (`ImageBackend.render_candidates`): the kept images (in the
+    order chosen), which candidates they were, every candidate's preview, the denoising steps
+    spent in all, and what a preview is."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    kept: list[RenderedImage]
+    kept_index: list[int]
+    previews: list[Any]  # PIL images, one per candidate
+    steps: int
+    preview: str
+
+
 class ImageBackend(ABC):
     """Renders whole Z-Image chat sequences given as token ids.
 
@@ -215,6 +264,24 @@ class ImageBackend(ABC):
     def render(
         self, token_ids: list[int], seeds: list[int], options: RenderOptions
     ) -> list[RenderedImage]: ...
+
+    def render_candidates(
+        self, token_ids: list[int], seeds: list[int], options: RenderOptions,
+        preview_step: int, choose: Callable[[list[Any]], list[int]],
+    ) -> CandidateRender:  # fmt: skip
+        """Render `seeds` as candidates, show `choose` one preview per candidate, finish the
+        candidates it returns (indices). The default has no cheaper preview: it renders every
+        candidate in full and shows the final images (steps: M * S)."""
+        rendered = self.render(token_ids, seeds, options)
+        previews = [r.image for r in rendered]
+        keep = list(choose(previews))
+        return CandidateRender(
+            kept=[rendered[i] for i in keep],
+            kept_index=keep,
+            previews=previews,
+            steps=len(seeds) * options.steps,
+            preview="the final image (this backend has no early preview)",
+        )
 
 
 # -- embedders -----------------------------------------------------------------------------------

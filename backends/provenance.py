@@ -215,10 +215,12 @@ def render_request(record: dict[str, Any]) -> RenderRequest:
     fields = {
         name: record[name]
         for name in RenderOptions.model_fields
-        if name != "negative_ids" and record.get(name) is not None
+        if name not in ("negative_ids", "early_ids") and record.get(name) is not None
     }
     if record.get("negative_token_ids") is not None:
         fields["negative_ids"] = decode_ids(record["negative_token_ids"], "negative token ids")
+    if record.get("early_token_ids") is not None:  # an early prompt (the first steps)
+        fields["early_ids"] = decode_ids(record["early_token_ids"], "early token ids")
     seed = record.get("seed")
     try:
         options = RenderOptions(**fields)

@@ -23,11 +23,17 @@ import logging
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zit_agent.backends.base import ImageBackend, NoiseSettings, RenderedImage, RenderOptions
+from zit_agent.backends.base import (
+    CandidateRender,
+    ImageBackend,
+    NoiseSettings,
+    RenderedImage,
+    RenderOptions,
+)
 from zit_agent.backends.hub import check_device, resolve_dir
 from zit_agent.backends.provenance import (
     batch_field,
@@ -116,6 +122,7 @@ class ZImageBackend(ImageBackend):
         self._cache_size = cache_size
         self._scheduler_config = dict(pipe.scheduler.config)
         self._loras: dict[str, str] = {}  # resolved path -> adapter name
+        self._adapters: list[str] = []  # the adapters of the current render, in LoRA order
         self._schedulers: dict[tuple[str, float], tuple[Any, Any]] = {}
         self._pad_id = self.tokenizer.token_id("<|endoftext|>")  # Qwen3's pad token
         # Image-to-image and inpainting pipelines over `pipe`'s own modules, built when first used.
@@ -323,6 +330,16 @@ class ZImageBackend(ImageBackend):
             if change:
                 torch.set_num_threads(before)
 
+    def render_candidates(
+        self, token_ids: list[int], seeds: list[int], options: RenderOptions,
+        preview_step: int, choose: Callable[[list[Any]], list[int]],
+    ) -> CandidateRender:  # fmt: skip
+        """Candidates judged on their x0 previews at `preview_step`, the kept ones finished from
+        their latents there (`backends.candidates`)."""
+        from zit_agent.backends.candidates import render_candidates
+
+        return render_candidates(self, token_ids, seeds, options, preview_step, choose)
+
     # -- encoding --------------------------------------------------------------------------------
     def encode(self, token_ids: list[int], layer: int = RENDER.layer) -> tuple[torch.Tensor, bool]:
         """Hidden states `[len(ids), hidden]` of `layer` for these ids, and whether they came from
@@ -473,6 +490,7 @@ class ZImageBackend(ImageBackend):
             weights.append(strength)
         self.pipe.enable_lora()
         self.pipe.set_adapters(names, adapter_weights=weights)
+        self._adapters = names  # the step gates set these adapters' weights per step
         return [(str(Path(p).resolve()), s) for p, s in wanted]
 
     def _load_lora(self, path: str) -> str:
@@ -511,6 +529,8 @@ class ZImageBackend(ImageBackend):
             positive, callback = conditioning_noise(
                 embeds, len(seeds), options.noise, options.steps
             )
+        if uses_step_levers(options):  # early prompt, LoRA gates: per-step conditioning
+            positive, callback = self._step_hooks(embeds, len(seeds), options)
         kwargs: dict[str, Any] = {
             "prompt_embeds": positive,
             "negative_prompt_embeds": [negative] * len(seeds) if negative is not None else None,
@@ -644,6 +664,41 @@ class ZImageBackend(ImageBackend):
             results[0].zit_batches = batches  # the record says the batches that ran
             return results[0]
 
+    # -- step levers: an early prompt, step-gated LoRAs --------------------------------------------
+    def _step_hooks(
+        self, embeds: torch.Tensor, count: int, options: RenderOptions, offset: int = 0
+    ):
+        """The prompt embeddings of step `offset` for `count` images, and the step callback that
+        switches the conditioning (early prompt, conditioning noise, real prompt) and the LoRA
+        weights between steps. `offset`: the schedule step the pipeline call starts at (a
+        candidate finished from its preview latents starts past step 0)."""
+        early = None
+        if options.early_steps > 0 and options.early_ids is not None:
+            early, _ = self.encode(options.early_ids, options.layer)
+        per_step = step_embeds(embeds, early, options)
+        weights = step_weights(options, len(self._adapters))
+        if weights:
+            self.pipe.set_adapters(self._adapters, adapter_weights=weights[offset])
+
+        def set_weights(values: list[float]) -> None:
+            self.pipe.set_adapters(self._adapters, adapter_weights=values)
+
+        return [per_step[offset]] * count, step_switcher(per_step, weights, set_weights, offset)
+
+    def _step_levers_record(self, options: RenderOptions) -> dict[str, Any]:
+        """What the record keeps of the step levers (only when used, so plain records do not
+        change); the names are `RenderOptions` fields, so `zit rerender` takes them over."""
+        out: dict[str, Any] = {}
+        if options.early_steps > 0 and options.early_ids is not None:
+            out |= {
+                "early_steps": options.early_steps,
+                "early_prompt": readable_text(options.early_ids, self.tokenizer),
+                "early_token_ids": encode_ids(options.early_ids),
+            }
+        if any(g is not None for g in options.lora_gates):
+            out["lora_gates"] = [g.model_dump() if g else None for g in options.lora_gates]
+        return out
+
     # -- provenance ------------------------------------------------------------------------------
     def _record(
         self,
@@ -695,6 +750,7 @@ class ZImageBackend(ImageBackend):
             "lora_strength": loras[0][1] if loras else None,
             "extra_loras": [list(x) for x in loras[1:]],
             "noise": noise.model_dump() if noise else None,
+            **self._step_levers_record(options),
             "model": self.model_id,
             "model_revision": self.model_revision,
             "dtype": _dtype_name(self.pipe.transformer.dtype),
@@ -732,6 +788,7 @@ def check_options(options: RenderOptions) -> None:
         check_lora_strength(options.lora_strength)
     for _, strength in options.extra_loras:
         check_lora_strength(strength)
+    check_step_levers(options)
 
 
 def check_size(width: int, height: int) -> None:
@@ -872,6 +929,97 @@ def conditioning_noise(embeds: torch.Tensor, count: int, noise: NoiseSettings, s
         return {"prompt_embeds": [embeds] * callback_kwargs["latents"].shape[0]}
 
     return [noisy] * count, restore_clean
+
+
+# -- step levers ---------------------------------------------------------------------------------
+def uses_step_levers(options: RenderOptions) -> bool:
+    """Whether a render changes its conditioning or LoRA weights between steps."""
+    return (options.early_steps > 0 and options.early_ids is not None) or any(
+        g is not None for g in options.lora_gates
+    )
+
+
+def check_step_levers(options: RenderOptions) -> None:
+    """Early steps below the step count, and each LoRA gate inside the schedule."""
+    steps, early = options.steps, options.early_steps
+    if early and early >= steps:
+        raise UserError(
+            f"early steps {early} leave no step of {steps} for the real prompt",
+            hint=f"use early steps 0..{steps - 1}",
+        )
+    count = (1 if options.lora else 0) + len(options.extra_loras)
+    if len(options.lora_gates) > count:
+        raise UserError(
+            f"{len(options.lora_gates)} LoRA gates for {count} LoRA(s)",
+            hint="give one @START-END per LoRA",
+        )
+    for gate in options.lora_gates:
+        if gate is not None:
+            check_gate(gate, steps)
+
+
+def check_gate(gate, steps: int) -> None:
+    """A step gate `@START-END` must lie in the schedule: steps 0..`steps`, or fractions 0..1."""
+    top = 1.0 if gate.fraction else steps
+    whole = gate.fraction or (gate.start == int(gate.start) and gate.end == int(gate.end))
+    if not (whole and 0 <= gate.start <= gate.end <= top):
+        unit = "fractions 0..1" if gate.fraction else f"whole steps 0..{steps}"
+        raise UserError(
+            f"LoRA gate @{gate.text()} is outside the schedule of {steps} steps",
+            hint=f"use @START-END with START <= END in {unit} (a half-open range)",
+        )
+
+
+def step_embeds(embeds: torch.Tensor, early: torch.Tensor | None, options: RenderOptions):
+    """The prompt embeddings of each step: the early prompt's for the first `early_steps`, then
+    the noised ones while conditioning noise lasts, then the real ones."""
+    noisy, noisy_steps = None, 0
+    noise = options.noise
+    if noise is not None and noise.strength > 0:
+        noisy = conditioning_noise(embeds, 1, noise, options.steps)[0][0]
+        noisy_steps = max(1, math.ceil(noise.steps_share * options.steps))
+    per_step = []
+    for step in range(options.steps):
+        if early is not None and step < options.early_steps:
+            per_step.append(early)
+        elif noisy is not None and step < noisy_steps:
+            per_step.append(noisy)
+        else:
+            per_step.append(embeds)
+    return per_step
+
+
+def step_weights(options: RenderOptions, adapters: int) -> list[list[float]]:
+    """Each step's adapter weights (a LoRA outside its gate weighs 0); [] without gates."""
+    if not adapters or all(g is None for g in options.lora_gates):
+        return []
+    strengths = [options.lora_strength] if options.lora else []
+    strengths += [strength for _, strength in options.extra_loras]
+    gates = list(options.lora_gates) + [None] * (len(strengths) - len(options.lora_gates))
+    return [
+        [
+            s if g is None or g.covers(step, options.steps) else 0.0
+            for s, g in zip(strengths, gates, strict=True)
+        ]
+        for step in range(options.steps)
+    ]
+
+
+def step_switcher(per_step: list, weights: list[list[float]], set_weights, offset: int = 0):
+    """diffusers' `callback_on_step_end` that, after step `offset + step`, puts in the next step's
+    prompt embeddings and adapter weights where they change."""
+
+    def switch(pipe, step: int, timestep, callback_kwargs: dict) -> dict:
+        following = offset + step + 1
+        if following >= len(per_step):
+            return {}
+        if weights and weights[following] != weights[following - 1]:
+            set_weights(weights[following])
+        if per_step[following] is per_step[following - 1]:
+            return {}
+        return {"prompt_embeds": [per_step[following]] * callback_kwargs["latents"].shape[0]}
+
+    return switch
 
 
 # -- loading helpers -----------------------------------------------------------------------------

@@ -11,7 +11,10 @@ Z-Image-Turbo's components are built with their real configurations and random b
 3. `attention:<name>`: each attention backend other than native (one that cannot run here is
    recorded with its error);
 4. `batch:<n>` for each batch size above 1: seconds per image;
-5. `compile`: regional compilation (`compile_repeated_blocks`: one `ZImageTransformerBlock` is
+5. `lever:candidates`, `lever:early`, `lever:adapter`: the composition levers (issue 25), seconds per
+   kept image against the baseline: 16 candidates previewed at step 2, 4 finished; the first 2
+   steps on the empty prompt; a rank-16 LoRA gated to the first quarter of the steps;
+6. `compile`: regional compilation (`compile_repeated_blocks`: one `ZImageTransformerBlock` is
    compiled and its code reused by every copy), first call and steady state.
 
 Memory, per case: the peak allocated during the case minus what was resident before it (the
@@ -58,6 +61,8 @@ QWEN3_4B = {
 }
 ENCODER_LAYERS = 36  # Qwen3-4B's depth
 GIB = 2**30
+LEVERS = ("candidates", "early", "adapter")  # issue 25's composition levers
+CANDIDATES = (16, 4, 2)  # previewed, kept, preview step (--dry: 4, 2, 1)
 COMPILE_LIMIT_S = 240.0  # the compile case's own time limit (regional compilation is quick)
 
 
@@ -80,6 +85,7 @@ class Plan:
         self.cases = ["real-configs", "build", "raw-vs-backend", "encode-cold-vs-cached"]
         self.cases += [f"batch:{n}" for n in self.batches]
         self.cases += [f"attention:{name}" for name in self.attention]
+        self.cases += [f"lever:{name}" for name in LEVERS]
         if self.compile:
             self.cases.append("compile")
 
@@ -310,6 +316,61 @@ class Bench:
         first = time.perf_counter() - start
         return {"first_call_s": first, **self._against_baseline(timed(self.render, self.plan))}
 
+    def lever(self, name: str) -> dict:
+        """One composition lever: seconds per kept image (and peak memory) against the
+        baseline's seconds per image."""
+        count, keep, step = (4, 2, 1) if self.plan.dry else CANDIDATES
+        if name == "candidates":
+            seeds = list(range(count))
+
+            def call():
+                return self.backend.render_candidates(
+                    self.ids, seeds, self.options, step, lambda previews: list(range(keep))
+                )
+
+            found = timed(call, self.plan)
+            found |= {
+                "candidates": count,
+                "kept": keep,
+                "preview_step": step,
+                "steps_per_kept": (count * step + keep * (self.plan.steps - step)) / keep,
+            }
+            found["per_image_s"] = found["median_s"] / keep
+            return self._against_baseline(found, found["per_image_s"])
+        if name == "early":
+            from zit_agent.sequence import empty_prompt_ids
+
+            options = self.options.model_copy(
+                update={"early_ids": empty_prompt_ids(self.backend.tokenizer), "early_steps": step}
+            )
+        else:
+            options = self.options.model_copy(update=self._gated_lora())
+        return self._against_baseline(
+            timed(lambda: self.backend.render(self.ids, [0], options), self.plan)
+        )
+
+    def _gated_lora(self) -> dict:
+        """A random rank-16 LoRA on the DiT's attention, saved and gated to the first quarter."""
+        import tempfile
+        from pathlib import Path
+
+        from diffusers import ZImagePipeline
+        from peft import LoraConfig, get_peft_model_state_dict
+
+        from zit_agent.backends.base import StepGate
+
+        transformer = self.pipe.transformer
+        config = LoraConfig(r=16, lora_alpha=16, target_modules=["to_q", "to_k", "to_v"],
+                            init_lora_weights=False)  # fmt: skip
+        transformer.add_adapter(config, adapter_name="bench")
+        layers = get_peft_model_state_dict(transformer, adapter_name="bench")
+        transformer.delete_adapters("bench")
+        folder = Path(tempfile.mkdtemp(prefix="zit-bench-lora-"))
+        ZImagePipeline.save_lora_weights(folder, transformer_lora_layers=layers)
+        gate = StepGate(start=0.0, end=0.25, fraction=True)
+        path = str(folder / "pytorch_lora_weights.safetensors")
+        return {"lora": path, "lora_strength": 1.0, "lora_gates": [gate]}
+
     def _against_baseline(self, found: dict, seconds: float | None = None) -> dict:
         if self.baseline:
             found["vs_baseline"] = (seconds or found["median_s"]) / self.baseline["median_s"]
@@ -336,6 +397,8 @@ def run_cases(plan: Plan, run: Callable[[str, Callable[[], dict], float | None],
         run(f"batch:{n}", lambda n=n: it.batch(n), None)
     for name in plan.attention:
         run(f"attention:{name}", lambda name=name: it.attention(name), None)
+    for name in LEVERS:
+        run(f"lever:{name}", lambda name=name: it.lever(name), None)
     if plan.compile:
         run("compile", it.compile, COMPILE_LIMIT_S)
 

@@ -61,6 +61,10 @@ class RenderTable(_Table):
     vary_subtle: float = 0.3  # `zit vary --subtle`, chat `/vary subtle`: 3 of Turbo's 8 steps
     vary_strong: float = 0.7  # `--strong`: 6 of 8 steps, the init's layout and colours stay
     vary_count: int = 4  # variations `zit vary` renders unless told otherwise
+    early_steps: int = 2  # an early prompt's steps (Turbo sets the layout in the first 1-2)
+    preview_step: int = 2  # candidates are judged on their x0 preview after this many steps
+    candidates: int = 16  # seeds previewed when the candidates lever is taken
+    preview_side: int = 128  # previews are downscaled to at most this many pixels a side
 
 
 class AutoShiftTable(_Table):

@@ -190,9 +190,41 @@ class RunOptions(BaseModel):
         default=RENDER.shift,
     )
     lora: list[str] | None = _option(
-        "LoRA .safetensors file, optionally PATH:STRENGTH (-2..2, "
-        "default 1). Repeatable, but the distilled model handles one well.",
+        "LoRA or LoKr .safetensors file, optionally PATH:STRENGTH (-2..2, "
+        "default 1) and a step gate PATH:STRENGTH@START-END (half-open: @0-2 = the first two "
+        "steps; fractions: @0-0.25). Repeatable, but the distilled model handles one well.",
         RENDER_GROUP,
+    )
+    adapter: str | None = _option(
+        "A diversity LoRA/LoKr the escape ladder's `adapter` lever turns on, PATH:STRENGTH@START-END "
+        "(default gate: the first quarter of the steps).",
+        RENDER_GROUP,
+    )
+    early_prompt: str | None = _option(
+        "Condition the first --early-steps steps on this prompt instead (may be empty: the "
+        "template with no text), the rest on the real one.",
+        RENDER_GROUP,
+    )
+    early_steps: int | None = _option(
+        "Steps conditioned on --early-prompt (default {default}; 0: the plain image).",
+        RENDER_GROUP,
+        default=RENDER.early_steps,
+        ge=0,
+        le=LIMITS.max_steps,
+    )
+    candidates: int | None = _option(
+        "Preview this many seeds, keep the -n most different from each other and the history, "
+        "finish only those (0 or unset: off).",
+        RENDER_GROUP,
+        ge=0,
+        le=LIMITS.max_count,
+    )
+    preview_step: int | None = _option(
+        "Step whose x0 prediction the candidates are judged on (default {default}).",
+        RENDER_GROUP,
+        default=RENDER.preview_step,
+        ge=1,
+        le=LIMITS.max_steps,
     )
     noise: float | None = _option(
         "Conditioning noise strength (x the embedding's std) to break ruts; 0: off.",

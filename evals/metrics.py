@@ -200,6 +200,8 @@ def cost_of(records: list[dict[str, Any]]) -> dict[str, float]:
         "writer_prompt_tokens": sum(r["cost"]["writer_prompt_tokens"] for r in records) / n,
         "writer_new_tokens": sum(r["cost"]["writer_new_tokens"] for r in records) / n,
         "sequence_tokens": sum(r["sequence"]["count"] for r in records) / n,
+        # denoising steps per kept image (candidates' previews and rejected attempts included)
+        "denoise_steps": sum(r["cost"].get("denoise_steps") or 0.0 for r in records) / n,
     }
     for stage in STAGES:
         cost[f"seconds_{stage}"] = sum(r["cost"]["seconds"].get(stage, 0.0) for r in records) / n
@@ -213,6 +215,7 @@ COST_KEYS = (
     "writer_prompt_tokens",
     "writer_new_tokens",
     "sequence_tokens",
+    "denoise_steps",
     *(f"seconds_{s}" for s in STAGES),
 )
 TIMING_KEYS = tuple(f"seconds_{s}" for s in STAGES)

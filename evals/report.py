@@ -47,6 +47,7 @@ LABELS = {
     "writer_prompt_tokens": "writer prompt tokens",
     "writer_new_tokens": "writer new tokens",
     "sequence_tokens": "sequence tokens",
+    "denoise_steps": "steps / image",
     **{k: f"s {k.removeprefix('seconds_')}" for k in TIMING_KEYS},
 }
 

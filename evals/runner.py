@@ -182,6 +182,10 @@ class RunContext:
             max_attempts=config.max_attempts,
             ladder=",".join(config.ladder) if config.ladder else None,
             shape=config.shape,
+            candidates=config.candidates,
+            preview_step=config.preview_step,
+            early_prompt=config.early_prompt,
+            early_steps=config.early_steps,
         )
 
     def max_tokens(self, config: Config) -> int:
@@ -615,6 +619,7 @@ def image_record(job: Job, suite: Suite, out: Output, folder: RunFolder, index: 
             "writer_prompt_tokens": writer.get("prompt_tokens", 0),
             "writer_new_tokens": writer.get("new_tokens", 0),
             "seconds": out.seconds,
+            "denoise_steps": out.steps,
         },
         "backend": {"kind": suite.backend.kind, **out.backend_record},
         "events": out.events,

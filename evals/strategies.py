@@ -51,6 +51,7 @@ class Output:
     backend_record: dict[str, Any] = field(default_factory=dict)
     events: list[dict[str, Any]] = field(default_factory=list)  # rut readings, escapes (agent)
     saved: Path | None = None  # the PNG (its record beside it) a strategy saved itself
+    steps: float | None = None  # denoising steps per kept image (previews, failed attempts too)
 
 
 Strategy = Callable[["RunContext", "Job", Path], list[Output]]
@@ -136,7 +137,8 @@ def _render(
     run: RunContext, config: Config, assembled: Assembled, description: str, seed: int
 ) -> Output:
     start = time.perf_counter()
-    [rendered] = run.backend.render(assembled.ids, [seed], run.render_options(config))
+    options = run.render_options(config)
+    [rendered] = run.backend.render(assembled.ids, [seed], options)
     seconds = time.perf_counter() - start
     encode = _encode_seconds(rendered.record)
     return Output(
@@ -149,6 +151,7 @@ def _render(
         seconds={"encode": encode, "render": max(seconds - encode, 0.0)},
         max_tokens=run.max_tokens(config),
         backend_record=rendered.record,
+        steps=float(options.steps),
     )
 
 
@@ -208,6 +211,8 @@ def _agent_outputs(final: Any, clock: _StageClock, writer: _CountingWriter | Non
     every = [Path(p) for attempt in final.attempts for p in attempt.images]
     seconds = clock.per_image(len(images), encode=sum(_encode_seconds(_record(p)) for p in every))
     events = _agent_events(final)
+    spent = sum(shot.steps_spent for attempt in final.attempts for shot in attempt.shots)
+    steps = spent / len(images) if images else None
     outputs = []
     for shot, seed, path in images:
         outputs.append(
@@ -224,6 +229,7 @@ def _agent_outputs(final: Any, clock: _StageClock, writer: _CountingWriter | Non
                 writer=writer.share(len(images)) if writer else None,
                 backend_record=_record(path),
                 events=events,
+                steps=steps,
             )
         )
     return outputs

@@ -131,6 +131,11 @@ class Config(_Strict):
     ladder: list[str] | None = Field(
         None, min_length=1, description="agent: the escape ladder's order (default: the agent's)"
     )
+    # Composition levers (docs/agent.md): candidates need the agent strategy (it keeps n of M).
+    candidates: int | None = Field(None, ge=1, le=LIMITS.max_count)
+    preview_step: Steps | None = None
+    early_prompt: str | None = None
+    early_steps: int | None = Field(None, ge=0, le=LIMITS.max_steps)
 
     @field_validator("sampler", "scheduler", "shift", mode="before")
     @classmethod
@@ -166,6 +171,8 @@ class Config(_Strict):
     def _check(self) -> Config:
         if self.shape is not None and self.strategy == "raw" and self.shape != "plain":
             raise ValueError("the raw strategy has no writer: its shape is always plain")
+        if self.candidates and self.strategy != "agent":
+            raise ValueError("candidates keep n of M images: only the agent strategy takes them")
         return self
 
     @property

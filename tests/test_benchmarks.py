@@ -108,6 +108,7 @@ def test_gpu_script_dry_run_on_cpu(tmp_path):
     cases = data["cases"]
     assert list(cases) == ["real-configs", "writer", "build", "raw-vs-backend",
                            "encode-cold-vs-cached", "batch:2", "attention:_native_math",
+                           "lever:candidates", "lever:early", "lever:adapter",
                            "compile"]  # fmt: skip
     assert not [name for name, case in cases.items() if "error" in case or "skipped" in case]
     real = cases["real-configs"]
@@ -120,6 +121,9 @@ def test_gpu_script_dry_run_on_cpu(tmp_path):
     batch = cases["batch:2"]
     assert batch["per_image_s"] == batch["median_s"] / 2 and batch["vs_baseline"] > 0
     assert cases["compile"]["first_call_s"] > 0
+    levers = cases["lever:candidates"]
+    assert levers["per_image_s"] == levers["median_s"] / 2 and levers["steps_per_kept"] == 3.0
+    assert all(cases[f"lever:{n}"]["vs_baseline"] > 0 for n in ("candidates", "early", "adapter"))
     assert "backend, batch 1" in data["standing"]["measured"]
 
 
