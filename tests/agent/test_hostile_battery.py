@@ -481,3 +481,21 @@ def test_two_demos_building_the_tiny_model_at_once_both_succeed(tmp_path):
         thread.join(120)
     assert errors == [] and (target / "model_index.json").is_file()
     assert sorted(p.name for p in target.parent.iterdir()) == ["tiny-zimage"]  # no leftovers
+
+
+def test_readable_text_of_1500_ids_without_im_start(qwen_tokenizer):
+    """A record's ids without `<|im_start|>` (1,472-1,504 of them ended rerender as exit 70)."""
+    from zit_agent.sequence import readable_text
+
+    assert readable_text([9707] * 1500, qwen_tokenizer) == ""
+
+
+@pytest.mark.parametrize("side", [10_000, 20_000])
+def test_a_control_map_that_is_a_decompression_bomb_is_refused(tmp_path, side):
+    from zit_agent.backends.controlnet import control_map
+    from zit_agent.errors import UserError
+
+    path = tmp_path / "map.png"
+    Image.new("1", (side, side)).save(path)  # 100 or 400 million pixels, a small file
+    with pytest.raises(UserError, match="control image .* is too large"):
+        control_map(path, 64, 64, "none")
