@@ -499,3 +499,29 @@ def test_a_control_map_that_is_a_decompression_bomb_is_refused(tmp_path, side):
     Image.new("1", (side, side)).save(path)  # 100 or 400 million pixels, a small file
     with pytest.raises(UserError, match="control image .* is too large"):
         control_map(path, 64, 64, "none")
+
+
+def test_generate_with_a_lora_whose_keys_match_nothing_is_one_line(
+    capsys, tmp_path, tiny_zimage_dir
+):
+    import torch
+    from safetensors.torch import save_file
+
+    lora = tmp_path / "other.safetensors"
+    save_file({"foo.bar.lora_A.weight": torch.zeros(4, 4), "foo.bar.lora_B.weight": torch.zeros(4, 4)},
+              str(lora))  # fmt: skip
+    code, out, err = generate_tiny(capsys, tiny_zimage_dir, "--size", "64x64", "--lora", str(lora))
+    assert code == 2 and out == "" and only_error_line(err, "matches none of this model's layers")
+
+
+@pytest.mark.parametrize(
+    ("tensors", "keys"), [(2**62, 0), (0, 2**62)], ids=["tensors-2^62", "keys-2^62"]
+)
+def test_a_gguf_dit_with_counts_of_2_to_the_62_is_refused(tmp_path, tensors, keys):
+    from zit_agent.backends.single_file import inspect_file
+    from zit_agent.errors import UserError
+
+    path = tmp_path / "dit.gguf"
+    path.write_bytes(b"GGUF" + struct.pack("<IQQ", 3, tensors, keys) + bytes(64))
+    with pytest.raises(UserError, match="is not a readable GGUF file"):
+        inspect_file(path, "transformer")
