@@ -525,3 +525,30 @@ def test_a_gguf_dit_with_counts_of_2_to_the_62_is_refused(tmp_path, tensors, key
     path.write_bytes(b"GGUF" + struct.pack("<IQQ", 3, tensors, keys) + bytes(64))
     with pytest.raises(UserError, match="is not a readable GGUF file"):
         inspect_file(path, "transformer")
+
+
+@pytest.mark.parametrize(
+    ("config", "field"),
+    [
+        ({"noise": {"strength": ".inf"}}, "configs.raw.noise.strength"),
+        ({"noise": {"strength": 1e308}}, "configs.raw.noise.strength"),
+        ({"noise": {"strength": 0.5, "seed": -5}}, "configs.raw.noise.seed"),
+        ({"sampling": {"temperature": ".nan"}}, "configs.raw.sampling.temperature"),
+        ({"sampling": {"max_new_tokens": 10**9}}, "configs.raw.sampling.max_new_tokens"),
+        ({"layer": 99999}, "configs.raw.layer"),
+        ({"shift": ".inf"}, "configs.raw.shift"),
+    ],
+    ids=["noise-Infinity", "noise-1e308", "noise-seed-minus-5", "temperature-NaN",
+         "max-new-tokens-10^9", "layer-99999", "shift-Infinity"],
+)  # fmt: skip
+def test_a_suite_config_with_an_out_of_bounds_number_names_its_field(config, field):
+    import yaml
+
+    from tests.evals.helpers import sketch_suite
+    from zit_agent.errors import UserError
+    from zit_agent.evals.suite import parse_suite
+
+    text = yaml.safe_dump(sketch_suite(configs={"raw": {"strategy": "raw", **config}}))
+    text = text.replace("'.inf'", ".inf").replace("'.nan'", ".nan")  # YAML's own infinity
+    with pytest.raises(UserError, match=f"field {field}"):
+        parse_suite(text)
