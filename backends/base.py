@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from zit_agent.defaults import AGENT, LIMITS, RENDER
+from zit_agent.options import bounds
 
 if TYPE_CHECKING:
     import numpy as np
@@ -38,14 +39,14 @@ class Message(BaseModel):
 class Sampling(BaseModel):
     """Writer sampling settings (Qwen3's recommended non-thinking values by default)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    temperature: float = Field(AGENT.temperature, ge=0.0)
+    temperature: float = Field(AGENT.temperature, **bounds("temperature"))
     top_p: float = Field(0.8, gt=0.0, le=1.0)
-    top_k: int = Field(20, ge=0)
+    top_k: int = Field(20, ge=0, le=1_000_000)  # at most a vocabulary
     min_p: float = Field(0.0, ge=0.0, le=1.0)
-    repeat_penalty: float = Field(1.0, gt=0.0)
-    max_new_tokens: int = Field(AGENT.max_new_tokens, ge=1)
+    repeat_penalty: float = Field(1.0, gt=0.0, le=100.0)
+    max_new_tokens: int = Field(AGENT.max_new_tokens, **bounds("max_new_tokens"))
 
 
 class TextIds(BaseModel):
@@ -96,16 +97,16 @@ class Writer(ABC):
 class NoiseSettings(BaseModel):
     """Conditioning noise for breaking ruts (off when strength is 0)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    strength: float = Field(0.0, ge=0.0)
+    strength: float = Field(0.0, **bounds("noise"))
     fraction: float = Field(
         RENDER.noise_fraction, gt=0.0, le=1.0, description="Share of embedding values noised."
     )
     steps_share: float = Field(
         RENDER.noise_steps_share, gt=0.0, le=1.0, description="Share of steps that get noise."
     )
-    seed: int = 0
+    seed: int = Field(0, **bounds("noise_seed"))
 
 
 class StepGate(BaseModel):

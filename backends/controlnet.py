@@ -126,10 +126,17 @@ def control_map(path: str | Path, width: int, height: int, preprocess: str) -> I
     path = Path(path).expanduser()
     try:
         with Image.open(path) as img:
+            if img.width * img.height > Image.MAX_IMAGE_PIXELS:  # Pillow only warns up to 2x
+                raise Image.DecompressionBombError(f"{img.width}x{img.height} pixels")
             image = img.convert("RGB")
     except FileNotFoundError:
         raise UserError(f"control image {path} does not exist", hint=MAP_HINT) from None
-    except (OSError, UnidentifiedImageError) as err:
+    except Image.DecompressionBombError as err:
+        raise UserError(
+            f"control image {path} is too large ({err})".split(", could be")[0],
+            hint=f"give a map of at most {Image.MAX_IMAGE_PIXELS:,} pixels, about the render size",
+        ) from None
+    except (OSError, UnidentifiedImageError, ValueError) as err:
         raise UserError(f"control image {path} is not readable: {err}", hint=MAP_HINT) from None
     if preprocess == "canny":
         return canny(image.resize((width, height), Image.Resampling.BICUBIC))

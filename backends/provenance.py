@@ -150,11 +150,12 @@ NOISE_OPTIONS = {
 TEXT_FIELDS = ("idea", "text", "prompt", "negative", "model", "dtype", "lora", "control_image")
 
 
-def check_record_types(record: dict[str, Any]) -> None:
-    """Each text field of a record is text (or absent): `"idea": 5` is refused by name."""
+def check_record_types(record: dict[str, Any], where: str = "") -> None:
+    """Each text field of a record is text (or absent): `"idea": 5` is refused by name (and by
+    the file's, `where`)."""
     for key in TEXT_FIELDS:
         if record.get(key) is not None and not isinstance(record[key], str):
-            raise UserError(f"the record's {key} is not text", hint=_EDITED)
+            raise UserError(f"{where}the record's {key} is not text", hint=_EDITED)
 
 
 def check_record_bounds(record: dict[str, Any]) -> None:
@@ -521,7 +522,7 @@ def read_record(path: str | Path | BinaryIO) -> dict[str, Any] | None:
         return None
     if not isinstance(record, dict):
         return None
-    check_record_types(record)
+    check_record_types(record, "" if hasattr(path, "read") else f"{path}: ")
     return record
 
 

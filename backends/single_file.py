@@ -314,8 +314,14 @@ def _inspect_gguf(path: Path, what: str) -> FileLayout:
 
     try:
         reader = GGUFReader(str(path))
-    except (OSError, ValueError) as err:
-        raise UserError(f"{what} {path.name} is not a readable GGUF file: {err}") from None
+    except MemoryError:
+        raise
+    except Exception as err:  # noqa: BLE001  (gguf's parser on a damaged header: IndexError, ...)
+        raise UserError(
+            f"{what} {path.name} is not a readable GGUF file: {type(err).__name__}: "
+            f"{str(err)[:200]}",
+            hint="re-download it",
+        ) from None
     names = {t.name: t for t in reader.tensors}
     marker, sibling = MARKERS["transformer"]
     prefix = next(

@@ -507,6 +507,12 @@ class ZImageBackend(ImageBackend):
                     f"LoRA {path} does not fit this model: {_first_line(err)}",
                     hint="use a Z-Image(-Turbo) LoRA",
                 ) from None
+            present = {a for names in self.pipe.get_list_adapters().values() for a in names}
+            if name not in present:  # diffusers only warns when no key matched
+                raise UserError(
+                    f"LoRA {path} matches none of this model's layers",
+                    hint="use a Z-Image(-Turbo) LoRA",
+                )
             self._loras[resolved] = name
         return self._loras[resolved]
 

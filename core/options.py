@@ -408,6 +408,14 @@ def run_options(**values: Any) -> BaseModel:
         raise UserError(f"bad value for {{{name}}}: {first['msg']}") from None
 
 
+def bounds(name: str) -> dict[str, float]:
+    """The declared bounds of option `name` as pydantic `Field` keywords, for the other models
+    that carry the same value (noise settings, writer sampling, suites): one set of bounds."""
+    option = next(o for o in DECLARED if o.name == name)
+    found = {"ge": option.ge, "le": option.le, "gt": option.gt}
+    return {k: v for k, v in found.items() if v is not None}
+
+
 def given(options: BaseModel) -> dict[str, Any]:
     """The options that were set."""
     return options.model_dump(exclude_none=True)

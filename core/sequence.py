@@ -340,7 +340,8 @@ def readable_text(ids: list[int], tokenizer: Tokenizer) -> str:
     role_of = {role_ids[0]: role for role, role_ids in fixed._roles.items()}
     starts = [i for i, token in enumerate(ids) if token == fixed.im_start]
     text = ""
-    for start, end in zip(starts, [*starts[1:], len(ids)], strict=True):
+    ends = [*starts[1:], len(ids)] if starts else []  # ids without <|im_start|>: no turn
+    for start, end in zip(starts, ends, strict=True):
         role, body = role_of.get(ids[start + 1]) if start + 1 < end else None, ids[start + 2 : end]
         if fixed.im_end in body:
             body = body[: body.index(fixed.im_end)]

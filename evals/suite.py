@@ -28,6 +28,7 @@ from pydantic import (
 from zit_agent.backends.base import NoiseSettings, Sampling
 from zit_agent.defaults import AGENT, LIMITS
 from zit_agent.errors import UserError
+from zit_agent.options import bounds
 
 STRATEGIES = ("raw", "expanded", "think", "agent")
 WRITER_STRATEGIES = ("expanded", "think")
@@ -72,7 +73,7 @@ class SuiteFieldError(UserError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class Idea(_Strict):
@@ -109,7 +110,7 @@ class Config(_Strict):
     instruction: str = "expand"
     sampling: Sampling = Field(default_factory=Sampling)
     target_words: int | None = Field(None, ge=5)
-    layer: int | None = None
+    layer: int | None = Field(None, **bounds("layer"))
     noise: NoiseSettings | None = None
     steps: Steps | None = None
     # Sampling levers (None: the backend's default): ComfyUI's names, see docs/sampling.md.

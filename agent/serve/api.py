@@ -82,8 +82,14 @@ async def stream(state: ServeState, job: Job, *, owner: bool, after: int = -1):
 
 
 async def wait_owned(request: Request, state: ServeState, job: Job) -> None:
+    """Wait for the job; a client that went away cancels it. Looked for when idle and, while
+    events stream (a 64-image job's steps), at most every `WAIT_CHECK_S`."""
+    checked = time.monotonic()
     async for event in job.follow(keepalive=WAIT_CHECK_S):
-        if event is PING and await request.is_disconnected():
+        if event is not PING and time.monotonic() - checked < WAIT_CHECK_S:
+            continue
+        checked = time.monotonic()
+        if await request.is_disconnected():
             state.jobs.cancel(job)
             return
 

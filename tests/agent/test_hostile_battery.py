@@ -481,3 +481,74 @@ def test_two_demos_building_the_tiny_model_at_once_both_succeed(tmp_path):
         thread.join(120)
     assert errors == [] and (target / "model_index.json").is_file()
     assert sorted(p.name for p in target.parent.iterdir()) == ["tiny-zimage"]  # no leftovers
+
+
+def test_readable_text_of_1500_ids_without_im_start(qwen_tokenizer):
+    """A record's ids without `<|im_start|>` (1,472-1,504 of them ended rerender as exit 70)."""
+    from zit_agent.sequence import readable_text
+
+    assert readable_text([9707] * 1500, qwen_tokenizer) == ""
+
+
+@pytest.mark.parametrize("side", [10_000, 20_000])
+def test_a_control_map_that_is_a_decompression_bomb_is_refused(tmp_path, side):
+    from zit_agent.backends.controlnet import control_map
+    from zit_agent.errors import UserError
+
+    path = tmp_path / "map.png"
+    Image.new("1", (side, side)).save(path)  # 100 or 400 million pixels, a small file
+    with pytest.raises(UserError, match="control image .* is too large"):
+        control_map(path, 64, 64, "none")
+
+
+def test_generate_with_a_lora_whose_keys_match_nothing_is_one_line(
+    capsys, tmp_path, tiny_zimage_dir
+):
+    import torch
+    from safetensors.torch import save_file
+
+    lora = tmp_path / "other.safetensors"
+    save_file({"foo.bar.lora_A.weight": torch.zeros(4, 4), "foo.bar.lora_B.weight": torch.zeros(4, 4)},
+              str(lora))  # fmt: skip
+    code, out, err = generate_tiny(capsys, tiny_zimage_dir, "--size", "64x64", "--lora", str(lora))
+    assert code == 2 and out == "" and only_error_line(err, "matches none of this model's layers")
+
+
+@pytest.mark.parametrize(
+    ("tensors", "keys"), [(2**62, 0), (0, 2**62)], ids=["tensors-2^62", "keys-2^62"]
+)
+def test_a_gguf_dit_with_counts_of_2_to_the_62_is_refused(tmp_path, tensors, keys):
+    from zit_agent.backends.single_file import inspect_file
+    from zit_agent.errors import UserError
+
+    path = tmp_path / "dit.gguf"
+    path.write_bytes(b"GGUF" + struct.pack("<IQQ", 3, tensors, keys) + bytes(64))
+    with pytest.raises(UserError, match="is not a readable GGUF file"):
+        inspect_file(path, "transformer")
+
+
+@pytest.mark.parametrize(
+    ("config", "field"),
+    [
+        ({"noise": {"strength": ".inf"}}, "configs.raw.noise.strength"),
+        ({"noise": {"strength": 1e308}}, "configs.raw.noise.strength"),
+        ({"noise": {"strength": 0.5, "seed": -5}}, "configs.raw.noise.seed"),
+        ({"sampling": {"temperature": ".nan"}}, "configs.raw.sampling.temperature"),
+        ({"sampling": {"max_new_tokens": 10**9}}, "configs.raw.sampling.max_new_tokens"),
+        ({"layer": 99999}, "configs.raw.layer"),
+        ({"shift": ".inf"}, "configs.raw.shift"),
+    ],
+    ids=["noise-Infinity", "noise-1e308", "noise-seed-minus-5", "temperature-NaN",
+         "max-new-tokens-10^9", "layer-99999", "shift-Infinity"],
+)  # fmt: skip
+def test_a_suite_config_with_an_out_of_bounds_number_names_its_field(config, field):
+    import yaml
+
+    from tests.evals.helpers import sketch_suite
+    from zit_agent.errors import UserError
+    from zit_agent.evals.suite import parse_suite
+
+    text = yaml.safe_dump(sketch_suite(configs={"raw": {"strategy": "raw", **config}}))
+    text = text.replace("'.inf'", ".inf").replace("'.nan'", ".nan")  # YAML's own infinity
+    with pytest.raises(UserError, match=f"field {field}"):
+        parse_suite(text)

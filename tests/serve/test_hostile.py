@@ -133,3 +133,29 @@ def test_chat_layer_99999_is_refused_by_the_options_bounds(client):
     client.post("/api/sessions", json={"name": "deep", "idea": IDEA, **SMALL})
     done = client.post("/api/sessions/deep/messages", json={"text": "/layer 99999"})
     assert done.status_code == 422 and "layer" in done.json()["error"]["message"], done.text
+
+
+def test_a_json_client_that_gives_up_on_a_running_64_image_job_cancels_it(qwen_tokenizer, zit_home):
+    """Its job streamed step events faster than the idle check, so the disconnect went unseen
+    and the job ran to the end."""
+    from tests.serve.conftest import gated_live
+    from tests.serve.test_jobs import wait_for
+
+    with gated_live(qwen_tokenizer) as (server, backend):
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(
+                f"{server.url}/api/generate",
+                json={"idea": IDEA, "ruts": False, "size": "64x64", "count": 64}, timeout=1.0,
+            )  # fmt: skip
+        [job] = list(server.state.jobs._jobs.values())
+        wait_for(lambda: job.done)
+        assert job.status == "cancelled"
+        assert backend.stopped_at is not None and backend.stopped_at < backend.steps
+
+
+def test_ruts_of_pngs_whose_record_is_json_100k_deep_judges_them(client):
+    deep = b"[" * 100_000 + b"]" * 100_000
+    data = png_bytes(chunk=(b"iTXt", b"zit\0\0\0\0\0" + deep))
+    files = [("files", (f"{i}.png", data, "image/png")) for i in range(2)]
+    done = client.post("/api/ruts", files=files)
+    assert done.status_code == 200, done.text

@@ -81,5 +81,5 @@ def test_unknown_dtype_is_a_user_error(tiny_zimage_dir):
 
 
 def test_unknown_attention_backend_is_a_user_error(tiny_zimage_dir):
-    with pytest.raises(UserError, match="attention backend 'bogus' is not available"):
+    with pytest.raises(UserError, match="unknown attention backend 'bogus'"):
         ZImageBackend.from_pretrained(tiny_zimage_dir, attention="bogus")
