@@ -411,9 +411,14 @@ def run_options(**values: Any) -> BaseModel:
 def bounds(name: str) -> dict[str, float]:
     """The declared bounds of option `name` as pydantic `Field` keywords, for the other models
     that carry the same value (noise settings, writer sampling, suites): one set of bounds."""
-    option = next(o for o in DECLARED if o.name == name)
-    found = {"ge": option.ge, "le": option.le, "gt": option.gt}
-    return {k: v for k, v in found.items() if v is not None}
+    import annotated_types
+
+    found: dict[str, float] = {}
+    for bound in RunOptions.model_fields[name].metadata:
+        for kind in ("ge", "le", "gt"):
+            if isinstance(bound, getattr(annotated_types, kind.capitalize())):
+                found[kind] = getattr(bound, kind)
+    return found
 
 
 def given(options: BaseModel) -> dict[str, Any]:

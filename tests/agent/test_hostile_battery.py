@@ -239,9 +239,11 @@ def damage(path, how: str) -> None:
     db = sqlite3.connect(path)
     if how == "user-version-minus-1":
         db.execute("PRAGMA user_version = -1")
-    elif how == "user-version-2-tables-dropped":
+    elif how == "user-version-current-tables-dropped":
+        from zit_agent.agent.history import MIGRATIONS
+
         db.execute("DROP TABLE embeddings")
-        db.execute("PRAGMA user_version = 2")
+        db.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")  # says up to date, is not
     db.commit()
     db.close()
     if how == "scrambled-pages":
@@ -255,7 +257,7 @@ def damage(path, how: str) -> None:
     [
         ("foreign-tables", "is not zit's: it holds tables zit did not make (checkpoints, images)"),
         ("user-version-minus-1", "has a schema version of -1"),
-        ("user-version-2-tables-dropped", "is not zit's: it has no embeddings table"),
+        ("user-version-current-tables-dropped", "is not zit's: it has no embeddings table"),
         ("scrambled-pages", "is damaged"),
     ],
 )
