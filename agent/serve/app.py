@@ -241,7 +241,10 @@ def create_app(
     app.router.routes.extend(mcp_routes)  # `/mcp`: MCP's streamable HTTP, behind the token
     app.include_router(api.router)
     app.include_router(pages.router)
-    app.mount("/static", StaticFiles(directory=PACKAGE / "static"), name="static")
+    # follow_symlink: an editable install in setuptools' strict mode (the README's test command)
+    # links the package's files; `..` is still refused (Starlette checks the unresolved path).
+    static = StaticFiles(directory=PACKAGE / "static", follow_symlink=True)
+    app.mount("/static", static, name="static")
     app.add_exception_handler(ZitError, _zit_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
