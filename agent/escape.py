@@ -36,7 +36,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Callable
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from zit_agent import axes as axis_reader
 from zit_agent.agent.state import Attempt, Description, Lever, RenderKnobs, Scores, Shot, WriterRut
@@ -94,6 +94,33 @@ VaryWriter = Callable[[str, dict[str, str], list[str], list[str], int], Descript
 
 def next_lever(ladder: list[str], step: int) -> str:
     return ladder[step % len(ladder)]
+
+
+# Which levers a measured rut kind tries first (docs/agent.md): a person is made in the prompt, so
+# an identity rut varies the description; a composition (layout, shot size, angle) is set in the
+# first steps, so those ruts try the composition levers first. Only levers the ladder holds.
+KIND_FIRST: dict[str, tuple[str, ...]] = {
+    "identity": ("vary",),
+    "shot": ("candidates", "early"),
+    "angle": ("candidates", "early"),
+    "layout": ("candidates", "early"),
+}
+KIND_ORDER = ("identity", "shot", "angle", "layout")  # the most specific reading first
+
+
+def choose_lever(
+    ladder: list[str], step: int, kinds: dict[str, Any], used: set[str]
+) -> tuple[str, str | None]:
+    """(the lever to take, the rut kind it was taken for): the first lever a kind reading `rut`
+    tries first that the ladder holds and this run has not taken yet; else (the ladder's next
+    step, None)."""
+    for kind in KIND_ORDER:
+        if (kinds.get(kind) or {}).get("verdict") != "rut":
+            continue
+        for name in KIND_FIRST[kind]:
+            if name in ladder and name not in used:
+                return name, kind
+    return next_lever(ladder, step), None
 
 
 # -- levers by kind ------------------------------------------------------------------------------

@@ -463,10 +463,23 @@ def escape_step(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, 
     asked for)."""
     ctx = _ctx(runtime)
     forced = forced_lever(state.command)
-    lever_name = forced or escape.next_lever(state.ladder, state.ladder_step)
-    update: dict[str, Any] = {"ladder_step": state.ladder_step + (forced is None)}
+    last = state.last_attempt
+    kind = None
+    if forced is not None:
+        lever_name = forced
+    else:  # a measured kind's first lever (out of ladder order), else the ladder's next step
+        used = {lever.name for attempt in state.run_attempts for lever in attempt.levers}
+        kinds = last.scores.kinds if last and last.scores else {}
+        lever_name, kind = escape.choose_lever(state.ladder, state.ladder_step, kinds, used)
+    update: dict[str, Any] = {"ladder_step": state.ladder_step + (forced is None and kind is None)}
     number = len(state.attempts) + 1
     changed, levers = registry.apply(lever_name, ctx, state, number)
+    if kind is not None and levers:
+        first = levers[0]
+        levers = [
+            first.model_copy(update={"detail": f"{first.detail} (first for the {kind} rut)"}),
+            *levers[1:],
+        ]
     update.update(changed)
     update["pending_levers"] = [*levers, *update.get("pending_levers", [])]
     update["command"] = None

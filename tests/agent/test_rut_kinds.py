@@ -228,3 +228,43 @@ def test_a_person_from_another_idea_is_named_through_the_wider_window(qwen_token
     identity = other.attempts[0].scores.kinds["identity"]
     assert identity["verdict"] == "warn" and identity["wider"] == first.attempts[0].images[0]
     assert analyzer.calls == 8  # the wider window's images were not analysed again
+
+
+# -- the lever a kind tries first (issue 25) -----------------------------------------------------
+def test_a_stuck_kind_takes_its_first_lever_out_of_ladder_order():
+    rut = {"verdict": "rut"}
+    ladder = ["shorter", "vary", "candidates", "early"]
+    assert escape.choose_lever(ladder, 0, {"identity": rut}, set()) == ("vary", "identity")
+    assert escape.choose_lever(ladder, 0, {"shot": rut}, set()) == ("candidates", "shot")
+    assert escape.choose_lever(ladder, 0, {"layout": rut}, {"candidates"}) == ("early", "layout")
+    # nothing the kind prefers left (or in the ladder), a warning, or no kinds: the ladder's order
+    assert escape.choose_lever(ladder, 1, {"angle": rut}, {"candidates", "early"}) == ("vary", None)
+    assert escape.choose_lever(["shorter", "seeds"], 0, {"shot": rut}, set()) == ("shorter", None)
+    assert escape.choose_lever(ladder, 0, {"shot": {"verdict": "warn"}}, set()) == ("shorter", None)
+    assert escape.choose_lever(ladder, 0, {}, set()) == ("shorter", None)
+
+
+def test_a_shot_rut_tries_candidates_before_the_ladders_first_step(qwen_tokenizer, tmp_path):
+    # Four different people, all medium close-ups: only the shot kind is stuck.
+    analyzer = ScriptedAnalyzer(*[seen(i, height=90) for i in range(4)] * 20)
+    context = no_layout_ruts(sketch_context(qwen_tokenizer, tmp_path))
+    context.analyzer = analyzer
+    final = run_agent(initial_state(max_attempts=2, ladder=["shorter", "candidates"]), context)
+    first, second = final.attempts
+    assert first.scores.kinds["shot"]["verdict"] == "rut"
+    assert first.scores.kinds["identity"]["verdict"] == "ok"
+    lever = second.levers[0]
+    assert lever.name == "candidates" and lever.detail.endswith("(first for the shot rut)")
+
+
+def test_an_identity_rut_varies_the_person_before_the_ladders_first_step(
+    qwen_tokenizer, fake_writer, tmp_path
+):
+    analyzer = ScriptedAnalyzer(
+        *[varied(0, i) for i in range(4)], *[varied(i + 1, i) for i in range(4)]
+    )
+    context = no_layout_ruts(sketch_context(qwen_tokenizer, tmp_path, writer=fake_writer))
+    context.analyzer = analyzer
+    final = run_agent(initial_state(max_attempts=2, ladder=["shorter", "vary"]), context)
+    lever = final.attempts[1].levers[0]
+    assert lever.name == "vary" and lever.detail.endswith("(first for the identity rut)")
