@@ -36,7 +36,7 @@ def rerender(
     The token ids come from the PNG's record, never re-tokenized text. An image-to-image render
     needs its init image (and mask) where the record says, unchanged."""
     from zit_agent.agent.cli.common import print_json
-    from zit_agent.agent.run import Runner, parse_size
+    from zit_agent.agent.run import Runner, image_record, parse_size
     from zit_agent.backends.provenance import (
         control_changed,
         render_recorded,
@@ -51,7 +51,7 @@ def rerender(
     from zit_agent.settings import load_settings
 
     # 1. The record, and what changes
-    record = _record_of(image)
+    record = image_record(image)
     request = render_request(record)
     check_init_unchanged(record)  # an image-to-image render needs its init image (and mask)
     options = request.options
@@ -100,18 +100,3 @@ def rerender(
         return
     for path in paths:
         print(path)
-
-
-def _record_of(image: Path) -> dict:
-    from zit_agent.backends.provenance import read_record
-    from zit_agent.errors import UserError
-
-    if not image.is_file():
-        raise UserError(f"no image file {image}", hint="give the path of a PNG written by zit")
-    record = read_record(image)
-    if record is None:
-        raise UserError(
-            f"{image} has no zit record (not a PNG written by zit, or its metadata was removed)",
-            hint="give a PNG written by zit generate, chat or eval",
-        )
-    return record

@@ -116,15 +116,20 @@ def split_generated(
     think = _clean(think, special, "think", notes)
     answer = _clean(answer, special, "answer", notes)
     think, answer = _trim(think, decode), _trim(answer, decode)
-    if not answer:
+    _check_answer(bool(answer), finish_reason, len(ids), notes)
+    return SplitIds(think=think, answer=answer, notes=notes)
+
+
+def _check_answer(found: bool, finish_reason: str, tokens: int, notes: list[str]) -> None:
+    """An empty answer is a retryable problem; a cut one is noted."""
+    if not found:
         raise DraftProblem(
             "the writer produced an empty description",
             hint="try another {seed} or a higher {temperature}",
             retryable=True,
         )
     if finish_reason == "length":
-        notes.append(f"the description was cut at max-new-tokens ({len(ids)} tokens)")
-    return SplitIds(think=think, answer=answer, notes=notes)
+        notes.append(f"the description was cut at max-new-tokens ({tokens} tokens)")
 
 
 def _clean(ids: list[int], special: SpecialIds, part: str, notes: list[str]) -> list[int]:
@@ -229,14 +234,7 @@ def split_text(
             notes.append("the plan was never closed with </think>: all of it is taken as answer")
         think, answer = "", body
     think, answer = _untagged(think, "think", notes), _untagged(answer, "answer", notes)
-    if not answer:
-        raise DraftProblem(
-            "the writer produced an empty description",
-            hint="try another {seed} or a higher {temperature}",
-            retryable=True,
-        )
-    if finish_reason == "length":
-        notes.append(f"the description was cut at max-new-tokens ({new_tokens} tokens)")
+    _check_answer(bool(answer), finish_reason, new_tokens, notes)
     return SplitText(think=think, answer=answer, notes=notes)
 
 
