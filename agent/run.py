@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from zit_agent.backends.base import (
         Embedder,
         ImageBackend,
+        RenderedImage,
         RenderOptions,
         Sampling,
         StepGate,
@@ -760,6 +761,14 @@ class Runner:
             self.settings, idea, options, count, writer=self.parts.writer, on_event=on_event
         )
 
+    def render(
+        self, ids: list[int], seeds: list[int], options: RenderOptions
+    ) -> list[RenderedImage]:
+        """These exact token ids rendered once per seed: the backend's own check, then its
+        render (what every front end's plain render goes through)."""
+        self.parts.backend.check(options)
+        return self.parts.backend.render(ids, seeds, options)
+
     def render_sequence(
         self, ids: list[int], seeds: list[int], render: RenderOptions, *, out_dir: Path,
         idea: str | None, wildcards: dict[str, Any] | None = None,
@@ -768,7 +777,7 @@ class Runner:
         stored sequence is rendered again). `wildcards`: the template and expansion, recorded."""
         from zit_agent.backends.provenance import save_rendered
 
-        rendered = self.parts.backend.render(ids, seeds, render)
+        rendered = self.render(ids, seeds, render)
         if wildcards is not None:
             for item in rendered:
                 item.record["wildcards"] = {**wildcards, "seed": item.seed}
@@ -812,7 +821,6 @@ class Runner:
         image itself (image-to-image at `strength`, inside `mask` when given) with new `seeds`.
         Returns what `zit vary --json` prints."""
         from zit_agent.backends.provenance import render_request, save_rendered
-        from zit_agent.backends.zimage import check_options
 
         record = image_record(image)
         request = render_request(record)
@@ -823,8 +831,7 @@ class Runner:
                 "mask_image": _resolved(mask),
             }
         )
-        check_options(options)
-        rendered = self.parts.backend.render(request.token_ids, seeds, options)
+        rendered = self.render(request.token_ids, seeds, options)
         for item in rendered:
             item.record["varied_from"] = str(image)
         paths = save_rendered(

@@ -292,6 +292,10 @@ class ZImageBackend(ImageBackend):
             for seed, img, sec, batch in images
         ]
 
+    def check(self, options: RenderOptions) -> None:
+        """What can be checked without rendering (size, steps, sampler, control, LoRAs...)."""
+        check_options(options)
+
     def render_batch(
         self, token_ids: list[int], batch: list[int], index: int, options: RenderOptions
     ) -> RenderedImage:

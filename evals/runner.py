@@ -48,6 +48,7 @@ from zit_agent.evals.strategies import STRATEGIES, Output
 from zit_agent.evals.suite import Config, Idea, Suite, canonical_json, slug
 
 if TYPE_CHECKING:
+    from zit_agent.agent.run import Runner
     from zit_agent.backends.base import Embedder, ImageBackend, RenderOptions, Writer
     from zit_agent.backends.tokenizer import QwenTokenizer
     from zit_agent.evals.metrics import ClipScorer
@@ -115,6 +116,17 @@ class RunContext:
             backend=spec.kind, image_model=spec.model or self.settings.image_model, model=model
         )
         return load_parts(self.settings, parts, embedder=False, tokenizer=self.tokenizer).backend
+
+    @cached_property
+    def runner(self) -> Runner:
+        """The run API over this run's tokenizer and backend: the raw, expanded and think
+        strategies render through it, as every front end does."""
+        from zit_agent.agent.run import Parts, PartsSpec, Runner
+
+        spec = PartsSpec(
+            backend=self.suite.backend.kind, image_model=self.suite.backend.model or ""
+        )
+        return Runner(self.settings, Parts(spec, self.tokenizer, self.backend))
 
     @cached_property
     def embedder(self) -> Embedder:

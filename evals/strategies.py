@@ -138,7 +138,7 @@ def _render(
 ) -> Output:
     start = time.perf_counter()
     options = run.render_options(config)
-    [rendered] = run.backend.render(assembled.ids, [seed], options)
+    [rendered] = run.runner.render(assembled.ids, [seed], options)
     seconds = time.perf_counter() - start
     encode = _encode_seconds(rendered.record)
     return Output(
