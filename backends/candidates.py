@@ -68,19 +68,10 @@ def render_candidates(
     preview_step: int,
     choose: Callable[[list[Image.Image]], list[int]],
 ) -> CandidateRender:
-    from zit_agent.backends.schedules import resolve_shift, sigma_schedule
     from zit_agent.backends.zimage import _chunks
 
-    backend._check(token_ids, seeds, options)
     check_candidates(options, len(seeds), 1, preview_step)
-    shift = resolve_shift(options.shift, options.width, options.height, backend._scheduler_config)
-    sigmas = sigma_schedule(options.scheduler, options.steps, shift.value)
-    start = time.perf_counter()
-    embeds, cached = backend.encode(token_ids, options.layer)
-    negative = None
-    if options.guidance > 0:
-        negative, _ = backend.encode(backend._negative_ids(options), options.layer)
-    encode_s = time.perf_counter() - start
+    shift, sigmas, embeds, negative, encoded = backend._prepare(token_ids, seeds, options)
     own_scheduler = backend.pipe.scheduler
     latents: list[Any] = []
     x0: list[Any] = []
@@ -110,8 +101,7 @@ def render_candidates(
     base = backend._record(token_ids, options, sampler.name, shift, sigmas, loras)
     per_image = (preview_s + finish_s) / max(1, len(keep))
     timings = {
-        "encode_s": round(encode_s, 4),
-        "encode_cached": cached,
+        **encoded,
         "render_s": round(per_image, 4),
         "preview_s": round(preview_s, 4),
         "finish_s": round(finish_s, 4),

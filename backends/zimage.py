@@ -252,17 +252,8 @@ class ZImageBackend(ImageBackend):
     def render(
         self, token_ids: list[int], seeds: list[int], options: RenderOptions
     ) -> list[RenderedImage]:
-        # 1. Check inputs; the shift and the sigma schedule (a bad one fails before any work)
-        self._check(token_ids, seeds, options)
-        shift = resolve_shift(options.shift, options.width, options.height, self._scheduler_config)
-        sigmas = sigma_schedule(options.scheduler, options.steps, shift.value)
-        # 2. Encode (the negative sequence too when CFG is on)
-        start = time.perf_counter()
-        embeds, cached = self.encode(token_ids, options.layer)
-        negative = None
-        if options.guidance > 0:
-            negative, _ = self.encode(self._negative_ids(options), options.layer)
-        encode_s = time.perf_counter() - start
+        # 1. Check inputs, the shift and the sigma schedule; 2. encode
+        shift, sigmas, embeds, negative, timings = self._prepare(token_ids, seeds, options)
         # 3. Sampler (built for the shift) and LoRA state; the pipeline gets its own scheduler
         #    back afterwards, so a caller's `pipe(prompt=...)` renders as diffusers does
         own_scheduler = self.pipe.scheduler
@@ -277,7 +268,6 @@ class ZImageBackend(ImageBackend):
             self.pipe.scheduler = own_scheduler
         # 5. Provenance (with the batch each image was rendered in: see `render_batch`)
         base = self._record(token_ids, options, sampler.name, shift, sigmas, loras)
-        timings = {"encode_s": round(encode_s, 4), "encode_cached": cached}
         return [
             RenderedImage(
                 image=img,
@@ -291,6 +281,22 @@ class ZImageBackend(ImageBackend):
             )
             for seed, img, sec, batch in images
         ]
+
+    def _prepare(self, token_ids: list[int], seeds: list[int], options: RenderOptions):
+        """What every render does before denoising (here and for candidates): check the inputs,
+        resolve the shift and the sigma schedule (a bad one fails before any work), encode the
+        ids (the negative sequence too when CFG is on). -> (shift, sigmas, embeds, negative
+        embeds or None, encode timings)."""
+        self._check(token_ids, seeds, options)
+        shift = resolve_shift(options.shift, options.width, options.height, self._scheduler_config)
+        sigmas = sigma_schedule(options.scheduler, options.steps, shift.value)
+        start = time.perf_counter()
+        embeds, cached = self.encode(token_ids, options.layer)
+        negative = None
+        if options.guidance > 0:
+            negative, _ = self.encode(self._negative_ids(options), options.layer)
+        timings = {"encode_s": round(time.perf_counter() - start, 4), "encode_cached": cached}
+        return shift, sigmas, embeds, negative, timings
 
     def check(self, options: RenderOptions) -> None:
         """What can be checked without rendering (size, steps, sampler, control, LoRAs...)."""

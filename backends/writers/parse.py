@@ -103,21 +103,27 @@ def split_generated(
     if special.think_close in body:
         at = body.index(special.think_close)
         think, answer = body[:at], body[at + 1 :]
-    elif think_opened and finish_reason == "length":
-        raise DraftProblem(
-            f"the writer used all {len(ids)} new tokens on its plan and wrote no description",
-            hint="raise {max_new_tokens}",
-            retryable=True,
-        )
     else:
-        if think_opened:
-            notes.append("the plan was never closed with </think>: all of it is taken as answer")
+        _unclosed(think_opened, finish_reason, len(ids), notes)
         think, answer = [], body
     think = _clean(think, special, "think", notes)
     answer = _clean(answer, special, "answer", notes)
     think, answer = _trim(think, decode), _trim(answer, decode)
     _check_answer(bool(answer), finish_reason, len(ids), notes)
     return SplitIds(think=think, answer=answer, notes=notes)
+
+
+def _unclosed(think_opened: bool, finish_reason: str, tokens: int, notes: list[str]) -> None:
+    """No `</think>`: a plan that ran out of tokens is a retryable problem; an open plan that
+    stopped is taken as the answer, and noted."""
+    if think_opened and finish_reason == "length":
+        raise DraftProblem(
+            f"the writer used all {tokens} new tokens on its plan and wrote no description",
+            hint="raise {max_new_tokens}",
+            retryable=True,
+        )
+    if think_opened:
+        notes.append("the plan was never closed with </think>: all of it is taken as answer")
 
 
 def _check_answer(found: bool, finish_reason: str, tokens: int, notes: list[str]) -> None:
@@ -223,15 +229,8 @@ def split_text(
         body, think_opened = body[len(THINK_OPEN_TEXT) :], True
     if THINK_CLOSE_TEXT in body:
         think, _, answer = body.partition(THINK_CLOSE_TEXT)
-    elif think_opened and finish_reason == "length":
-        raise DraftProblem(
-            f"the writer used all {new_tokens} new tokens on its plan and wrote no description",
-            hint="raise {max_new_tokens}",
-            retryable=True,
-        )
     else:
-        if think_opened:
-            notes.append("the plan was never closed with </think>: all of it is taken as answer")
+        _unclosed(think_opened, finish_reason, new_tokens, notes)
         think, answer = "", body
     think, answer = _untagged(think, "think", notes), _untagged(answer, "answer", notes)
     _check_answer(bool(answer), finish_reason, new_tokens, notes)
