@@ -14,6 +14,7 @@ import typer
 from typer.core import TyperGroup
 
 from zit_agent.agent.cli import app
+from zit_agent.agent.cli.common import AsJson
 
 
 class _RunByDefault(TyperGroup):
@@ -187,7 +188,7 @@ def _cell(metric: dict) -> str:
 def compare_runs(
     run_a: Annotated[Path, typer.Argument(help="Output folder of the first run (A).")],
     run_b: Annotated[Path, typer.Argument(help="Output folder of the second run (B).")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    as_json: AsJson = False,
 ) -> None:
     """Print the differences between two eval runs: B minus A, configuration by configuration."""
     from zit_agent.evals.report import LABELS, compare

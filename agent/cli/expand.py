@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from zit_agent.agent.cli import app
+from zit_agent.agent.cli.common import AsJson
 from zit_agent.agent.cli.options import with_options
 
 # The declared options `zit expand` takes (the writer's, the tokenizer's and the budget).
@@ -35,7 +36,7 @@ def expand(
             "--open-think", help="Open the answer with <think> so an instruct model plans first."
         ),
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    as_json: AsJson = False,
     *,
     options,
 ) -> None:

@@ -16,6 +16,7 @@ from typing import Annotated
 import typer
 
 from zit_agent.agent.cli import app
+from zit_agent.agent.cli.common import AsJson, OutDir
 from zit_agent.agent.cli.options import with_options
 
 
@@ -23,10 +24,8 @@ from zit_agent.agent.cli.options import with_options
 @with_options()
 def generate(
     idea: Annotated[str, typer.Argument(help="What to picture.")],
-    out: Annotated[
-        Path | None, typer.Option(help="Output folder (default: ZIT_HOME/outputs).")
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    out: OutDir = None,
+    as_json: AsJson = False,
     *,
     options,
 ) -> None:

@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from zit_agent.agent.cli import app
+from zit_agent.agent.cli.common import AsJson, OutDir
 from zit_agent.agent.cli.options import with_options
 
 INPAINT_OPTIONS = (
@@ -29,10 +30,8 @@ def inpaint(
     mask: Annotated[
         Path, typer.Option(help="Mask of IMAGE's size: white is redrawn, black is kept.")
     ],
-    out: Annotated[
-        Path | None, typer.Option(help="Output folder (default: ZIT_HOME/outputs).")
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    out: OutDir = None,
+    as_json: AsJson = False,
     *,
     options,
 ) -> None:

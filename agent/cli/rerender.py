@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from zit_agent.agent.cli import app
+from zit_agent.agent.cli.common import AsJson, OutDir
 from zit_agent.defaults import LIMITS
 
 
@@ -26,10 +27,8 @@ def rerender(
         str | None,
         typer.Option("--image-model", help="Z-Image folder or repo id (default: the image's)."),
     ] = None,
-    out: Annotated[
-        Path | None, typer.Option(help="Output folder (default: ZIT_HOME/outputs).")
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    out: OutDir = None,
+    as_json: AsJson = False,
 ) -> None:
     """Render IMAGE's token sequence again with its settings: the same pixels for the same seed,
     size and model (the batch the image was rendered in is rendered again, and the image kept).

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from zit_agent.agent.cli import app
+from zit_agent.agent.cli.common import AsJson
 
 if TYPE_CHECKING:
     from zit_agent.agent.ruts import Thresholds
@@ -45,7 +46,7 @@ def ruts(
         str | None,
         typer.Option(help="faces (identity, shot, angle kinds) or none (default: setting, faces)."),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    as_json: AsJson = False,
 ) -> None:
     """Judge whether images repeat one composition (a rut): similarity, Vendi score, clusters.
 

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from zit_agent.agent.cli import app
+from zit_agent.agent.cli.common import AsJson
 from zit_agent.agent.cli.options import with_options
 
 
@@ -24,7 +25,7 @@ def tokens(
     close: Annotated[
         bool, typer.Option("--close", help="Close the assistant turn with <|im_end|>.")
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    as_json: AsJson = False,
     *,
     options,
 ) -> None:

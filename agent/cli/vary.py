@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from zit_agent.agent.cli import app
+from zit_agent.agent.cli.common import AsJson, OutDir
 from zit_agent.agent.cli.options import with_options
 
 MODEL_ONLY = ("count", "seed", "strength", "image_model", "device", "dtype", "batch")
@@ -36,10 +37,8 @@ def vary(
             help="Judge the variations with the init image for a rut (reported, not escaped).",
         ),
     ] = True,
-    out: Annotated[
-        Path | None, typer.Option(help="Output folder (default: ZIT_HOME/outputs).")
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    out: OutDir = None,
+    as_json: AsJson = False,
     *,
     options,
 ) -> None:
