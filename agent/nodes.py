@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
     from zit_agent.agent.history import HistoryStore
     from zit_agent.agent.levers import Applied
+    from zit_agent.agent.run import Runner
     from zit_agent.agent.ruts import Thresholds
     from zit_agent.backends.analyzers import Analyzer
     from zit_agent.backends.base import Embedder, ImageBackend, RenderOptions, Sampling, Writer
@@ -39,22 +40,51 @@ def _ignore(kind: str, data: dict[str, Any]) -> None:
 
 @dataclass
 class AgentContext:
-    """What a run needs besides its state: the parts, where outputs go, how to report."""
+    """What a run needs besides its state: the runner (its loaded parts render, write and
+    judge), where outputs go, how to report."""
 
-    tokenizer: QwenTokenizer
-    backend: ImageBackend
+    runner: Runner
     out_dir: Path
     base_options: RenderOptions
-    writer: Writer | None = None
     sampling: Sampling | None = None
-    embedder: Embedder | None = None
-    analyzer: Analyzer | None = None  # faces: the identity, shot and angle rut kinds
-    analyzer_note: str | None = None  # why there is none (the kinds read unmeasured with it)
     store: HistoryStore | None = None  # needed when ruts are checked
     detector: Thresholds | None = None  # layout thresholds; None: the embedder family's
     retokenize: bool = False  # allow a writer of another vocabulary (its text re-tokenized)
     record: dict[str, Any] = field(default_factory=dict)  # the caller's, in every image's record
     on_event: Event = field(default=_ignore)
+
+    # The runner's parts, by name (a test may swap the embedder or the analyzer).
+    @property
+    def tokenizer(self) -> QwenTokenizer:
+        return self.runner.parts.tokenizer
+
+    @property
+    def backend(self) -> ImageBackend:
+        return self.runner.parts.backend
+
+    @property
+    def writer(self) -> Writer | None:
+        return self.runner.parts.writer
+
+    @property
+    def embedder(self) -> Embedder | None:
+        return self.runner.parts.embedder
+
+    @property
+    def analyzer(self) -> Analyzer | None:  # faces: the identity, shot and angle rut kinds
+        return self.runner.parts.analyzer
+
+    @analyzer.setter
+    def analyzer(self, analyzer: Analyzer | None) -> None:
+        self.runner.parts.analyzer = analyzer
+
+    @property
+    def analyzer_note(self) -> str | None:  # why there is none (the kinds read unmeasured)
+        return self.runner.parts.analyzer_note
+
+    @analyzer_note.setter
+    def analyzer_note(self, note: str | None) -> None:
+        self.runner.parts.analyzer_note = note
 
 
 def _ctx(runtime: Runtime[AgentContext]) -> AgentContext:
@@ -246,7 +276,7 @@ def _render_shot(
     number: int,
     index: int,
 ) -> Shot:
-    from zit_agent.backends.provenance import save_image, token_sha256
+    from zit_agent.backends.provenance import ImageRecord, save_image, token_sha256
 
     candidates = None
     if state.knobs.candidates:  # previewed, the most different finished (`agent.diversity`)
@@ -255,16 +285,20 @@ def _render_shot(
         rendered, candidates = render_candidate_shot(ctx, state, shot, options)
         steps_spent = candidates["steps"]
     else:
-        rendered = ctx.backend.render(shot.sequence_ids, shot.seeds, options)
+        rendered = ctx.runner.render(shot.sequence_ids, shot.seeds, options)
         steps_spent = len(rendered) * options.steps
+    wildcards = None
+    if shot.idea is not None:  # the template and this image's expansion of it
+        wildcards = {"template": state.idea, "expansion": shot.idea, "seed": shot.idea_seed}
     paths, hashes = [], []
     for image in rendered:
-        record = {
-            **image.record,
-            "render": options.model_dump(exclude={"negative_ids"}),
-            "idea": shot.idea or state.idea,
-            "writer": _writer_record(shot.description),
-            "agent": {
+        record = ImageRecord.of(
+            image.record,
+            image.seed,
+            render=options.model_dump(exclude={"negative_ids"}),
+            idea=shot.idea or state.idea,
+            writer=_writer_record(shot.description),
+            agent={
                 "run": state.run_id,
                 "attempt": number,
                 "shot": index,
@@ -272,14 +306,9 @@ def _render_shot(
                 "agent_stated": shot.description.agent_stated,
                 "stated_axes": shot.description.stated_axes,
             },
+            **({"wildcards": wildcards} if wildcards else {}),
             **ctx.record,
-        }
-        if shot.idea is not None:  # the template and this image's expansion of it
-            record["wildcards"] = {
-                "template": state.idea,
-                "expansion": shot.idea,
-                "seed": shot.idea_seed,
-            }
+        )
         path = save_image(
             image.image, record, ctx.out_dir, f"{state.run_id}-a{number}-{index}-s{image.seed}"
         )

@@ -49,6 +49,7 @@ if TYPE_CHECKING:
         StepGate,
         Writer,
     )
+    from zit_agent.backends.provenance import RenderRequest
     from zit_agent.backends.tokenizer import QwenTokenizer
     from zit_agent.options import RunOptions
     from zit_agent.settings import Settings
@@ -218,11 +219,10 @@ def render_options(
     variant: str | None = None,
 ) -> RenderOptions:  # fmt: skip
     """The one place a request becomes `RenderOptions`: given options, then zit.toml/ZIT_RENDER__*,
-    then the model variant's defaults, then `zit_agent.defaults.RENDER`. Checked before any model
-    loads. The negative prompt's ids are added when CFG is on (needs `tokenizer`)."""
+    then the model variant's defaults, then `zit_agent.defaults.RENDER` (`check_request` holds
+    them to the backend's check before any model loads). The negative prompt's ids are added when CFG is on (needs `tokenizer`)."""
     from zit_agent.backends.base import NoiseSettings, RenderOptions
     from zit_agent.backends.samplers import get_sampler
-    from zit_agent.backends.zimage import check_options
 
     chosen = VARIANTS[variant or "turbo"]
     width, height = parse_size(options.size) if options.size else (
@@ -274,7 +274,6 @@ def render_options(
         raise UserError(
             "a strength needs an init image", hint="give the image to start from with {init}"
         )
-    check_options(result)
     if result.early_steps and tokenizer is not None:
         result = result.model_copy(
             update={
@@ -493,6 +492,17 @@ def check_request(
     if options.backend is not None and options.backend not in registered("image backend"):
         names = ", ".join(registered("image backend"))
         raise UserError(f"unknown backend {options.backend!r}", hint=f"use one of {names}")
+    precheck(options.backend or "zimage", render)
+
+
+def precheck(backend: str, render: RenderOptions) -> None:
+    """What image backend `backend` would refuse in `render`, before its model loads (its
+    registered `check`; the loaded backend's own check runs again at render)."""
+    from zit_agent.backends.registry import preload_check
+
+    check = preload_check(backend)
+    if check is not None:
+        check(render)
 
 
 # -- 4. the starting state -----------------------------------------------------------------------
@@ -600,10 +610,36 @@ class Runner:
     def load(
         cls, settings: Settings, options: RunOptions, *, ruts: bool = True,
         stored: dict[str, Any] | None = None, progress: Progress = _ignore,
+        tokenizer: QwenTokenizer | None = None,
     ) -> Runner:  # fmt: skip
+        """The parts `options` name (on top of a chat session's `stored` ones and settings),
+        loaded through the registries. A loaded `tokenizer` may be handed in."""
         spec = parts_spec(settings, options, stored)
         embedder = ruts or bool(options.candidates)  # candidates are judged by the embedder
-        return cls(settings, load_parts(settings, spec, embedder=embedder, progress=progress))
+        parts = load_parts(
+            settings, spec, embedder=embedder, progress=progress, tokenizer=tokenizer
+        )
+        return cls(settings, parts)
+
+    @classmethod
+    def from_parts(
+        cls, tokenizer: QwenTokenizer, backend: ImageBackend, *, writer: Writer | None = None,
+        embedder: Embedder | None = None, settings: Settings | None = None,
+        spec: PartsSpec | None = None,
+    ) -> Runner:  # fmt: skip
+        """A runner over parts loaded elsewhere (tests, the demo, a benchmark): `spec` says what
+        they are (default: the backend's registered name and nothing else)."""
+        from zit_agent.settings import load_settings
+
+        spec = spec or PartsSpec(backend=backend.name)
+        parts = Parts(spec, tokenizer, backend, writer=writer, embedder=embedder)
+        return cls(settings or load_settings(), parts)
+
+    def using(self, *, writer: Writer | None, embedder: Embedder | None, spec: PartsSpec) -> Runner:
+        """This runner's tokenizer and image backend with another writer and embedder (an eval
+        config's): nothing is loaded again."""
+        parts = Parts(spec, self.parts.tokenizer, self.parts.backend, writer, embedder)
+        return Runner(self.settings, parts)
 
     @property
     def variant(self) -> str | None:
@@ -623,15 +659,10 @@ class Runner:
         from zit_agent.agent.nodes import AgentContext
 
         return AgentContext(
-            tokenizer=self.parts.tokenizer,
-            backend=self.parts.backend,
+            runner=self,
             out_dir=Path(out_dir),
             base_options=render,
-            writer=self.parts.writer,
             sampling=writer_sampling(options),
-            embedder=self.parts.embedder,
-            analyzer=self.parts.analyzer,
-            analyzer_note=self.parts.analyzer_note,
             store=store,
             retokenize=bool(options.retokenize),
             on_event=on_event,
@@ -769,19 +800,43 @@ class Runner:
         self.parts.backend.check(options)
         return self.parts.backend.render(ids, seeds, options)
 
+    def rerender(
+        self, record: dict[str, Any], *, out_dir: Path, source: str,
+        request: RenderRequest | None = None, options: RenderOptions | None = None,
+        seed: int | None = None,
+    ) -> tuple[Path, RenderedImage, str | None]:  # fmt: skip
+        """An image's record rendered again: its token ids and settings (`request`: what a
+        caller made of the record, default all of it), its init image checked unchanged, the
+        backend's check, then the record's batch with its threads, so the same seed and options
+        give the same pixels (`render_recorded`). Saved with a record naming `source`.
+        -> the path, the rendered image, and a note when its pixels may differ."""
+        from zit_agent.backends.provenance import render_recorded, render_request, save_rendered
+        from zit_agent.backends.refine import check_init_unchanged
+
+        check_init_unchanged(record)  # an image-to-image render needs its init image (and mask)
+        request = request or render_request(record)
+        self.parts.backend.check(options or request.options)
+        item, note = render_recorded(self.parts.backend, request, options, seed)
+        [path] = save_rendered(
+            [item], out_dir, idea=record.get("idea"), writer=record.get("writer"),
+            rerendered_from=source,
+        )  # fmt: skip
+        return path, item, note
+
     def render_sequence(
         self, ids: list[int], seeds: list[int], render: RenderOptions, *, out_dir: Path,
-        idea: str | None, wildcards: dict[str, Any] | None = None,
+        idea: str | None, wildcards: dict[str, Any] | None = None, prefix: str | None = None,
     ) -> list[Path]:  # fmt: skip
         """These exact token ids rendered once per seed, saved with provenance (also how a
-        stored sequence is rendered again). `wildcards`: the template and expansion, recorded."""
+        stored sequence is rendered again). `wildcards`: the template and expansion, recorded;
+        `prefix`: the file names' start (default: the time)."""
         from zit_agent.backends.provenance import save_rendered
 
         rendered = self.render(ids, seeds, render)
         if wildcards is not None:
             for item in rendered:
                 item.record["wildcards"] = {**wildcards, "seed": item.seed}
-        return save_rendered(rendered, out_dir, idea=idea)
+        return save_rendered(rendered, out_dir, idea=idea, prefix=prefix)
 
     def render_candidates(
         self, ids: list[int], seeds: list[int], render: RenderOptions, *, out_dir: Path,

@@ -37,6 +37,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from pydantic import BaseModel, ConfigDict
+
 from zit_agent.defaults import LIMITS
 from zit_agent.errors import UserError
 from zit_agent.files import check_dir, temp_path, write_atomic
@@ -424,7 +426,38 @@ def _a1111_value(value: Any) -> str:
     return json.dumps(text) if "," in text or ":" in text else text
 
 
-def save_image(image: Image.Image, record: dict[str, Any], out_dir: Path, stem: str) -> Path:
+class ImageRecord(BaseModel):
+    """Everything written about one image, inside its PNG and in the JSON beside it: the
+    backend's record of the render (token ids, seed, batch, settings, versions, timings: its own
+    keys, kept as they are, see `RECORD_KEYS`) plus what the caller knows (the fields below).
+    Made by `ImageRecord.of` and written by `save_image` only; read back as plain data
+    (`read_record`), since a file on disk may come from an older zit or be edited."""
+
+    model_config = ConfigDict(extra="allow")  # the backend's keys (a plugin's too)
+
+    seed: int
+    idea: str | None = None
+    writer: dict[str, Any] | None = None  # the writer's provenance (model, sampling, tokens)
+    agent: dict[str, Any] | None = None  # the agent loop: run, attempt, shot, shape, stated axes
+    render: dict[str, Any] | None = None  # the render options the agent loop rendered with
+    wildcards: dict[str, Any] | None = None  # a template, this image's expansion, its seed
+    candidates: dict[str, Any] | None = None  # the candidates report (`agent.candidates`)
+    eval: dict[str, Any] | None = None  # the suite, config and job that made it
+    varied_from: str | None = None  # the image an image-to-image variation started from
+    rerendered_from: str | None = None  # the image whose record was rendered again
+
+    @classmethod
+    def of(cls, backend: dict[str, Any], seed: int, **caller: Any) -> ImageRecord:
+        """A backend's record of one image (`RenderedImage.record`) and its seed, completed by
+        the caller's fields."""
+        return cls.model_validate({**backend, "seed": seed, **caller})
+
+    def data(self) -> dict[str, Any]:
+        """The record as written: the backend's keys and the caller fields that were given."""
+        return self.model_dump(mode="json", exclude_unset=True)
+
+
+def save_image(image: Image.Image, record: ImageRecord, out_dir: Path, stem: str) -> Path:
     """Write `image` as `<out_dir>/<stem>[-N].png` with `record` inside and beside it.
 
     Returns the PNG's path. Never overwrites: the first free name is taken.
@@ -432,10 +465,12 @@ def save_image(image: Image.Image, record: dict[str, Any], out_dir: Path, stem: 
     from PIL import PngImagePlugin
 
     out_dir = check_dir(Path(out_dir), "the output folder")
+    record_data = record.data()
     info = PngImagePlugin.PngInfo()
-    info.add_itxt(RECORD_CHUNK, json.dumps(record, ensure_ascii=False, sort_keys=True))
-    info.add_itxt(PARAMETERS_CHUNK, a1111_parameters(record))
-    json_bytes = (json.dumps(record, ensure_ascii=False, indent=2, sort_keys=True) + "\n").encode()
+    info.add_itxt(RECORD_CHUNK, json.dumps(record_data, ensure_ascii=False, sort_keys=True))
+    info.add_itxt(PARAMETERS_CHUNK, a1111_parameters(record_data))
+    text = json.dumps(record_data, ensure_ascii=False, indent=2, sort_keys=True)
+    json_bytes = (text + "\n").encode()
 
     png_tmp = temp_path(out_dir / f"{stem}.png")
     try:
@@ -489,13 +524,14 @@ def save_rendered(
     idea: str | None,
     writer: dict[str, Any] | None = None,
     prefix: str | None = None,
+    **caller: Any,
 ) -> list[Path]:
     """Save a backend's images with their records completed by what the caller knows (the idea,
-    the writer). Names: `<time>-<idea slug>-s<seed>.png`."""
+    the writer, any other `ImageRecord` field). Names: `<time>-<idea slug>-s<seed>.png`."""
     prefix = prefix or time.strftime("%Y%m%d-%H%M%S")
     paths = []
     for item in rendered:
-        record = {**item.record, "idea": idea, "writer": writer, "seed": item.seed}
+        record = ImageRecord.of(item.record, item.seed, idea=idea, writer=writer, **caller)
         stem = f"{prefix}-{slug(idea or 'image')}-s{item.seed}"
         paths.append(save_image(item.image, record, out_dir, stem))
     return paths

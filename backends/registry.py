@@ -14,7 +14,9 @@ Factories take keyword arguments only:
 - writers: `factory(target, *, download, threads, backend)` for a spec `KIND:TARGET` (`backend`:
   the loaded image backend, for a writer that shares its model);
 - image backends: `factory(*, model, tokenizer, download, **model_options)` returning
-  `(backend, tokenizer)` (the tokenizer of the encoder the backend feeds);
+  `(backend, tokenizer)` (the tokenizer of the encoder the backend feeds); a factory may carry
+  a `check(render_options)` attribute, what the backend's `check` does without a model, so a
+  request it would refuse fails before the model loads (`preload_check`);
 - embedders: `factory(target, *, settings)` for a spec `NAME` or `NAME:TARGET`;
 - analyzers: `factory(target, *, settings)` likewise (`backends.analyzers.Analyzer`).
 """
@@ -69,3 +71,9 @@ def factory(kind: str, name: str) -> Callable[..., Any]:
         raise UserError(f"unknown {kind} {name!r}", hint=f"use one of {', '.join(table)}")
     module, _, attribute = table[name].partition(":")
     return getattr(importlib.import_module(module), attribute)
+
+
+def preload_check(name: str) -> Callable[[Any], None] | None:
+    """The render-option check image backend `name` runs before its model loads (its factory's
+    `check`), or None when it declares none (its loaded `check` still runs at render)."""
+    return getattr(factory("image backend", name), "check", None)

@@ -792,7 +792,7 @@ def check_options(options: RenderOptions) -> None:
 
     check_size(options.width, options.height)
     if options.steps < 1:
-        raise UserError(f"steps {options.steps} is below 1", hint="Turbo uses 8")
+        raise UserError(f"steps {options.steps} is below 1", hint=f"Turbo uses {RENDER.steps}")
     if options.guidance < 0:
         raise UserError(f"guidance {options.guidance} is negative", hint="use 0 (Turbo) or more")
     get_sampler(options.sampler)
@@ -811,7 +811,8 @@ def check_size(width: int, height: int) -> None:
     for side, value in (("width", width), ("height", height)):
         if value < 16 or value > MAX_SIDE:
             raise UserError(
-                f"{side} {value} is out of range", hint=f"use 16..{MAX_SIDE} (Turbo: 1024)"
+                f"{side} {value} is out of range",
+                hint=f"use 16..{MAX_SIDE} (Turbo: {RENDER.width})",
             )
         if value % 16:
             lower, upper = value // 16 * 16, value // 16 * 16 + 16
@@ -1309,3 +1310,6 @@ def load_backend(
     if isinstance(tokenizer, QwenTokenizer):
         return backend, tokenizer
     return backend, QwenTokenizer.from_pretrained(tokenizer, download=download)
+
+
+load_backend.check = check_options  # type: ignore[attr-defined] # checked before loading

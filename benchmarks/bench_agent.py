@@ -27,16 +27,15 @@ NODES_PER_RUN = 11
 def _context(tok, out: Path):
     from zit_agent.agent.history import HistoryStore
     from zit_agent.agent.nodes import AgentContext
+    from zit_agent.agent.run import Runner
     from zit_agent.backends.base import RenderOptions
     from zit_agent.backends.embedders import HashEmbedder
     from zit_agent.backends.tiny.sketch import SketchBackend
 
     return AgentContext(
-        tokenizer=tok,
-        backend=SketchBackend(tok),
+        runner=Runner.from_parts(tok, SketchBackend(tok), embedder=HashEmbedder()),
         out_dir=out / "images",
         base_options=RenderOptions(width=128, height=128),
-        embedder=HashEmbedder(),
         store=HistoryStore(out / "history.sqlite"),
     )
 

@@ -31,7 +31,7 @@ def _suite(ideas: int, seeds: int):
 
 @benchmark("eval")
 def eval_runner(quick: bool) -> list[Figure]:
-    from zit_agent.backends.provenance import save_image
+    from zit_agent.backends.provenance import ImageRecord, save_image
     from zit_agent.evals.report import write_report
     from zit_agent.evals.runner import RunContext, RunFolder, plan, run_job
     from zit_agent.sequence import ChatSequence, assemble
@@ -48,8 +48,9 @@ def eval_runner(quick: bool) -> list[Figure]:
         for idea in suite.ideas:
             ids = assemble(ChatSequence.plain(idea.text), run.tokenizer).ids
             for seed in suite.seeds:
-                [img] = run.backend.render(ids, [seed], run.render_options(suite.configs["raw"]))
-                save_image(img.image, img.record, out, f"{idea.id}-s{seed}")
+                [img] = run.runner.render(ids, [seed], run.render_options(suite.configs["raw"]))
+                record = ImageRecord.of(img.record, img.seed, idea=idea.text)
+                save_image(img.image, record, out, f"{idea.id}-s{seed}")
 
     last: list[RunFolder] = []
 

@@ -421,6 +421,13 @@ def bounds(name: str) -> dict[str, float]:
     return found
 
 
+def option_field(name: str, **overrides: Any) -> Any:
+    """A field of another model that carries run option `name` (an eval suite's config): the
+    option's help and bounds, unset by default; `overrides` narrow a bound or set a default."""
+    info = RunOptions.model_fields[name]
+    return Field(**{"default": None, "description": info.description, **bounds(name), **overrides})
+
+
 def given(options: BaseModel) -> dict[str, Any]:
     """The options that were set."""
     return options.model_dump(exclude_none=True)

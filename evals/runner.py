@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from zit_agent.backends.base import Embedder, ImageBackend, RenderOptions, Writer
     from zit_agent.backends.tokenizer import QwenTokenizer
     from zit_agent.evals.metrics import ClipScorer
+    from zit_agent.options import RunOptions
     from zit_agent.sequence import Assembled
     from zit_agent.settings import Settings
 
@@ -84,9 +85,16 @@ class RunContext:
         self._render_options: dict[int, tuple[Config, RenderOptions]] = {}
         self._plain: dict[tuple[str, int], Assembled] = {}
         self._budgets: dict[int, tuple[Config, int]] = {}
-        for name, part in (("tokenizer", tokenizer), ("backend", backend), ("embedder", embedder)):
+        for name, part in (("tokenizer", tokenizer), ("embedder", embedder)):
             if part is not None:
                 self.__dict__[name] = part  # fills the cached_property
+        if backend is not None:  # ready parts (tests): the runner over them
+            from zit_agent.agent.run import PartsSpec, Runner
+
+            spec = PartsSpec(backend=suite.backend.kind, image_model=suite.backend.model or "")
+            self.__dict__["runner"] = Runner.from_parts(
+                self.tokenizer, backend, settings=self.settings, spec=spec
+            )
 
     @cached_property
     def tokenizer(self) -> QwenTokenizer:
@@ -105,28 +113,27 @@ class RunContext:
         return QwenTokenizer.from_pretrained(spec, download=self.settings.download)
 
     @cached_property
+    def runner(self) -> Runner:
+        """The run API over this suite's backend and tokenizer, loaded by `Runner.load` as every
+        front end's is (the suite's backend section as run options). Strategies render through
+        it; the agent strategy runs it with its config's writer (`Runner.using`)."""
+        from zit_agent.agent.run import Runner
+
+        return Runner.load(self.settings, self.backend_options(), ruts=False,
+                           tokenizer=self.tokenizer)  # fmt: skip
+
+    @property
     def backend(self) -> ImageBackend:
-        """Through the run API's loading (the image-backend registry), like every front end."""
-        from zit_agent.agent.run import PartsSpec, load_parts
+        return self.runner.parts.backend
+
+    def backend_options(self) -> RunOptions:
+        """The suite's backend section as the run options that name the parts."""
+        from zit_agent.options import run_options
 
         spec = self.suite.backend
         model = spec.model_dump(include={"dtype", "cpu_offload", "attention", "compile",
                                          "controlnet", "variant"}, exclude_defaults=True)  # fmt: skip
-        parts = PartsSpec(
-            backend=spec.kind, image_model=spec.model or self.settings.image_model, model=model
-        )
-        return load_parts(self.settings, parts, embedder=False, tokenizer=self.tokenizer).backend
-
-    @cached_property
-    def runner(self) -> Runner:
-        """The run API over this run's tokenizer and backend: the raw, expanded and think
-        strategies render through it, as every front end does."""
-        from zit_agent.agent.run import Parts, PartsSpec, Runner
-
-        spec = PartsSpec(
-            backend=self.suite.backend.kind, image_model=self.suite.backend.model or ""
-        )
-        return Runner(self.settings, Parts(spec, self.tokenizer, self.backend))
+        return run_options(backend=spec.kind, image_model=spec.model, **model)
 
     @cached_property
     def embedder(self) -> Embedder:
@@ -227,8 +234,8 @@ class RunContext:
         from zit_agent.agent.run import render_options
 
         if id(config) not in self._render_options:
-            backend = self.__dict__.get("backend")  # a cached property: None until loaded
-            variant = backend.variant if backend is not None else None
+            runner = self.__dict__.get("runner")  # a cached property: None until loaded
+            variant = runner.variant if runner is not None else None
             self._render_options[id(config)] = (config, render_options(
                 self.settings, self.options(config), self.tokenizer, variant=variant))  # fmt: skip
         return self._render_options[id(config)][1]
@@ -604,7 +611,7 @@ def write_files(root: Path, files: dict[str, bytes]) -> None:
 
 def image_record(job: Job, suite: Suite, out: Output, folder: RunFolder, index: int) -> dict:
     """Save one image with its provenance; the record is a line of per_image.jsonl."""
-    from zit_agent.backends.provenance import move_image, save_image, token_sha256
+    from zit_agent.backends.provenance import ImageRecord, move_image, save_image, token_sha256
 
     key = hashlib.sha256(f"{job.key}:{index}:{out.seed}".encode()).hexdigest()
     sequence = {
@@ -639,16 +646,14 @@ def image_record(job: Job, suite: Suite, out: Output, folder: RunFolder, index: 
     if out.saved is not None:  # saved by the strategy, its record tagged: moved, not rewritten
         path = move_image(out.saved, folder.images, job.stem(out.seed))
     else:
-        provenance = {
-            **out.backend_record,
-            "idea": job.idea.text,
-            "text": out.sequence_text,
-            "token_count": sequence["count"],
-            "token_sha256": sequence["sha256"],
-            "seed": out.seed,
-            "writer": {k: v for k, v in writer.items() if k != "generated_ids"} or None,
+        provenance = ImageRecord.of(
+            {**out.backend_record, "text": out.sequence_text, "token_count": sequence["count"],
+             "token_sha256": sequence["sha256"]},
+            out.seed,
+            idea=job.idea.text,
+            writer={k: v for k, v in writer.items() if k != "generated_ids"} or None,
             **job.tag(suite.name),
-        }
+        )  # fmt: skip
         path = save_image(out.image, provenance, folder.images, job.stem(out.seed))
     record["image"] = str(path.relative_to(folder.root))
     return record

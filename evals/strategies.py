@@ -184,13 +184,13 @@ def agent(run: RunContext, job: Job, workdir: Path) -> list[Output]:
     its own and in memory, so its verdicts depend on this job alone (not on run order, not on
     resuming) and nothing of it is left to clear."""
     from zit_agent.agent.history import HistoryStore
-    from zit_agent.agent.run import Parts, PartsSpec, Runner
+    from zit_agent.agent.run import PartsSpec
 
     config, seeds = job.config, job.seeds
     writer = _CountingWriter(run.writer_for(config)) if run.suite.writer_of(config) else None
     spec = PartsSpec(writer=run.suite.writer_of(config), backend=run.suite.backend.kind,
                      embedder=run.suite.embedder)  # fmt: skip
-    runner = Runner(run.settings, Parts(spec, run.tokenizer, run.backend, writer, run.embedder))
+    runner = run.runner.using(writer=writer, embedder=run.embedder, spec=spec)
     options = run.options(config).model_copy(update={"seed": seeds[0], "count": len(seeds)})
     clock = _StageClock()
     with HistoryStore.in_memory() as store:

@@ -28,7 +28,7 @@ from pydantic import (
 from zit_agent.backends.base import NoiseSettings, Sampling
 from zit_agent.defaults import AGENT, LIMITS
 from zit_agent.errors import UserError
-from zit_agent.options import bounds
+from zit_agent.options import option_field
 
 STRATEGIES = ("raw", "expanded", "think", "agent")
 WRITER_STRATEGIES = ("expanded", "think")
@@ -105,38 +105,34 @@ class Config(_Strict):
 
     strategy: Literal["raw", "expanded", "think", "agent"]
     description: str = ""
-    shape: Literal["plain", "think", "answer"] | None = None
-    writer: str | None = None
+    shape: Literal["plain", "think", "answer"] | None = option_field("shape")
+    writer: str | None = option_field("writer")
     instruction: str = "expand"
     sampling: Sampling = Field(default_factory=Sampling)
     target_words: int | None = Field(None, ge=5)
-    layer: int | None = Field(None, **bounds("layer"))
     noise: NoiseSettings | None = None
-    steps: Steps | None = None
-    # Sampling levers (None: the backend's default): ComfyUI's names, see docs/sampling.md.
-    sampler: str | None = None
-    scheduler: str | None = None
-    shift: float | str | None = Field(None, description="a number, auto, auto:notes")
-    control: str | None = Field(None, description="a control map (needs backend.controlnet)")
-    control_scale: float | None = Field(
-        None, ge=LIMITS.control_scale[0], le=LIMITS.control_scale[1]
+    # The run options a config may set: their help and bounds are RunOptions' (`option_field`);
+    # unset, they follow zit.toml and the backend's defaults as for `zit generate`.
+    layer: int | None = option_field("layer")
+    steps: int | None = option_field("steps")
+    sampler: str | None = option_field("sampler")  # ComfyUI's names (docs/sampling.md)
+    scheduler: str | None = option_field("scheduler")
+    shift: float | str | None = option_field("shift")
+    control: str | None = option_field("control")  # needs backend.controlnet
+    control_scale: float | None = option_field("control_scale")
+    preprocess: Literal["none", "canny"] | None = option_field("preprocess")
+    max_tokens: int | None = option_field(
+        "max_tokens", ge=LIMITS.min_tokens, le=LIMITS.token_ceiling
     )
-    preprocess: Literal["none", "canny"] | None = None
-    max_tokens: int | None = Field(
-        None, ge=LIMITS.min_tokens, le=LIMITS.token_ceiling,
-        description="the sequence's token budget (default: zit.toml's, as for zit generate)",
-    )  # fmt: skip
-    max_attempts: int = Field(
-        AGENT.max_attempts, ge=1, description="agent: renders before it gives up"
-    )
+    max_attempts: int = option_field("max_attempts", default=AGENT.max_attempts)  # agent only
     ladder: list[str] | None = Field(
         None, min_length=1, description="agent: the escape ladder's order (default: the agent's)"
     )
     # Composition levers (docs/agent.md): candidates need the agent strategy (it keeps n of M).
-    candidates: int | None = Field(None, ge=1, le=LIMITS.max_count)
-    preview_step: Steps | None = None
-    early_prompt: str | None = None
-    early_steps: int | None = Field(None, ge=0, le=LIMITS.max_steps)
+    candidates: int | None = option_field("candidates", ge=1)
+    preview_step: int | None = option_field("preview_step")
+    early_prompt: str | None = option_field("early_prompt")
+    early_steps: int | None = option_field("early_steps")
 
     @field_validator("sampler", "scheduler", "shift", mode="before")
     @classmethod

@@ -82,7 +82,7 @@ def demo(
     final = run_loop(runner, idea.strip(), count, max_attempts, seed, out, ConsoleEvents(console))
     # 3. One pass through the tiny Z-Image pipeline
     _step(console, 3, "the real image path: the escaped sequence's ids through tiny Z-Image")
-    zimage = zimage_pass(models["zimage"], final, out / "zimage", console)
+    zimage = zimage_pass(models["zimage"], settings, final, out / "zimage", console)
     # 4. Report
     _step(console, 4, "report")
     data = write_outputs(final, zimage, out, models, time.perf_counter() - started)
@@ -173,16 +173,19 @@ def run_loop(runner: Runner, idea: str, count: int, max_attempts: int, seed: int
         )  # fmt: skip
 
 
-def zimage_pass(model_dir: Path, final: AgentState, out: Path, console: Console) -> dict[str, Any]:
-    """Render the final attempt's first sequence through `ZImageBackend` (its own encoder on the
-    ids) and save it with provenance."""
+def zimage_pass(
+    model_dir: Path, settings, final: AgentState, out: Path, console: Console
+) -> dict[str, Any]:
+    """Render the final attempt's first sequence through the run API on the Z-Image backend
+    (its own encoder on the ids) and save it with provenance."""
     import torch
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
 
+    from zit_agent.agent.run import Runner
     from zit_agent.backends.base import RenderOptions
-    from zit_agent.backends.provenance import save_image, token_sha256
-    from zit_agent.backends.zimage import ZImageBackend
+    from zit_agent.backends.provenance import read_record, token_sha256
+    from zit_agent.options import run_options
 
     diffusers_logging.disable_progress_bar()
     transformers_logging.disable_progress_bar()
@@ -191,13 +194,16 @@ def zimage_pass(model_dir: Path, final: AgentState, out: Path, console: Console)
     torch.set_num_threads(1)
     shot = final.attempts[final.final_attempt].shots[0]
     with console.status("loading the tiny Z-Image pipeline"):
-        backend = ZImageBackend.from_pretrained(model_dir, device="cpu")
+        parts = run_options(backend="zimage", image_model=str(model_dir), device="cpu")
+        runner = Runner.load(settings, parts, ruts=False)
     options = RenderOptions(width=ZIMAGE_SIZE, height=ZIMAGE_SIZE)
     start = time.perf_counter()
-    rendered = backend.render(shot.sequence_ids, shot.seeds[:1], options)[0]
+    [path] = runner.render_sequence(
+        shot.sequence_ids, shot.seeds[:1], options, out_dir=out, idea=final.idea,
+        prefix=f"{final.run_id}-zimage",
+    )  # fmt: skip
     seconds = time.perf_counter() - start
-    record = {**rendered.record, "idea": final.idea}
-    path = save_image(rendered.image, record, out, f"{final.run_id}-zimage-s{rendered.seed}")
+    record = read_record(path) or {}
     same_ids = record["token_sha256"] == token_sha256(shot.sequence_ids)
     console.print(
         f"rendered {len(shot.sequence_ids)} token ids (sha256 match: {same_ids}) at "

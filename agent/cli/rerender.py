@@ -35,15 +35,9 @@ def rerender(
     The token ids come from the PNG's record, never re-tokenized text. An image-to-image render
     needs its init image (and mask) where the record says, unchanged."""
     from zit_agent.agent.cli.common import print_json
-    from zit_agent.agent.run import Runner, image_record, parse_size
-    from zit_agent.backends.provenance import (
-        control_changed,
-        render_recorded,
-        render_request,
-        save_rendered,
-    )
+    from zit_agent.agent.run import Runner, image_record, parse_size, precheck
+    from zit_agent.backends.provenance import control_changed, render_request
     from zit_agent.backends.refine import check_init_unchanged
-    from zit_agent.backends.zimage import check_options
     from zit_agent.errors import UserError
     from zit_agent.files import check_home
     from zit_agent.options import run_options
@@ -52,7 +46,6 @@ def rerender(
     # 1. The record, and what changes
     record = image_record(image)
     request = render_request(record)
-    check_init_unchanged(record)  # an image-to-image render needs its init image (and mask)
     options = request.options
     if size:
         width, height = parse_size(size)
@@ -63,7 +56,8 @@ def rerender(
             f"{image} cannot be rendered again: its control map {options.control_image}: {changed}",
             hint="put the original control map back at that path",
         )
-    check_options(options)
+    check_init_unchanged(record)  # before the check below names a moved init image less well
+    precheck("zimage", options)
     settings = load_settings(image_model=image_model)
     model = image_model or request.model
     if model is None:
@@ -76,26 +70,25 @@ def rerender(
     parts = run_options(image_model=model, dtype=request.dtype, controlnet=request.controlnet)
     runner = Runner.load(settings, parts, ruts=False)
     seeds = [seed if seed is not None else request.seed]
-    item, note = render_recorded(runner.parts.backend, request, options, seeds[0])
-    item.record["rerendered_from"] = str(image)
-    rendered = [item]
-    # 3. Save and print
-    paths = save_rendered(rendered, out_dir, idea=record.get("idea"), writer=record.get("writer"))
+    path, item, note = runner.rerender(
+        record, out_dir=out_dir, source=str(image), request=request, options=options,
+        seed=seeds[0],
+    )  # fmt: skip
+    # 3. Say what was written
     if note:
         print(f"zit: note: {note}", file=sys.stderr)
     if as_json:
         print_json(
             {
-                "images": [str(p) for p in paths],
+                "images": [str(path)],
                 "source": str(image),
                 "seeds": seeds,
                 "token_count": len(request.token_ids),
-                "token_sha256": rendered[0].record["token_sha256"],
+                "token_sha256": item.record["token_sha256"],
                 "model": model,
                 "batch": item.record.get("batch"),
                 "note": note,
             }
         )
         return
-    for path in paths:
-        print(path)
+    print(path)

@@ -327,7 +327,7 @@ def render_again_job(state: ServeState, image_id: str, seed: int | None) -> Work
     says (sampler, scheduler, shift, negative prompt, LoRAs, conditioning noise, control map),
     and, for its own seed, the batch it was rendered in (the same pixels). What cannot be kept is
     named in the answer (`not_kept`, `exact: false`), never silently dropped."""
-    from zit_agent.backends.provenance import read_record, render_recorded, save_rendered
+    from zit_agent.backends.provenance import read_record
 
     runner = state.require()
     row, path = find_image(state, image_id)
@@ -336,10 +336,12 @@ def render_again_job(state: ServeState, image_id: str, seed: int | None) -> Work
 
     def work(job: Job) -> RenderResponse:
         job.on_event("render", {"attempt": 1, "images": 1})
-        item, note = render_recorded(runner.parts.backend, request, seed=seed)
-        item.record["rerendered_from"] = f"image {image_id}"
+        path, item, note = runner.rerender(
+            {**record, "idea": row.idea}, out_dir=state.serve_dir, source=f"image {image_id}",
+            request=request, seed=seed,
+        )  # fmt: skip
         lost = not_kept + parts_not_kept(record, item.record)
-        paths = save_rendered([item], state.serve_dir, idea=row.idea, writer=record.get("writer"))
+        paths = [path]
         job.on_event("rendered", {"attempt": 1, "images": [str(p) for p in paths]})
         with contextlib.closing(state.store()) as store:
             refs = [
@@ -370,7 +372,6 @@ def recorded_request(
         record_token_ids,
         render_request,
     )
-    from zit_agent.backends.zimage import check_options
 
     if record.get("token_ids") is not None:
         ids = record_token_ids(record)
@@ -401,7 +402,7 @@ def recorded_request(
         options = options.model_copy(
             update={"lora": first[0], "lora_strength": first[1], "extra_loras": kept[1:]}
         )
-    check_options(options)
+    runner.parts.backend.check(options)  # a bad record is a 422 before the queue
     return replace(request, options=options), not_kept
 
 

@@ -49,17 +49,18 @@ class EventLog(list):
 
 def sketch_context(tokenizer, out: Path, *, writer=None, backend=None, store=None) -> AgentContext:
     from zit_agent.agent.history import HistoryStore
+    from zit_agent.agent.run import Runner
     from zit_agent.backends.base import RenderOptions
     from zit_agent.backends.embedders import HashEmbedder
     from zit_agent.backends.tiny.sketch import SketchBackend
 
+    runner = Runner.from_parts(
+        tokenizer, backend or SketchBackend(tokenizer), writer=writer, embedder=HashEmbedder()
+    )
     return AgentContext(
-        tokenizer=tokenizer,
-        backend=backend or SketchBackend(tokenizer),
+        runner=runner,
         out_dir=out / "images",
         base_options=RenderOptions(width=SIZE, height=SIZE),
-        writer=writer,
-        embedder=HashEmbedder(),
         store=store or HistoryStore(out / "history.sqlite"),
         on_event=EventLog(),
     )

@@ -202,12 +202,12 @@ def test_a_batch_is_rendered_again_with_the_torch_threads_it_was_made_with(
 
 
 def test_a_record_without_its_batch_renders_alone_and_says_so(capsys, model_dir, tmp_path):
-    from zit_agent.backends.provenance import UNRECORDED_BATCH, save_image
+    from zit_agent.backends.provenance import UNRECORDED_BATCH, ImageRecord, save_image
 
     [first, _] = generate_batch(capsys, model_dir, tmp_path / "gen", "-n", "2", "--seed", "11")
     old = {k: v for k, v in read_record(first).items() if k != "batch"}  # as an older zit wrote
     with Image.open(first) as image:
-        older = save_image(image.copy(), old, tmp_path / "old", "older")
+        older = save_image(image.copy(), ImageRecord.model_validate(old), tmp_path / "old", "older")
     code, out, err = zit(capsys, "rerender", str(older), "--out", str(tmp_path / "again"))
     assert code == 0, err
     assert err.strip() == f"zit: note: {UNRECORDED_BATCH}"

@@ -9,7 +9,7 @@ from PIL import Image
 
 from zit_agent.agent.cli import main
 from zit_agent.backends.base import RenderOptions
-from zit_agent.backends.provenance import save_image
+from zit_agent.backends.provenance import ImageRecord, save_image
 from zit_agent.backends.tiny.sketch import SketchBackend
 from zit_agent.sequence import ChatSequence, assemble
 
@@ -70,7 +70,7 @@ def test_images_with_records_are_grouped_by_idea_and_name_axes(
         for seed, prompt in enumerate(prompts):
             ids, [image] = render(sketch, qwen_tokenizer, prompt, [seed])
             record = {"idea": idea, "text": qwen_tokenizer.decode(ids), "seed": seed}
-            save_image(image, record, tmp_path, f"{idea}-{seed}")
+            save_image(image, ImageRecord.model_validate(record), tmp_path, f"{idea}-{seed}")
     code, out, _ = run(capsys, str(tmp_path), "--json")
     groups = {g["idea"]: g for g in json.loads(out)["groups"]}
     assert code == 0
@@ -91,7 +91,9 @@ def test_an_idea_repeating_another_ideas_picture_is_flagged(
     for idea, texts in prompts.items():
         for n, prompt in enumerate(texts):  # the same prompt and seed: the same picture
             ids, [image] = render(sketch, qwen_tokenizer, prompt, [0])
-            save_image(image, {"idea": idea, "text": prompt}, tmp_path, f"{idea}-{n}")
+            save_image(
+                image, ImageRecord.of({"text": prompt}, 0, idea=idea), tmp_path, f"{idea}-{n}"
+            )
     groups = {g["idea"]: g for g in json.loads(run(capsys, str(tmp_path), "--json")[1])["groups"]}
     assert groups["dog"]["verdict"] == "warn" and "wider window" in groups["dog"]["reason"]
     assert groups["dog"]["wider"]["closest"].endswith("cat-0.png")

@@ -104,7 +104,7 @@ def test_eval_a_suite_named_a_cat_closing_tag_prints_its_table(capsys, terminal,
 
 def test_ruts_of_images_whose_idea_is_a_cat_closing_tag(capsys, terminal, tmp_path, qwen_tokenizer):
     from zit_agent.backends.base import RenderOptions
-    from zit_agent.backends.provenance import save_image
+    from zit_agent.backends.provenance import ImageRecord, save_image
     from zit_agent.backends.tiny.sketch import SketchBackend
     from zit_agent.sequence import ChatSequence, assemble
 
@@ -113,7 +113,8 @@ def test_ruts_of_images_whose_idea_is_a_cat_closing_tag(capsys, terminal, tmp_pa
         ids, [0, 0, 1], RenderOptions(width=64, height=64)
     )
     for i, r in enumerate(rendered):
-        save_image(r.image, {"idea": CLOSING_TAG, "text": CLOSING_TAG}, tmp_path, f"img{i}")
+        record = ImageRecord.of(r.record, r.seed, idea=CLOSING_TAG, text=CLOSING_TAG)
+        save_image(r.image, record, tmp_path, f"img{i}")
     code, out, err = zit(capsys, "ruts", str(tmp_path))
     assert code == 0, err
     assert no_injected_codes(out)

@@ -132,7 +132,9 @@ def test_two_workers_give_the_single_process_results(
     assert workers and set(workers) <= {"ray-0", "ray-1"} and executor.lost == 0
     assert sum(w["images"] for w in workers.values()) == len(records(local_run))
     assert all(w["jobs"] and w["seconds_per_image"] > 0 for w in workers.values())
-    assert {w["pid"] for w in executor.workers}.isdisjoint({os.getpid()})
+    # a worker still loading when the jobs ran out has reported no pid yet (a busy machine)
+    loaded = [w for w in executor.workers if "pid" in w]
+    assert loaded and {w["pid"] for w in loaded}.isdisjoint({os.getpid()})
 
 
 def test_a_worker_killed_mid_run_is_replaced_and_each_image_is_there_once(

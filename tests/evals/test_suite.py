@@ -168,3 +168,20 @@ def test_the_bounds_themselves_are_allowed():
 def test_an_empty_selection_is_refused_not_everything():
     with pytest.raises(UserError, match="no configuration selected"):
         parse_suite(GOOD).select(only=[])
+
+
+def test_a_config_option_takes_its_help_and_bounds_from_run_options():
+    """A suite's config declares the run options it may set once, in RunOptions: each shared
+    field has the option's help, and a value `zit generate` refuses is refused here too."""
+    from zit_agent.evals.suite import Config
+    from zit_agent.options import RunOptions, run_options
+
+    shared = set(Config.model_fields) & set(RunOptions.model_fields) - {"ladder", "noise"}
+    assert {"layer", "steps", "early_steps", "candidates", "max_attempts"} <= shared
+    for name in shared:
+        assert Config.model_fields[name].description == RunOptions.model_fields[name].description
+    for name, value in (("layer", 5000), ("early_steps", 999), ("max_attempts", 51)):
+        with pytest.raises(UserError):
+            run_options(**{name: value})
+        message = error_of(GOOD.replace("strategy: agent", f"strategy: agent\n    {name}: {value}"))
+        assert message.startswith(f"s.yaml:11: field configs.agent.{name}"), message

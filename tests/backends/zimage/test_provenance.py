@@ -9,6 +9,7 @@ from PIL import Image
 
 from zit_agent.backends.provenance import (
     RECORD_KEYS,
+    ImageRecord,
     a1111_parameters,
     png_text,
     read_record,
@@ -38,7 +39,7 @@ def image() -> Image.Image:
 
 
 def test_record_round_trips_through_the_png_and_the_json_beside_it(tmp_path):
-    path = save_image(image(), RECORD, tmp_path, "fox")
+    path = save_image(image(), ImageRecord.model_validate(RECORD), tmp_path, "fox")
     assert path == tmp_path / "fox.png"
     assert read_record(path) == RECORD
     assert json.loads(path.with_suffix(".json").read_text()) == RECORD
@@ -57,9 +58,11 @@ def test_a1111_parameters_show_prompt_and_settings():
 
 
 def test_names_are_never_reused(tmp_path):
-    first = save_image(image(), RECORD, tmp_path, "fox")
+    first = save_image(image(), ImageRecord.model_validate(RECORD), tmp_path, "fox")
     (tmp_path / "fox-1.json").write_text("{}")  # a stray JSON also reserves its name
-    second = save_image(image(), {**RECORD, "seed": 43}, tmp_path, "fox")
+    second = save_image(
+        image(), ImageRecord.model_validate({**RECORD, "seed": 43}), tmp_path, "fox"
+    )
     assert (first.name, second.name) == ("fox.png", "fox-2.png")
     assert read_record(first)["seed"] == 42
 
@@ -71,7 +74,7 @@ def test_an_interrupted_write_leaves_no_partial_png(tmp_path, monkeypatch):
 
     monkeypatch.setattr(Image.Image, "save", fail_halfway)
     with pytest.raises(KeyboardInterrupt):
-        save_image(image(), RECORD, tmp_path, "fox")
+        save_image(image(), ImageRecord.model_validate(RECORD), tmp_path, "fox")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -209,7 +212,9 @@ def test_a_third_party_parser_reads_a_readable_prompt_and_a1111_sampler_names(
     ("name", "a1111"), [("euler", "Euler"), ("lcm", "LCM"), ("unipc", "UniPC")]
 )
 def test_every_sampler_has_its_a1111_name(tmp_path, name, a1111):
-    path = save_image(image(), {**RECORD, "sampler": name}, tmp_path, "fox")
+    path = save_image(
+        image(), ImageRecord.model_validate({**RECORD, "sampler": name}), tmp_path, "fox"
+    )
     assert parsed(path).name == a1111
 
 
@@ -219,9 +224,9 @@ def test_an_output_folder_that_is_a_file_is_a_user_error(tmp_path):
     blocker = tmp_path / "out"
     blocker.write_text("x")
     with pytest.raises(UserError, match="is a file, not a folder"):
-        save_image(image(), RECORD, blocker, "fox")
+        save_image(image(), ImageRecord.model_validate(RECORD), blocker, "fox")
     with pytest.raises(UserError, match=f"cannot be made: {blocker} is a file"):
-        save_image(image(), RECORD, blocker / "sub", "fox")
+        save_image(image(), ImageRecord.model_validate(RECORD), blocker / "sub", "fox")
 
 
 def test_a_full_disk_leaves_no_partial_files(tmp_path):
@@ -233,12 +238,12 @@ def test_a_full_disk_leaves_no_partial_files(tmp_path):
         "import resource, sys\n"
         "import numpy as np\n"
         "from PIL import Image\n"
-        "from zit_agent.backends.provenance import save_image\n"
+        "from zit_agent.backends.provenance import ImageRecord, save_image\n"
         "from zit_agent.errors import UserError\n"
         "resource.setrlimit(resource.RLIMIT_FSIZE, (20000, 20000))\n"
         "noise = np.random.default_rng(0).integers(0, 255, (128, 128, 3), dtype=np.uint8)\n"
         "try:\n"
-        "    save_image(Image.fromarray(noise), {'seed': 1}, sys.argv[1], 'big')\n"
+        "    save_image(Image.fromarray(noise), ImageRecord(seed=1), sys.argv[1], 'big')\n"
         "except UserError as err:\n"
         "    print(err.one_line())\n"
     )
