@@ -192,6 +192,7 @@ class RunContext:
             preprocess=config.preprocess,
             max_tokens=config.max_tokens,
             max_attempts=config.max_attempts,
+            retokenize=config.retokenize,
             ladder=",".join(config.ladder) if config.ladder else None,
             shape=config.shape,
             candidates=config.candidates,

@@ -107,6 +107,9 @@ class Config(_Strict):
     description: str = ""
     shape: Literal["plain", "think", "answer"] | None = None
     writer: str | None = None
+    retokenize: bool | None = Field(
+        None, description="allow a writer of another vocabulary (its text re-tokenized)"
+    )
     instruction: str = "expand"
     sampling: Sampling = Field(default_factory=Sampling)
     target_words: int | None = Field(None, ge=5)
