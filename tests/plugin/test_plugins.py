@@ -181,3 +181,70 @@ def test_a_suite_naming_an_unregistered_backend_is_refused_at_its_line():
 
     with pytest.raises(ValueError, match="unknown image backend 'flat'"):
         Suite.model_validate(sketch_suite(backend={"kind": "flat"}))
+
+
+def test_the_server_loads_and_runs_the_plugin_writer_backend_embedder_and_lever(
+    plugin_installed, completions, zit_home, qwen_tokenizer
+):
+    """`zit serve --writer http:URL --backend flat --embedder mean-colour --ladder far-seeds`: the
+    app loads every part through the registries (no ready runner handed in), and its routes run
+    them."""
+    import base64
+    import io
+
+    from fastapi.testclient import TestClient
+
+    from zit_agent.agent.serve import create_app
+    from zit_agent.options import run_options
+    from zit_agent.settings import load_settings
+
+    writer = f"http:{completions.url}"
+    options = run_options(
+        writer=writer, retokenize=True, backend="flat", embedder="mean-colour",
+        ladder="far-seeds", max_attempts=2, size="64x64",
+    )  # fmt: skip
+    app = create_app(load_settings(), options)
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        done = client.post("/api/generate", json={"idea": "a lighthouse", "count": 2, "seed": 3})
+        assert done.status_code == 200, done.text
+        body = done.json()
+        assert body["ruts_detected"] >= 1  # flat grey: the ladder ran
+        assert [lv["name"] for a in body["attempts"] for lv in a["levers"]] == ["far-seeds"]
+        [shot] = body["attempts"][0]["shots"]
+        assert (
+            shot["description"]
+            == "Served over HTTP: a lighthouse, in soft morning light, variation 3."
+        )
+        assert shot["think"] == "Light and one variation." and shot["writer"] == "served-qwen3"
+        for ref in body["images"]:
+            assert Image.open(io.BytesIO(client.get(ref["url"]).content)).size == (64, 64)
+            record = client.get(f"/api/images/{ref['id']}").json()
+            writer_record = record["provenance"]["writer"]
+            assert writer_record["writer"] == writer and writer_record["retokenized"]
+
+        # OpenAI's images route runs the same loop; the served model is the plugin backend
+        assert [m["id"] for m in client.get("/v1/models").json()["data"]] == ["flat"]
+        images = client.post(
+            "/v1/images/generations", json={"prompt": "a fox", "n": 2, "seed": 5, "size": "64x64"}
+        )
+        assert images.status_code == 200, images.text
+        for item in images.json()["data"]:
+            assert item["revised_prompt"].startswith("Served over HTTP: a fox")
+            assert Image.open(io.BytesIO(base64.b64decode(item["b64_json"]))).size == (64, 64)
+
+        # a chat session: the plugin lever is a command, run on the served parts
+        made = client.post("/api/sessions", json={"name": "fox", "idea": "a fox", "count": 2})
+        assert made.status_code == 201, made.text
+        turn = client.post("/api/sessions/fox/messages", json={"text": "/far-seeds"})
+        assert turn.status_code == 200, turn.text
+        last = turn.json()["history"][-1]
+        assert [lv["name"] for a in last["attempts"] for lv in a["levers"]] == ["far-seeds"]
+
+        # render-again renders the record on the plugin backend
+        again = client.post(f"/api/images/{body['images'][0]['id']}/render", json={})
+        assert again.status_code == 200, again.text
+        assert again.json()["exact"], again.json()
+    # one request per written sequence: generate, the OpenAI route, the session's first turn (the
+    # lever moves seeds: no new sequence)
+    ideas = [completions.idea(r) for r in completions.requests]
+    assert ideas == ["a lighthouse", "a fox", "a fox"]
