@@ -184,7 +184,7 @@ def test_a_suite_naming_an_unregistered_backend_is_refused_at_its_line():
 
 
 def test_the_server_loads_and_runs_the_plugin_writer_backend_embedder_and_lever(
-    plugin_installed, completions, zit_home, qwen_tokenizer
+    plugin_installed, completions
 ):
     """`zit serve --writer http:URL --backend flat --embedder mean-colour --ladder far-seeds`: the
     app loads every part through the registries (no ready runner handed in), and its routes run
