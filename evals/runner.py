@@ -182,30 +182,8 @@ class RunContext:
             size = f"{backend.width or defaults.render_value('width')}x" + str(
                 backend.height or defaults.render_value("height")
             )
-        noise = config.noise
-        return run_options(
-            size=size,
-            steps=config.steps or backend.steps,
-            layer=config.layer,
-            noise=noise.strength if noise and noise.strength else None,
-            noise_fraction=noise.fraction if noise and noise.strength else None,
-            noise_steps=noise.steps_share if noise and noise.strength else None,
-            noise_seed=noise.seed if noise and noise.strength else None,
-            sampler=config.sampler,
-            scheduler=config.scheduler,
-            shift=None if config.shift is None else str(config.shift),
-            control=config.control,
-            control_scale=config.control_scale,
-            preprocess=config.preprocess,
-            max_tokens=config.max_tokens,
-            max_attempts=config.max_attempts,
-            ladder=",".join(config.ladder) if config.ladder else None,
-            shape=config.shape,
-            candidates=config.candidates,
-            preview_step=config.preview_step,
-            early_prompt=config.early_prompt,
-            early_steps=config.early_steps,
-        )
+        return run_options(**{**config.run_values(), "size": size,
+                               "steps": config.steps or backend.steps})  # fmt: skip
 
     def max_tokens(self, config: Config) -> int:
         """The config's token budget through the run API, as `zit generate` takes it: the

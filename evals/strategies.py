@@ -112,6 +112,7 @@ def _written(run: RunContext, idea: Idea, config: Config, seed: int) -> Output:
         shape=config.sequence_shape,
         sampling=config.sampling,
         seed=seed,
+        retokenize=bool(config.retokenize),
         max_tokens=run.max_tokens(config),
     )
     write_seconds = time.perf_counter() - start

@@ -107,6 +107,7 @@ class Config(_Strict):
     description: str = ""
     shape: Literal["plain", "think", "answer"] | None = option_field("shape")
     writer: str | None = option_field("writer")
+    retokenize: bool | None = option_field("retokenize")
     instruction: str = "expand"
     sampling: Sampling = Field(default_factory=Sampling)
     target_words: int | None = Field(None, ge=5)
@@ -171,6 +172,22 @@ class Config(_Strict):
         if self.candidates and self.strategy != "agent":
             raise ValueError("candidates keep n of M images: only the agent strategy takes them")
         return self
+
+    def run_values(self) -> dict[str, Any]:
+        """What this config sets, as run options (RunOptions' names and forms): the fields
+        both declare, by name; the ladder, shift and noise in their flag forms. The writer is
+        the suite's to load (`Suite.writer_of`)."""
+        from zit_agent.options import RunOptions
+
+        shared = set(type(self).model_fields) & set(RunOptions.model_fields)
+        values = {name: getattr(self, name) for name in shared - {"writer", "noise"}}
+        values["ladder"] = ",".join(self.ladder) if self.ladder else None
+        values["shift"] = None if self.shift is None else str(self.shift)
+        noise = self.noise if self.noise and self.noise.strength else None
+        if noise is not None:
+            values.update(noise=noise.strength, noise_fraction=noise.fraction,
+                          noise_steps=noise.steps_share, noise_seed=noise.seed)  # fmt: skip
+        return values
 
     @property
     def sequence_shape(self) -> str:

@@ -279,3 +279,41 @@ def test_a_suite_takes_max_tokens_from_zit_toml_as_zit_generate_does(
         )
         == 64
     )
+
+
+class _UnsaidVocabulary(FakeWriter):
+    """A writer that does not report its vocabulary (as one that sends only text, over HTTP)."""
+
+    @property
+    def fingerprint(self):
+        return None
+
+
+def test_a_config_takes_a_writer_of_another_vocabulary_only_with_retokenize(
+    tmp_path, qwen_tokenizer
+):
+    from zit_agent.errors import UserError
+
+    def suite_of(**config):
+        configs = {
+            "raw": {"strategy": "raw"},
+            "expanded": {"strategy": "expanded", **config},
+            "agent": {"strategy": "agent", "max_attempts": 1, **config},
+        }
+        ideas = sketch_suite()["ideas"][:1]
+        return Suite.model_validate(sketch_suite(writer="other:x", configs=configs, ideas=ideas))
+
+    def run(suite, out):
+        writer = _UnsaidVocabulary(qwen_tokenizer)
+        context = RunContext(suite, tokenizer=qwen_tokenizer, writers={"other:x": writer})
+        run_suite(suite, out, quiet=True, context=context)
+
+    with pytest.raises(UserError, match="does not report its vocabulary"):
+        run(suite_of(), tmp_path / "refused")
+    run(suite_of(retokenize=True), tmp_path / "run")
+    records = [
+        json.loads(x) for x in (tmp_path / "run" / "per_image.jsonl").read_text().splitlines()
+    ]
+    written = [r for r in records if r["config"] == "expanded"]
+    assert len(written) == 2 and all(r["writer"]["retokenized"] for r in written)
+    assert {r["config"] for r in records} == {"raw", "expanded", "agent"}
