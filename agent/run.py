@@ -796,9 +796,15 @@ class Runner:
         self, ids: list[int], seeds: list[int], options: RenderOptions
     ) -> list[RenderedImage]:
         """These exact token ids rendered once per seed: the backend's own check, then its
-        render (what every front end's plain render goes through)."""
+        render, each image's record holding the ids (every render goes through here)."""
+        from zit_agent.backends.provenance import id_fields
+
         self.parts.backend.check(options)
-        return self.parts.backend.render(ids, seeds, options)
+        rendered = self.parts.backend.render(ids, seeds, options)
+        recorded = id_fields(ids)  # in every record, whatever the backend wrote
+        for item in rendered:
+            item.record = {**recorded, **item.record}
+        return rendered
 
     def rerender(
         self, record: dict[str, Any], *, out_dir: Path, source: str,

@@ -97,6 +97,16 @@ def encode_ids(ids: list[int]) -> dict[str, str]:
     return {"encoding": IDS_ENCODING, "data": base64.b64encode(data).decode("ascii")}
 
 
+def id_fields(ids: list[int]) -> dict[str, Any]:
+    """The record's fields for the exact ids an image was rendered from: every record has them
+    (a backend that does not write them gets them from `Runner.render`)."""
+    return {
+        "token_count": len(ids),
+        "token_sha256": token_sha256(ids),
+        "token_ids": encode_ids(ids),
+    }
+
+
 def decode_ids(packed: Any, what: str = "token ids") -> list[int]:
     """The ids `encode_ids` packed; a `UserError` when the value is not such a packing, or holds
     more ids than Z-Image reads (a record cannot make zit unpack gigabytes)."""

@@ -38,8 +38,8 @@ from zit_agent.backends.hub import check_device, resolve_dir
 from zit_agent.backends.provenance import (
     batch_field,
     encode_ids,
+    id_fields,
     package_versions,
-    token_sha256,
 )
 from zit_agent.backends.quiet import quiet_libraries
 from zit_agent.backends.samplers import make_scheduler
@@ -744,9 +744,7 @@ class ZImageBackend(ImageBackend):
             "idea": None,
             "prompt": readable_text(token_ids, self.tokenizer),
             "text": self.tokenizer.decode(token_ids),
-            "token_count": len(token_ids),
-            "token_sha256": token_sha256(token_ids),
-            "token_ids": encode_ids(token_ids),
+            **id_fields(token_ids),
             "negative_prompt": readable_text(negative, self.tokenizer) if negative else None,
             "negative_text": self.tokenizer.decode(negative) if negative else None,
             "negative_token_ids": encode_ids(negative) if negative else None,

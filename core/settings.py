@@ -21,6 +21,7 @@ from pydantic_settings import (
 )
 
 from zit_agent.defaults import LIMITS
+from zit_agent.options import option_field
 
 DEFAULT_IMAGE_MODEL = "Tongyi-MAI/Z-Image-Turbo"
 
@@ -31,15 +32,17 @@ class RenderDefaults(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    steps: int | None = Field(None, ge=1, le=LIMITS.max_steps, description="Denoising steps.")
-    guidance: float | None = Field(None, ge=0.0, description="CFG scale; 0 turns CFG off.")
+    # The run options of the same name and form: their help and bounds (core/options.py).
+    steps: int | None = option_field("steps")
+    guidance: float | None = option_field("guidance")
+    layer: int | None = option_field("layer")
+    max_tokens: int | None = option_field(
+        "max_tokens", ge=LIMITS.min_tokens, le=LIMITS.token_ceiling
+    )
+    # The option `size` is WIDTHxHEIGHT and `shift` may be auto: here each is a number.
     width: int | None = Field(None, ge=LIMITS.min_side, le=LIMITS.max_side)
     height: int | None = Field(None, ge=LIMITS.min_side, le=LIMITS.max_side)
     shift: float | None = Field(None, gt=0.0, description="Static flow-matching shift.")
-    layer: int | None = Field(None, description="Text-encoder hidden layer fed to the DiT.")
-    max_tokens: int | None = Field(
-        None, ge=16, le=LIMITS.token_ceiling, description="Token budget of the whole sequence."
-    )
 
 
 def default_home() -> Path:

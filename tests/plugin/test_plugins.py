@@ -27,6 +27,13 @@ def test_a_plugin_backend_embedder_and_lever_run_in_generate(plugin_installed, c
     levers = [lv for a in result["per_attempt"] for lv in a["levers"]]
     assert [lv["name"] for lv in levers] == ["far-seeds"]
     assert levers[0]["values"] == {"by": 7919 * 2}
+    # The flat backend records only its seed; the run API adds the exact ids every record holds
+    from zit_agent.backends.provenance import read_record, record_token_ids
+
+    for image in result["images"]:
+        record = read_record(image)
+        assert set(record) >= {"seed", "token_ids", "token_sha256", "token_count"}
+        assert len(record_token_ids(record)) == record["token_count"] > 0
 
 
 def test_an_http_writer_plugin_writes_the_sequence_in_generate(
