@@ -283,7 +283,6 @@ def create_server(host: LocalHost | ServeHost) -> MCPServer:
         `zit expand`). A wildcard idea is expanded with `seed` first. Needs a writer."""
 
         def work(runner: Runner, on_event: Event) -> dict[str, Any]:
-            from zit_agent.agent.drafting import expand_idea
             from zit_agent.options import run_options
 
             if runner.parts.writer is None:
@@ -292,10 +291,9 @@ def create_server(host: LocalHost | ServeHost) -> MCPServer:
             _, ideas = runner.idea_seeds(idea, options, 1)
             text = ideas[0] if ideas else idea
             on_event("write", {"idea": text})
-            result = expand_idea(
-                runner.parts.writer, runner.parts.tokenizer, text, shape=shape, seed=seed,
-                max_tokens=runner.budget(run_options()),
-            )  # fmt: skip
+            result = runner.write(
+                text, shape=shape, seed=seed, max_tokens=runner.budget(run_options())
+            )
             draft = result.draft
             return {
                 "idea": text, "template": idea if ideas else None,

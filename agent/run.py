@@ -37,6 +37,7 @@ from zit_agent.defaults import AGENT, LIMITS, RENDER, VARIANTS
 from zit_agent.errors import UserError
 
 if TYPE_CHECKING:
+    from zit_agent.agent.drafting import WrittenSequence
     from zit_agent.agent.history import HistoryStore
     from zit_agent.agent.nodes import AgentContext
     from zit_agent.agent.state import AgentState
@@ -702,6 +703,23 @@ class Runner:
         finally:
             if own is not None:
                 own.close()
+
+    # -- writing ---------------------------------------------------------------------------------
+    def write(
+        self, idea: str, *, shape: str, seed: int, max_tokens: int, sampling: Sampling | None = None,
+        retokenize: bool = False, instruction: str = "expand", target_words: int | None = None,
+    ) -> WrittenSequence:  # fmt: skip
+        """The writer's description of `idea` (a `prompts/` instruction) as the chat sequence of
+        `shape`, assembled to the exact ids to render (`zit expand`, the eval strategies, MCP)."""
+        from zit_agent.agent.drafting import expand_idea
+
+        if self.parts.writer is None:
+            raise UserError("writing a description needs a writer", hint="give {writer}")
+        return expand_idea(
+            self.parts.writer, self.parts.tokenizer, idea, instruction=instruction,
+            target_words=target_words, shape=shape, sampling=sampling, seed=seed,
+            retokenize=retokenize, max_tokens=max_tokens,
+        )  # fmt: skip
 
     # -- one plain render ------------------------------------------------------------------------
     def render_plain(self, idea: str, options: RunOptions, *, out_dir: Path) -> dict[str, Any]:

@@ -99,13 +99,13 @@ think = expanded  # the same steps; the config's shape (think by default) makes 
 
 
 def _written(run: RunContext, idea: Idea, config: Config, seed: int) -> Output:
-    from zit_agent.agent.drafting import expand_idea
+    from zit_agent.agent.run import PartsSpec
 
     start = time.perf_counter()
     text, wildcards = idea_for_seed(run, idea.text, seed)
-    written = expand_idea(
-        run.writer_for(config),
-        run.tokenizer,
+    spec = PartsSpec(writer=run.suite.writer_of(config), backend=run.suite.backend.kind)
+    runner = run.runner.using(writer=run.writer_for(config), embedder=None, spec=spec)
+    written = runner.write(
         text,
         instruction=config.instruction,
         target_words=config.target_words,
