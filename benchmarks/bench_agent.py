@@ -67,7 +67,7 @@ def direct_run(initial, context):
     }  # fmt: skip
     state, step = initial, "write"
     while step is not None:
-        state = state.model_copy(update=steps[step](state, runtime))
+        state = state.with_update(steps[step](state, runtime))
         step = routes[step](state)
     return state
 
@@ -350,7 +350,9 @@ def chat_checkpoints(home: Path, turns: tuple[str, ...] = CHAT_TURNS) -> dict[st
         count, checkpoint_bytes = db.execute(
             "SELECT COUNT(*), SUM(LENGTH(checkpoint) + LENGTH(metadata)) FROM checkpoints"
         ).fetchone()
-        writes, write_bytes = db.execute("SELECT COUNT(*), SUM(LENGTH(value)) FROM writes").fetchone()
+        writes, write_bytes = db.execute(
+            "SELECT COUNT(*), SUM(LENGTH(value)) FROM writes"
+        ).fetchone()
     finally:
         db.close()
     return {"turns": len(turns), "checkpoints": count, "checkpoint_bytes": checkpoint_bytes,
