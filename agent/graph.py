@@ -20,9 +20,10 @@ In chat the graph does not end: `finish` leads to `await_user`, which pauses wit
 `/vary subtle|strong` -> `apply_setting` -> `render`, `/pick N` `/unpick` -> `pick` (no render).
 A picked image (`AgentState.knobs.init`) is the image-to-image start of every later render.
 
-State is `agent.state.AgentState` (data only; `graph_state` stores its growing lists as deltas); the parts travel as the run context
-(`agent.nodes.AgentContext`, LangGraph's `Runtime.context`). `build_graph()` returns the uncompiled
-graph: compile it with the checkpointer that fits (none in tests, SQLite for sessions).
+State is `agent.state.AgentState` (data only; `graph_state` keeps its growing lists as deltas);
+the parts travel as the run context (`agent.nodes.AgentContext`, LangGraph's `Runtime.context`).
+`build_graph()` returns the uncompiled graph: compile it with the checkpointer that fits (none in
+tests, SQLite for sessions).
 """
 
 from __future__ import annotations

@@ -678,8 +678,8 @@ def failed_turn(state: AgentState, error: str) -> dict[str, Any]:
     )  # fmt: skip
     return {
         "turns": replace_last(state.turns, failed), "shots": previous.shots,
-        "knobs": previous.knobs,
-        "seed": previous.seed, "command": None, "pending_levers": [], "error": None,
+        "knobs": previous.knobs, "seed": previous.seed, "command": None, "pending_levers": [],
+        "error": None,
     }  # fmt: skip
 
 
