@@ -13,12 +13,12 @@ from zit_agent.agent import commands
 from zit_agent.agent.state import (
     AgentState,
     ChatTurn,
-    RenderKnobs,
     Splice,
     grow,
     grow_batch,
     replace_last,
 )
+from zit_agent.backends.tiny.sketch import SketchBackend
 
 
 def turn(message: str) -> ChatTurn:
@@ -59,6 +59,15 @@ def test_the_command_in_state_is_typed_and_old_stored_commands_still_read():
         AgentState(idea=IDEA, command={"kind": "seed", "seed": -1})
 
 
+class RefusesLoras(SketchBackend):
+    """The sketch renderer, except that a LoRA fails inside the render (a failed turn)."""
+
+    def render(self, token_ids, seeds, options):
+        if options.lora:
+            raise ValueError(f"Target modules not found in the base model for {options.lora}")
+        return super().render(token_ids, seeds, options)
+
+
 def stored(db, saver, table: str, column: str, where: str = "") -> list:
     rows = db.execute(f"SELECT type, {column} FROM {table} {where}").fetchall()
     return [saver.serde.loads_typed((kind, value)) for kind, value in rows]
@@ -67,20 +76,29 @@ def stored(db, saver, table: str, column: str, where: str = "") -> list:
 def test_a_chat_sessions_checkpoints_store_each_attempt_and_turn_once(
     qwen_tokenizer, tmp_path, zit_home
 ):
-    """Six turns (text, /vary, /pick, /unpick, /undo) in the SQLite sessions database: each write
-    holds the one attempt or turn a step added or changed, no checkpoint holds the lists, and
-    the session read back in a new process has every attempt once, in order."""
+    """Seven turns (text, /vary, /pick, /unpick, /undo, a LoRA that fails) in the SQLite sessions
+    database: each write holds the one attempt or turn a step added or changed, no checkpoint
+    holds the lists, and the session read back in a new process has every attempt once, in
+    order."""
+    from safetensors.torch import save_file
+    from torch import zeros
+
     from zit_agent.agent.session import open_checkpointer
+    from zit_agent.errors import InternalError
     from zit_agent.options import run_options
 
-    db_path = tmp_path / "sessions.sqlite"
+    db_path, lora = tmp_path / "sessions.sqlite", tmp_path / "g.safetensors"
+    save_file({"foo.lora_A.weight": zeros(2, 2)}, str(lora))
     options = run_options(count=2, size="64x64", seed=3, backend="sketch", ruts=True)
     messages = [IDEA, "wearing a red coat", "/vary", "/pick 2", "/unpick", "/undo"]
     with open_checkpointer(db_path) as saver:
-        session = sketch_runner(qwen_tokenizer).chat("grow", saver, out_dir=tmp_path)
+        runner = sketch_runner(qwen_tokenizer, backend=RefusesLoras(qwen_tokenizer))
+        session = runner.chat("grow", saver, out_dir=tmp_path)
         session.turn(messages[0], options)
         for message in messages[1:]:
             last = session.turn(message, run_options())
+        with pytest.raises(InternalError, match="Target modules not found"):
+            session.turn(f"/lora {lora}:1", run_options())
 
     with open_checkpointer(db_path) as saver:  # a new process, in effect
         state = sketch_runner(qwen_tokenizer).chat("grow", saver, out_dir=tmp_path).state()
@@ -92,18 +110,20 @@ def test_a_chat_sessions_checkpoints_store_each_attempt_and_turn_once(
         finally:
             db.close()
 
-    assert state == last
+    assert state.attempts == last.attempts  # the failed turn added none
     assert [a.number for a in state.attempts] == list(range(1, len(state.attempts) + 1))
     assert len(state.attempts) >= 3  # a rut escaped on the first turn, then text and /vary
-    assert [t.message for t in state.turns] == [IDEA, "wearing a red coat", "/vary", "/pick 2"]
-    assert state.knobs.init == state.turns[-1].knobs.init is not None  # /undo took /unpick back
-    assert state.turns[-1].knobs == state.knobs != RenderKnobs()
+    messages = [IDEA, "wearing a red coat", "/vary", "/pick 2", f"/lora {lora}:1"]
+    assert [t.message for t in state.turns] == messages
+    assert "Target modules" in state.turns[-1].error and state.turns[-2].error is None
+    assert state.knobs == last.knobs == state.turns[-2].knobs  # the /pick turn's settings
+    assert state.knobs.init is not None and state.knobs.lora is None  # /undo took /unpick back
 
     def items(update) -> list:
         return update.items if isinstance(update, Splice) else update
 
     assert attempt_writes and turn_writes
     assert all(len(items(update)) <= 1 for update in [*attempt_writes, *turn_writes])
-    assert sum(isinstance(update, Splice) for update in turn_writes) >= 4  # closes, pick, undo
+    assert sum(isinstance(update, Splice) for update in turn_writes) >= 5  # closes, pick, undo
     assert all("attempts" not in c["channel_values"] for c in checkpoints)
     assert all("turns" not in c["channel_values"] for c in checkpoints)
