@@ -110,6 +110,7 @@ def test_a_chat_sessions_checkpoints_store_each_attempt_and_turn_once(
         finally:
             db.close()
 
+    assert AgentState.model_validate_json(state.model_dump_json()) == state  # plain data
     assert state.attempts == last.attempts  # the failed turn added none
     assert [a.number for a in state.attempts] == list(range(1, len(state.attempts) + 1))
     assert len(state.attempts) >= 3  # a rut escaped on the first turn, then text and /vary
