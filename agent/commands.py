@@ -1,5 +1,5 @@
 """Chat commands: what a person can send a session, typed. The CLI, the web page and the HTTP API
-parse or build these; the graph consumes them (as `model_dump()` data in its checkpointed state).
+parse or build these; a turn resumes the graph with one as data, and the state holds it typed.
 
     text          refine the current description with these words
     /vary         fresh values on the axes that repeat

@@ -20,17 +20,19 @@ In chat the graph does not end: `finish` leads to `await_user`, which pauses wit
 `/vary subtle|strong` -> `apply_setting` -> `render`, `/pick N` `/unpick` -> `pick` (no render).
 A picked image (`AgentState.knobs.init`) is the image-to-image start of every later render.
 
-State is `agent.state.AgentState` (data only); the parts travel as the run context
-(`agent.nodes.AgentContext`, LangGraph's `Runtime.context`). `build_graph()` returns the uncompiled
-graph: compile it with the checkpointer that fits (none in tests, SQLite for sessions).
+State is `agent.state.AgentState` (data only; `graph_state` keeps its growing lists as deltas);
+the parts travel as the run context (`agent.nodes.AgentContext`, LangGraph's `Runtime.context`).
+`build_graph()` returns the uncompiled graph: compile it with the checkpointer that fits (none in
+tests, SQLite for sessions).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+import functools
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from zit_agent.agent import nodes
-from zit_agent.agent.state import AgentState
+from zit_agent.agent.state import GROWS, AgentState, grow_batch
 
 if TYPE_CHECKING:
     from langgraph.graph import StateGraph
@@ -43,7 +45,7 @@ STEPS_PER_ATTEMPT = 6  # supersteps one attempt takes at most (escape, assemble,
 def build_graph() -> StateGraph:
     from langgraph.graph import END, START, StateGraph
 
-    graph = StateGraph(AgentState, context_schema=nodes.AgentContext)
+    graph = StateGraph(graph_state(), context_schema=nodes.AgentContext)
     graph.add_node("write", nodes.write)
     graph.add_node("assemble", nodes.assemble)
     graph.add_node("render", nodes.render)
@@ -73,6 +75,23 @@ def build_graph() -> StateGraph:
     return graph
 
 
+@functools.cache
+def graph_state() -> type[AgentState]:
+    """`AgentState` as the graph keeps it: each list marked `GROWS` is a LangGraph `DeltaChannel`
+    (beta in LangGraph 1.2) with `state.grow` as its reducer, so a checkpoint stores the items a
+    step added (its writes), the whole list only every 100th update. Built here, not in
+    `agent.state`, so reading state imports no LangGraph."""
+    from langgraph.channels import DeltaChannel
+    from pydantic import Field, create_model
+
+    grown = {
+        name: (Annotated[field.annotation, DeltaChannel(grow_batch)], Field(default_factory=list))
+        for name, field in AgentState.model_fields.items()
+        if GROWS in field.metadata
+    }
+    return create_model("GraphState", __base__=AgentState, __module__=__name__, **grown)
+
+
 # -- routers -------------------------------------------------------------------------------------
 def after_render(state: AgentState) -> Literal["embed", "finish"]:
     return "embed" if state.ruts and not state.error else "finish"
@@ -95,16 +114,16 @@ def after_finish(state: AgentState) -> str:
 def after_command(
     state: AgentState,
 ) -> Literal["write", "escape", "undo", "apply_setting", "pick"]:
-    from zit_agent.agent.commands import forced_lever
+    from zit_agent.agent import commands
 
-    kind = (state.command or {}).get("kind")
-    if kind == "pick":  # `/pick N`, `/unpick`: no render
+    command = state.command
+    if isinstance(command, commands.Pick):  # `/pick N`, `/unpick`: no render
         return "pick"
-    if kind == "text":
+    if isinstance(command, commands.Text):
         return "write"
-    if forced_lever(state.command) is not None:
+    if isinstance(command, commands.Escape):
         return "escape"
-    if kind == "undo":
+    if isinstance(command, commands.Undo):
         return "undo"
     return "apply_setting"
 

@@ -12,10 +12,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zit_agent.agent import escape
+from zit_agent.agent import commands, escape
 from zit_agent.agent import levers as registry
-from zit_agent.agent.commands import forced_lever
-from zit_agent.agent.state import AgentState, Attempt, ChatTurn, Description, Lever, Scores, Shot
+from zit_agent.agent.state import (
+    AgentState,
+    Attempt,
+    ChatTurn,
+    Description,
+    Lever,
+    Scores,
+    Shot,
+    Splice,
+    replace_last,
+)
 from zit_agent.defaults import AGENT
 
 if TYPE_CHECKING:
@@ -24,7 +33,6 @@ if TYPE_CHECKING:
     from zit_agent.agent.history import HistoryStore
     from zit_agent.agent.levers import Applied
     from zit_agent.agent.run import Runner
-    from zit_agent.agent.ruts import Thresholds
     from zit_agent.backends.analyzers import Analyzer
     from zit_agent.backends.base import Embedder, ImageBackend, RenderOptions, Sampling, Writer
     from zit_agent.backends.tokenizer import QwenTokenizer
@@ -48,7 +56,6 @@ class AgentContext:
     base_options: RenderOptions
     sampling: Sampling | None = None
     store: HistoryStore | None = None  # needed when ruts are checked
-    detector: Thresholds | None = None  # layout thresholds; None: the embedder family's
     retokenize: bool = False  # allow a writer of another vocabulary (its text re-tokenized)
     record: dict[str, Any] = field(default_factory=dict)  # the caller's, in every image's record
     on_event: Event = field(default=_ignore)
@@ -96,11 +103,11 @@ def write(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     """The first description (expand), or, for chat text, each current description refined
     with the person's words (so a varied set stays varied)."""
     ctx = _ctx(runtime)
-    if state.command is not None and state.command.get("kind") == "text":
+    if isinstance(state.command, commands.Text):
         shots = [
             shot.model_copy(
                 update={
-                    "description": refine_description(ctx, state, shot, state.command["text"], i),
+                    "description": refine_description(ctx, state, shot, state.command.text, i),
                     "sequence_ids": [],
                     "images": [],
                     "image_hashes": [],
@@ -234,7 +241,7 @@ def render(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     attempt = Attempt(number=number, shots=shots, knobs=state.knobs, levers=state.pending_levers)
     ctx.on_event("rendered", {"attempt": number, "images": attempt.images})
     return {
-        "attempts": [*state.attempts, attempt],
+        "attempts": [attempt],
         "shots": shots,
         "pending_levers": [],
         "error": None,
@@ -393,13 +400,13 @@ def judge(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
         update={"scores": scores, "levers": escape.record_effects(attempt.levers, previous, scores)}
     )
     ctx.on_event("judge", {"attempt": attempt.number, **scores.model_dump()})
-    return {"attempts": [*state.attempts[:-1], attempt]}
+    return {"attempts": replace_last(state.attempts, attempt)}
 
 
 def _report(ctx: AgentContext, state: AgentState, attempt: Attempt):
     from zit_agent.agent import ruts
 
-    thresholds = ctx.detector or ruts.thresholds_for(ctx.embedder.family)
+    thresholds = ruts.thresholds_for(ctx.embedder.family)
     name = ctx.embedder.name
     texts = [shot.description.full_text for shot in attempt.shots for _ in shot.images]
     vectors, labels = _attempt_vectors(ctx, attempt), attempt.images
@@ -491,7 +498,7 @@ def escape_step(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, 
     """The next step of the escape ladder (or, in chat, the `/vary` or `/shorter` the person
     asked for)."""
     ctx = _ctx(runtime)
-    forced = forced_lever(state.command)
+    forced = state.command.lever if isinstance(state.command, commands.Escape) else None
     last = state.last_attempt
     kind = None
     if forced is not None:
@@ -674,11 +681,10 @@ def _outcome(state: AgentState) -> dict[str, Any]:
     }
 
 
-def _close_turn(state: AgentState, update: dict[str, Any]) -> list[ChatTurn]:
+def _close_turn(state: AgentState, update: dict[str, Any]) -> Splice:
     """Record what this turn left (a turn that failed is closed by `failed_turn` instead)."""
-    turns = list(state.turns) or [ChatTurn(message=state.idea)]
-    turn = turns[-1]
-    turns[-1] = turn.model_copy(
+    turn = state.turns[-1] if state.turns else ChatTurn(message=state.idea)
+    closed = turn.model_copy(
         update={
             "attempts": list(range(turn.first_attempt, len(state.attempts))),
             "shots": state.shots,
@@ -688,21 +694,21 @@ def _close_turn(state: AgentState, update: dict[str, Any]) -> list[ChatTurn]:
             "error": state.error,
         }
     )
-    return turns
+    return replace_last(state.turns, closed)
 
 
 def failed_turn(state: AgentState, error: str) -> dict[str, Any]:
     """The state after a chat turn that failed: the turn stays in the list, marked failed, with
     the previous turn's description, seeds and settings, which become current again."""
-    turns = list(state.turns)
-    previous = turns[-2]
-    turns[-1] = turns[-1].model_copy(
+    previous = state.turns[-2]
+    failed = state.turns[-1].model_copy(
         update={"attempts": [], "shots": previous.shots, "knobs": previous.knobs,
                 "seed": previous.seed, "verdict": None, "error": error}
     )  # fmt: skip
     return {
-        "turns": turns, "shots": previous.shots, "knobs": previous.knobs,
-        "seed": previous.seed, "command": None, "pending_levers": [], "error": None,
+        "turns": replace_last(state.turns, failed), "shots": previous.shots,
+        "knobs": previous.knobs, "seed": previous.seed, "command": None, "pending_levers": [],
+        "error": None,
     }  # fmt: skip
 
 
@@ -712,56 +718,51 @@ def await_user(state: AgentState) -> dict[str, Any]:
     from langgraph.types import interrupt
 
     last = state.attempts[-1].images if state.attempts else []
-    command = interrupt({"turns": len(state.turns), "images": last, "error": state.error})
+    resumed = interrupt({"turns": len(state.turns), "images": last, "error": state.error})
+    command = commands.as_command(resumed) if isinstance(resumed, dict) else resumed
     update: dict[str, Any] = {"command": command, "error": None}
-    if command["kind"] != "undo":
+    if not isinstance(command, commands.Undo):
         turn = ChatTurn(
-            message=command["raw"],
+            message=command.raw,
             first_attempt=len(state.attempts),
             knobs=state.knobs,
             seed=state.seed,
         )
-        update["turns"] = [*state.turns, turn]
+        update["turns"] = [turn]
     return update
 
 
 def apply_setting(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     """`/seed`, `/size`, `/layer`, `/lora`, `/control`: change one render setting; the same shots
     render again."""
-    command = state.command or {}
-    kind = command["kind"]
+    command = state.command
     knobs = state.knobs
     update: dict[str, Any] = {"command": None}
-    if kind == "seed":
-        update["seed"] = command["seed"]
-        update["shots"] = reseed(state.shots, command["seed"])
-    elif kind == "size":
+    if isinstance(command, commands.Seed):
+        update["seed"] = command.seed
+        update["shots"] = reseed(state.shots, command.seed)
+    elif isinstance(command, commands.Size):
         update["knobs"] = knobs.model_copy(
-            update={"width": command["width"], "height": command["height"]}
+            update={"width": command.width, "height": command.height}
         )
-    elif kind == "layer":
-        update["knobs"] = knobs.model_copy(update={"layer": command["layer"]})
-    elif kind == "lora":
+    elif isinstance(command, commands.Layer):
+        update["knobs"] = knobs.model_copy(update={"layer": command.layer})
+    elif isinstance(command, commands.Lora):
         update["knobs"] = knobs.model_copy(
-            update={
-                "lora": command["path"],
-                "lora_strength": command["strength"],
-                "lora_gate": None,
-            }  # fmt: skip
+            update={"lora": command.path, "lora_strength": command.strength, "lora_gate": None}
         )
-    elif kind == "control":
-        update["knobs"] = knobs.model_copy(update={"control": command["path"]})
-    elif kind == "vary_image":  # picks the image, renders the same shots from it, new seeds
-        index = command.get("index")
-        images = state.latest_images()
-        path = images[index - 1] if index else (knobs.init or images[0])
+    elif isinstance(command, commands.Control):
+        update["knobs"] = knobs.model_copy(update={"control": command.path})
+    elif isinstance(command, commands.VaryImage):  # picks the image, renders the same shots
+        images = state.latest_images()  # from it, new seeds
+        path = images[command.index - 1] if command.index else (knobs.init or images[0])
         update["knobs"] = knobs.model_copy(
-            update={"init": path, "strength": command["strength"], "mask": None}
+            update={"init": path, "strength": command.strength, "mask": None}
         )
         base = max((s for shot in state.shots for s in shot.seeds), default=state.seed) + 1
         update["seed"] = base
         update["shots"] = reseed(state.shots, base)
-    _ctx(runtime).on_event("setting", {"command": command.get("raw", kind)})
+    _ctx(runtime).on_event("setting", {"command": command.raw or command.kind})
     return update
 
 
@@ -769,20 +770,20 @@ def pick(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     """`/pick N [S]`: image N of the last images becomes the start of the next turns (a text
     turn then changes it by image-to-image at strength S); `/unpick`: back to rendering from
     noise. Nothing renders; the turn records the new settings, so `/undo` takes it back."""
-    command = state.command or {}
-    index = command.get("index")
-    if index is None:
+    command = state.command
+    if command.index is None:
         knobs = state.knobs.model_copy(update={"init": None, "mask": None})
     else:
-        path = state.latest_images()[index - 1]
-        strength = command.get("strength") or state.knobs.strength
+        path = state.latest_images()[command.index - 1]
+        strength = command.strength or state.knobs.strength
         knobs = state.knobs.model_copy(update={"init": path, "strength": strength, "mask": None})
-    turns = list(state.turns)
-    turns[-1] = turns[-1].model_copy(
+    turn = state.turns[-1].model_copy(
         update={"attempts": [], "shots": state.shots, "knobs": knobs, "seed": state.seed}
     )
     _ctx(runtime).on_event("pick", {"image": knobs.init, "strength": knobs.strength})
-    return {"knobs": knobs, "turns": turns, "command": None, "error": None}
+    return {
+        "knobs": knobs, "turns": replace_last(state.turns, turn), "command": None, "error": None,
+    }  # fmt: skip
 
 
 def reseed(shots: list[Shot], base: int) -> list[Shot]:
@@ -799,11 +800,10 @@ def undo(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     """Back one turn: the previous turn's description, seeds and settings (images stay on disk)."""
     if len(state.turns) <= 1:
         return {"command": None, "error": "nothing to undo: this is the session's first turn"}
-    turns = state.turns[:-1]
-    previous = turns[-1]
-    _ctx(runtime).on_event("undo", {"turns": len(turns)})
+    previous = state.turns[-2]
+    _ctx(runtime).on_event("undo", {"turns": len(state.turns) - 1})
     return {
-        "turns": turns,
+        "turns": Splice(start=len(state.turns) - 1),  # the last turn goes
         "shots": previous.shots,
         "knobs": previous.knobs,
         "seed": previous.seed,

@@ -581,9 +581,11 @@ def _rank(candidate: Any) -> int:
 
 
 def run_id_for(idea: str) -> str:
+    """A new run's id: the time, the idea, and a random tail, so two runs of one idea in the same
+    second get threads of their own (a thread's attempts grow, `agent.state.GROWS`)."""
     from zit_agent.backends.provenance import slug
 
-    return f"{time.strftime('%Y%m%d-%H%M%S')}-{slug(idea, 32)}"
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{slug(idea, 32)}-{secrets.token_hex(2)}"
 
 
 # -- 5. running ----------------------------------------------------------------------------------

@@ -14,8 +14,9 @@ import contextlib
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, get_args
 
+from zit_agent.agent import commands
 from zit_agent.agent import state as state_module
 from zit_agent.errors import UserError
 
@@ -31,7 +32,9 @@ STATE_TYPES = (
     state_module.RenderKnobs,
     state_module.Scores,
     state_module.Shot,
+    state_module.Splice,
     state_module.WriterRut,
+    *get_args(get_args(commands.GraphCommand)[0]),  # the commands a turn resumes with
 )
 
 

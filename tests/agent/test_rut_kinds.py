@@ -143,10 +143,11 @@ def test_kind_plan_varies_person_axes_and_avoids_the_measured_bins():
     assert "different person" in plan.feedback and "4 of 4" in plan.feedback
 
 
-def no_layout_ruts(context):
+@pytest.fixture()
+def no_layout_ruts(monkeypatch):
     """Let only the measured kinds decide: the layout thresholds can never be reached."""
-    context.detector = ruts.Thresholds(warn=1.0, rut=1.0, duplicate=1.0)
-    return context
+    unreachable = ruts.Thresholds(warn=1.0, rut=1.0, duplicate=1.0)
+    monkeypatch.setattr(ruts, "thresholds_for", lambda family: unreachable)
 
 
 @pytest.fixture()
@@ -156,6 +157,7 @@ def fake_writer(qwen_tokenizer):
     return FakeWriter(qwen_tokenizer)
 
 
+@pytest.mark.usefixtures("no_layout_ruts")
 def test_an_identity_rut_escapes_with_a_person_lever_and_the_report_says_it_moved(
     qwen_tokenizer, fake_writer, tmp_path
 ):
@@ -163,7 +165,7 @@ def test_an_identity_rut_escapes_with_a_person_lever_and_the_report_says_it_move
     # and head turns vary throughout: only identity is stuck).
     first_set = [varied(0, i) for i in range(4)]
     analyzer = ScriptedAnalyzer(*first_set, *[varied(i + 1, i) for i in range(4)])
-    context = no_layout_ruts(sketch_context(qwen_tokenizer, tmp_path, writer=fake_writer))
+    context = sketch_context(qwen_tokenizer, tmp_path, writer=fake_writer)
     context.analyzer = analyzer
     final = run_agent(initial_state(max_attempts=3), context)
 
@@ -185,9 +187,10 @@ def test_an_identity_rut_escapes_with_a_person_lever_and_the_report_says_it_move
     assert "reading (measured)" in page and "as stated, not measured" in page
 
 
+@pytest.mark.usefixtures("no_layout_ruts")
 def test_an_identity_rut_that_stays_says_it_did_not_move(qwen_tokenizer, tmp_path):
     analyzer = ScriptedAnalyzer(*[varied(0, i % 4) for i in range(8)])
-    context = no_layout_ruts(sketch_context(qwen_tokenizer, tmp_path))
+    context = sketch_context(qwen_tokenizer, tmp_path)
     context.analyzer = analyzer
     final = run_agent(initial_state(max_attempts=2), context)
     lever = final.attempts[1].levers[0]
@@ -217,10 +220,11 @@ def test_observations_are_cached_by_content_hash(tmp_path):
     assert again == first[1::-1]
 
 
+@pytest.mark.usefixtures("no_layout_ruts")
 def test_a_person_from_another_idea_is_named_through_the_wider_window(qwen_tokenizer, tmp_path):
     analyzer = ScriptedAnalyzer(*[varied(i + 1, i) for i in range(4)],  # idea A: people 1-4
                                 *[varied(i + 5, i) for i in range(3)], varied(1, 3))  # fmt: skip
-    context = no_layout_ruts(sketch_context(qwen_tokenizer, tmp_path))
+    context = sketch_context(qwen_tokenizer, tmp_path)
     context.analyzer = analyzer
     first = run_agent(initial_state(max_attempts=1), context)
     assert first.attempts[0].scores.kinds["identity"]["verdict"] == "ok"
@@ -244,10 +248,11 @@ def test_a_stuck_kind_takes_its_first_lever_out_of_ladder_order():
     assert escape.choose_lever(ladder, 0, {}, set()) == ("shorter", None)
 
 
+@pytest.mark.usefixtures("no_layout_ruts")
 def test_a_shot_rut_tries_candidates_before_the_ladders_first_step(qwen_tokenizer, tmp_path):
     # Four different people, all medium close-ups: only the shot kind is stuck.
     analyzer = ScriptedAnalyzer(*[seen(i, height=90) for i in range(4)] * 20)
-    context = no_layout_ruts(sketch_context(qwen_tokenizer, tmp_path))
+    context = sketch_context(qwen_tokenizer, tmp_path)
     context.analyzer = analyzer
     final = run_agent(initial_state(max_attempts=2, ladder=["shorter", "candidates"]), context)
     first, second = final.attempts
@@ -257,13 +262,14 @@ def test_a_shot_rut_tries_candidates_before_the_ladders_first_step(qwen_tokenize
     assert lever.name == "candidates" and lever.detail.endswith("(first for the shot rut)")
 
 
+@pytest.mark.usefixtures("no_layout_ruts")
 def test_an_identity_rut_varies_the_person_before_the_ladders_first_step(
     qwen_tokenizer, fake_writer, tmp_path
 ):
     analyzer = ScriptedAnalyzer(
         *[varied(0, i) for i in range(4)], *[varied(i + 1, i) for i in range(4)]
     )
-    context = no_layout_ruts(sketch_context(qwen_tokenizer, tmp_path, writer=fake_writer))
+    context = sketch_context(qwen_tokenizer, tmp_path, writer=fake_writer)
     context.analyzer = analyzer
     final = run_agent(initial_state(max_attempts=2, ladder=["shorter", "vary"]), context)
     lever = final.attempts[1].levers[0]
