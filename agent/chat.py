@@ -112,18 +112,10 @@ class ChatSession:
         return run_options(**{**stored, **given.model_dump(exclude_none=True)})
 
     def _start(self, idea: str, options: BaseModel) -> AgentState:
-        from zit_agent.agent.run import image_count, initial_state
-
         runner = self.runner
-        render = runner.options_for(options)
-        ruts = bool(options.ruts)
-        seeds, ideas = runner.idea_seeds(idea, options, image_count(options, False), self.on_event)
-        initial = initial_state(
-            idea, options, render, seeds=seeds,
-            budget=runner.budget(options), has_writer=runner.parts.writer is not None, ruts=ruts,
-            run_id=self.name, chat=True,
-            parts={**runner.parts.spec.model_dump(), "options": options.model_dump(exclude_none=True)},
-            ideas=ideas,
+        initial = runner.start(
+            idea, options, runner.options_for(options), ruts=bool(options.ruts), run_id=self.name,
+            chat=True, on_event=self.on_event,
         )  # fmt: skip
         try:
             return self._invoke(initial, options)

@@ -20,7 +20,6 @@ Bad arguments and zit's own errors come back as tool errors (`isError`), never a
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import io
 import json
 import threading
@@ -390,11 +389,7 @@ def _progress_message(event: str, data: dict[str, Any]) -> str:
 
 
 def _without_writer(runner: Runner) -> Runner:
-    from zit_agent.agent.run import Runner
-
-    if runner.parts.writer is None:
-        return runner
-    return Runner(runner.settings, dataclasses.replace(runner.parts, writer=None))
+    return runner if runner.parts.writer is None else runner.using(writer=None)
 
 
 def _store(host):

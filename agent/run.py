@@ -133,11 +133,16 @@ def load_parts(
 ) -> Parts:  # fmt: skip
     """Load each part once, through the registries, saying what loads (`progress`). A loaded
     `tokenizer` may be handed in (it wins over `spec.tokenizer`)."""
-    from zit_agent.backends.registry import factory
+    from zit_agent.backends.registry import factory, loader_options
 
     options = {MODEL_OPTIONS[k]: v for k, v in spec.model.items()}
-    if spec.backend != "zimage" and options:
-        raise UserError(f"image-model options ({', '.join(spec.model)}) need the zimage backend")
+    taken = loader_options(spec.backend)
+    refused = [name for name in spec.model if MODEL_OPTIONS[name] not in taken]
+    if refused:
+        raise UserError(
+            f"the {spec.backend} backend takes no {', '.join(refused)} option",
+            hint=f"leave out {', '.join('{' + name + '}' for name in refused)}",
+        )
     plan = memory_plan(settings, spec)
     writer_options: dict[str, Any] = {}
     if plan is not None:
@@ -638,11 +643,12 @@ class Runner:
         parts = Parts(spec, tokenizer, backend, writer=writer, embedder=embedder)
         return cls(settings or load_settings(), parts)
 
-    def using(self, *, writer: Writer | None, embedder: Embedder | None, spec: PartsSpec) -> Runner:
-        """This runner's tokenizer and image backend with another writer and embedder (an eval
-        config's): nothing is loaded again."""
-        parts = Parts(spec, self.parts.tokenizer, self.parts.backend, writer, embedder)
-        return Runner(self.settings, parts)
+    def using(self, **changes: Any) -> Runner:
+        """This runner with some parts changed (`Parts` fields: an eval config's writer, no
+        writer); the loaded tokenizer and image backend are shared, nothing loads again."""
+        import dataclasses
+
+        return Runner(self.settings, dataclasses.replace(self.parts, **changes))
 
     @property
     def variant(self) -> str | None:
@@ -685,13 +691,7 @@ class Runner:
 
         render = self.options_for(options)
         run_id = run_id or run_id_for(idea)
-        seeds, ideas = self.idea_seeds(idea, options, image_count(options, ruts), on_event)
-        initial = initial_state(
-            idea, options, render, seeds=seeds,
-            budget=self.budget(options), has_writer=self.parts.writer is not None, ruts=ruts,
-            run_id=run_id,
-            parts=self.parts.spec.model_dump(), ideas=ideas,
-        )  # fmt: skip
+        initial = self.start(idea, options, render, ruts=ruts, run_id=run_id, on_event=on_event)
         own = HistoryStore(self.settings.history_db) if store is None and ruts else None
         store = own or store
         try:
@@ -705,6 +705,24 @@ class Runner:
         finally:
             if own is not None:
                 own.close()
+
+    def start(
+        self, idea: str, options: RunOptions, render: RenderOptions, *, ruts: bool, run_id: str,
+        chat: bool = False, on_event: Event = _ignore,
+    ) -> AgentState:  # fmt: skip
+        """A run's first state on these parts: its seeds (and a wildcard idea's expansions) and
+        everything `initial_state` records. A chat turn renders one image unless told (`count`),
+        the loop `AGENT.rut_count` when it checks for ruts (`image_count`)."""
+        count = image_count(options, ruts and not chat)
+        seeds, ideas = self.idea_seeds(idea, options, count, on_event)
+        parts = self.parts.spec.model_dump()
+        if chat:  # a session keeps its options for the next turns
+            parts["options"] = options.model_dump(exclude_none=True)
+        return initial_state(
+            idea, options, render, seeds=seeds, budget=self.budget(options),
+            has_writer=self.parts.writer is not None, ruts=ruts, run_id=run_id, chat=chat,
+            parts=parts, ideas=ideas,
+        )  # fmt: skip
 
     # -- writing ---------------------------------------------------------------------------------
     def write(

@@ -16,7 +16,8 @@ Factories take keyword arguments only:
 - image backends: `factory(*, model, tokenizer, download, **model_options)` returning
   `(backend, tokenizer)` (the tokenizer of the encoder the backend feeds); a factory may carry
   a `check(render_options)` attribute, what the backend's `check` does without a model, so a
-  request it would refuse fails before the model loads (`preload_check`);
+  request it would refuse fails before the model loads (`preload_check`), and an `options`
+  attribute, the loader keywords it takes (`loader_options`; none when absent);
 - embedders: `factory(target, *, settings)` for a spec `NAME` or `NAME:TARGET`;
 - analyzers: `factory(target, *, settings)` likewise (`backends.analyzers.Analyzer`).
 """
@@ -77,3 +78,9 @@ def preload_check(name: str) -> Callable[[Any], None] | None:
     """The render-option check image backend `name` runs before its model loads (its factory's
     `check`), or None when it declares none (its loaded `check` still runs at render)."""
     return getattr(factory("image backend", name), "check", None)
+
+
+def loader_options(name: str) -> tuple[str, ...]:
+    """The loader keywords image backend `name` declares it takes (dtype, device, ...): its
+    factory's `options`; a backend that declares none takes none."""
+    return tuple(getattr(factory("image backend", name), "options", ()))

@@ -1311,3 +1311,7 @@ def load_backend(
 
 
 load_backend.check = check_options  # type: ignore[attr-defined] # checked before loading
+load_backend.options = (  # type: ignore[attr-defined] # the loader keywords it takes
+    "text_encoder", "vae", "transformer", "device", "dtype", "cpu_offload", "attention",
+    "compile", "max_batch", "checkpoint", "controlnet", "variant", "vae_tiling",
+)  # fmt: skip

@@ -104,7 +104,7 @@ def _written(run: RunContext, idea: Idea, config: Config, seed: int) -> Output:
     start = time.perf_counter()
     text, wildcards = idea_for_seed(run, idea.text, seed)
     spec = PartsSpec(writer=run.suite.writer_of(config), backend=run.suite.backend.kind)
-    runner = run.runner.using(writer=run.writer_for(config), embedder=None, spec=spec)
+    runner = run.runner.using(writer=run.writer_for(config), spec=spec)
     written = runner.write(
         text,
         instruction=config.instruction,

