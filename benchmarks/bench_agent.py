@@ -203,7 +203,6 @@ def demo_stages(home: Path) -> dict[str, float]:
 
     from zit_agent.agent.cli import demo
     from zit_agent.agent.history import HistoryStore
-    from zit_agent.agent.run import initial_state, seeds_of
     from zit_agent.defaults import AGENT
     from zit_agent.settings import load_settings
 
@@ -224,14 +223,11 @@ def demo_stages(home: Path) -> dict[str, float]:
     context = runner.context(options, render, out_dir=out / "images",
                              store=HistoryStore(out / "history.sqlite"))  # fmt: skip
     seconds["load (tokenizer, llama.cpp writer)"] = time.perf_counter() - start
-    initial = initial_state(
-        demo.DEFAULT_IDEA, options, render, seeds=seeds_of(options, 4),
-        budget=runner.budget(options), has_writer=True, ruts=True, run_id="bench-demo",
-    )  # fmt: skip
+    initial = runner.start(demo.DEFAULT_IDEA, options, render, ruts=True, run_id="bench-demo")
     final, per_node = stream_nodes(initial, context)
     seconds.update({f"agent {name}": per_node.get(name, 0.0) for name in DEMO_STAGES})
     start = time.perf_counter()
-    zimage = demo.zimage_pass(models["zimage"], final, out / "zimage", console)
+    zimage = demo.zimage_pass(models["zimage"], settings, final, out / "zimage", console)
     seconds["tiny Z-Image pass (pipeline load, encode, render)"] = time.perf_counter() - start
     start = time.perf_counter()
     demo.write_outputs(final, zimage, out, models, 0.0)
