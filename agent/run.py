@@ -226,7 +226,8 @@ def render_options(
 ) -> RenderOptions:  # fmt: skip
     """The one place a request becomes `RenderOptions`: given options, then zit.toml/ZIT_RENDER__*,
     then the model variant's defaults, then `zit_agent.defaults.RENDER` (`check_request` holds
-    them to the backend's check before any model loads). The negative prompt's ids are added when CFG is on (needs `tokenizer`)."""
+    them to the backend's check before any model loads). The negative prompt's ids are added
+    when CFG is on (needs `tokenizer`)."""
     from zit_agent.backends.base import NoiseSettings, RenderOptions
     from zit_agent.backends.samplers import get_sampler
 
@@ -585,6 +586,17 @@ def _rank(candidate: Any) -> int:
     return candidate.rank if candidate.rank is not None else 1 << 30
 
 
+def _with_ids(rendered: list[RenderedImage], ids: list[int]) -> list[RenderedImage]:
+    """Each image's record with the exact ids it was rendered from, whatever the backend wrote
+    (a record is what renders it again)."""
+    from zit_agent.backends.provenance import id_fields
+
+    recorded = id_fields(ids)
+    for item in rendered:
+        item.record = {**recorded, **item.record}
+    return rendered
+
+
 def run_id_for(idea: str) -> str:
     """A new run's id: the time, the idea, and a random tail, so two runs of one idea in the same
     second get threads of their own (a thread's attempts grow, `agent.state.GROWS`)."""
@@ -730,7 +742,8 @@ class Runner:
         retokenize: bool = False, instruction: str = "expand", target_words: int | None = None,
     ) -> WrittenSequence:  # fmt: skip
         """The writer's description of `idea` (a `prompts/` instruction) as the chat sequence of
-        `shape`, assembled to the exact ids to render (`zit expand`, the eval strategies, MCP)."""
+        `shape`, assembled to the exact ids to render (the eval strategies, MCP's expand; `zit
+        expand` loads no image backend, so it calls `expand_idea` on its writer itself)."""
         from zit_agent.agent.drafting import expand_idea
 
         if self.parts.writer is None:
@@ -835,14 +848,8 @@ class Runner:
     ) -> list[RenderedImage]:
         """These exact token ids rendered once per seed: the backend's own check, then its
         render, each image's record holding the ids (every render goes through here)."""
-        from zit_agent.backends.provenance import id_fields
-
         self.parts.backend.check(options)
-        rendered = self.parts.backend.render(ids, seeds, options)
-        recorded = id_fields(ids)  # in every record, whatever the backend wrote
-        for item in rendered:
-            item.record = {**recorded, **item.record}
-        return rendered
+        return _with_ids(self.parts.backend.render(ids, seeds, options), ids)
 
     def rerender(
         self, record: dict[str, Any], *, out_dir: Path, source: str,
@@ -861,6 +868,7 @@ class Runner:
         request = request or render_request(record)
         self.parts.backend.check(options or request.options)
         item, note = render_recorded(self.parts.backend, request, options, seed)
+        [item] = _with_ids([item], request.token_ids)
         [path] = save_rendered(
             [item], out_dir, idea=record.get("idea"), writer=record.get("writer"),
             rerendered_from=source,
