@@ -29,6 +29,7 @@ def zimage_backend(quick: bool) -> list[Figure]:
 def _measure(tmp: Path, quick: bool) -> list[Figure]:
     import torch
 
+    from zit_agent.agent.run import PartsSpec, Runner
     from zit_agent.backends.base import RenderOptions
     from zit_agent.backends.tiny.zimage import build_tiny_zimage
     from zit_agent.backends.tokenizer import QwenTokenizer
@@ -38,7 +39,9 @@ def _measure(tmp: Path, quick: bool) -> list[Figure]:
     model = build_tiny_zimage(tmp / "tiny-zimage")
     backend = ZImageBackend.from_pretrained(model)
     pipe = backend.pipe
-    ids = assemble(ChatSequence.plain(IDEA), QwenTokenizer.from_pretrained(model)).ids
+    tokenizer = QwenTokenizer.from_pretrained(model)
+    runner = Runner.from_parts(tokenizer, backend, spec=PartsSpec(backend="zimage"))
+    ids = assemble(ChatSequence.plain(IDEA), tokenizer).ids
     size = 128 if quick else 256
     options = RenderOptions(width=size, height=size, steps=8)
     embeds, _ = backend.encode(ids, options.layer)
@@ -51,15 +54,15 @@ def _measure(tmp: Path, quick: bool) -> list[Figure]:
 
     def cold():
         backend._cache.clear()
-        backend.render(ids, [0], options)
+        runner.render(ids, [0], options)
 
     t = interleaved(
         {
-            "backend": lambda: backend.render(ids, [0], options),
+            "backend": lambda: runner.render(ids, [0], options),
             "raw": raw,
             "cold": cold,
-            "batch4": lambda: backend.render(ids, [0, 1, 2, 3], options),
-            "single4": lambda: [backend.render(ids, [s], options) for s in range(4)],
+            "batch4": lambda: runner.render(ids, [0, 1, 2, 3], options),
+            "single4": lambda: [runner.render(ids, [s], options) for s in range(4)],
         },
         repeats=repeats,
     )

