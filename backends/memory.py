@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from zit_agent.defaults import LIMITS, RENDER
 from zit_agent.errors import UserError
 
 GIB = 2**30
@@ -149,8 +150,8 @@ def plan_memory(
     checkpoint: str | None = None,
     controlnet: str | None = None,
     writer: str | None = None,
-    width: int = 1024,
-    height: int = 1024,
+    width: int = RENDER.width,
+    height: int = RENDER.height,
     batch: int = 1,
     guidance: float = 0.0,
     dtype: str | None = None,
@@ -356,7 +357,7 @@ def _header_params(header: dict[str, Any]) -> int:
 
 
 # -- working memory (estimates) ------------------------------------------------------------------
-def _encoder_work(root: Path, dtype_bytes: int, tokens: int = 512) -> int:
+def _encoder_work(root: Path, dtype_bytes: int, tokens: int = LIMITS.warn_tokens) -> int:
     """Every layer's hidden states are kept (`output_hidden_states`), plus one MLP's activations."""
     config = _json(root / "text_encoder" / "config.json")
     hidden = config.get("hidden_size", 2560)
@@ -370,7 +371,7 @@ def _dit_work(root: Path, width: int, height: int, images: int, dtype_bytes: int
     tokens times the widths alive in attention (q, k, v, out) and the SwiGLU feed-forward."""
     config = _json(root / "transformer" / "config.json")
     dim = config.get("dim", 3840)
-    tokens = (width // 16) * (height // 16) + 512
+    tokens = (width // 16) * (height // 16) + LIMITS.warn_tokens  # image + caption tokens
     ffn = int(dim / 3 * 8)
     return images * tokens * (4 * dim + 3 * ffn) * dtype_bytes
 

@@ -112,7 +112,9 @@ class RunOptions(BaseModel):
     )
     max_tokens: int | None = _option(
         "Token budget of the whole chat sequence (default {default}; Z-Image's DiT takes up "
-        "to {ceiling}; past 512 it warns).".replace("{ceiling}", str(LIMITS.token_ceiling)),
+        "to {ceiling}; past {warn} it warns).".replace(
+            "{ceiling}", str(LIMITS.token_ceiling)
+        ).replace("{warn}", str(LIMITS.warn_tokens)),
         AGENT_GROUP,
         default=RENDER.max_tokens,
     )
