@@ -133,6 +133,12 @@ class ChatSession:
         if isinstance(command, commands.Undo) and len(current.turns) <= 1:
             raise UserError("nothing to undo", hint="this is the session's first turn")
         check_image_index(current, command)
+        if isinstance(command, commands.Size):  # a size the session's backend would refuse
+            from zit_agent.backends.base import RenderOptions
+
+            self.runner.parts.backend.check(
+                RenderOptions(width=command.width, height=command.height)
+            )
         return self._invoke(Command(resume=command.model_dump()), self._options(options))
 
     def _invoke(self, payload: Any, options: BaseModel) -> AgentState:

@@ -234,11 +234,17 @@ def _int(arg: str, usage: str) -> int:
 
 
 def _size(arg: str, raw: str) -> Size:
+    """`/size WxH` within the sides any run takes; the session's backend checks the rest (its
+    grid) before the turn is sent (`ChatSession`)."""
     from zit_agent.agent.run import parse_size
-    from zit_agent.backends.zimage import check_size
 
     width, height = parse_size(arg)
-    check_size(width, height)
+    for side, value in (("width", width), ("height", height)):
+        if not LIMITS.min_side <= value <= LIMITS.max_side:
+            raise UserError(
+                f"{side} {value} is out of range",
+                hint=f"use {LIMITS.min_side}..{LIMITS.max_side}",
+            )
     return Size(width=width, height=height, raw=raw)
 
 

@@ -126,6 +126,11 @@ class SketchBackend(ImageBackend):
             )
         return cls(QwenTokenizer.from_pretrained(spec, download=download))
 
+    def check(self, options: RenderOptions) -> None:
+        """The options Z-Image would take (sizes on its 16-pixel grid, its samplers...): a
+        stand-in for the real model refuses what the real model would."""
+        check_as_zimage(options)
+
     def render(
         self, token_ids: list[int], seeds: list[int], options: RenderOptions
     ) -> list[RenderedImage]:
@@ -184,6 +189,15 @@ def load_backend(
     else:
         backend = SketchBackend.from_pretrained(tokenizer, download=download)
     return backend, backend.tokenizer
+
+
+def check_as_zimage(options: RenderOptions) -> None:
+    from zit_agent.backends.zimage import check_options
+
+    check_options(options)
+
+
+load_backend.check = check_as_zimage  # type: ignore[attr-defined] # checked before loading
 
 
 # -- drawing -------------------------------------------------------------------------------------

@@ -246,6 +246,9 @@ def test_the_server_loads_and_runs_the_plugin_writer_backend_embedder_and_lever(
         assert turn.status_code == 200, turn.text
         last = turn.json()["history"][-1]
         assert [lv["name"] for a in last["attempts"] for lv in a["levers"]] == ["far-seeds"]
+        # the flat backend declares no size grid (Z-Image's is 16 px): its session takes 72x40
+        resized = client.post("/api/sessions/fox/messages", json={"text": "/size 72x40"})
+        assert resized.status_code == 200, resized.text
 
         # render-again renders the record on the plugin backend
         again = client.post(f"/api/images/{body['images'][0]['id']}/render", json={})
