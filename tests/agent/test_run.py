@@ -186,3 +186,18 @@ def test_text_that_is_not_utf8_is_one_line_everywhere(capsys, tokenizer_dir):
     for args in (["tokens", bad, "--tokenizer", str(tokenizer_dir)], ["generate", bad, *SKETCH]):
         code, _, err = zit(capsys, *args)
         assert code == 2 and "not valid UTF-8 (byte ff at character" in err, err
+
+
+def test_a_writing_runner_writes_and_refuses_to_render(qwen_tokenizer):
+    """`zit expand`'s runner: the writer and the encoder's tokenizer, no image model; writing
+    gives the exact ids, rendering them is one line saying why not."""
+    from zit_agent.agent.run import Runner
+    from zit_agent.backends.base import NoImageBackend, RenderOptions
+    from zit_agent.backends.writers.fake import FakeWriter
+    from zit_agent.errors import UserError
+
+    runner = Runner.from_parts(qwen_tokenizer, NoImageBackend(), writer=FakeWriter(qwen_tokenizer))
+    written = runner.write(IDEA, shape="think", seed=0, max_tokens=512)
+    assert written.assembled.ids and written.assembled.count == len(written.assembled.ids)
+    with pytest.raises(UserError, match="loaded no image model"):
+        runner.render(written.assembled.ids, [0], RenderOptions(width=64, height=64))
