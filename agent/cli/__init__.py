@@ -200,10 +200,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"zit: error: {err.format_message()} (see `{command} --help`)", file=sys.stderr)
         sys.exit(2)
     except (KeyboardInterrupt, click.Abort):
-        print(
-            "zit: interrupted (finished work is saved; a run resumes where it stopped)",
-            file=sys.stderr,
-        )
+        print(INTERRUPTED, file=sys.stderr)
         sys.exit(130)
     except Exception as exc:  # the last edge: every failure is one line with its kind's code
         from zit_agent.errors import InternalError, as_zit_error
