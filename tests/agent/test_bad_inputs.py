@@ -61,31 +61,36 @@ def test_no_loading_bars_before_an_error(tmp_path, model_dir):
     assert only_error_line(done.stderr, "layer 99 is out of range"), done.stderr
 
 
-@pytest.fixture()
-def restore_quiet():
-    from zit_agent.backends.quiet import quiet_libraries
+VERBOSE_CHOICE = """
+import diffusers, transformers
+from huggingface_hub.utils import are_progress_bars_disabled
+from zit_agent.backends.quiet import quiet_libraries
 
-    yield quiet_libraries
-    quiet_libraries(verbose=False)
+quiet_libraries(verbose=True)  # what `zit --verbose` does first
+quiet_libraries()  # what a loader calls: the front end's choice holds
+assert diffusers.utils.logging.is_progress_bar_enabled()
+assert transformers.utils.logging.is_progress_bar_enabled()
+assert not are_progress_bars_disabled()
+assert transformers.utils.logging.get_verbosity() == transformers.utils.logging.WARNING
+quiet_libraries(verbose=False)
+assert not diffusers.utils.logging.is_progress_bar_enabled()
+assert not transformers.utils.logging.is_progress_bar_enabled()
+assert are_progress_bars_disabled()
+assert diffusers.utils.logging.get_verbosity() == diffusers.utils.logging.ERROR
+"""
 
 
-def test_verbose_keeps_the_libraries_output_and_loaders_keep_the_choice(restore_quiet):
-    import diffusers
-    import transformers
-    from huggingface_hub.utils import are_progress_bars_disabled
-
-    quiet_libraries = restore_quiet
-    quiet_libraries(verbose=True)
-    quiet_libraries()  # what a loader calls: the front end's choice holds
-    assert diffusers.utils.logging.is_progress_bar_enabled()
-    assert transformers.utils.logging.is_progress_bar_enabled()
-    assert not are_progress_bars_disabled()
-    assert transformers.utils.logging.get_verbosity() == transformers.utils.logging.WARNING
-    quiet_libraries(verbose=False)
-    assert not diffusers.utils.logging.is_progress_bar_enabled()
-    assert not transformers.utils.logging.is_progress_bar_enabled()
-    assert are_progress_bars_disabled()
-    assert diffusers.utils.logging.get_verbosity() == diffusers.utils.logging.ERROR
+def test_verbose_keeps_the_libraries_output_and_loaders_keep_the_choice():
+    """In a process of its own, as the CLI runs: huggingface_hub reads its bar switch from the
+    environment once, at import, so a test process another test quieted first cannot show it."""
+    env = dict(os.environ)
+    for name in ("DIFFUSERS_VERBOSITY", "TRANSFORMERS_VERBOSITY", "HF_HUB_DISABLE_PROGRESS_BARS"):
+        env.pop(name, None)
+    done = subprocess.run(
+        [sys.executable, "-c", VERBOSE_CHOICE], capture_output=True, text=True, timeout=180,
+        env=env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
 
 
 def test_check_home_accepts_a_folder_or_a_path_to_make(tmp_path):
