@@ -34,6 +34,7 @@ from mcp.server.mcpserver import Context, Image, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel
 
+from zit_agent.defaults import AGENT
 from zit_agent.errors import InternalError, UserError, ZitError, as_zit_error
 
 if TYPE_CHECKING:
@@ -230,7 +231,7 @@ def create_server(host: LocalHost | ServeHost) -> MCPServer:
         return _answer(await _run(host, ctx, "chat", work))
 
     @server.tool()
-    async def ruts(paths: list[str], ctx: Context, window: int = 8):
+    async def ruts(paths: list[str], ctx: Context, window: int = AGENT.window):
         """Judge whether images (files or folders of them) repeat one composition: mean
         similarity, Vendi score, near-duplicate clusters, the verdict per group (as `zit ruts`)."""
         if window < 2:
@@ -474,49 +475,11 @@ def _sessions(host) -> list[dict[str, Any]]:
 
 
 def _image_items(paths: list[str], roots: list[Path] | None = None) -> list[dict[str, Any]]:
-    """Path, content hash, idea and description of each image (files, or folders of them);
-    with `roots`, only paths inside them."""
-    from PIL import Image as PILImage
-    from PIL import UnidentifiedImageError
+    """The images of `paths` (files, or folders of them) as the rut check reads them; with
+    `roots`, only paths inside them."""
+    from zit_agent.agent.ruts import collect_images, image_item
 
-    from zit_agent.agent.history import file_hash
-    from zit_agent.backends.provenance import read_record
-    from zit_agent.sequence import described_text
-
-    suffixes = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
-    files: list[Path] = []
-    for given in paths:
-        path = Path(given).expanduser()
-        if roots is not None and not any(path.resolve().is_relative_to(r) for r in roots):
-            raise UserError(
-                f"{given} is outside ZIT_HOME", hint="this server judges its own images only"
-            )
-        if path.is_dir():
-            files += sorted(p for p in path.iterdir() if p.suffix.lower() in suffixes)
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise UserError(f"no such file or folder: {given}", hint="give image paths")
-    if len(files) < 2:
-        raise UserError("need two or more images to compare", hint="give more images")
-    items = []
-    for path in files:
-        try:
-            with PILImage.open(path) as image:
-                image.verify()
-        except (UnidentifiedImageError, OSError, SyntaxError) as err:
-            raise UserError(f"{path} is not a readable image ({type(err).__name__})") from None
-        record = read_record(path) or {}
-        text = record.get("text")
-        items.append(
-            {
-                "path": path,
-                "hash": file_hash(path),
-                "idea": record.get("idea"),
-                "text": described_text(text) if text else None,
-            }  # fmt: skip
-        )
-    return items
+    return [image_item(path) for path in collect_images([Path(p) for p in paths], roots)]
 
 
 def _answer(result: dict[str, Any], *, previews: bool = True) -> list[Any]:

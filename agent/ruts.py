@@ -27,7 +27,10 @@ verdict is the worst measured kind (`with_kinds`).
 
 from __future__ import annotations
 
+import hashlib
+import io
 from collections import Counter
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import numpy as np
@@ -595,6 +598,86 @@ def judged_observations(store, analyzer, items: list[dict[str, Any]], groups: li
         [items[i]["hash"] for i in judged], analyzer, lambda h: load(by_hash[h])
     )
     return dict(zip(judged, found, strict=True))
+
+
+# -- the images a rut check reads (`zit ruts`, `/api/ruts`, the MCP tool) -------------------------
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+
+
+def collect_images(paths: list[Path], roots: list[Path] | None = None) -> list[Path]:
+    """The image files named or inside the folders named (not recursive), in name order; with
+    `roots`, only paths inside them (a server judges its own images only)."""
+    from zit_agent.errors import UserError
+
+    files: list[Path] = []
+    for given in paths:
+        path = Path(given).expanduser()
+        if roots is not None and not any(path.resolve().is_relative_to(r) for r in roots):
+            raise UserError(
+                f"{given} is outside ZIT_HOME", hint="this server judges its own images only"
+            )
+        if path.is_dir():
+            found = sorted(
+                (p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()),
+                key=lambda p: p.name,
+            )
+            if not found:
+                raise UserError(
+                    f"no images in {path}", hint=f"give files ending in {', '.join(IMAGE_SUFFIXES)}"
+                )
+            files += found
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise UserError(f"no such file or folder: {path}", hint="check the path")
+    if len(files) < 2:
+        raise UserError("need two or more images to compare", hint="give more images or a folder")
+    return files
+
+
+def image_item(source: Path | bytes, label: str | None = None) -> dict[str, Any]:
+    """One image to judge (a file, or uploaded bytes named `label`): checked readable without a
+    full decode (a decompression bomb or a damaged file is one line), its content hash, and the
+    idea and description of zit's PNG record when it has one."""
+    from PIL import Image, UnidentifiedImageError
+
+    from zit_agent.backends.provenance import read_record
+    from zit_agent.errors import UserError
+    from zit_agent.sequence import described_text
+
+    data = io.BytesIO(source) if isinstance(source, bytes) else None
+    label = label or str(source)
+    try:
+        with Image.open(data or source) as image:
+            if image.width * image.height > Image.MAX_IMAGE_PIXELS:  # Pillow only warns up to 2x
+                raise Image.DecompressionBombError(f"{image.width}x{image.height}")
+            image.verify()
+    except Image.DecompressionBombError:
+        raise UserError(
+            f"{label} is too large to judge (more than {Image.MAX_IMAGE_PIXELS:,} pixels)",
+            hint="judge images of a normal size, or downscale this one",
+        ) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        # ValueError: a zTXt or iCCP chunk that inflates past Pillow's limit
+        raise UserError(
+            f"{label} is not a readable image ({type(err).__name__})",
+            hint="give PNG, JPEG, WebP or BMP files",
+        ) from None
+    if data is not None:
+        data.seek(0)
+        digest = hashlib.sha256(data.getvalue()).hexdigest()
+    else:
+        from zit_agent.agent.history import file_hash
+
+        digest = file_hash(source)
+    record = read_record(data or source) or {}
+    text = record.get("text")
+    return {
+        "path": label if data is not None else source,
+        "hash": digest,
+        "idea": record.get("idea"),
+        "text": described_text(text) if text else None,
+    }
 
 
 def judge_images(

@@ -18,8 +18,6 @@ from zit_agent.agent.cli.common import AsJson
 if TYPE_CHECKING:
     from zit_agent.agent.ruts import Thresholds
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
-
 
 @app.command()
 def ruts(
@@ -55,7 +53,7 @@ def ruts(
     identity, shot and angle (faces found by the analyzer).
     """
     from zit_agent.agent.history import HistoryStore
-    from zit_agent.agent.ruts import judge_images
+    from zit_agent.agent.ruts import collect_images, image_item, judge_images
     from zit_agent.backends.analyzers import load_default_analyzer
     from zit_agent.backends.embedders import load_default_embedder, load_embedder
     from zit_agent.settings import load_settings
@@ -72,7 +70,7 @@ def ruts(
     thresholds = _thresholds(model.family, rut=rut, warn=warn, duplicate=duplicate)
     looker, kinds_notes = load_default_analyzer(analyzer or settings.analyzer)
     # 3. Vectors and observations (cached by content hash), then each group judged
-    items = [_read(f) for f in files]
+    items = [image_item(f) for f in files]
     with HistoryStore(settings.history_db) as store:
         result = judge_images(
             store, model, looker, items, window, _open, thresholds=thresholds,
@@ -88,31 +86,6 @@ def ruts(
         _print_table(result)
 
 
-def collect_images(paths: list[Path]) -> list[Path]:
-    """The image files named or inside the folders named (not recursive), in name order."""
-    from zit_agent.errors import UserError
-
-    files: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            found = sorted(
-                (p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()),
-                key=lambda p: p.name,
-            )
-            if not found:
-                raise UserError(
-                    f"no images in {path}", hint=f"give files ending in {', '.join(IMAGE_SUFFIXES)}"
-                )
-            files += found
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise UserError(f"no such file or folder: {path}", hint="check the path")
-    if len(files) < 2:
-        raise UserError("need two or more images to compare", hint="give more images or a folder")
-    return files
-
-
 def _open(path: Path):
     from PIL import Image, UnidentifiedImageError
 
@@ -126,47 +99,6 @@ def _open(path: Path):
             f"{path} is not a readable image ({type(err).__name__})",
             hint="give PNG, JPEG, WebP or BMP files",
         ) from None
-
-
-def _check_image(path: Path) -> None:
-    """Fail early and clearly on a file that is not an image (cheap: no full decode)."""
-    from PIL import Image, UnidentifiedImageError
-
-    from zit_agent.errors import UserError
-
-    try:
-        with Image.open(path) as image:
-            if image.width * image.height > Image.MAX_IMAGE_PIXELS:  # Pillow only warns up to 2x
-                raise Image.DecompressionBombError(f"{image.width}x{image.height}")
-            image.verify()
-    except Image.DecompressionBombError:
-        raise UserError(
-            f"{path} is too large to judge (more than {Image.MAX_IMAGE_PIXELS:,} pixels)",
-            hint="judge images of a normal size, or downscale this one",
-        ) from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        # ValueError: a zTXt or iCCP chunk that inflates past Pillow's limit
-        raise UserError(
-            f"{path} is not a readable image ({type(err).__name__})",
-            hint="give PNG, JPEG, WebP or BMP files",
-        ) from None
-
-
-def _read(path: Path) -> dict[str, Any]:
-    """Path, content hash, and the idea and description from zit's PNG record (if any)."""
-    from zit_agent.agent.history import file_hash
-    from zit_agent.backends.provenance import read_record
-    from zit_agent.sequence import described_text
-
-    _check_image(path)
-    record = read_record(path) or {}
-    text = record.get("text")
-    return {
-        "path": path,
-        "hash": file_hash(path),
-        "idea": record.get("idea"),
-        "text": described_text(text) if text else None,
-    }
 
 
 def _thresholds(family: str, **overrides: float | None) -> Thresholds:

@@ -544,14 +544,14 @@ def vary_job(
 # -- rut checks of uploaded images ---------------------------------------------------------------
 def ruts_job(state: ServeState, uploads: list[tuple[str, bytes]], window: int) -> Work:
     """`zit ruts --json` over uploaded images, with the server's embedder and analyzer."""
-    from zit_agent.agent.ruts import judge_images
+    from zit_agent.agent.ruts import image_item, judge_images
 
     runner = state.require()
     if len(uploads) < 2:
         raise UserError("need two or more images to compare", hint="upload more images")
     items, by_path = [], {}
     for name, data in uploads:
-        item = _upload_item(name, data)
+        item = image_item(data, os.path.basename(name or "image")[:120] or "image")
         if item["path"] in by_path:  # two uploads of one name stay apart
             item["path"] = f"{item['path']} ({len(items) + 1})"
         items.append(item)
@@ -571,39 +571,6 @@ def ruts_job(state: ServeState, uploads: list[tuple[str, bytes]], window: int) -
         return RutsResponse(**result, notes=runner.parts.notes)
 
     return work
-
-
-def _upload_item(name: str, data: bytes) -> dict[str, Any]:
-    from PIL import Image, UnidentifiedImageError
-
-    from zit_agent.backends.provenance import read_record
-    from zit_agent.sequence import described_text
-
-    label = os.path.basename(name or "image")[:120] or "image"
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            if image.width * image.height > Image.MAX_IMAGE_PIXELS:
-                raise Image.DecompressionBombError(f"{image.width}x{image.height}")
-            image.verify()
-    except Image.DecompressionBombError:
-        raise UserError(
-            f"{label} is too large to judge (more than {Image.MAX_IMAGE_PIXELS:,} pixels)",
-            hint="upload images of a normal size, or downscale this one",
-        ) from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        # ValueError: a zTXt or iCCP chunk that inflates past Pillow's limit
-        raise UserError(
-            f"{label} is not a readable image ({type(err).__name__})",
-            hint="upload PNG, JPEG, WebP or BMP files",
-        ) from None
-    record = read_record(io.BytesIO(data)) or {}
-    text = record.get("text")
-    return {
-        "path": label,
-        "hash": hashlib.sha256(data).hexdigest(),
-        "idea": record.get("idea"),
-        "text": described_text(text) if text else None,
-    }
 
 
 # -- eval runs -----------------------------------------------------------------------------------
