@@ -186,15 +186,18 @@ def draft_from_ids(
         generated_ids=list(generated),
         think=TextIds(ids=split.think, text=decode(split.think)),
         answer=TextIds(ids=split.answer, text=decode(split.answer)),
-        stats=WriterStats(
-            prompt_tokens=prompt_tokens,
-            new_tokens=len(generated),
-            seconds=seconds,
-            tokens_per_s=len(generated) / seconds if seconds > 0 else 0.0,
-            finish_reason=finish_reason,
-        ),
+        stats=_stats(len(generated), prompt_tokens, seconds, finish_reason),
         notes=split.notes,
     )
+
+
+def _stats(
+    new_tokens: int, prompt_tokens: int, seconds: float, finish_reason: FinishReason
+) -> WriterStats:
+    return WriterStats(
+        prompt_tokens=prompt_tokens, new_tokens=new_tokens, seconds=seconds,
+        tokens_per_s=new_tokens / seconds if seconds > 0 else 0.0, finish_reason=finish_reason,
+    )  # fmt: skip
 
 
 # -- writers of another vocabulary ----------------------------------------------------------------
@@ -286,12 +289,6 @@ def draft_from_text(
         generated_ids=list(generated),
         think=TextIds(ids=encode(split.think) if split.think else [], text=split.think),
         answer=TextIds(ids=encode(split.answer), text=split.answer),
-        stats=WriterStats(
-            prompt_tokens=prompt_tokens,
-            new_tokens=len(generated),
-            seconds=seconds,
-            tokens_per_s=len(generated) / seconds if seconds > 0 else 0.0,
-            finish_reason=finish_reason,
-        ),
+        stats=_stats(len(generated), prompt_tokens, seconds, finish_reason),
         notes=notes + split.notes,
     )
