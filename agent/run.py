@@ -591,9 +591,11 @@ def _with_ids(rendered: list[RenderedImage], ids: list[int]) -> list[RenderedIma
     (a record is what renders it again)."""
     from zit_agent.backends.provenance import id_fields
 
-    recorded = id_fields(ids)
-    for item in rendered:
-        item.record = {**recorded, **item.record}
+    missing = [item for item in rendered if "token_ids" not in item.record]
+    if missing:  # Z-Image records them itself; the sketch and plugin backends may not
+        recorded = id_fields(ids)
+        for item in missing:
+            item.record = {**recorded, **item.record}
     return rendered
 
 

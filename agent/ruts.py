@@ -361,10 +361,6 @@ def judge_kinds(
     }
 
 
-def _main(observation: Observation):
-    return observation.main_face
-
-
 def _descriptors(observations: list[Observation]) -> tuple[np.ndarray, list[tuple[int, int]]]:
     """All faces' descriptors, and (image index, face index) for each."""
     owners = [
