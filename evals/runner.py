@@ -128,11 +128,11 @@ class RunContext:
 
     def backend_options(self) -> RunOptions:
         """The suite's backend section as the run options that name the parts."""
+        from zit_agent.agent.run import MODEL_OPTIONS
         from zit_agent.options import run_options
 
         spec = self.suite.backend
-        model = spec.model_dump(include={"dtype", "cpu_offload", "attention", "compile",
-                                         "controlnet", "variant"}, exclude_defaults=True)  # fmt: skip
+        model = spec.model_dump(include=set(MODEL_OPTIONS), exclude_defaults=True)
         return run_options(backend=spec.kind, image_model=spec.model, **model)
 
     @cached_property
